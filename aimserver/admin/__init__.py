@@ -1,0 +1,1 @@
+"""Administration: the command-line tool (and later the console and JSON API)."""

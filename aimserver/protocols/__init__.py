@@ -1,0 +1,1 @@
+"""Twisted protocols: frame, parse, dispatch and write. Nothing else."""

@@ -1,0 +1,1 @@
+"""User-level persistent data behind one interface (IUserStore)."""

@@ -1,0 +1,1 @@
+"""Bytes to values and back for OSCAR wire structures; no Twisted imports here."""
