@@ -1,0 +1,200 @@
+"""Numbers with names: food groups, the subtypes we handle, error codes."""
+
+from enum import IntEnum
+
+
+class FoodGroup(IntEnum):
+    OSERVICE = 0x0001
+    LOCATE = 0x0002
+    BUDDY = 0x0003
+    ICBM = 0x0004
+    ADVERT = 0x0005
+    INVITE = 0x0006
+    ADMIN = 0x0007
+    POPUP = 0x0008
+    PERMIT_DENY = 0x0009
+    USER_LOOKUP = 0x000A
+    STATS = 0x000B
+    TRANSLATE = 0x000C
+    CHAT_NAV = 0x000D
+    CHAT = 0x000E
+    ODIR = 0x000F
+    BART = 0x0010
+    FEEDBAG = 0x0013
+    ICQ = 0x0015
+    BUCP = 0x0017
+    ALERT = 0x0018
+
+
+class OService(IntEnum):
+    ERROR = 0x01
+    CLIENT_ONLINE = 0x02
+    HOST_ONLINE = 0x03
+    SERVICE_REQUEST = 0x04
+    SERVICE_RESPONSE = 0x05
+    RATE_PARAMS_QUERY = 0x06
+    RATE_PARAMS_REPLY = 0x07
+    RATE_PARAMS_SUB_ADD = 0x08
+    RATE_PARAMS_SUB_DEL = 0x09
+    RATE_PARAM_CHANGE = 0x0A
+    USER_INFO_QUERY = 0x0E
+    USER_INFO_UPDATE = 0x0F
+    EVIL_NOTIFICATION = 0x10
+    IDLE_NOTIFICATION = 0x11
+    MOTD = 0x13
+    SET_PRIVACY_FLAGS = 0x14
+    NOOP = 0x16
+    CLIENT_VERSIONS = 0x17
+    HOST_VERSIONS = 0x18
+    SET_USER_INFO_FIELDS = 0x1E
+
+
+class Locate(IntEnum):
+    ERROR = 0x01
+    RIGHTS_QUERY = 0x02
+    RIGHTS_REPLY = 0x03
+    SET_INFO = 0x04
+    USER_INFO_QUERY = 0x05
+    USER_INFO_REPLY = 0x06
+    USER_INFO_QUERY2 = 0x15
+
+
+class Buddy(IntEnum):
+    ERROR = 0x01
+    RIGHTS_QUERY = 0x02
+    RIGHTS_REPLY = 0x03
+    ADD_BUDDIES = 0x04
+    DEL_BUDDIES = 0x05
+    REJECT = 0x0A
+    ARRIVED = 0x0B
+    DEPARTED = 0x0C
+    ADD_TEMP_BUDDIES = 0x0F
+    DEL_TEMP_BUDDIES = 0x10
+
+
+class ICBM(IntEnum):
+    ERROR = 0x01
+    ADD_PARAMETERS = 0x02
+    DEL_PARAMETERS = 0x03
+    PARAMETER_QUERY = 0x04
+    PARAMETER_REPLY = 0x05
+    CHANNEL_MSG_TO_HOST = 0x06
+    CHANNEL_MSG_TO_CLIENT = 0x07
+    EVIL_REQUEST = 0x08
+    EVIL_REPLY = 0x09
+    CLIENT_ERROR = 0x0B
+    HOST_ACK = 0x0C
+    CLIENT_EVENT = 0x14
+
+
+class PermitDeny(IntEnum):
+    ERROR = 0x01
+    RIGHTS_QUERY = 0x02
+    RIGHTS_REPLY = 0x03
+    SET_GROUP_PERMIT_MASK = 0x04
+    ADD_PERMIT = 0x05
+    DEL_PERMIT = 0x06
+    ADD_DENY = 0x07
+    DEL_DENY = 0x08
+
+
+class Feedbag(IntEnum):
+    ERROR = 0x01
+    RIGHTS_QUERY = 0x02
+    RIGHTS_REPLY = 0x03
+    QUERY = 0x04
+    QUERY_IF_MODIFIED = 0x05
+    REPLY = 0x06
+    USE = 0x07
+    INSERT_ITEM = 0x08
+    UPDATE_ITEM = 0x09
+    DELETE_ITEM = 0x0A
+    STATUS = 0x0E
+    REPLY_NOT_MODIFIED = 0x0F
+    START_CLUSTER = 0x11
+    END_CLUSTER = 0x12
+
+
+class Stats(IntEnum):
+    SET_REPORT_INTERVAL = 0x02
+    REPORT_EVENTS = 0x03
+    REPORT_ACK = 0x04
+
+
+class BUCP(IntEnum):
+    ERROR = 0x01
+    LOGIN_REQUEST = 0x02
+    LOGIN_RESPONSE = 0x03
+    REGISTER_REQUEST = 0x04
+    CHALLENGE_REQUEST = 0x06
+    CHALLENGE_RESPONSE = 0x07
+
+
+class SnacErrorCode(IntEnum):
+    """Generic error codes of the ``xx,01`` SNAC (ERRORS.md §1.1)."""
+
+    INVALID_SNAC = 0x01
+    RATE_TO_HOST = 0x02
+    RATE_TO_CLIENT = 0x03
+    NOT_LOGGED_ON = 0x04
+    SERVICE_UNAVAILABLE = 0x05
+    SERVICE_NOT_DEFINED = 0x06
+    OBSOLETE_SNAC = 0x07
+    NOT_SUPPORTED_BY_HOST = 0x08
+    NOT_SUPPORTED_BY_CLIENT = 0x09
+    REFUSED_BY_CLIENT = 0x0A
+    REPLY_TOO_BIG = 0x0B
+    RESPONSES_LOST = 0x0C
+    REQUEST_DENIED = 0x0D
+    BUSTED_SNAC_PAYLOAD = 0x0E
+    INSUFFICIENT_RIGHTS = 0x0F
+    IN_LOCAL_PERMIT_DENY = 0x10
+    TOO_EVIL_SENDER = 0x11
+    TOO_EVIL_RECEIVER = 0x12
+    USER_TEMP_UNAVAIL = 0x13
+    NO_MATCH = 0x14
+    LIST_OVERFLOW = 0x15
+    QUEUE_FULL = 0x17
+
+
+class LoginError(IntEnum):
+    """TLV 0x0008 of a login reply (LOGIN.md §4)."""
+
+    INVALID_SCREEN_NAME = 0x0001
+    SERVICE_UNAVAILABLE = 0x0002
+    OTHER = 0x0003
+    BAD_PASSWORD = 0x0005
+    INTERNAL_CLIENT_ERROR = 0x0006
+    DELETED_ACCOUNT = 0x0008
+    SUSPENDED = 0x0011
+    RATE_LIMIT_RESERVATION = 0x0018
+    RATE_LIMIT = 0x001D
+
+
+class DisconnectReason(IntEnum):
+    """TLV 0x0009 of a server channel-4 frame (LOGIN.md §9)."""
+
+    SIGNED_ON_ELSEWHERE = 0x0001
+    ACCOUNT_DELETED = 0x0002
+
+
+class LoginTag(IntEnum):
+    """TLVs of login requests and replies."""
+
+    SCREEN_NAME = 0x0001
+    ROASTED_PASSWORD = 0x0002
+    CLIENT_ID_STRING = 0x0003
+    ERROR_URL = 0x0004
+    BOS_ADDRESS = 0x0005
+    COOKIE = 0x0006
+    ERROR_CODE = 0x0008
+    DISCONNECT_REASON = 0x0009
+    DISCONNECT_MESSAGE = 0x000B
+    CLIENT_ID = 0x0016
+    MAJOR = 0x0017
+    MINOR = 0x0018
+    POINT = 0x0019
+    BUILD = 0x001A
+    PASSWORD_MD5 = 0x0025
+    MULTICONN_FLAGS = 0x004A
+    NEW_HASH = 0x004C

@@ -1,0 +1,73 @@
+"""Feedbag (0x0013) bodies: items and the list reply."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+
+import attrs
+
+from aimserver.wire.reader import Reader, string16
+
+_IDS = struct.Struct("!HHH")
+#: Keep each 13,06 part comfortably inside one frame.
+MAX_REPLY_PART = 8000
+
+
+@attrs.frozen
+class WireFeedbagItem:
+    """One item as it travels: name, group ID, item ID, class, and the raw
+    attribute TLVs (the L-block's contents)."""
+
+    name: bytes
+    group_id: int
+    item_id: int
+    class_id: int
+    attributes: bytes = b""
+
+    def pack(self) -> bytes:
+        return (
+            string16(self.name)
+            + _IDS.pack(self.group_id, self.item_id, self.class_id)
+            + string16(self.attributes)
+        )
+
+    @classmethod
+    def read(cls, reader: Reader) -> WireFeedbagItem:
+        name = reader.string16("item name")
+        group_id = reader.u16("group ID")
+        item_id = reader.u16("item ID")
+        class_id = reader.u16("class ID")
+        attributes = reader.string16("item attributes")
+        return cls(name, group_id, item_id, class_id, attributes)
+
+
+def read_items(body: bytes, what: str = "feedbag items") -> list[WireFeedbagItem]:
+    reader = Reader(body, what)
+    items = []
+    while not reader.at_end():
+        items.append(WireFeedbagItem.read(reader))
+    return items
+
+
+def pack_reply_parts(items: Sequence[WireFeedbagItem], last_modified: int) -> list[bytes]:
+    """13,06 bodies: u8 version 0, u16 count, items, u32 last-change time.
+    Split into several parts when large; the caller flags all but the last
+    with 0x0001 (more replies follow)."""
+    packed = [item.pack() for item in items]
+    parts: list[list[bytes]] = [[]]
+    size = 0
+    for item in packed:
+        if parts[-1] and size + len(item) > MAX_REPLY_PART:
+            parts.append([])
+            size = 0
+        parts[-1].append(item)
+        size += len(item)
+    return [
+        b"\x00" + struct.pack("!H", len(part)) + b"".join(part) + struct.pack("!I", last_modified)
+        for part in parts
+    ]
+
+
+def pack_not_modified(last_modified: int, count: int) -> bytes:
+    return struct.pack("!IH", last_modified, count)

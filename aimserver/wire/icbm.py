@@ -1,0 +1,151 @@
+"""ICBM (0x0004) bodies: messages, acks, typing events, client errors, parameters."""
+
+from __future__ import annotations
+
+import struct
+
+import attrs
+
+from aimserver.wire.errors import MalformedData
+from aimserver.wire.reader import Reader, string08
+from aimserver.wire.screenname import decode_screen_name, encode_screen_name
+from aimserver.wire.tlv import TlvList
+
+COOKIE_SIZE = 8
+_PARAMS = struct.Struct("!HIHHHI")
+
+# 04,06 / 04,07 TLVs
+TAG_IM_DATA = 0x0002
+TAG_REQUEST_HOST_ACK = 0x0003
+TAG_AUTO_RESPONSE = 0x0004
+TAG_RENDEZVOUS = 0x0005
+TAG_STORE_IF_OFFLINE = 0x0006
+TAG_WANT_EVENTS = 0x000B
+TAG_OFFLINE_TIME = 0x0016
+
+PARAM_FLAG_TYPING = 0x00000008
+
+
+def _read_head(reader: Reader) -> tuple[bytes, int, str]:
+    cookie = reader.take(COOKIE_SIZE, "ICBM cookie")
+    channel = reader.u16("ICBM channel")
+    name = decode_screen_name(reader.string08("screen name"))
+    return cookie, channel, name
+
+
+def _pack_head(cookie: bytes, channel: int, screen_name: str) -> bytes:
+    if len(cookie) != COOKIE_SIZE:
+        raise ValueError("ICBM cookie must be 8 bytes")
+    return cookie + struct.pack("!H", channel) + string08(encode_screen_name(screen_name))
+
+
+@attrs.frozen
+class ChannelMessageToHost:
+    """04,06: a message as the sender wrote it; ``screen_name`` is the recipient."""
+
+    cookie: bytes
+    channel: int
+    screen_name: str
+    tlvs: TlvList = TlvList()
+
+    def pack(self) -> bytes:
+        return _pack_head(self.cookie, self.channel, self.screen_name) + self.tlvs.pack_list()
+
+    @classmethod
+    def unpack(cls, body: bytes) -> ChannelMessageToHost:
+        reader = Reader(body, "channel message to host")
+        cookie, channel, name = _read_head(reader)
+        return cls(cookie, channel, name, TlvList.read_list(reader))
+
+
+def pack_message_to_client(cookie: bytes, channel: int, sender_info: bytes, tlvs: bytes) -> bytes:
+    """04,07 body: cookie, channel, the sender's packed user-info block, TLVs."""
+    return cookie + struct.pack("!H", channel) + sender_info + tlvs
+
+
+@attrs.frozen
+class HostAck:
+    """04,0C: echoes the recipient as the client wrote it."""
+
+    cookie: bytes
+    channel: int
+    screen_name: str
+
+    def pack(self) -> bytes:
+        return _pack_head(self.cookie, self.channel, self.screen_name)
+
+
+@attrs.frozen
+class ClientEvent:
+    """04,14 typing notification; the name is the recipient when sent, the
+    sender when delivered."""
+
+    cookie: bytes
+    channel: int
+    screen_name: str
+    event: int
+
+    def pack(self) -> bytes:
+        return _pack_head(self.cookie, self.channel, self.screen_name) + struct.pack(
+            "!H", self.event
+        )
+
+    @classmethod
+    def unpack(cls, body: bytes) -> ClientEvent:
+        reader = Reader(body, "client event")
+        cookie, channel, name = _read_head(reader)
+        event = reader.u16("event")
+        return cls(cookie, channel, name, event)
+
+
+@attrs.frozen
+class ClientError:
+    """04,0B: an error one client reports about a message from another."""
+
+    cookie: bytes
+    channel: int
+    screen_name: str
+    reason: int
+    data: bytes = b""
+
+    def pack(self) -> bytes:
+        return (
+            _pack_head(self.cookie, self.channel, self.screen_name)
+            + struct.pack("!H", self.reason)
+            + self.data
+        )
+
+    @classmethod
+    def unpack(cls, body: bytes) -> ClientError:
+        reader = Reader(body, "client error")
+        cookie, channel, name = _read_head(reader)
+        reason = reader.u16("reason")
+        return cls(cookie, channel, name, reason, reader.rest())
+
+
+@attrs.frozen
+class IcbmParameters:
+    """04,02 (first field = channel) and 04,05 (first field = max slots)."""
+
+    channel: int
+    flags: int
+    max_message_length: int
+    max_sender_warning: int
+    max_receiver_warning: int
+    min_interval: int
+
+    def pack(self) -> bytes:
+        return _PARAMS.pack(
+            self.channel,
+            self.flags,
+            self.max_message_length,
+            self.max_sender_warning,
+            self.max_receiver_warning,
+            self.min_interval,
+        )
+
+    @classmethod
+    def unpack(cls, body: bytes) -> IcbmParameters:
+        if len(body) < _PARAMS.size:
+            raise MalformedData(f"ICBM parameters: {len(body)} bytes, need {_PARAMS.size}")
+        return cls(*_PARAMS.unpack_from(body))

@@ -1,0 +1,182 @@
+"""Hypothesis strategies for wire values, small and composable.
+
+Two kinds: strategies of *values* (``tlvs``, ``user_infos``, ...) to check
+``unpack(pack(x)) == x``, and strategies of *bytes* built by hand with
+``struct`` (``tlv_bytes``, ``flap_frame_bytes``, ...) so that
+``pack(unpack(b)) == b`` is checked against an encoder that is not the one
+under test. Sizes are kept small: the properties are about structure, and the
+suite must stay fast.
+"""
+
+from __future__ import annotations
+
+import string
+import struct
+
+from hypothesis import strategies as st
+
+from aimserver.wire.flap import FlapFrame, SignonPayload
+from aimserver.wire.snac import FLAG_VERSION_PREFIX, SnacHeader
+from aimserver.wire.tlv import Tlv, TlvList
+from aimserver.wire.userinfo import UserInfo
+
+__all__ = [
+    "u8s",
+    "u16s",
+    "u32s",
+    "tags",
+    "tlv_values",
+    "tlvs",
+    "tlv_lists",
+    "tlv_bytes",
+    "tlv_list_bytes",
+    "tlv_block_bytes",
+    "tlv_lblock_bytes",
+    "screen_names",
+    "icq_uins",
+    "user_infos",
+    "user_info_bytes",
+    "flap_frames",
+    "flap_frame_bytes",
+    "signon_payloads",
+    "snac_headers",
+    "snac_payloads",
+    "mangled",
+    "fuzz",
+]
+
+u8s = st.integers(min_value=0, max_value=0xFF)
+u16s = st.integers(min_value=0, max_value=0xFFFF)
+u32s = st.integers(min_value=0, max_value=0xFFFFFFFF)
+
+# Small tags make repeated tags (first-wins, ``all``) likely; the rest cover the range.
+tags = st.one_of(st.integers(min_value=0, max_value=8), u16s)
+
+
+def tlv_values(max_size: int = 24) -> st.SearchStrategy[bytes]:
+    return st.binary(max_size=max_size)
+
+
+def tlvs(max_size: int = 24) -> st.SearchStrategy[Tlv]:
+    return st.builds(Tlv, tags, tlv_values(max_size))
+
+
+def tlv_lists(max_tlvs: int = 6) -> st.SearchStrategy[TlvList]:
+    return st.lists(tlvs(), max_size=max_tlvs).map(TlvList.of)
+
+
+def tlv_bytes() -> st.SearchStrategy[bytes]:
+    """One TLV on the wire: ``u16 tag, u16 length, value``."""
+    return st.tuples(tags, tlv_values()).map(
+        lambda tv: struct.pack("!HH", tv[0], len(tv[1])) + tv[1]
+    )
+
+
+def tlv_list_bytes(max_tlvs: int = 6) -> st.SearchStrategy[list[bytes]]:
+    """The encoded TLVs of a list, one ``bytes`` per TLV (join them for the list)."""
+    return st.lists(tlv_bytes(), max_size=max_tlvs)
+
+
+def tlv_block_bytes(max_tlvs: int = 6) -> st.SearchStrategy[bytes]:
+    """A count-prefixed TLV block."""
+    return tlv_list_bytes(max_tlvs).map(lambda raw: struct.pack("!H", len(raw)) + b"".join(raw))
+
+
+def tlv_lblock_bytes(max_tlvs: int = 6) -> st.SearchStrategy[bytes]:
+    """A byte-length-prefixed TLV L-block."""
+    return (
+        tlv_list_bytes(max_tlvs).map(b"".join).map(lambda body: struct.pack("!H", len(body)) + body)
+    )
+
+
+_ALNUM = string.ascii_letters + string.digits
+
+
+def screen_names() -> st.SearchStrategy[str]:
+    """Valid AIM screen names: a letter, then letters, digits and spaces, not
+    ending in a space, 3-16 characters of which at least 3 are not spaces."""
+    return st.builds(
+        lambda first, middle, last: first + middle + last,
+        st.sampled_from(string.ascii_letters),
+        st.text(alphabet=_ALNUM + " ", min_size=1, max_size=14),
+        st.sampled_from(_ALNUM),
+    ).filter(lambda name: len(name.replace(" ", "")) >= 3)
+
+
+def icq_uins() -> st.SearchStrategy[str]:
+    return st.text(alphabet=string.digits, min_size=5, max_size=9)
+
+
+def user_infos() -> st.SearchStrategy[UserInfo]:
+    return st.builds(UserInfo, screen_names(), u16s, tlv_lists())
+
+
+def user_info_bytes() -> st.SearchStrategy[bytes]:
+    """A user-info block: string08 ASCII name (any ASCII, as a decoder sees it),
+    u16 warning level, TLV block."""
+    return st.builds(
+        lambda name, warning, block: (
+            bytes((len(name),)) + name + struct.pack("!H", warning) + block
+        ),
+        st.binary(max_size=20).map(lambda raw: bytes(b & 0x7F for b in raw)),
+        u16s,
+        tlv_block_bytes(),
+    )
+
+
+def flap_frames(max_payload: int = 64) -> st.SearchStrategy[FlapFrame]:
+    return st.builds(FlapFrame, u8s, u16s, st.binary(max_size=max_payload))
+
+
+def flap_frame_bytes(max_payload: int = 64) -> st.SearchStrategy[bytes]:
+    return st.builds(
+        lambda channel, sequence, payload: (
+            struct.pack("!BBHH", 0x2A, channel, sequence, len(payload)) + payload
+        ),
+        u8s,
+        u16s,
+        st.binary(max_size=max_payload),
+    )
+
+
+def signon_payloads() -> st.SearchStrategy[SignonPayload]:
+    return st.builds(SignonPayload, u32s, tlv_lists())
+
+
+def snac_headers(flags: st.SearchStrategy[int] = u16s) -> st.SearchStrategy[SnacHeader]:
+    return st.builds(SnacHeader, u16s, u16s, flags, u32s)
+
+
+def snac_payloads() -> st.SearchStrategy[tuple[bytes, SnacHeader, bytes]]:
+    """``(channel-2 payload, its header, its body)``; when the header has flag
+    0x8000 the payload carries a version prefix between header and body."""
+
+    def build(header: SnacHeader, prefix: TlvList, body: bytes) -> tuple[bytes, SnacHeader, bytes]:
+        raw = header.pack()
+        if header.flags & FLAG_VERSION_PREFIX:
+            raw += prefix.pack_lblock()
+        return raw + body, header, body
+
+    return st.builds(build, snac_headers(), tlv_lists(max_tlvs=2), st.binary(max_size=32))
+
+
+@st.composite
+def mangled(draw: st.DrawFn, valid: st.SearchStrategy[bytes]) -> bytes:
+    """A valid encoding, then maybe cut short, one byte changed, or one byte
+    inserted: near misses reach deeper into a decoder than random bytes do."""
+    data = draw(valid)
+    where = draw(st.integers(min_value=0, max_value=len(data)))
+    how = draw(st.sampled_from(["keep", "cut", "change", "insert"]))
+    if how == "cut":
+        return data[:where]
+    if how == "change" and where < len(data):
+        return data[:where] + bytes((draw(u8s),)) + data[where + 1 :]
+    if how == "insert":
+        return data[:where] + bytes((draw(u8s),)) + data[where:]
+    return data
+
+
+def fuzz(valid: st.SearchStrategy[bytes], max_size: int = 48) -> st.SearchStrategy[bytes]:
+    """Random bytes or near misses of ``valid``: input for "decodes or raises
+    MalformedData, nothing else" properties."""
+    return st.one_of(st.binary(max_size=max_size), mangled(valid))
