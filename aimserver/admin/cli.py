@@ -1,0 +1,344 @@
+# -*- test-case-name: tests.test_admin_cli -*-
+"""
+The ``aimserver`` command: account administration on the SQLite database.
+
+    aimserver user add NAME [PASSWORD] [--db PATH]
+    aimserver user passwd NAME [PASSWORD] [--db PATH]
+    aimserver user delete|suspend|unsuspend NAME [--db PATH]
+    aimserver user list [--db PATH]
+
+It works whether or not the server is running: it opens its own connection
+(the file is in WAL mode, writers wait for each other) and calls the same
+synchronous operations the server runs on its DB thread. A server that is
+running sees the change at its next lookup.
+
+Exit status: 0 done, 1 refused (unknown user, name taken, invalid name or
+password, unusable database), 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import getopt
+import getpass as _getpass
+import sqlite3
+import sys
+import time
+from collections.abc import Callable
+from typing import IO, Any, NoReturn
+
+from twisted.python import usage
+
+import aimserver
+from aimserver.store import sqlite as db
+from aimserver.store.interfaces import InvalidScreenName, StoreError
+from aimserver.wire.screenname import is_valid_screen_name
+
+__all__ = ["main", "run"]
+
+_DEFAULT_DB = "aimserver.sqlite"
+
+_GetPass = Callable[[str], str]
+
+
+class _Exit(Exception):  # noqa: N818 (a signal, not an error)
+    """``--help`` or ``--version``: print ``text`` on stdout and exit 0."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+class _Options(usage.Options):
+    """
+    Base for every level: ``--help`` and ``--version`` are reported to
+    :func:`run` (usage.Options would print to the real stdout and exit).
+    """
+
+    synopsis = ""
+
+    def getSynopsis(self) -> str:
+        """``Usage: aimserver user add NAME ...``: the command words, then ours."""
+        words = ["aimserver"]
+        options: usage.Options = self
+        while options.parent is not None:
+            options = options.parent
+            words.insert(1, options.subCommand)
+        return f"Usage: {' '.join(words)} {self.synopsis}".rstrip()
+
+    def opt_help(self) -> NoReturn:
+        """Display this help and exit."""
+        raise _Exit(str(self))
+
+    opt_h = opt_help
+
+    def opt_version(self) -> NoReturn:
+        """Display the aimserver version and exit."""
+        raise _Exit(f"aimserver {_version()}")
+
+
+class _CommandOptions(_Options):
+    """
+    A leaf command: takes ``--db``, also after the positional arguments
+    (``user add bob --db x``), which getopt alone refuses.
+    """
+
+    optParameters = [
+        ["db", "d", _DEFAULT_DB, "The SQLite database file."],
+    ]
+
+    def parseOptions(self, options: list[str] | None = None) -> None:
+        if options is not None:
+            options = self._options_first(options)
+        super().parseOptions(options)
+
+    def _options_first(self, argv: list[str]) -> list[str]:
+        """Move options ahead of positional arguments; ``--`` still ends options."""
+        try:
+            opts, args = getopt.gnu_getopt(argv, self.shortOpt, self.longOpt)
+        except getopt.GetoptError as e:
+            raise usage.UsageError(str(e)) from None
+        ordered: list[str] = []
+        for opt, value in opts:
+            takes_value = (
+                f"{opt[2:]}=" in self.longOpt
+                if opt.startswith("--")
+                else f"{opt[1]}:" in self.shortOpt
+            )
+            ordered.extend([opt, value] if takes_value else [opt])
+        return [*ordered, "--", *args]
+
+
+class _NameOptions(_CommandOptions):
+    def parseArgs(self, name: str) -> None:
+        self["name"] = name
+
+
+class _NamePasswordOptions(_CommandOptions):
+    def parseArgs(self, name: str, password: str | None = None) -> None:
+        self["name"] = name
+        self["password"] = password
+
+
+class AddOptions(_NamePasswordOptions):
+    synopsis = "NAME [PASSWORD] [--db PATH]"
+    longdesc = "Register a screen name. Without PASSWORD, it is prompted for (or read from stdin)."
+
+
+class PasswdOptions(_NamePasswordOptions):
+    synopsis = "NAME [PASSWORD] [--db PATH]"
+    longdesc = "Set a new password (and a new auth key: old captured logins stop working)."
+
+
+class DeleteOptions(_NameOptions):
+    synopsis = "NAME [--db PATH]"
+    longdesc = "Delete an account and its buddy list."
+
+
+class SuspendOptions(_NameOptions):
+    synopsis = "NAME [--db PATH]"
+    longdesc = "Refuse logins for an account, keeping its data."
+
+
+class UnsuspendOptions(_NameOptions):
+    synopsis = "NAME [--db PATH]"
+    longdesc = "Allow a suspended account to log in again."
+
+
+class ListOptions(_CommandOptions):
+    synopsis = "[--db PATH]"
+    longdesc = "List the accounts, one per line."
+
+
+class UserOptions(_Options):
+    synopsis = "COMMAND [options]"
+    longdesc = "Manage accounts."
+    subCommands = [
+        ["add", None, AddOptions, "Register a screen name."],
+        ["delete", None, DeleteOptions, "Delete an account."],
+        ["list", None, ListOptions, "List the accounts."],
+        ["passwd", None, PasswdOptions, "Change a password."],
+        ["suspend", None, SuspendOptions, "Suspend an account."],
+        ["unsuspend", None, UnsuspendOptions, "Reinstate a suspended account."],
+    ]
+
+    def postOptions(self) -> None:
+        if self.subCommand is None:
+            raise usage.UsageError("missing command")
+
+
+class Options(_Options):
+    synopsis = "COMMAND [options]"
+    longdesc = "Administer an aimserver database. Run 'aimserver user --help' for the commands."
+    subCommands = [
+        ["user", None, UserOptions, "Manage accounts."],
+    ]
+
+    def postOptions(self) -> None:
+        if self.subCommand is None:
+            raise usage.UsageError("missing command")
+
+
+def _innermost(options: usage.Options) -> usage.Options:
+    while getattr(options, "subOptions", None) is not None:
+        options = options.subOptions
+    return options
+
+
+def _read_password(stdin: IO[str], getpass: _GetPass) -> str:
+    """
+    Ask twice on a terminal (a typo would lock the user out); otherwise read
+    one line, so that scripts can pipe it in without exposing it in ``ps``.
+    """
+    if stdin.isatty():
+        first = getpass("Password: ")
+        if getpass("Password (again): ") != first:
+            raise StoreError("the passwords do not match")
+        return first
+    line = stdin.readline()
+    if not line:
+        raise StoreError("no password on stdin")
+    return line.rstrip("\r\n")
+
+
+def _open(options: usage.Options, create: bool = False) -> sqlite3.Connection:
+    return db.connect(options["db"], create=create)
+
+
+def _in_db(options: usage.Options, op: Callable[..., Any], *args: Any, create: bool = False) -> Any:
+    conn = _open(options, create)
+    try:
+        return db.transact(conn, op, *args)
+    finally:
+        conn.close()
+
+
+class _Command:
+    """The context a command runs in: its options and where to talk."""
+
+    def __init__(
+        self, options: usage.Options, stdin: IO[str], stdout: IO[str], getpass: _GetPass
+    ) -> None:
+        self.options = options
+        self.stdin = stdin
+        self.stdout = stdout
+        self.getpass = getpass
+
+    def say(self, line: str) -> None:
+        self.stdout.write(line + "\n")
+
+    def password(self) -> str:
+        given = self.options["password"]
+        return given if given is not None else _read_password(self.stdin, self.getpass)
+
+
+def _missing(name: str) -> StoreError:
+    return StoreError(f"no such user: {name}")
+
+
+def _user_add(cmd: _Command) -> None:
+    name = cmd.options["name"]
+    if not is_valid_screen_name(name):
+        # Checked again when stored; checked here so a typo fails before the prompt.
+        raise InvalidScreenName(f"invalid screen name: {name!r}")
+    password = cmd.password()
+    account = _in_db(cmd.options, db._create_account, name, password, int(time.time()), create=True)
+    cmd.say(f"added {account.screen_name}")
+
+
+def _user_passwd(cmd: _Command) -> None:
+    name = cmd.options["name"]
+    conn = _open(cmd.options)
+    try:
+        # Check the name before prompting, so a typo fails fast.
+        if db.transact(conn, db._get_account, name, write=False) is None:
+            raise _missing(name)
+        password = cmd.password()
+        if not db.transact(conn, db._set_password, name, password):
+            raise _missing(name)
+    finally:
+        conn.close()
+    cmd.say(f"password changed for {name}")
+
+
+def _user_delete(cmd: _Command) -> None:
+    name = cmd.options["name"]
+    if not _in_db(cmd.options, db._delete_account, name):
+        raise _missing(name)
+    cmd.say(f"deleted {name}")
+
+
+def _set_suspended(cmd: _Command, suspended: bool) -> None:
+    name = cmd.options["name"]
+    if not _in_db(cmd.options, db._set_suspended, name, suspended):
+        raise _missing(name)
+    cmd.say(f"{'suspended' if suspended else 'unsuspended'} {name}")
+
+
+def _user_list(cmd: _Command) -> None:
+    for account in _in_db(cmd.options, db._list_accounts):
+        cmd.say(f"{account.screen_name} suspended" if account.suspended else account.screen_name)
+
+
+_USER_COMMANDS: dict[str, Callable[[_Command], None]] = {
+    "add": _user_add,
+    "delete": _user_delete,
+    "list": _user_list,
+    "passwd": _user_passwd,
+    "suspend": lambda cmd: _set_suspended(cmd, True),
+    "unsuspend": lambda cmd: _set_suspended(cmd, False),
+}
+
+
+def run(
+    argv: list[str],
+    stdout: IO[str],
+    stderr: IO[str],
+    *,
+    stdin: IO[str] | None = None,
+    getpass: _GetPass | None = None,
+) -> int:
+    """
+    Run one ``aimserver`` command line.
+
+    :param stdin: where a missing password is read from (default
+        ``sys.stdin``); prompted for with ``getpass`` if it is a terminal.
+    :return: the exit status: 0 done, 1 refused, 2 bad usage.
+    """
+    options = Options()
+    try:
+        options.parseOptions(argv)
+    except _Exit as exit_:
+        stdout.write(f"{exit_.text}\n")
+        return 0
+    except usage.UsageError as e:
+        stderr.write(f"{_innermost(options)}\n")
+        stderr.write(f"aimserver: {e}\n")
+        return 2
+    command = _Command(
+        _innermost(options),
+        stdin if stdin is not None else sys.stdin,
+        stdout,
+        getpass if getpass is not None else _getpass.getpass,
+    )
+    try:
+        _USER_COMMANDS[options.subOptions.subCommand](command)
+    except StoreError as e:
+        stderr.write(f"aimserver: {e}\n")
+        return 1
+    except (EOFError, KeyboardInterrupt):
+        stderr.write("aimserver: interrupted\n")
+        return 1
+    return 0
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("aimserver")
+    except PackageNotFoundError:
+        return getattr(aimserver, "__version__", "unknown")
+
+
+def main() -> NoReturn:
+    """The console script."""
+    sys.exit(run(sys.argv[1:], sys.stdout, sys.stderr))

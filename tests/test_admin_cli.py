@@ -1,0 +1,328 @@
+"""Tests for the ``aimserver`` command (aimserver.admin.cli)."""
+
+from __future__ import annotations
+
+import io
+import os
+import sqlite3
+import sys
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from aimserver.admin import cli
+from aimserver.passwords import check_roasted_password, roast
+from aimserver.store import sqlite as sqlite_store
+from aimserver.store.interfaces import Account
+from aimserver.store.sqlite import SCHEMA_VERSION, connect, transact
+
+
+class TTY(io.StringIO):
+    """A stdin that claims to be a terminal, so the CLI prompts with getpass."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+class Prompts:
+    """A getpass stand-in answering from a list and recording the prompts."""
+
+    def __init__(self, *answers: str) -> None:
+        self.answers = list(answers)
+        self.prompts: list[str] = []
+
+    def __call__(self, prompt: str) -> str:
+        self.prompts.append(prompt)
+        return self.answers.pop(0)
+
+
+class CLITestCase(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.db = self.mktemp()
+
+    def run_cli(self, *argv: str, stdin: io.StringIO | None = None, getpass=None):
+        """Run the command; returns ``(status, stdout, stderr)``."""
+        stdout, stderr = io.StringIO(), io.StringIO()
+        status = cli.run(
+            list(argv),
+            stdout,
+            stderr,
+            stdin=stdin if stdin is not None else io.StringIO(""),
+            getpass=getpass if getpass is not None else Prompts(),
+        )
+        return status, stdout.getvalue(), stderr.getvalue()
+
+    def user(self, *argv: str, **kwargs):
+        return self.run_cli("user", *argv, "--db", self.db, **kwargs)
+
+    def account(self, name: str) -> Account | None:
+        conn = connect(self.db, create=False)
+        try:
+            return transact(conn, sqlite_store._get_account, name)
+        finally:
+            conn.close()
+
+    def assert_password(self, name: str, password: str) -> None:
+        account = self.account(name)
+        assert account is not None
+        self.assertTrue(check_roasted_password(account, roast(password.encode())))
+
+    def assert_refused(self, result: tuple[int, str, str], message: str) -> None:
+        """Status 1, nothing on stdout, and one line on stderr containing ``message``."""
+        status, out, err = result
+        self.assertEqual((status, out), (1, ""))
+        self.assertEqual(err.count("\n"), 1, err)
+        self.assertIn(message, err)
+
+    def assert_usage_error(self, result: tuple[int, str, str], message: str) -> None:
+        """Status 2, the usage on stderr, then the reason."""
+        status, out, err = result
+        self.assertEqual((status, out), (2, ""))
+        self.assertIn("Usage: aimserver", err)
+        self.assertIn(message, err)
+
+
+class AddTests(CLITestCase):
+    def test_add(self) -> None:
+        """``user add NAME PASSWORD`` registers the name in its display form."""
+        self.assertEqual(self.user("add", "Bob Smith", "secret"), (0, "added Bob Smith\n", ""))
+        self.assertEqual(self.account("bobsmith").screen_name, "Bob Smith")
+        self.assert_password("bobsmith", "secret")
+
+    def test_add_creates_database(self) -> None:
+        """The first add creates the database file at the latest schema."""
+        self.assertFalse(os.path.exists(self.db))
+        self.user("add", "alice", "secret")
+        conn = sqlite3.connect(self.db)
+        self.assertEqual(conn.execute("SELECT version FROM version").fetchone()[0], SCHEMA_VERSION)
+        conn.close()
+
+    def test_options_anywhere(self) -> None:
+        """--db and -d work before or after the arguments; -- protects a dash password."""
+        db = self.mktemp()
+        self.assertEqual(self.run_cli("user", "add", "-d", db, "alice", "secret")[0], 0)
+        self.assertEqual(self.run_cli("user", "add", "--db", db, "--", "bob", "-secret")[0], 0)
+        self.db = db
+        self.assert_password("alice", "secret")
+        self.assert_password("bob", "-secret")
+
+    def test_password_from_stdin(self) -> None:
+        """Without PASSWORD and not on a terminal, one line of stdin is the password."""
+        result = self.user("add", "alice", stdin=io.StringIO("pass word\nignored\n"))
+        self.assertEqual(result[0], 0)
+        self.assert_password("alice", "pass word")
+
+    def test_password_from_stdin_crlf(self) -> None:
+        """A Windows line ending is not part of the password."""
+        self.user("add", "alice", stdin=io.StringIO("secret\r\n"))
+        self.assert_password("alice", "secret")
+
+    def test_password_stdin_empty(self) -> None:
+        """No line on stdin is refused, and nothing is registered."""
+        self.assert_refused(self.user("add", "alice"), "no password")
+        self.assertFalse(os.path.exists(self.db))
+
+    def test_password_prompted(self) -> None:
+        """On a terminal the password is asked twice with getpass."""
+        prompts = Prompts("secret", "secret")
+        self.assertEqual(self.user("add", "alice", stdin=TTY(), getpass=prompts)[0], 0)
+        self.assertEqual(len(prompts.prompts), 2)
+        self.assert_password("alice", "secret")
+
+    def test_password_prompt_mismatch(self) -> None:
+        """Two different answers are refused; nothing is registered."""
+        result = self.user("add", "alice", stdin=TTY(), getpass=Prompts("secret", "secreT"))
+        self.assert_refused(result, "do not match")
+        self.assertFalse(os.path.exists(self.db))
+
+    def test_interrupted_prompt(self) -> None:
+        """Ctrl-C or Ctrl-D at the prompt ends with status 1 and no traceback."""
+
+        def interrupted(prompt: str) -> str:
+            raise KeyboardInterrupt()
+
+        self.assert_refused(self.user("add", "alice", stdin=TTY(), getpass=interrupted), "")
+
+    def test_add_exists(self) -> None:
+        """A name taken in any case/spacing is refused."""
+        self.user("add", "Bob Smith", "secret")
+        self.assert_refused(self.user("add", "BOBSMITH", "other1"), "already registered")
+        self.assert_password("bobsmith", "secret")
+
+    def test_add_invalid_name(self) -> None:
+        """An invalid screen name is refused, before any password prompt."""
+        self.assert_refused(self.user("add", "no_underscores", "secret"), "invalid screen name")
+        prompts = Prompts()
+        self.assert_refused(self.user("add", "1abc", stdin=TTY(), getpass=prompts), "invalid")
+        self.assertEqual(prompts.prompts, [])
+
+    def test_add_invalid_password(self) -> None:
+        """A password outside 4-16 characters is refused."""
+        self.assert_refused(self.user("add", "alice", "abc"), "4-16 characters")
+        self.assertIsNone(self.account("alice"))
+
+    def test_default_database(self) -> None:
+        """Without --db the file is aimserver.sqlite in the current directory."""
+        directory = self.mktemp()
+        os.mkdir(directory)
+        self.addCleanup(os.chdir, os.getcwd())
+        os.chdir(directory)
+        self.assertEqual(self.run_cli("user", "add", "alice", "secret")[0], 0)
+        self.assertTrue(os.path.exists("aimserver.sqlite"))
+
+
+class ListTests(CLITestCase):
+    def test_list(self) -> None:
+        """One account per line, by normalized name, suspended ones marked."""
+        for name in ("zed", "Bob Smith", "alice"):
+            self.user("add", name, "secret")
+        self.user("suspend", "zed")
+        self.assertEqual(self.user("list"), (0, "alice\nBob Smith\nzed suspended\n", ""))
+
+    def test_list_empty(self) -> None:
+        """An empty database lists nothing."""
+        self.user("add", "alice", "secret")
+        self.user("delete", "alice")
+        self.assertEqual(self.user("list"), (0, "", ""))
+
+    def test_list_no_database(self) -> None:
+        """Commands other than add do not create a database where there is none."""
+        self.assert_refused(self.user("list"), "no database at")
+        self.assertFalse(os.path.exists(self.db))
+
+
+class PasswdTests(CLITestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.user("add", "alice", "secret")
+
+    def test_passwd(self) -> None:
+        """The new password works and the old one does not."""
+        self.assertEqual(
+            self.user("passwd", "ALICE", "newpass"), (0, "password changed for ALICE\n", "")
+        )
+        self.assert_password("alice", "newpass")
+        account = self.account("alice")
+        self.assertFalse(check_roasted_password(account, roast(b"secret")))
+
+    def test_passwd_prompted(self) -> None:
+        """Without PASSWORD on a terminal, it is asked twice."""
+        result = self.user("passwd", "alice", stdin=TTY(), getpass=Prompts("newpass", "newpass"))
+        self.assertEqual(result[0], 0)
+        self.assert_password("alice", "newpass")
+
+    def test_passwd_unknown(self) -> None:
+        """An unknown user is refused before any prompt."""
+        prompts = Prompts()
+        self.assert_refused(
+            self.user("passwd", "bob", stdin=TTY(), getpass=prompts), "no such user"
+        )
+        self.assertEqual(prompts.prompts, [])
+
+    def test_passwd_invalid(self) -> None:
+        """An invalid new password is refused and the old one keeps working."""
+        self.assert_refused(self.user("passwd", "alice", "x" * 17), "4-16 characters")
+        self.assert_password("alice", "secret")
+
+
+class DeleteTests(CLITestCase):
+    def test_delete(self) -> None:
+        """``user delete`` removes the account."""
+        self.user("add", "alice", "secret")
+        self.assertEqual(self.user("delete", "Alice"), (0, "deleted Alice\n", ""))
+        self.assertIsNone(self.account("alice"))
+
+    def test_delete_unknown(self) -> None:
+        """Deleting an unknown user is refused."""
+        self.user("add", "alice", "secret")
+        self.assert_refused(self.user("delete", "bob"), "no such user: bob")
+
+
+class SuspendTests(CLITestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.user("add", "alice", "secret")
+
+    def test_suspend_unsuspend(self) -> None:
+        """Suspension is recorded, then lifted; the password is kept."""
+        self.assertEqual(self.user("suspend", "alice"), (0, "suspended alice\n", ""))
+        self.assertTrue(self.account("alice").suspended)
+        self.assertEqual(self.user("unsuspend", "alice"), (0, "unsuspended alice\n", ""))
+        self.assertFalse(self.account("alice").suspended)
+        self.assert_password("alice", "secret")
+
+    def test_unknown(self) -> None:
+        """Suspending or unsuspending an unknown user is refused."""
+        self.assert_refused(self.user("suspend", "bob"), "no such user")
+        self.assert_refused(self.user("unsuspend", "bob"), "no such user")
+
+
+class DatabaseErrorTests(CLITestCase):
+    def test_newer_database(self) -> None:
+        """A database from a newer aimserver is refused with one line, untouched."""
+        self.user("add", "alice", "secret")
+        conn = sqlite3.connect(self.db)
+        conn.execute("UPDATE version SET version = ?", (SCHEMA_VERSION + 1,))
+        conn.commit()
+        conn.close()
+        self.assert_refused(self.user("list"), "newer aimserver")
+
+    def test_not_a_database(self) -> None:
+        """A file that is not a database is refused with one line."""
+        with open(self.db, "wb") as f:
+            f.write(b"garbage" * 1000)
+        self.assert_refused(self.user("add", "alice", "secret"), "not a database")
+
+
+class UsageTests(CLITestCase):
+    def test_no_command(self) -> None:
+        """No command at all is a usage error."""
+        self.assert_usage_error(self.run_cli(), "missing command")
+
+    def test_no_user_command(self) -> None:
+        """``user`` alone is a usage error showing the user commands."""
+        self.assert_usage_error(self.run_cli("user"), "missing command")
+
+    def test_unknown_command(self) -> None:
+        """Unknown commands are usage errors."""
+        self.assert_usage_error(self.run_cli("frob"), "Unknown command: frob")
+        self.assert_usage_error(self.run_cli("user", "frob"), "Unknown command: frob")
+
+    def test_wrong_arguments(self) -> None:
+        """Missing or extra arguments are usage errors."""
+        self.assert_usage_error(self.user("add"), "Wrong number of arguments")
+        self.assert_usage_error(self.user("add", "a", "b", "c"), "Wrong number of arguments")
+        self.assert_usage_error(self.user("delete"), "Wrong number of arguments")
+        self.assert_usage_error(self.user("list", "x"), "Wrong number of arguments")
+        self.assertFalse(os.path.exists(self.db))
+
+    def test_unknown_option(self) -> None:
+        """Unknown options are usage errors."""
+        self.assert_usage_error(self.user("list", "--nope"), "nope")
+        self.assert_usage_error(self.run_cli("user", "list", "--db"), "db")
+
+    def test_help(self) -> None:
+        """--help prints the usage of that command on stdout and succeeds."""
+        status, out, err = self.run_cli("user", "add", "--help")
+        self.assertEqual((status, err), (0, ""))
+        self.assertIn("Usage: aimserver user add NAME [PASSWORD]", out)
+        self.assertIn("--db", out)
+        status, out, err = self.run_cli("--help")
+        self.assertEqual((status, err), (0, ""))
+        self.assertIn("user", out)
+
+    def test_version(self) -> None:
+        """--version prints the aimserver version."""
+        status, out, err = self.run_cli("--version")
+        self.assertEqual((status, err), (0, ""))
+        self.assertTrue(out.startswith("aimserver "))
+
+    def test_main(self) -> None:
+        """The console script exits with run()'s status."""
+        self.patch(sys, "argv", ["aimserver", "--version"])
+        self.patch(sys, "stdout", io.StringIO())
+        exited = self.assertRaises(SystemExit, cli.main)
+        self.assertEqual(exited.code, 0)
+        self.patch(sys, "argv", ["aimserver"])
+        self.patch(sys, "stderr", io.StringIO())
+        exited = self.assertRaises(SystemExit, cli.main)
+        self.assertEqual(exited.code, 2)
