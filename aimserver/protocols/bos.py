@@ -1,0 +1,232 @@
+# -*- test-case-name: tests.test_protocol_bos -*-
+"""The BOS connection: the session itself. It checks the cookie, registers a
+session instance, and dispatches SNACs to the food-group services."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from aimserver import ratelimit
+from aimserver.cookies import CookieJar, CookiePayload, InvalidCookie
+from aimserver.protocols.flap import ConnectionSettings, FlapConnection, FlapFactory
+from aimserver.registry import ISessionConnection, SessionInstance, TooManySessions, UserRegistry
+from aimserver.services.base import HandlerTable
+from aimserver.services.presence import Presence
+from aimserver.store.interfaces import Account, IUserStore
+from aimserver.wire.codes import DisconnectReason, FoodGroup, LoginError, LoginTag, OService
+from aimserver.wire.flap import SignonPayload
+from aimserver.wire.snac import SnacHeader
+from aimserver.wire.tlv import Tlv
+
+#: Rate state outlives sessions (signing off and on must not reset it), so it
+#: is kept for this many users who are no longer signed on, oldest dropped first.
+MAX_REMEMBERED_RATE_STATES = 100_000
+
+
+class RateLimits:
+    """Per-user rate limiters shared by all of a user's sessions."""
+
+    def __init__(self, clock: IReactorTime, enabled: bool = True) -> None:
+        self.clock = clock
+        self.enabled = enabled
+        self._limiters: OrderedDict[str, ratelimit.RateLimiter] = OrderedDict()
+
+    def limiter(self, key: str) -> ratelimit.RateLimiter:
+        limiter = self._limiters.get(key)
+        if limiter is None:
+            limiter = self._limiters[key] = ratelimit.RateLimiter()
+            if len(self._limiters) > MAX_REMEMBERED_RATE_STATES:
+                self._limiters.popitem(last=False)
+        else:
+            self._limiters.move_to_end(key)
+        return limiter
+
+    def now_ms(self) -> int:
+        return int(self.clock.seconds() * 1000)
+
+
+@implementer(ISessionConnection)
+class BosConnection(FlapConnection):
+    service_name = "bos"
+    log = Logger()
+
+    def __init__(self, factory: BosFactory) -> None:
+        super().__init__(factory.settings, factory.clock, factory.sweeper)
+        self.bos = factory
+        self.session: SessionInstance | None = None
+        self.snac_handlers = factory.handlers
+
+    # -- sign-on ------------------------------------------------------------------------
+
+    def signon_received(self, signon: SignonPayload) -> Any:
+        cookie = signon.tlvs.get(LoginTag.COOKIE)
+        if cookie is None:
+            self.protocol_error("sign-on frame without a cookie")
+            return None
+        try:
+            payload = self.bos.cookies.redeem(cookie, int(FoodGroup.OSERVICE))
+        except InvalidCookie as e:
+            self.log.info("bos: {peer} refused: {reason} cookie", peer=self.peer, reason=e.reason)
+            self.close()
+            return None
+        d = self.bos.store.get_account(payload.screen_name)
+        d.addCallback(self._attach, payload)
+        return d
+
+    def _attach(self, account: Account | None, cookie: CookiePayload) -> None:
+        if self._closing:
+            return
+        if account is None or account.suspended:
+            self.log.info(
+                "bos: {screen_name} refused: account gone or suspended",
+                screen_name=cookie.screen_name,
+            )
+            self.close()
+            return
+        registry = self.bos.registry
+        try:
+            session, displaced = registry.add_instance(
+                account,
+                self,
+                instance_id=cookie.instance_id,
+                multiconn_flags=cookie.multiconn_flags,
+                client_id=cookie.client_id,
+                ip=self.peer.rsplit(":", 1)[0],
+                now=self.clock.seconds(),
+            )
+        except TooManySessions:
+            self.log.info(
+                "bos: {screen_name} refused: too many sessions", screen_name=account.screen_name
+            )
+            self.close([Tlv.u16(LoginTag.ERROR_CODE, LoginError.RATE_LIMIT)])
+            return
+        self.session = session
+        self.authenticated()
+        for old in displaced:
+            self.log.info(
+                "{screen_name}: instance {instance} displaced by a new login",
+                screen_name=account.screen_name,
+                instance=old.instance_id,
+            )
+            old.connection.disconnect(DisconnectReason.SIGNED_ON_ELSEWHERE)
+        if displaced:
+            self.bos.presence.session_gone(registry.user_of(session))
+        self.log.info(
+            "{screen_name} signed on from {peer} (instance {instance}, flags {flags:#04x})",
+            screen_name=account.screen_name,
+            peer=self.peer,
+            instance=session.instance_id,
+            flags=cookie.multiconn_flags,
+        )
+        self.send_snac(
+            FoodGroup.OSERVICE,
+            OService.HOST_ONLINE,
+            self.bos.host_online,
+            self.bos.registry.next_request_id(),
+        )
+
+    # -- dispatch -----------------------------------------------------------------------
+
+    def call_handler(self, handler: Callable[..., Any], *args: Any) -> Any:
+        if self.session is None:
+            return handler(*args)
+        return handler(self.session, *args)
+
+    def snac_allowed(self, header: SnacHeader) -> bool:
+        """Every SNAC counts against the user's rate class for it, across all
+        the user's sessions. Over the limit, SNACs are dropped; far over it,
+        the connection is closed."""
+        limits = self.bos.rate_limits
+        if not limits.enabled or self.session is None:
+            return True
+        class_id = ratelimit.class_of(header.family, header.subtype)
+        limiter = limits.limiter(self.session.user_key)
+        now_ms = limits.now_ms()
+        result = limiter.check(class_id, now_ms)
+        change = result.changed_to
+        if change is not None and (
+            change in (ratelimit.RateChange.LIMITED, ratelimit.RateChange.CLEARED)
+            or class_id in self.session.rate_subscriptions
+        ):
+            self._send_rate_change(change, class_id, limiter, now_ms)
+        if result.state == ratelimit.RateState.DISCONNECT:
+            self.log.info("bos: closing {peer}: rate limit exceeded", peer=self.peer)
+            self.close()
+            return False
+        return result.allowed
+
+    def _send_rate_change(self, change: int, class_id: int, limiter: Any, now_ms: int) -> None:
+        rate_class = ratelimit.DEFAULT_RATE_CLASSES[class_id - 1]
+        snapshot = limiter.snapshot(class_id, now_ms)
+        extended = ratelimit.wants_extended_rate_records(
+            self.session.family_versions.get(FoodGroup.OSERVICE) if self.session else None
+        )
+        body = ratelimit.pack_rate_change(change, rate_class, *snapshot, extended=extended)
+        self.send_snac(
+            FoodGroup.OSERVICE,
+            OService.RATE_PARAM_CHANGE,
+            body,
+            self.bos.registry.next_request_id(),
+        )
+
+    # -- ISessionConnection -------------------------------------------------------------
+
+    def disconnect(self, reason: int | None) -> None:
+        self.close([Tlv.u16(LoginTag.DISCONNECT_REASON, reason)] if reason else [])
+
+    # -- sign-off -----------------------------------------------------------------------
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        super().connectionLost(reason)
+        session, self.session = self.session, None
+        if session is None:
+            return
+        user = self.bos.registry.detach(session)
+        if user is not None:
+            self.log.info(
+                "{screen_name} signed off (instance {instance})",
+                screen_name=user.screen_name,
+                instance=session.instance_id,
+            )
+            self.bos.presence.session_gone(user)
+
+
+class BosFactory(FlapFactory):
+    """The BOS listener and everything its connections share."""
+
+    protocol = BosConnection  # type: ignore[assignment]
+
+    def __init__(
+        self,
+        *,
+        registry: UserRegistry,
+        presence: Presence,
+        store: IUserStore,
+        cookies: CookieJar,
+        handlers: HandlerTable,
+        families: tuple[int, ...],
+        rate_limits: RateLimits,
+        settings: ConnectionSettings,
+        clock: IReactorTime,
+        keepalive_interval: float,
+    ) -> None:
+        super().__init__(settings, clock, keepalive_interval)
+        self.registry = registry
+        self.presence = presence
+        self.store = store
+        self.cookies = cookies
+        self.handlers = handlers
+        self.host_online = b"".join(f.to_bytes(2, "big") for f in families)
+        self.rate_limits = rate_limits
+
+    def buildProtocol(self, addr: object) -> BosConnection:
+        connection = BosConnection(self)
+        connection.factory = self
+        return connection

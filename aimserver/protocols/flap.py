@@ -1,0 +1,459 @@
+# -*- test-case-name: tests.test_protocol_flap -*-
+"""The FLAP connection every OSCAR service shares: framing, sequence numbers,
+bounded buffers, keepalives, the unauthenticated timeout and the clean
+channel-4 close.
+
+Subclasses (auth, BOS) only decide what a sign-on frame and a SNAC mean.
+Nothing a client sends may raise out of ``dataReceived``: malformed input is
+answered at the protocol level (a SNAC error or a channel-4 close) and logged,
+so one bad client never disturbs its peers.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import attrs
+from twisted.internet import defer
+from twisted.internet.interfaces import IPushProducer, IReactorTime
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.protocols.policies import TimeoutMixin
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from aimserver.services.base import Replies, SnacError
+from aimserver.wire.codes import SnacErrorCode
+from aimserver.wire.errors import MalformedData
+from aimserver.wire.flap import (
+    FLAP_HEADER_SIZE,
+    FLAP_START,
+    Channel,
+    SignonPayload,
+    pack_header,
+    parse_header,
+)
+from aimserver.wire.reader import u16
+from aimserver.wire.snac import SNAC_HEADER, SNAC_HEADER_SIZE, SnacHeader, pack_snac
+from aimserver.wire.tlv import Tlv, TlvList
+
+HELLO = SignonPayload().pack()
+# Frames that arrive while an asynchronous handler (a store lookup) is still
+# running wait here, so that a connection's SNACs are handled in order.
+MAX_QUEUED_FRAMES = 256
+MAX_SEQUENCE = 0x7FFF
+
+
+@attrs.frozen
+class ConnectionSettings:
+    """The limits one connection runs under (from ``Config.connection``/``auth``)."""
+
+    max_frame_size: int = 0xFFFF
+    max_unauthenticated_frame_size: int = 2048
+    login_timeout: float = 30.0
+    max_send_queue: int = 1 << 20
+    trace: bool = False
+
+
+@implementer(IPushProducer)
+class FlapConnection(Protocol, TimeoutMixin):
+    """One OSCAR TCP connection. Subclasses implement ``signon_received`` and
+    the ``snac_handlers`` table."""
+
+    log = Logger()
+
+    #: Human name of the service in log lines.
+    service_name = "flap"
+
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        clock: IReactorTime,
+        sweeper: KeepaliveSweeper | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.sweeper = sweeper
+        self._buffer = b""
+        self._sequence = random.randint(0, MAX_SEQUENCE)
+        self._signed_on = False
+        self._authenticated = False
+        self._closing = False
+        self._paused = False
+        self._unsent_while_paused = 0
+        self._busy: defer.Deferred[Any] | None = None
+        self._queued: deque[tuple[int, bytes]] = deque()
+        self.wrote_since_sweep = False
+        self.peer = "?"
+        #: ``(family, subtype) -> handler(header, body)``; a handler returns
+        #: None, bytes bodies are not returned (handlers send themselves), or a
+        #: Deferred to hold later frames until it fires.
+        self.snac_handlers: dict[tuple[int, int], Callable[[SnacHeader, bytes], Any]] = {}
+
+    # -- TimeoutMixin uses our clock, so tests drive it with task.Clock -----------------
+
+    def callLater(self, period: float, func: Callable[[], object]) -> Any:
+        return self.clock.callLater(period, func)
+
+    # -- connection life ----------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        peer = self.transport.getPeer()
+        self.peer = f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
+        set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            set_no_delay(True)
+        self.transport.registerProducer(self, True)
+        if self.sweeper is not None:
+            self.sweeper.connections.add(self)
+        self.setTimeout(self.settings.login_timeout)
+        # The server greets first and never waits for the client's hello.
+        self.send_frame(Channel.SIGNON, HELLO)
+
+    def timeoutConnection(self) -> None:
+        self.log.info(
+            "{service}: {peer} did not authenticate in time",
+            service=self.service_name,
+            peer=self.peer,
+        )
+        self.close()
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.setTimeout(None)
+        self._closing = True
+        self._queued.clear()
+        if self.sweeper is not None:
+            self.sweeper.connections.discard(self)
+
+    def authenticated(self) -> None:
+        """The peer proved who it is: lift the login timeout and the small frame limit."""
+        self._authenticated = True
+        self.setTimeout(None)
+
+    # -- flow control: a reader that stops reading is cut off, not buffered forever ---
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        self._unsent_while_paused = 0
+
+    def stopProducing(self) -> None:
+        pass
+
+    # -- receiving ----------------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._closing:
+            return
+        buf = self._buffer + data if self._buffer else data
+        limit = (
+            self.settings.max_frame_size
+            if self._authenticated
+            else self.settings.max_unauthenticated_frame_size
+        )
+        offset = 0
+        size = len(buf)
+        while size - offset >= 1:
+            if buf[offset] != FLAP_START:
+                self.protocol_error("FLAP start byte 0x{byte:02x}", byte=buf[offset])
+                return
+            if size - offset < FLAP_HEADER_SIZE:
+                break
+            channel, _sequence, length = parse_header(buf, offset)
+            if length > limit:
+                self.protocol_error("FLAP frame of {length} bytes over limit", length=length)
+                return
+            end = offset + FLAP_HEADER_SIZE + length
+            if end > size:
+                break
+            payload = buf[offset + FLAP_HEADER_SIZE : end]
+            offset = end
+            if self._busy is not None:
+                if len(self._queued) >= MAX_QUEUED_FRAMES:
+                    self.protocol_error("too many frames queued")
+                    return
+                self._queued.append((channel, payload))
+            else:
+                self._frame_received(channel, payload)
+            if self._closing:
+                return
+        self._buffer = buf[offset:]
+
+    def _frame_received(self, channel: int, payload: bytes) -> None:
+        if self.settings.trace:
+            self.log.debug(
+                "{service} {peer} <- ch{channel} {payload}",
+                service=self.service_name,
+                peer=self.peer,
+                channel=channel,
+                payload=payload.hex(),
+            )
+        if channel == Channel.DATA:
+            if not self._signed_on:
+                self.protocol_error("SNAC before the FLAP sign-on frame")
+                return
+            self._snac_frame(payload)
+        elif channel == Channel.SIGNON:
+            if self._signed_on:
+                self.protocol_error("second FLAP sign-on frame")
+                return
+            self._signed_on = True
+            try:
+                signon = SignonPayload.unpack(payload)
+            except MalformedData as e:
+                self.protocol_error("malformed sign-on frame: {error}", error=str(e))
+                return
+            self._run(self.signon_received, signon)
+        elif channel == Channel.KEEP_ALIVE:
+            pass
+        elif channel == Channel.SIGNOFF:
+            self.log.info("{service}: {peer} signed off", service=self.service_name, peer=self.peer)
+            self.close(signoff=False)
+        else:
+            self.protocol_error("FLAP channel {channel}", channel=channel)
+
+    def _snac_frame(self, payload: bytes) -> None:
+        if len(payload) < SNAC_HEADER_SIZE:
+            self.log.info(
+                "{service}: {peer} sent a {size}-byte SNAC, ignored",
+                service=self.service_name,
+                peer=self.peer,
+                size=len(payload),
+            )
+            return
+        try:
+            header, body = SnacHeader.unpack(payload)
+        except MalformedData as e:
+            header = SnacHeader(*SNAC_HEADER.unpack_from(payload))
+            self.log.info(
+                "{service}: {peer} bad SNAC prefix: {error}",
+                service=self.service_name,
+                peer=self.peer,
+                error=str(e),
+            )
+            self.send_snac_error(header, SnacErrorCode.BUSTED_SNAC_PAYLOAD)
+            return
+        if header.subtype == 0x0001:
+            # Never answer an error with an error: two peers could loop forever.
+            return
+        if not self.snac_allowed(header):
+            return
+        handler = self.snac_handlers.get((header.family, header.subtype))
+        if handler is None:
+            self.log.info(
+                "{service}: {peer} sent unknown SNAC {family:#06x},{subtype:#06x}",
+                service=self.service_name,
+                peer=self.peer,
+                family=header.family,
+                subtype=header.subtype,
+            )
+            self.send_snac_error(header, SnacErrorCode.INVALID_SNAC)
+            return
+        self._run(handler, header, body, request=header)
+
+    def _run(
+        self, handler: Callable[..., Any], *args: Any, request: SnacHeader | None = None
+    ) -> None:
+        """Call a handler, send the replies it returns, map its failures to
+        protocol answers, and hold later frames while a Deferred it returned
+        is pending (so one connection's SNACs are handled in order)."""
+        try:
+            result = self.call_handler(handler, *args)
+        except Exception:
+            self._handler_failed(Failure(), request)
+            return
+        if isinstance(result, defer.Deferred):
+            self._busy = result
+            result.addCallback(self._send_replies, request)
+            result.addErrback(self._handler_failed, request)
+            result.addBoth(self._handler_done)
+        else:
+            self._send_replies(result, request)
+
+    def call_handler(self, handler: Callable[..., Any], *args: Any) -> Any:
+        return handler(*args)
+
+    def _send_replies(self, replies: Replies | None, request: SnacHeader | None) -> None:
+        if not replies or request is None:
+            return
+        for reply in replies:
+            self.send_snac(reply.family, reply.subtype, reply.body, request.request_id, reply.flags)
+
+    def _handler_done(self, _: object) -> None:
+        self._busy = None
+        while self._queued and self._busy is None and not self._closing:
+            channel, payload = self._queued.popleft()
+            self._frame_received(channel, payload)
+
+    def _handler_failed(self, failure: Failure, request: SnacHeader | None) -> None:
+        if self._closing:
+            return
+        if failure.check(SnacError):
+            error: SnacError = failure.value  # type: ignore[assignment]
+            if request is not None:
+                self.send_snac_error(request, error.code, error.subcode)
+            return
+        if failure.check(MalformedData):
+            self.log.info(
+                "{service}: {peer} sent malformed data: {error}",
+                service=self.service_name,
+                peer=self.peer,
+                error=str(failure.value),
+            )
+            if request is None:
+                self.close()
+            else:
+                self.send_snac_error(request, SnacErrorCode.BUSTED_SNAC_PAYLOAD)
+            return
+        self.log.failure(
+            "{service}: handling a frame from {peer} failed",
+            failure,
+            service=self.service_name,
+            peer=self.peer,
+        )
+        if request is None:
+            self.close()
+        else:
+            self.send_snac_error(request, SnacErrorCode.SERVICE_UNAVAILABLE)
+
+    # -- hooks for subclasses -----------------------------------------------------------
+
+    def signon_received(self, signon: SignonPayload) -> Any:
+        raise NotImplementedError
+
+    def snac_allowed(self, header: SnacHeader) -> bool:
+        """Rate limiting hook: False drops the SNAC silently."""
+        return True
+
+    # -- sending ------------------------------------------------------------------------
+
+    def send_frame(self, channel: int, payload: bytes) -> None:
+        if self._closing and channel != Channel.SIGNOFF:
+            return
+        sequence = self._sequence
+        self._sequence = 0 if sequence >= MAX_SEQUENCE else sequence + 1
+        if self.settings.trace:
+            self.log.debug(
+                "{service} {peer} -> ch{channel} {payload}",
+                service=self.service_name,
+                peer=self.peer,
+                channel=channel,
+                payload=payload.hex(),
+            )
+        data = pack_header(channel, sequence, len(payload)) + payload
+        self.wrote_since_sweep = True
+        if self._paused:
+            self._unsent_while_paused += len(data)
+            if self._unsent_while_paused > self.settings.max_send_queue:
+                self.log.warn(
+                    "{service}: {peer} is not reading; disconnecting",
+                    service=self.service_name,
+                    peer=self.peer,
+                )
+                self._closing = True
+                self.transport.write(data)
+                self.transport.abortConnection()
+                return
+        self.transport.write(data)
+
+    def send_payload(self, payload: bytes) -> None:
+        """A ready-made SNAC (header and body): the fan-out path builds the body
+        once and each connection only adds its FLAP header."""
+        self.send_frame(Channel.DATA, payload)
+
+    def send_snac(
+        self, family: int, subtype: int, body: bytes = b"", request_id: int = 0, flags: int = 0
+    ) -> None:
+        self.send_frame(Channel.DATA, pack_snac(family, subtype, body, request_id, flags))
+
+    def reply(
+        self, request: SnacHeader, subtype: int, body: bytes = b"", family: int | None = None
+    ) -> None:
+        """Answer ``request`` (same family unless given, same request ID)."""
+        self.send_snac(
+            request.family if family is None else family, subtype, body, request.request_id
+        )
+
+    def send_snac_error(self, request: SnacHeader, code: int, subcode: int | None = None) -> None:
+        body = u16(code)
+        if subcode is not None:
+            body += Tlv.u16(0x0008, subcode).pack()
+        self.send_snac(request.family, 0x0001, body, request.request_id)
+
+    def send_keepalive(self) -> None:
+        self.send_frame(Channel.KEEP_ALIVE, b"")
+
+    def close(self, tlvs: Iterable[Tlv] = (), signoff: bool = True) -> None:
+        """End the connection cleanly: a channel-4 frame (optionally with TLVs,
+        e.g. a disconnect reason), then close once it is written."""
+        if self._closing:
+            return
+        if signoff:
+            self.send_frame(Channel.SIGNOFF, TlvList.of(tlvs).pack_list())
+        self._closing = True
+        self.setTimeout(None)
+        self.transport.unregisterProducer()
+        self.transport.loseConnection()
+
+    def protocol_error(self, message: str, **fields: object) -> None:
+        """Garbage on the wire: log it and close with a channel-4 frame."""
+        self.log.info(
+            "{service}: closing {peer}: " + message,
+            service=self.service_name,
+            peer=self.peer,
+            **fields,
+        )
+        self.close()
+
+
+class KeepaliveSweeper:
+    """One timer for every connection of a listener: each sweep sends a channel-5
+    keepalive to connections we wrote nothing to since the last sweep (NAT
+    boxes drop silent TCP flows; per-connection timers would cost a DelayedCall
+    each)."""
+
+    log = Logger()
+
+    def __init__(self, clock: IReactorTime, interval: float) -> None:
+        self.interval = interval
+        self.connections: set[FlapConnection] = set()
+        self._loop = LoopingCall(self.sweep)
+        self._loop.clock = clock
+
+    def start(self) -> None:
+        if self.interval > 0 and not self._loop.running:
+            self._loop.start(self.interval, now=False)
+
+    def stop(self) -> None:
+        if self._loop.running:
+            self._loop.stop()
+
+    def sweep(self) -> None:
+        for connection in list(self.connections):
+            with self.log.failuresHandled("keepalive to {peer}", peer=connection.peer):
+                if not connection.wrote_since_sweep:
+                    connection.send_keepalive()
+                connection.wrote_since_sweep = False
+
+
+class FlapFactory(Factory):
+    """Shared parts of a listener: its settings, clock and keepalive sweeper."""
+
+    def __init__(
+        self, settings: ConnectionSettings, clock: IReactorTime, keepalive_interval: float
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.sweeper = KeepaliveSweeper(clock, keepalive_interval)
+
+    def startFactory(self) -> None:
+        self.sweeper.start()
+
+    def stopFactory(self) -> None:
+        self.sweeper.stop()

@@ -1,0 +1,262 @@
+# -*- test-case-name: tests.test_registry -*-
+"""The one in-memory registry of who is signed on: normalised screen name ->
+``User`` (user-level state) -> its live ``SessionInstance`` objects (one per
+BOS connection).
+
+Built for many instances per user: the multisession policy (join, or kick
+the others) is decided here at sign-on, and everything that is per session
+(capabilities, client id, away, idle, status, client-side buddy list) lives on
+the instance, while what is per user (identity, warning level, rate state)
+lives on the ``User``. Lookups are synchronous; a watcher index (who has me
+on their list) makes presence fan-out proportional to the watchers, never to
+everyone online.
+
+Session objects hold no reference back to their user (only its key), so the
+graph is free of cycles and the cyclic GC never has to walk it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Iterator
+
+import attrs
+from twisted.internet import defer
+from twisted.logger import Logger
+from zope.interface import Interface
+
+from aimserver.store.interfaces import Account
+from aimserver.wire.screenname import normalize
+
+MULTICONN_LEGACY = 0x00
+MULTICONN_MULTI = 0x01
+MULTICONN_SINGLE = 0x03
+
+
+class ISessionConnection(Interface):
+    """What the registry needs from a session's BOS connection."""
+
+    def send_payload(payload: bytes) -> None:
+        """Queue one SNAC (header and body) to the client."""
+
+    def disconnect(reason: int | None) -> None:
+        """Close with a channel-4 frame, carrying TLV 0x0009 ``reason`` if given."""
+
+
+class TooManySessions(Exception):
+    """The login would exceed ``max_sessions`` for a multi-capable client."""
+
+
+@attrs.define(eq=False, slots=True)
+class SessionInstance:
+    """One signed-on place of a user: one BOS connection and what is only its own."""
+
+    instance_id: int
+    user_key: str
+    connection: ISessionConnection
+    client_id: str = ""
+    ip: str = ""
+    connected_at: float = 0.0
+    multiconn_flags: int = MULTICONN_LEGACY
+    online: bool = False
+    closed: bool = False
+    capabilities: tuple[bytes, ...] = ()
+    away_message: bytes | None = None
+    away_mime: bytes = b""
+    profile: bytes | None = None
+    profile_mime: bytes = b""
+    idle_since: float | None = None
+    status: int = 0
+    typing_events: bool = False
+    max_message_length: int = 8000
+    buddies: set[str] = attrs.Factory(set)
+    #: Food-group versions the client announced (01,17); OService's decides
+    #: the rate-record layout.
+    family_versions: dict[int, int] = attrs.Factory(dict)
+    #: Rate classes the client subscribed to (01,08) for 01,0A notices.
+    rate_subscriptions: set[int] = attrs.Factory(set)
+    #: Feedbag "use" (13,07) seen: the stored list governs this session's buddies.
+    uses_feedbag: bool = False
+
+    @property
+    def away(self) -> bool:
+        return bool(self.away_message)
+
+
+@attrs.define(eq=False, slots=True)
+class User:
+    """User-level state of one signed-on screen name."""
+
+    key: str
+    screen_name: str
+    account: Account
+    signon_time: float
+    instances: dict[int, SessionInstance] = attrs.Factory(dict)
+    warning_level: int = 0
+    #: Presence as last told to watchers (None: not visible to anyone yet).
+    announced: tuple[object, ...] | None = None
+
+    def online_instances(self) -> list[SessionInstance]:
+        return [i for i in self.instances.values() if i.online and not i.closed]
+
+
+class UserRegistry:
+    """Every user with at least one live session, and the watcher index."""
+
+    log = Logger()
+
+    def __init__(self, max_sessions: int = 5) -> None:
+        self.max_sessions = max_sessions
+        self.users: dict[str, User] = {}
+        #: target key -> sessions that have the target on their buddy list.
+        self.watchers: dict[str, set[SessionInstance]] = {}
+        self._instance_ids = itertools.count(1)
+        self._request_ids = itertools.count(1)
+
+    # -- identity -----------------------------------------------------------------------
+
+    def next_request_id(self) -> int:
+        """A request ID for a server-initiated SNAC: high bit set, never 0."""
+        return 0x80000000 | (next(self._request_ids) & 0x7FFFFFFF)
+
+    def new_instance_id(self) -> int:
+        """A fresh instance id, unique for the life of the process."""
+        return next(self._instance_ids)
+
+    def get(self, screen_name: str) -> User | None:
+        return self.users.get(normalize(screen_name))
+
+    def __iter__(self) -> Iterator[User]:
+        return iter(self.users.values())
+
+    # -- sessions -----------------------------------------------------------------------
+
+    def check_login(self, account: Account, multiconn_flags: int) -> None:
+        """Refuse early (at the authorizer) a multi-capable login that would
+        exceed the session limit; raise ``TooManySessions``."""
+        user = self.users.get(account.normalized)
+        if (
+            user is not None
+            and multiconn_flags == MULTICONN_MULTI
+            and all(i.multiconn_flags == MULTICONN_MULTI for i in user.instances.values())
+            and len(user.instances) >= self.max_sessions
+        ):
+            raise TooManySessions(account.screen_name)
+
+    def add_instance(
+        self,
+        account: Account,
+        connection: ISessionConnection,
+        *,
+        instance_id: int,
+        multiconn_flags: int,
+        client_id: str,
+        ip: str,
+        now: float,
+    ) -> tuple[SessionInstance, list[SessionInstance]]:
+        """Register a new session and apply the multisession policy.
+
+        Returns the new instance and the instances it displaced: a legacy
+        (0x00) or single-session (0x03) login displaces every existing session,
+        and so does a multi-capable login when the existing sessions are not
+        all multi-capable. The caller disconnects the displaced ones (channel 4,
+        signed on elsewhere) *before* announcing the new one. Raises
+        ``TooManySessions`` when a multi-capable login would exceed the limit.
+        """
+        self.check_login(account, multiconn_flags)
+        key = account.normalized
+        user = self.users.get(key)
+        displaced: list[SessionInstance] = []
+        if user is None:
+            user = User(key=key, screen_name=account.screen_name, account=account, signon_time=now)
+            self.users[key] = user
+        elif multiconn_flags != MULTICONN_MULTI or any(
+            i.multiconn_flags != MULTICONN_MULTI for i in user.instances.values()
+        ):
+            displaced = list(user.instances.values())
+            for old in displaced:
+                self.detach(old, keep_user=True)
+            # Nobody is left signed on: this is a new sign-on for everyone watching.
+            user.signon_time = now
+            user.account = account
+        instance = SessionInstance(
+            instance_id=instance_id,
+            user_key=key,
+            connection=connection,
+            client_id=client_id,
+            ip=ip,
+            connected_at=now,
+            multiconn_flags=multiconn_flags,
+        )
+        user.instances[instance_id] = instance
+        return instance, displaced
+
+    def detach(self, instance: SessionInstance, keep_user: bool = False) -> User | None:
+        """Take an instance out of the registry (idempotent). Returns its user,
+        which is also removed from the registry when this was its last session
+        (the caller still holds it to announce the departure), unless
+        ``keep_user`` (a new session is about to replace it)."""
+        user = self.users.get(instance.user_key)
+        if user is None or user.instances.get(instance.instance_id) is not instance:
+            return None
+        instance.closed = True
+        del user.instances[instance.instance_id]
+        self.unwatch(instance, instance.buddies)
+        instance.buddies.clear()
+        if not user.instances and not keep_user:
+            del self.users[user.key]
+        return user
+
+    def user_of(self, instance: SessionInstance) -> User | None:
+        user = self.users.get(instance.user_key)
+        if user is None or user.instances.get(instance.instance_id) is not instance:
+            return None
+        return user
+
+    # -- watcher index ------------------------------------------------------------------
+
+    def watch(self, instance: SessionInstance, keys: Iterable[str]) -> list[str]:
+        """Add buddies to a session's list; returns the keys that were new."""
+        added = []
+        for key in keys:
+            if key in instance.buddies:
+                continue
+            instance.buddies.add(key)
+            self.watchers.setdefault(key, set()).add(instance)
+            added.append(key)
+        return added
+
+    def unwatch(self, instance: SessionInstance, keys: Iterable[str]) -> None:
+        for key in list(keys):
+            instance.buddies.discard(key)
+            sessions = self.watchers.get(key)
+            if sessions is not None:
+                sessions.discard(instance)
+                if not sessions:
+                    del self.watchers[key]
+
+    def watching_sessions(self, key: str) -> list[SessionInstance]:
+        """Online sessions that have ``key`` on their buddy list."""
+        return [s for s in self.watchers.get(key, ()) if s.online and not s.closed]
+
+    # -- delivery -----------------------------------------------------------------------
+
+    def fan_out(self, sessions: Iterable[SessionInstance], payload: bytes) -> defer.Deferred[int]:
+        """Queue the same SNAC to every session. One broken connection is logged
+        and skipped; the rest still get it. Fires with the number queued, once
+        every write is queued (writes never wait)."""
+        return defer.succeed(self.deliver(sessions, payload))
+
+    def deliver(self, sessions: Iterable[SessionInstance], payload: bytes) -> int:
+        """The synchronous core of ``fan_out`` for hot paths that need no Deferred."""
+        count = 0
+        for session in sessions:
+            try:
+                session.connection.send_payload(payload)
+            except Exception:
+                self.log.failure(
+                    "delivery to instance {instance} failed", instance=session.instance_id
+                )
+            else:
+                count += 1
+        return count

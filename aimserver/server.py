@@ -1,0 +1,97 @@
+# -*- test-case-name: tests.test_e2e_foundation -*-
+"""One server process: the shared registry, store, cookie jar and services,
+and a factory per listener built over them.
+
+``tap.makeService`` wraps this in listening services; the end-to-end tests
+build it directly over a memory store and listen on free loopback ports.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.interfaces import IReactorTime
+
+from aimserver.config import Config
+from aimserver.cookies import CookieJar
+from aimserver.protocols.auth import AuthFactory
+from aimserver.protocols.bos import BosFactory, RateLimits
+from aimserver.protocols.flap import ConnectionSettings
+from aimserver.registry import UserRegistry
+from aimserver.services.auth import Authorizer
+from aimserver.services.base import HandlerTable
+from aimserver.services.buddy import BuddyService
+from aimserver.services.feedbag import FeedbagService
+from aimserver.services.icbm import IcbmService
+from aimserver.services.locate import LocateService
+from aimserver.services.oservice import BOS_FAMILIES, OServiceService
+from aimserver.services.permitdeny import PermitDenyService
+from aimserver.services.presence import Presence
+from aimserver.services.stats import StatsService
+from aimserver.store.interfaces import IUserStore
+
+COOKIE_SECRET_NAME = "cookie-hmac"
+COOKIE_SECRET_SIZE = 32
+
+
+def connection_settings(config: Config) -> ConnectionSettings:
+    return ConnectionSettings(
+        max_frame_size=config.connection.max_frame_size,
+        max_unauthenticated_frame_size=config.connection.max_unauthenticated_frame_size,
+        login_timeout=config.auth.login_timeout,
+        max_send_queue=config.connection.max_send_queue,
+        trace=config.logging.trace_flap,
+    )
+
+
+class AimServer:
+    """Everything the listeners of one process share."""
+
+    def __init__(
+        self, config: Config, store: IUserStore, cookie_secret: bytes, clock: IReactorTime
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.registry = UserRegistry(max_sessions=config.multisession.max_sessions)
+        self.presence = Presence(self.registry, clock)
+        self.cookies = CookieJar(cookie_secret, clock, lifetime=config.auth.cookie_lifetime)
+        self.rate_limits = RateLimits(clock, enabled=config.ratelimit.enabled)
+        #: "host:port" given to clients for BOS; set to the bound port when
+        #: listening on port 0.
+        self.bos_address = config.advertised_address("bos")
+        settings = connection_settings(config)
+        keepalive = config.connection.keepalive_interval
+        self.authorizer = Authorizer(
+            store,
+            self.registry,
+            self.cookies,
+            lambda: self.bos_address,
+            auto_register=config.auth.auto_register,
+        )
+        self.auth_factory = AuthFactory(self.authorizer, settings, clock, keepalive)
+        self.bos_factory = BosFactory(
+            registry=self.registry,
+            presence=self.presence,
+            store=store,
+            cookies=self.cookies,
+            handlers=self.bos_handlers(),
+            families=BOS_FAMILIES,
+            rate_limits=self.rate_limits,
+            settings=settings,
+            clock=clock,
+            keepalive_interval=keepalive,
+        )
+
+    def bos_handlers(self) -> HandlerTable:
+        services = (
+            OServiceService(self.registry, self.presence, self.clock, BOS_FAMILIES),
+            LocateService(self.registry, self.presence),
+            BuddyService(self.registry, self.presence),
+            IcbmService(self.registry, self.presence),
+            PermitDenyService(),
+            StatsService(),
+            FeedbagService(self.registry, self.presence, self.store),
+        )
+        table: HandlerTable = {}
+        for service in services:
+            table.update(service.handlers())
+        return table

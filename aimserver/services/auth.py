@@ -1,0 +1,219 @@
+# -*- test-case-name: tests.test_service_auth -*-
+"""The authorizer: checks credentials from either login method and hands out
+a BOS address and a cookie.
+
+Both methods end in the same TLVs (LOGIN.md §2.3, §3.5): the roasted FLAP
+login carries them in a channel-4 frame, BUCP in a 17,03 SNAC. The cookie
+carries a fresh session instance id and the client's multi-connection flags
+(TLV 0x4A) to the BOS connection, where the multisession decision is made.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import attrs
+from twisted.logger import Logger
+
+from aimserver.cookies import MAX_CLIENT_ID_LENGTH, CookieJar
+from aimserver.passwords import (
+    MAX_PASSWORD_LENGTH,
+    MIN_PASSWORD_LENGTH,
+    Credentials,
+    check_bucp_digest,
+    check_roasted_password,
+    new_auth_key,
+    roast,
+    strong_digest,
+    weak_digest,
+)
+from aimserver.registry import (
+    MULTICONN_LEGACY,
+    MULTICONN_MULTI,
+    MULTICONN_SINGLE,
+    TooManySessions,
+    UserRegistry,
+)
+from aimserver.store.interfaces import Account, IUserStore, StoreError
+from aimserver.wire.codes import FoodGroup, LoginError, LoginTag
+from aimserver.wire.errors import MalformedData
+from aimserver.wire.screenname import decode_screen_name, is_valid_screen_name
+from aimserver.wire.tlv import Tlv, TlvList
+
+DIGEST_SIZE = 16
+
+
+@attrs.frozen
+class LoginResult:
+    """The outcome of a login attempt, as the TLVs of the reply."""
+
+    screen_name: str
+    error: int | None = None
+    bos_address: str = ""
+    cookie: bytes = b""
+
+    def tlvs(self) -> TlvList:
+        name = Tlv(LoginTag.SCREEN_NAME, self.screen_name.encode("ascii", "replace"))
+        if self.error is not None:
+            return TlvList((name, Tlv.u16(LoginTag.ERROR_CODE, self.error)))
+        return TlvList(
+            (
+                name,
+                Tlv(LoginTag.BOS_ADDRESS, self.bos_address.encode("ascii")),
+                Tlv(LoginTag.COOKIE, self.cookie),
+            )
+        )
+
+
+def multiconn_flags(tlvs: TlvList) -> int:
+    """TLV 0x4A: 0x01 joins other sessions, 0x03 wants to be alone; anything
+    else (or absent) is a legacy client (LOGIN.md §5)."""
+    value = tlvs.get(LoginTag.MULTICONN_FLAGS)
+    if value is not None and len(value) == 1 and value[0] in (MULTICONN_MULTI, MULTICONN_SINGLE):
+        return value[0]
+    return MULTICONN_LEGACY
+
+
+def client_id_string(tlvs: TlvList) -> str:
+    """TLV 0x03, printable ASCII only and cut to what the cookie carries."""
+    raw = (tlvs.get(LoginTag.CLIENT_ID_STRING) or b"")[:MAX_CLIENT_ID_LENGTH]
+    return "".join(chr(b) if 32 <= b < 127 else "?" for b in raw)
+
+
+def requested_name(tlvs: TlvList) -> str:
+    raw = tlvs.get(LoginTag.SCREEN_NAME)
+    if raw is None:
+        raise MalformedData("login request without a screen name")
+    return decode_screen_name(raw)
+
+
+class Authorizer:
+    """The logic of the auth service, free of sockets."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        store: IUserStore,
+        registry: UserRegistry,
+        cookies: CookieJar,
+        bos_address: Callable[[], str],
+        auto_register: bool = False,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.cookies = cookies
+        self.bos_address = bos_address
+        self.auto_register = auto_register
+
+    async def challenge(self, screen_name: str) -> str | LoginResult:
+        """17,06: the account's auth key (the MD5 salt), or a refusal. With
+        auto-registration an unknown but valid name gets a fresh key, and the
+        account is created from the digest at 17,02."""
+        if not is_valid_screen_name(screen_name):
+            return self._refuse(screen_name, LoginError.INVALID_SCREEN_NAME, "invalid name")
+        account = await self.store.get_account(screen_name)
+        if account is not None:
+            return account.auth_key
+        if self.auto_register:
+            return os.urandom(16).hex()
+        return self._refuse(screen_name, LoginError.INVALID_SCREEN_NAME, "unknown screen name")
+
+    async def login_bucp(self, tlvs: TlvList, offered_key: str | None) -> LoginResult:
+        """17,02: check the MD5 digest against the stored ones."""
+        screen_name = requested_name(tlvs)
+        digest = tlvs.get(LoginTag.PASSWORD_MD5)
+        if digest is None or len(digest) != DIGEST_SIZE:
+            return self._refuse(screen_name, LoginError.INVALID_SCREEN_NAME, "no digest")
+        account = await self.store.get_account(screen_name)
+        if account is None and self.auto_register and offered_key is not None:
+            account = await self._register_from_digest(
+                screen_name, offered_key, digest, tlvs.has(LoginTag.NEW_HASH)
+            )
+        if account is None:
+            return self._refuse(screen_name, LoginError.INVALID_SCREEN_NAME, "unknown screen name")
+        if not check_bucp_digest(account, digest):
+            return self._refuse(account.screen_name, LoginError.BAD_PASSWORD, "wrong password")
+        return self._grant(account, tlvs)
+
+    async def login_roasted(self, tlvs: TlvList) -> LoginResult:
+        """FLAP channel-1 login: un-roast the password and check the weak digest."""
+        screen_name = requested_name(tlvs)
+        roasted = tlvs.get(LoginTag.ROASTED_PASSWORD) or b""
+        account = await self.store.get_account(screen_name)
+        if account is None and self.auto_register and is_valid_screen_name(screen_name):
+            account = await self._register(screen_name, roast(roasted))
+        if account is None:
+            return self._refuse(screen_name, LoginError.INVALID_SCREEN_NAME, "unknown screen name")
+        if not check_roasted_password(account, roasted):
+            return self._refuse(account.screen_name, LoginError.BAD_PASSWORD, "wrong password")
+        return self._grant(account, tlvs)
+
+    def _grant(self, account: Account, tlvs: TlvList) -> LoginResult:
+        if account.suspended:
+            return self._refuse(account.screen_name, LoginError.SUSPENDED, "suspended")
+        flags = multiconn_flags(tlvs)
+        try:
+            self.registry.check_login(account, flags)
+        except TooManySessions:
+            return self._refuse(account.screen_name, LoginError.RATE_LIMIT, "too many sessions")
+        cookie = self.cookies.issue(
+            screen_name=account.screen_name,
+            instance_id=self.registry.new_instance_id(),
+            multiconn_flags=flags,
+            service=int(FoodGroup.OSERVICE),
+            client_id=client_id_string(tlvs),
+        )
+        self.log.info(
+            "login accepted for {screen_name} (flags {flags:#04x})",
+            screen_name=account.screen_name,
+            flags=flags,
+        )
+        return LoginResult(account.screen_name, bos_address=self.bos_address(), cookie=cookie)
+
+    def _refuse(self, screen_name: str, error: int, why: str) -> LoginResult:
+        self.log.info("login refused for {screen_name!r}: {why}", screen_name=screen_name, why=why)
+        return LoginResult(screen_name, error=error)
+
+    async def _register(self, screen_name: str, password: bytes) -> Account | None:
+        """Roasted login reveals the password: derive both digests from its
+        bytes as sent (so any charset round-trips)."""
+        if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
+            return None
+        key = new_auth_key()
+        credentials = Credentials(
+            auth_key=key,
+            weak_md5=weak_digest(key.encode("ascii"), password),
+            strong_md5=strong_digest(key.encode("ascii"), password),
+        )
+        return await self._create(screen_name, credentials)
+
+    async def _register_from_digest(
+        self, screen_name: str, key: str, digest: bytes, strong: bool
+    ) -> Account | None:
+        """BUCP never reveals the password, so the account keeps the digest it
+        was first sent: the same password gives the same digest under the same
+        key. The other digest form stays unusable until `aimserver user
+        passwd` sets a real password."""
+        unusable = os.urandom(DIGEST_SIZE)
+        credentials = Credentials(
+            auth_key=key,
+            weak_md5=unusable if strong else digest,
+            strong_md5=digest if strong else unusable,
+        )
+        return await self._create(screen_name, credentials)
+
+    async def _create(self, screen_name: str, credentials: Credentials) -> Account | None:
+        try:
+            account = await self.store.create_account_with_credentials(screen_name, credentials)
+        except StoreError as e:
+            self.log.info(
+                "auto-registration of {screen_name!r} failed: {error}",
+                screen_name=screen_name,
+                error=str(e),
+            )
+            # Lost a race with a concurrent registration: use the winner's account.
+            return await self.store.get_account(screen_name)
+        self.log.info("auto-registered {screen_name}", screen_name=screen_name)
+        return account

@@ -1,0 +1,39 @@
+"""What every food-group service shares: replies as values, errors as exceptions.
+
+A handler takes the session it acts for, the request's SNAC header and body,
+and returns the replies to send back (the protocol copies the request ID), or
+a Deferred of them. It raises ``SnacError`` for a protocol-level refusal and
+``MalformedData`` (from the codecs) for a body that does not parse; pushes to
+other sessions go through the registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeAlias
+
+import attrs
+
+from aimserver.wire.snac import SnacHeader
+
+
+class SnacError(Exception):
+    """Answer the request with ``family,01`` carrying ``code`` (and TLV 0x0008 ``subcode``)."""
+
+    def __init__(self, code: int, subcode: int | None = None) -> None:
+        super().__init__(code, subcode)
+        self.code = code
+        self.subcode = subcode
+
+
+@attrs.frozen
+class Reply:
+    family: int
+    subtype: int
+    body: bytes = b""
+    flags: int = 0
+
+
+Replies: TypeAlias = list[Reply]
+Handler: TypeAlias = Callable[[Any, SnacHeader, bytes], Any]
+HandlerTable: TypeAlias = dict[tuple[int, int], Handler]

@@ -1,0 +1,197 @@
+# -*- test-case-name: tests.test_service_oservice -*-
+"""OService (0x0001): the generic service control present on every connection:
+host online, versions, rate parameters, self info, idle, status, client ready
+and service requests."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from aimserver import ratelimit
+from aimserver.registry import SessionInstance, UserRegistry
+from aimserver.services.base import HandlerTable, Replies, Reply, SnacError
+from aimserver.services.presence import Presence, idle_since
+from aimserver.wire.codes import FoodGroup, OService, SnacErrorCode
+from aimserver.wire.reader import Reader
+from aimserver.wire.snac import SnacHeader
+from aimserver.wire.tlv import TlvList
+
+#: Families the BOS connection serves, in its 01,03 (SIGNON.md §2): only
+#: what this server really handles.
+BOS_FAMILIES: tuple[int, ...] = (
+    FoodGroup.OSERVICE,
+    FoodGroup.LOCATE,
+    FoodGroup.BUDDY,
+    FoodGroup.ICBM,
+    FoodGroup.PERMIT_DENY,
+    FoodGroup.STATS,
+    FoodGroup.FEEDBAG,
+)
+
+TAG_STATUS = 0x0006
+_PAIR = struct.Struct("!HH")
+
+
+def pack_families(families: Sequence[int]) -> bytes:
+    """The 01,03 host-online body: u16 families until the end."""
+    return b"".join(struct.pack("!H", f) for f in families)
+
+
+def parse_u16_list(body: bytes, what: str) -> list[int]:
+    reader = Reader(body, what)
+    values = []
+    while not reader.at_end():
+        values.append(reader.u16(what))
+    return values
+
+
+def parse_versions(body: bytes) -> list[tuple[int, int]]:
+    """01,17 body: (family, version) pairs until the end."""
+    reader = Reader(body, "client versions")
+    pairs = []
+    while not reader.at_end():
+        pairs.append((reader.u16("family"), reader.u16("version")))
+    return pairs
+
+
+def pack_versions(pairs: Sequence[tuple[int, int]]) -> bytes:
+    return b"".join(_PAIR.pack(f, v) for f, v in pairs)
+
+
+class OServiceService:
+    """OService on a BOS connection."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        registry: UserRegistry,
+        presence: Presence,
+        clock: IReactorTime,
+        families: Sequence[int] = BOS_FAMILIES,
+    ) -> None:
+        self.registry = registry
+        self.presence = presence
+        self.clock = clock
+        self.families = tuple(families)
+
+    def handlers(self) -> HandlerTable:
+        f = FoodGroup.OSERVICE
+        return {
+            (f, OService.CLIENT_ONLINE): self.client_online,
+            (f, OService.SERVICE_REQUEST): self.service_request,
+            (f, OService.RATE_PARAMS_QUERY): self.rate_params_query,
+            (f, OService.RATE_PARAMS_SUB_ADD): self.rate_params_sub_add,
+            (f, OService.RATE_PARAMS_SUB_DEL): self.rate_params_sub_del,
+            (f, OService.USER_INFO_QUERY): self.user_info_query,
+            (f, OService.IDLE_NOTIFICATION): self.idle_notification,
+            (f, OService.SET_PRIVACY_FLAGS): self.set_privacy_flags,
+            (f, OService.NOOP): self.noop,
+            (f, OService.CLIENT_VERSIONS): self.client_versions,
+            (f, OService.SET_USER_INFO_FIELDS): self.set_user_info_fields,
+        }
+
+    def host_online(self) -> bytes:
+        return pack_families(self.families)
+
+    # -- sign-on sequence ---------------------------------------------------------------
+
+    def client_versions(
+        self, session: SessionInstance, request: SnacHeader, body: bytes
+    ) -> Replies:
+        """Echo the client's versions for the families this connection serves."""
+        pairs = [(f, v) for f, v in parse_versions(body) if f in self.families]
+        session.family_versions.update(pairs)
+        return [Reply(FoodGroup.OSERVICE, OService.HOST_VERSIONS, pack_versions(pairs))]
+
+    def rate_params_query(
+        self, session: SessionInstance, request: SnacHeader, body: bytes
+    ) -> Replies:
+        extended = ratelimit.wants_extended_rate_records(
+            session.family_versions.get(FoodGroup.OSERVICE)
+        )
+        reply = ratelimit.pack_rate_params_reply(
+            ratelimit.DEFAULT_RATE_CLASSES, ratelimit.DEFAULT_CLASS_MEMBERS, extended=extended
+        )
+        return [Reply(FoodGroup.OSERVICE, OService.RATE_PARAMS_REPLY, reply)]
+
+    def rate_params_sub_add(
+        self, session: SessionInstance, request: SnacHeader, body: bytes
+    ) -> None:
+        # aimpyfly sends this empty; that is a valid (empty) subscription.
+        session.rate_subscriptions.update(parse_u16_list(body, "rate class IDs"))
+
+    def rate_params_sub_del(
+        self, session: SessionInstance, request: SnacHeader, body: bytes
+    ) -> None:
+        session.rate_subscriptions.difference_update(parse_u16_list(body, "rate class IDs"))
+
+    def client_online(self, session: SessionInstance, request: SnacHeader, body: bytes) -> None:
+        """Client ready: the session now counts for presence and receives IMs.
+        The body (family/version/tool entries, 4 or 8 bytes each) is not needed."""
+        if session.online:
+            return
+        user = self.registry.user_of(session)
+        if user is None:
+            return
+        self.log.info(
+            "{screen_name} online (instance {instance}, {client})",
+            screen_name=user.screen_name,
+            instance=session.instance_id,
+            client=session.client_id,
+        )
+        self.presence.session_online(session)
+
+    # -- self info, idle, status --------------------------------------------------------
+
+    def user_info_query(
+        self, session: SessionInstance, request: SnacHeader, body: bytes
+    ) -> Replies:
+        user = self.registry.user_of(session)
+        if user is None:
+            raise SnacError(SnacErrorCode.NOT_LOGGED_ON)
+        info = self.presence.self_info(user, session).pack()
+        return [Reply(FoodGroup.OSERVICE, OService.USER_INFO_UPDATE, info)]
+
+    def idle_notification(self, session: SessionInstance, request: SnacHeader, body: bytes) -> None:
+        seconds = Reader(body, "idle notification").u32("idle seconds")
+        session.idle_since = idle_since(self.clock.seconds(), seconds)
+        self.presence.session_changed(session)
+
+    def set_privacy_flags(self, session: SessionInstance, request: SnacHeader, body: bytes) -> None:
+        """Fire-and-forget at sign-on (idle/member-since visibility). Validated
+        and accepted; the flags do not change what this server shows."""
+        Reader(body, "privacy flags").u32("flags")
+
+    def noop(self, session: SessionInstance, request: SnacHeader, body: bytes) -> None:
+        pass
+
+    def set_user_info_fields(
+        self, session: SessionInstance, request: SnacHeader, body: bytes
+    ) -> Replies:
+        """Status (e.g. invisible) is per session; the reply carries this
+        session's own status, which the client's invisible toggle relies on."""
+        tlvs = TlvList.unpack_list(body, "set user info fields")
+        status = tlvs.get_u32(TAG_STATUS)
+        if status is not None and status != session.status:
+            session.status = status
+            self.presence.session_changed(session)
+        return self.user_info_query(session, request, b"")
+
+    # -- other services -----------------------------------------------------------------
+
+    def service_request(self, session: SessionInstance, request: SnacHeader, body: bytes) -> None:
+        """Redirects to further services (ChatNav, chat, BART, ...) come with
+        the issues that build those services; until then the request gets
+        "service unavailable", which clients tolerate."""
+        family = Reader(body, "service request").u16("family")
+        self.log.info(
+            "instance {instance} asked for unavailable service {family:#06x}",
+            instance=session.instance_id,
+            family=family,
+        )
+        raise SnacError(SnacErrorCode.SERVICE_UNAVAILABLE)

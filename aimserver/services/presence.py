@@ -1,0 +1,167 @@
+# -*- test-case-name: tests.test_service_presence -*-
+"""Presence: what others see of a user, and telling them only when it changes.
+
+A user's presence is the aggregate of its online sessions: away only when
+every session is away, idle only when every session is idle (then the most
+recent idle start), capabilities the union, invisible only when every session
+is invisible. Watchers get one arrival when the user first becomes visible,
+one departure when it stops being visible, and an update (03,0B) only when
+the aggregate they see changes.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from aimserver.registry import SessionInstance, User, UserRegistry
+from aimserver.wire.codes import Buddy, FoodGroup
+from aimserver.wire.snac import pack_snac
+from aimserver.wire.tlv import Tlv, TlvList
+from aimserver.wire.userinfo import (
+    CLASS_FREE,
+    CLASS_UNAVAILABLE,
+    STATUS_INVISIBLE,
+    TAG_CAPABILITIES,
+    TAG_IDLE_MINUTES,
+    TAG_MEMBER_SINCE,
+    TAG_SESSION_LENGTH,
+    TAG_SIGNON_TIME,
+    TAG_STATUS,
+    TAG_USER_CLASS,
+    UserInfo,
+)
+
+#: A departure carries only the user class, set to 0: a full block makes AIM
+#: ignore the event, and ICQ clients need the class TLV (OSCAR.md §7).
+DEPARTURE_TLVS = TlvList((Tlv.u16(TAG_USER_CLASS, 0),))
+
+
+def aggregate_state(user: User) -> tuple[bool, float | None, tuple[bytes, ...], int] | None:
+    """``(away, idle_since, capabilities, status)`` over the online sessions, or
+    None when no session is online or every one is invisible."""
+    sessions = user.online_instances()
+    if not sessions:
+        return None
+    status = 0xFFFFFFFF
+    for session in sessions:
+        status &= session.status
+    if status & STATUS_INVISIBLE:
+        return None
+    away = all(s.away for s in sessions)
+    idle_times = [s.idle_since for s in sessions]
+    idle_since = None if None in idle_times else max(idle_times)  # type: ignore[type-var]
+    capabilities: dict[bytes, None] = {}
+    for session in sessions:
+        for capability in session.capabilities:
+            capabilities[capability] = None
+    return away, idle_since, tuple(capabilities), status
+
+
+class Presence:
+    """Builds user-info blocks and sends arrivals, updates and departures."""
+
+    log = Logger()
+
+    def __init__(self, registry: UserRegistry, clock: IReactorTime) -> None:
+        self.registry = registry
+        self.clock = clock
+
+    # -- what others see ----------------------------------------------------------------
+
+    def user_info(self, user: User, state: tuple | None = None) -> UserInfo:
+        """The aggregate user-info block others see (arrivals, IM senders)."""
+        if state is None:
+            state = aggregate_state(user) or (False, None, (), 0)
+        away, idle_since, capabilities, status = state
+        user_class = CLASS_FREE | (CLASS_UNAVAILABLE if away else 0)
+        tlvs = [
+            Tlv.u16(TAG_USER_CLASS, user_class),
+            Tlv.u32(TAG_SIGNON_TIME, int(user.signon_time)),
+            Tlv.u32(TAG_STATUS, status & ~STATUS_INVISIBLE),
+        ]
+        if idle_since is not None:
+            minutes = max(0, int(self.clock.seconds() - idle_since) // 60)
+            tlvs.append(Tlv.u16(TAG_IDLE_MINUTES, min(minutes, 0xFFFF)))
+        if capabilities:
+            tlvs.append(Tlv(TAG_CAPABILITIES, b"".join(capabilities)))
+        return UserInfo(user.screen_name, user.warning_level, TlvList(tuple(tlvs)))
+
+    def self_info(self, user: User, session: SessionInstance) -> UserInfo:
+        """What a session is told about itself (01,0F): its own status, and the
+        account's member-since and session length as well."""
+        now = self.clock.seconds()
+        base = self.user_info(user, aggregate_state(user) or None)
+        tlvs = [t for t in base.tlvs if t.tag != TAG_STATUS]
+        tlvs.append(Tlv.u32(TAG_STATUS, session.status))
+        tlvs.append(Tlv.u32(TAG_MEMBER_SINCE, int(user.account.created_at)))
+        tlvs.append(Tlv.u32(TAG_SESSION_LENGTH, max(0, int(now - session.connected_at))))
+        return UserInfo(user.screen_name, user.warning_level, TlvList(tuple(tlvs)))
+
+    def departure_block(self, user: User) -> bytes:
+        return UserInfo(user.screen_name, 0, DEPARTURE_TLVS).pack()
+
+    # -- events -------------------------------------------------------------------------
+
+    def session_online(self, session: SessionInstance) -> None:
+        """The session finished signing on (client ready): it now counts for
+        presence; tell watchers if that changes what they see, and tell the
+        session which of its buddies are online."""
+        user = self.registry.user_of(session)
+        if user is None:
+            return
+        session.online = True
+        self.announce(user)
+        self.send_arrivals_to(session, session.buddies)
+
+    def session_changed(self, session: SessionInstance) -> None:
+        """Away, idle, capabilities or status of one session changed."""
+        user = self.registry.user_of(session)
+        if user is not None and session.online:
+            self.announce(user)
+
+    def session_gone(self, user: User | None) -> None:
+        """A session of ``user`` was detached from the registry."""
+        if user is not None:
+            self.announce(user)
+
+    def warning_changed(self, user: User) -> None:
+        self.announce(user)
+
+    def announce(self, user: User) -> None:
+        """Compare the aggregate with what watchers were last told and send the
+        difference: an arrival/update, a departure, or nothing."""
+        state = aggregate_state(user) if self.registry.users.get(user.key) is user else None
+        key = None if state is None else (*state, user.warning_level)
+        if key == user.announced:
+            return
+        user.announced = key
+        watchers = self.registry.watching_sessions(user.key)
+        if not watchers:
+            return
+        if state is None:
+            body = self.departure_block(user)
+            subtype = Buddy.DEPARTED
+        else:
+            body = self.user_info(user, state).pack()
+            subtype = Buddy.ARRIVED
+        payload = pack_snac(FoodGroup.BUDDY, subtype, body, self.registry.next_request_id())
+        self.registry.deliver(watchers, payload)
+
+    def send_arrivals_to(self, session: SessionInstance, keys: object) -> None:
+        """One 03,0B per buddy in ``keys`` that is visible now."""
+        if not session.online:
+            return
+        for key in list(keys):  # type: ignore[call-overload]
+            buddy = self.registry.users.get(key)
+            if buddy is None or buddy.announced is None:
+                continue
+            body = self.user_info(buddy).pack()
+            session.connection.send_payload(
+                pack_snac(FoodGroup.BUDDY, Buddy.ARRIVED, body, self.registry.next_request_id())
+            )
+
+
+def idle_since(now: float, idle_seconds: int) -> float | None:
+    """Per-session idle start from an 01,11 report (0 = active again)."""
+    return None if idle_seconds == 0 else now - idle_seconds

@@ -1,0 +1,360 @@
+"""A small OSCAR client for the tests: frames, the two login methods, the BOS
+sign-on sequence, IMs, buddies. Built on our own codecs, speaking real TCP
+(or any transport) to the real protocols.
+
+Frames the tests do not ask for are kept in order, so a test waits for what
+it expects (``wait_snac``) and can assert that nothing else arrived
+(``unexpected``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Callable, Coroutine, Sequence
+from functools import wraps
+from typing import Any, TypeVar
+
+from twisted.internet import defer, reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.protocol import Protocol
+from twisted.python.failure import Failure
+
+from aimserver.passwords import SIGNATURE, roast
+from aimserver.wire.flap import FLAP_HEADER_SIZE, Channel, FlapFrame, SignonPayload, parse_header
+from aimserver.wire.icbm import ChannelMessageToHost
+from aimserver.wire.reader import Reader, string08
+from aimserver.wire.snac import SnacHeader, pack_snac
+from aimserver.wire.tlv import Tlv, TlvList
+from aimserver.wire.userinfo import UserInfo
+
+T = TypeVar("T")
+TIMEOUT = 5.0
+CLIENT_ID = b"AOL Instant Messenger, version 5.1.3036/WIN32"
+
+
+def deferred_test(f: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., defer.Deferred[T]]:
+    """Run an ``async def`` test method as a Deferred-returning trial test."""
+
+    @wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> defer.Deferred[T]:
+        return defer.Deferred.fromCoroutine(f(*args, **kwargs))
+
+    return wrapper
+
+
+class FlapClient(Protocol):
+    """Frames in, frames out; waiting for the frames a test expects."""
+
+    #: Every client still connected, so a test's teardown can wait for them.
+    open_clients: set[FlapClient] = set()
+
+    def __init__(self, clock: Any = reactor) -> None:
+        self.clock = clock
+        self.buffer = b""
+        self.sequence = 0
+        self.received: list[FlapFrame] = []
+        self.waiters: list[tuple[Callable[[FlapFrame], bool], defer.Deferred[FlapFrame]]] = []
+        self.lost: defer.Deferred[None] = defer.Deferred()
+        self.connected_now = False
+
+    def connectionMade(self) -> None:
+        self.connected_now = True
+        FlapClient.open_clients.add(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.buffer += data
+        while len(self.buffer) >= FLAP_HEADER_SIZE:
+            _, _, length = parse_header(self.buffer)
+            end = FLAP_HEADER_SIZE + length
+            if len(self.buffer) < end:
+                return
+            frame = FlapFrame.unpack(self.buffer[:end])
+            self.buffer = self.buffer[end:]
+            self.frame_received(frame)
+
+    def frame_received(self, frame: FlapFrame) -> None:
+        for waiter in self.waiters:
+            predicate, d = waiter
+            if predicate(frame):
+                self.waiters.remove(waiter)
+                d.callback(frame)
+                return
+        self.received.append(frame)
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.connected_now = False
+        FlapClient.open_clients.discard(self)
+        self.lost.callback(None)
+
+    def wait(
+        self, predicate: Callable[[FlapFrame], bool], timeout: float = TIMEOUT
+    ) -> defer.Deferred[FlapFrame]:
+        for frame in self.received:
+            if predicate(frame):
+                self.received.remove(frame)
+                return defer.succeed(frame)
+        d: defer.Deferred[FlapFrame] = defer.Deferred()
+        entry = (predicate, d)
+        self.waiters.append(entry)
+
+        def forget(result: object) -> object:
+            if entry in self.waiters:
+                self.waiters.remove(entry)
+            return result
+
+        d.addTimeout(timeout, self.clock)
+        d.addErrback(forget)
+        return d
+
+    def wait_channel(self, channel: int, timeout: float = TIMEOUT) -> defer.Deferred[FlapFrame]:
+        return self.wait(lambda f: f.channel == channel, timeout)
+
+    async def wait_snac(
+        self, family: int, subtype: int, timeout: float = TIMEOUT
+    ) -> tuple[SnacHeader, bytes]:
+        def matches(frame: FlapFrame) -> bool:
+            if frame.channel != Channel.DATA:
+                return False
+            header, _ = SnacHeader.unpack(frame.payload)
+            return (header.family, header.subtype) == (family, subtype)
+
+        frame = await self.wait(matches, timeout)
+        return SnacHeader.unpack(frame.payload)
+
+    def snacs(self, family: int, subtype: int) -> list[tuple[SnacHeader, bytes]]:
+        """Take every already-received SNAC of this type."""
+        found = []
+        for frame in list(self.received):
+            if frame.channel == Channel.DATA:
+                header, body = SnacHeader.unpack(frame.payload)
+                if (header.family, header.subtype) == (family, subtype):
+                    self.received.remove(frame)
+                    found.append((header, body))
+        return found
+
+    def unexpected(self, *ignore: tuple[int, int]) -> list[tuple[int, int]]:
+        """(family, subtype) of received, unclaimed SNACs, except ``ignore``."""
+        kinds = []
+        for frame in self.received:
+            if frame.channel == Channel.DATA:
+                header, _ = SnacHeader.unpack(frame.payload)
+                kind = (header.family, header.subtype)
+                if kind not in ignore:
+                    kinds.append(kind)
+        return kinds
+
+    def send_frame(self, channel: int, payload: bytes) -> None:
+        self.sequence = (self.sequence + 1) & 0xFFFF
+        self.transport.write(FlapFrame(channel, self.sequence, payload).pack())
+
+    def send_snac(self, family: int, subtype: int, body: bytes = b"", request_id: int = 1) -> None:
+        self.send_frame(Channel.DATA, pack_snac(family, subtype, body, request_id))
+
+    def close(self) -> defer.Deferred[None]:
+        self.transport.loseConnection()
+        return self.lost
+
+
+async def connect(host: str, port: int) -> FlapClient:
+    endpoint = TCP4ClientEndpoint(reactor, host, port)
+    return await connectProtocol(endpoint, FlapClient())
+
+
+def bucp_digest(key: bytes, password: bytes, strong: bool = True) -> bytes:
+    if strong:
+        return hashlib.md5(key + hashlib.md5(password).digest() + SIGNATURE).digest()
+    return hashlib.md5(key + password + SIGNATURE).digest()
+
+
+async def bucp_login(
+    host: str,
+    port: int,
+    screen_name: str,
+    password: str,
+    *,
+    flags: int | None = 0x01,
+    strong: bool = True,
+) -> TlvList:
+    """The whole BUCP exchange; returns the TLVs of the 17,03 reply (the
+    connection is then closed by the server)."""
+    client = await connect(host, port)
+    await client.wait_channel(Channel.SIGNON)
+    client.send_frame(Channel.SIGNON, SignonPayload().pack())
+    client.send_snac(0x17, 0x06, Tlv(0x01, screen_name.encode()).pack() + Tlv(0x4B, b"").pack())
+    frame = await client.wait(
+        lambda f: (
+            f.channel == Channel.DATA and SnacHeader.unpack(f.payload)[0].subtype in (0x03, 0x07)
+        )
+    )
+    header, body = SnacHeader.unpack(frame.payload)
+    if header.subtype == 0x03:
+        await client.lost
+        return TlvList.unpack_list(body)
+    key = Reader(body, "challenge").string16("key")
+    tlvs = [
+        Tlv(0x01, screen_name.encode()),
+        Tlv(0x25, bucp_digest(key, password.encode(), strong)),
+        Tlv(0x03, CLIENT_ID),
+        Tlv.u16(0x16, 0x0109),
+    ]
+    if strong:
+        tlvs.append(Tlv.empty(0x4C))
+    if flags is not None:
+        tlvs.append(Tlv.u8(0x4A, flags))
+    client.send_snac(0x17, 0x02, TlvList(tuple(tlvs)).pack_list(), request_id=2)
+    _, body = await client.wait_snac(0x17, 0x03)
+    await client.wait_channel(Channel.SIGNOFF)
+    await client.lost
+    return TlvList.unpack_list(body)
+
+
+async def roasted_login(
+    host: str, port: int, screen_name: str, password: str, flags: int | None = None
+) -> TlvList:
+    """FLAP channel-1 login; returns the TLVs of the channel-4 reply."""
+    client = await connect(host, port)
+    await client.wait_channel(Channel.SIGNON)
+    tlvs = [
+        Tlv(0x01, screen_name.encode()),
+        Tlv(0x02, roast(password.encode())),
+        Tlv(0x03, b"AOL Instant Messenger (SM), version 3.0.1464/WIN32"),
+    ]
+    if flags is not None:
+        tlvs.append(Tlv.u8(0x4A, flags))
+    client.send_frame(Channel.SIGNON, SignonPayload(1, TlvList(tuple(tlvs))).pack())
+    frame = await client.wait_channel(Channel.SIGNOFF)
+    await client.lost
+    return TlvList.unpack_list(frame.payload)
+
+
+def split_address(tlvs: TlvList) -> tuple[str, int]:
+    host, port = (tlvs.get(0x05) or b"").decode().split(":")
+    return host, int(port)
+
+
+class BosClient:
+    """A signed-on BOS session."""
+
+    def __init__(self, flap: FlapClient, screen_name: str) -> None:
+        self.flap = flap
+        self.screen_name = screen_name
+        self.request_id = 100
+
+    def next_id(self) -> int:
+        self.request_id += 1
+        return self.request_id
+
+    async def request(
+        self, family: int, subtype: int, body: bytes, reply: int
+    ) -> tuple[SnacHeader, bytes]:
+        request_id = self.next_id()
+        self.flap.send_snac(family, subtype, body, request_id)
+        header, body = await self.flap.wait_snac(family, reply)
+        assert header.request_id == request_id, (header, request_id)
+        return header, body
+
+    @classmethod
+    async def sign_on(
+        cls,
+        login: TlvList,
+        *,
+        buddies: Sequence[str] = (),
+        client_ready: bool = True,
+    ) -> BosClient:
+        """Connect with the login reply's cookie and walk the classic sign-on."""
+        host, port = split_address(login)
+        flap = await connect(host, port)
+        await flap.wait_channel(Channel.SIGNON)
+        flap.send_frame(
+            Channel.SIGNON, SignonPayload(1, TlvList((Tlv(0x06, login.get(0x06)),))).pack()
+        )
+        await flap.wait_snac(0x01, 0x03)
+        client = cls(flap, (login.get(0x01) or b"").decode())
+        versions = b"".join(
+            struct.pack("!HH", f, v) for f, v in ((1, 3), (2, 1), (3, 1), (4, 1), (9, 1), (0x13, 4))
+        )
+        await client.request(0x01, 0x17, versions, 0x18)
+        await client.request(0x01, 0x06, b"", 0x07)
+        flap.send_snac(0x01, 0x08, struct.pack("!5H", 1, 2, 3, 4, 5), client.next_id())
+        await client.request(0x01, 0x0E, b"", 0x0F)
+        await client.request(0x02, 0x02, b"", 0x03)
+        await client.request(0x03, 0x02, b"", 0x03)
+        await client.request(0x04, 0x04, b"", 0x05)
+        await client.request(0x09, 0x02, b"", 0x03)
+        if buddies:
+            client.add_buddies(buddies)
+        if client_ready:
+            client.ready()
+        return client
+
+    def ready(self) -> None:
+        entries = b"".join(
+            struct.pack("!HHHH", f, v, 0x0110, 0x0629) for f, v in ((1, 3), (2, 1), (3, 1), (4, 1))
+        )
+        self.flap.send_snac(0x01, 0x02, entries, self.next_id())
+
+    def add_buddies(self, names: Sequence[str]) -> None:
+        self.flap.send_snac(
+            0x03, 0x04, b"".join(string08(n.encode()) for n in names), self.next_id()
+        )
+
+    def send_im(
+        self,
+        to: str,
+        text: bytes,
+        *,
+        ack: bool = False,
+        cookie: bytes = b"12345678",
+        extra: Sequence[Tlv] = (),
+    ) -> int:
+        im_data = (
+            b"\x05\x01"
+            + struct.pack("!H", 4)
+            + b"\x01\x01\x01\x02"
+            + b"\x01\x01"
+            + struct.pack("!H", len(text) + 4)
+            + b"\x00\x00\x00\x00"
+            + text
+        )
+        tlvs = [Tlv(0x02, im_data), *extra]
+        if ack:
+            tlvs.append(Tlv.empty(0x03))
+        message = ChannelMessageToHost(cookie, 1, to, TlvList(tuple(tlvs)))
+        request_id = self.next_id()
+        self.flap.send_snac(0x04, 0x06, message.pack(), request_id)
+        return request_id
+
+    async def receive_im(self, timeout: float = TIMEOUT) -> tuple[UserInfo, bytes, TlvList]:
+        """The next 04,07: sender info, message text, the message TLVs."""
+        _, body = await self.flap.wait_snac(0x04, 0x07, timeout)
+        return parse_im(body)
+
+    async def wait_arrival(self, timeout: float = TIMEOUT) -> UserInfo:
+        _, body = await self.flap.wait_snac(0x03, 0x0B, timeout)
+        return UserInfo.unpack(body)
+
+    async def wait_departure(self, timeout: float = TIMEOUT) -> UserInfo:
+        _, body = await self.flap.wait_snac(0x03, 0x0C, timeout)
+        return UserInfo.unpack(body)
+
+    def close(self) -> defer.Deferred[None]:
+        return self.flap.close()
+
+
+def parse_im(body: bytes) -> tuple[UserInfo, bytes, TlvList]:
+    reader = Reader(body, "04,07")
+    reader.take(8, "cookie")
+    reader.u16("channel")
+    sender = UserInfo.read(reader)
+    tlvs = TlvList.read_list(reader)
+    text = b""
+    data = tlvs.get(0x02) or b""
+    fragments = Reader(data, "im data")
+    while not fragments.at_end():
+        ident = fragments.u8()
+        fragments.u8()
+        chunk = fragments.take(fragments.u16())
+        if ident == 0x01:
+            text += chunk[4:]
+    return sender, text, tlvs

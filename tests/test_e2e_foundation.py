@@ -1,0 +1,205 @@
+"""End to end over real TCP: classic clients sign on by BUCP and by the roasted
+FLAP login, see each other arrive, exchange IMs and sign off."""
+
+from __future__ import annotations
+
+from twisted.internet import reactor, task
+from twisted.trial import unittest
+
+from aimserver.config import load_config
+from aimserver.wire.flap import Channel, SignonPayload
+from aimserver.wire.tlv import Tlv, TlvList
+from tests.client import BosClient, connect, deferred_test, split_address
+from tests.harness import LoopbackServer
+
+
+class FoundationTests(unittest.TestCase):
+    async def _server(self) -> LoopbackServer:
+        server = await LoopbackServer.start(accounts={"Alice": "secret", "Bob Smith": "hunter2"})
+        self.addCleanup(server.stop)
+        return server
+
+    @deferred_test
+    async def test_two_users_sign_on_see_each_other_and_exchange_ims(self) -> None:
+        """A signs on by BUCP, B by the roasted FLAP login; each lists the other
+        and sees the arrival; IMs flow both ways with and without host ack; when
+        B signs off A sees the departure and an IM to B gets "not logged on"."""
+        server = await self._server()
+
+        login_a = await server.bucp("alice", "secret")
+        self.assertEqual(login_a.get(0x01), b"Alice")
+        self.assertEqual(len(login_a.get(0x06) or b""), 256)
+        alice = await BosClient.sign_on(login_a, buddies=["bobsmith"])
+
+        login_b = await server.roasted("BOBSMITH", "hunter2")
+        self.assertEqual(login_b.get(0x01), b"Bob Smith")
+        bob = await BosClient.sign_on(login_b, buddies=["Alice"])
+
+        # Bob sees Alice (already online) as soon as he is ready; Alice sees Bob arrive.
+        arrived = await bob.wait_arrival()
+        self.assertEqual(arrived.screen_name, "Alice")
+        arrived = await alice.wait_arrival()
+        self.assertEqual(arrived.screen_name, "Bob Smith")
+
+        # Alice -> Bob with a host ack; the text and charset pass through byte-exactly.
+        request_id = alice.send_im("bob smith", b"<HTML>hi \xe9</HTML>", ack=True)
+        sender, text, tlvs = await bob.receive_im()
+        self.assertEqual((sender.screen_name, text), ("Alice", b"<HTML>hi \xe9</HTML>"))
+        self.assertFalse(tlvs.has(0x03))
+        header, body = await alice.flap.wait_snac(0x04, 0x0C)
+        self.assertEqual(header.request_id, request_id)
+        self.assertEqual(body, b"12345678" + b"\x00\x01" + b"\x09bob smith")
+
+        # Bob -> Alice without an ack: no 04,0C comes back.
+        bob.send_im("Alice", b"hello back")
+        sender, text, _ = await alice.receive_im()
+        self.assertEqual((sender.screen_name, text), ("Bob Smith", b"hello back"))
+        self.assertEqual(bob.flap.snacs(0x04, 0x0C), [])
+
+        # Bob signs off: Alice sees one departure; an IM to Bob is refused.
+        await bob.close()
+        departed = await alice.wait_departure()
+        self.assertEqual(departed.screen_name, "Bob Smith")
+        request_id = alice.send_im("Bob Smith", b"are you there?")
+        header, body = await alice.flap.wait_snac(0x04, 0x01)
+        self.assertEqual((header.request_id, body), (request_id, b"\x00\x04"))
+
+    @deferred_test
+    async def test_second_legacy_login_disconnects_the_first(self) -> None:
+        """A second login of the same screen name from a client without
+        multi-connection support disconnects the first with channel-4 error
+        0x0001 (signed on elsewhere)."""
+        server = await self._server()
+        first = await BosClient.sign_on(await server.bucp("Alice", "secret", flags=None))
+        second = await BosClient.sign_on(await server.bucp("Alice", "secret", flags=None))
+        frame = await first.flap.wait_channel(Channel.SIGNOFF)
+        self.assertEqual(TlvList.unpack_list(frame.payload).get_u16(0x0009), 0x0001)
+        await first.flap.lost
+        self.assertTrue(second.flap.connected_now)
+
+    @deferred_test
+    async def test_wrong_password_and_unknown_user_are_refused(self) -> None:
+        """Wrong password gives login error 0x0005, an unknown name 0x0001, on
+        both login methods."""
+        server = await self._server()
+        self.assertEqual((await server.bucp("Alice", "wrong")).get_u16(0x08), 0x0005)
+        self.assertEqual((await server.bucp("Nobody", "secret")).get_u16(0x08), 0x0001)
+        self.assertEqual((await server.roasted("Alice", "wrong")).get_u16(0x08), 0x0005)
+        self.assertEqual((await server.roasted("Nobody", "x")).get_u16(0x08), 0x0001)
+
+
+class BadInputTests(unittest.TestCase):
+    """Garbage gets a protocol-level answer and never disturbs other connections."""
+
+    async def _online_pair(self) -> tuple[LoopbackServer, BosClient, BosClient]:
+        server = await LoopbackServer.start(accounts={"Alice": "secret", "Bob": "secret"})
+        self.addCleanup(server.stop)
+        alice = await BosClient.sign_on(await server.bucp("Alice", "secret"))
+        bob = await BosClient.sign_on(await server.bucp("Bob", "secret"))
+        return server, alice, bob
+
+    async def _still_served(self, alice: BosClient, bob: BosClient) -> None:
+        alice.send_im("Bob", b"still there?")
+        sender, text, _ = await bob.receive_im()
+        self.assertEqual((sender.screen_name, text), ("Alice", b"still there?"))
+
+    async def _raw(self, address: tuple[str, int], data: bytes) -> list[int]:
+        """Send raw bytes after the hello; return the channels of the frames
+        received until the server closed the connection."""
+        client = await connect(*address)
+        await client.wait_channel(Channel.SIGNON)
+        client.transport.write(data)
+        await client.lost
+        return [frame.channel for frame in client.received]
+
+    @deferred_test
+    async def test_garbage_wrong_start_byte_and_oversize_close_cleanly(self) -> None:
+        """Garbage bytes, a wrong FLAP start byte and an oversize length each get
+        a channel-4 frame and a close, on both ports; signed-on users go on."""
+        server, alice, bob = await self._online_pair()
+        bos = split_address(await server.bucp("Alice", "secret"))
+        for address in (server.auth_address, bos):
+            for data in (
+                b"GET / HTTP/1.0\r\n\r\n",
+                b"\x2b\x01\x00\x01\x00\x04\x00\x00\x00\x01",
+                b"\x2a\x02\x00\x01\xff\xff" + b"\x00" * 64,
+            ):
+                self.assertEqual(await self._raw(address, data), [Channel.SIGNOFF])
+        await self._still_served(alice, bob)
+
+    @deferred_test
+    async def test_truncated_frame_then_disconnect_harms_nobody(self) -> None:
+        """A frame cut short is held until the client goes away: no reply, no
+        crash, and the others are still served."""
+        server, alice, bob = await self._online_pair()
+        client = await connect(*server.auth_address)
+        await client.wait_channel(Channel.SIGNON)
+        client.transport.write(b"\x2a\x01\x00\x01\x00\x20\x00\x00")
+        await task.deferLater(reactor, 0.05, lambda: None)
+        self.assertEqual(client.received, [])
+        await client.close()
+        await self._still_served(alice, bob)
+
+    @deferred_test
+    async def test_unknown_family_gets_snac_error_and_connection_stays(self) -> None:
+        """A SNAC of a family the server does not serve gets xx,01 error 0x0001
+        with its request ID; the connection stays up."""
+        server, alice, bob = await self._online_pair()
+        alice.flap.send_snac(0x0055, 0x0002, b"whatever", request_id=77)
+        header, body = await alice.flap.wait_snac(0x0055, 0x0001)
+        self.assertEqual((header.request_id, body), (77, b"\x00\x01"))
+        await self._still_served(alice, bob)
+
+    async def _cookie_refused(self, server: LoopbackServer, cookie: bytes) -> None:
+        bos = split_address(await server.bucp("Carol", "secret"))
+        client = await connect(*bos)
+        await client.wait_channel(Channel.SIGNON)
+        client.send_frame(Channel.SIGNON, SignonPayload(1, TlvList((Tlv(0x06, cookie),))).pack())
+        frame = await client.wait_channel(Channel.SIGNOFF)
+        self.assertEqual(frame.channel, Channel.SIGNOFF)
+        await client.lost
+        self.assertIsNone(server.server.registry.get("Carol"))
+
+    @deferred_test
+    async def test_tampered_expired_and_replayed_cookies_are_refused(self) -> None:
+        """A cookie with a flipped byte, one past its lifetime, and one used
+        twice are each refused with a channel-4 close."""
+        server, alice, bob = await self._online_pair()
+        await server.store.create_account("Carol", "secret")
+
+        login = await server.bucp("Carol", "secret")
+        cookie = bytearray(login.get(0x06) or b"")
+        cookie[10] ^= 0x01
+        await self._cookie_refused(server, bytes(cookie))
+
+        login = await server.bucp("Carol", "secret")
+        carol = await BosClient.sign_on(login)
+        await carol.close()
+        await self._cookie_refused(server, login.get(0x06) or b"")
+
+        # Expiry: a jar whose clock is far in the future sees every cookie as expired.
+        login = await server.bucp("Carol", "secret")
+        server.server.cookies._clock = task.Clock()
+        server.server.cookies._clock.advance(reactor.seconds() + 3600)
+        self.addCleanup(setattr, server.server.cookies, "_clock", reactor)
+        await self._cookie_refused(server, login.get(0x06) or b"")
+        await self._still_served(alice, bob)
+
+
+class AutoRegisterTests(unittest.TestCase):
+    @deferred_test
+    async def test_unknown_name_is_created_at_first_login_when_enabled(self) -> None:
+        """With [auth] auto_register = true an unknown name is created at its
+        first login (BUCP and roasted), and its password is then required."""
+        config = load_config(None, {"auth.auto_register": True})
+        server = await LoopbackServer.start(config)
+        self.addCleanup(server.stop)
+        login = await server.bucp("New User", "pass1")
+        self.assertEqual(login.get(0x01), b"New User")
+        self.assertIsNotNone(login.get(0x06))
+        self.assertIsNone((await server.bucp("newuser", "pass1")).get(0x08))
+        self.assertEqual((await server.bucp("newuser", "wrong")).get_u16(0x08), 0x0005)
+        login = await server.roasted("Other One", "pass2")
+        self.assertIsNone(login.get(0x08))
+        self.assertEqual((await server.roasted("otherone", "nope")).get_u16(0x08), 0x0005)
+        self.assertIsNotNone(await server.store.get_account("otherone"))
