@@ -1,0 +1,86 @@
+# -*- test-case-name: tests.test_tap -*-
+"""``twistd aimserver``: options and the service tree.
+
+Command-line options override the INI file, which overrides the built-in
+defaults. Listeners come from Twisted endpoint descriptions, so TLS later is a
+configuration change (``ssl:...``), and a port already in use aborts start-up.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application import strports
+from twisted.application.service import IService, MultiService
+from twisted.logger import Logger
+from twisted.python import usage
+
+from aimserver.config import Config, ConfigError, load_config
+from aimserver.server import COOKIE_SECRET_NAME, COOKIE_SECRET_SIZE, AimServer
+from aimserver.store.sqlite import SQLiteUserStore, StoreService
+
+log = Logger()
+
+_PORT_OPTIONS = ("auth", "bos", "chat", "api", "manhole")
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = (
+        "An AIM (OSCAR) server with multisession support. Every option overrides"
+        " the matching setting of the INI file given with --config."
+    )
+    optParameters = [
+        ["config", "c", None, "INI configuration file (see etc/aimserver.ini)."],
+        ["db", None, None, "SQLite database path [default: aimserver.sqlite]."],
+        [
+            "host",
+            None,
+            None,
+            "Interface to listen on and address given to clients [default: 127.0.0.1].",
+        ],
+        *[
+            [f"{name}-port", None, None, f"TCP port of the {name} listener.", int]
+            for name in _PORT_OPTIONS
+        ],
+    ]
+
+    def postOptions(self) -> None:
+        overrides: dict[str, object] = {
+            "server.db": self["db"],
+            "server.host": self["host"],
+            **{f"ports.{name}": self[f"{name}-port"] for name in _PORT_OPTIONS},
+        }
+        try:
+            self.config: Config = load_config(self["config"], overrides)
+        except ConfigError as e:
+            raise usage.UsageError(str(e)) from None
+
+
+def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IService:
+    """The whole server as one MultiService: the store's DB thread, the auth
+    listener and the BOS listener, sharing one registry and store."""
+    if reactor is None:
+        from twisted.internet import reactor as global_reactor
+
+        reactor = global_reactor
+    config: Config = options.config if isinstance(options, Options) else options["config"]
+    store = SQLiteUserStore.open(config.server.db, reactor)
+    secret = store.startup_secret(COOKIE_SECRET_NAME, COOKIE_SECRET_SIZE)
+    server = AimServer(config, store, secret, reactor)
+    if not config.ratelimit.enabled:
+        log.warn("rate limiting is OFF ([ratelimit] enabled = false): test networks only")
+    top = MultiService()
+    top.server = server  # type: ignore[attr-defined]
+    StoreService(store).setServiceParent(top)
+    for name, factory in (("auth", server.auth_factory), ("bos", server.bos_factory)):
+        listener = strports.service(config.endpoint(name), factory, reactor=reactor)
+        listener.setName(name)
+        listener.setServiceParent(top)
+    log.info(
+        "aimserver: auth on {auth}, BOS on {bos}, database {db}",
+        auth=config.endpoint("auth"),
+        bos=config.endpoint("bos"),
+        db=config.server.db,
+    )
+    return top

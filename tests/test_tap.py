@@ -1,0 +1,71 @@
+"""The twistd plugin's wiring: options, INI overrides and the service tree."""
+
+from __future__ import annotations
+
+from twisted.application.service import IServiceCollection, IServiceMaker
+from twisted.internet.testing import MemoryReactorClock
+from twisted.plugin import getPlugins
+from twisted.python import usage
+from twisted.python.filepath import FilePath
+from twisted.trial import unittest
+
+from aimserver.tap import Options, makeService
+
+
+class OptionsTests(unittest.SynchronousTestCase):
+    def test_defaults_are_the_documented_ones(self) -> None:
+        """Without options the server binds 127.0.0.1 on 5190/5191 and keeps its
+        data in aimserver.sqlite."""
+        options = Options()
+        options.parseOptions([])
+        config = options.config
+        self.assertEqual(config.server.db, "aimserver.sqlite")
+        self.assertEqual(config.endpoint("auth"), "tcp:5190:interface=127.0.0.1")
+        self.assertEqual(config.endpoint("bos"), "tcp:5191:interface=127.0.0.1")
+        self.assertEqual(
+            (config.ports.chat, config.ports.api, config.ports.manhole), (5192, 8080, 2222)
+        )
+
+    def test_command_line_overrides_the_ini(self) -> None:
+        """An option given on the command line wins over the INI file."""
+        ini = FilePath(self.mktemp())
+        ini.setContent(b"[ports]\nauth = 6000\nbos = 6001\n[server]\ndb = from-ini.sqlite\n")
+        options = Options()
+        options.parseOptions(["--config", ini.path, "--auth-port", "7000", "--db", "cli.sqlite"])
+        self.assertEqual(options.config.ports.auth, 7000)
+        self.assertEqual(options.config.ports.bos, 6001)
+        self.assertEqual(options.config.server.db, "cli.sqlite")
+
+    def test_bad_ini_is_a_usage_error(self) -> None:
+        """A typo in the INI stops start-up with a message naming section and key."""
+        ini = FilePath(self.mktemp())
+        ini.setContent(b"[ports]\nauht = 1\n")
+        options = Options()
+        error = self.assertRaises(usage.UsageError, options.parseOptions, ["--config", ini.path])
+        self.assertIn("auht", str(error))
+
+
+class MakeServiceTests(unittest.SynchronousTestCase):
+    def test_listeners_and_store(self) -> None:
+        """makeService listens for auth and BOS on the configured interface and
+        ports, and runs the database."""
+        options = Options()
+        db = self.mktemp()
+        options.parseOptions(["--db", db, "--host", "127.0.0.2", "--bos-port", "6191"])
+        reactor = MemoryReactorClock()
+        service = makeService(options, reactor=reactor)
+        self.assertTrue(IServiceCollection.providedBy(service))
+        # The listeners only: the store's DB thread needs a real reactor.
+        for name in ("auth", "bos"):
+            service.getServiceNamed(name).startService()
+        ports = sorted((port, interface) for port, _, _, interface in reactor.tcpServers)
+        self.assertEqual(ports, [(5190, "127.0.0.2"), (6191, "127.0.0.2")])
+        self.assertTrue(FilePath(db).exists())
+        self.successResultOf(service.server.store.stop())
+
+    def test_plugin_is_discoverable(self) -> None:
+        """`twistd aimserver` finds the plugin."""
+        import twisted.plugins
+
+        names = [p.tapname for p in getPlugins(IServiceMaker, twisted.plugins)]
+        self.assertIn("aimserver", names)
