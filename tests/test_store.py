@@ -11,6 +11,7 @@ import stat
 import threading
 from typing import Any
 
+import attrs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet import defer
@@ -31,7 +32,11 @@ from aimserver.store.interfaces import (
     MAX_FEEDBAG_ITEMS,
     MAX_ITEM_ATTRIBUTES_BYTES,
     MAX_ITEM_NAME_BYTES,
+    MAX_OFFLINE_MESSAGE_BYTES,
+    MAX_OFFLINE_MESSAGES_PER_RECIPIENT,
+    MAX_OFFLINE_SENDER_BYTES,
     MAX_SECRET_SIZE,
+    MAX_WARNING_LEVEL,
     Account,
     AccountExists,
     Feedbag,
@@ -40,6 +45,8 @@ from aimserver.store.interfaces import (
     InvalidScreenName,
     IUserStore,
     NoSuchAccount,
+    OfflineInboxFull,
+    OfflineMessage,
     StoreError,
 )
 from aimserver.store.memory import MemoryUserStore
@@ -74,6 +81,45 @@ CREATE TABLE accounts
 INSERT INTO version (version) VALUES (1);
 """
 
+# Schema version 2 exactly as released (v1 plus feedbags and secrets), frozen
+# for the same reason.
+V2_SCHEMA = """
+CREATE TABLE version (version INTEGER NOT NULL);
+CREATE TABLE accounts
+(
+    normalized  TEXT PRIMARY KEY,
+    screen_name TEXT NOT NULL,
+    auth_key    TEXT NOT NULL,
+    weak_md5    BLOB NOT NULL,
+    strong_md5  BLOB NOT NULL,
+    suspended   INTEGER NOT NULL DEFAULT 0 CHECK (suspended IN (0, 1)),
+    created_at  INTEGER NOT NULL
+);
+CREATE TABLE feedbag_items
+(
+    normalized TEXT NOT NULL REFERENCES accounts (normalized) ON DELETE CASCADE,
+    group_id   INTEGER NOT NULL CHECK (group_id BETWEEN 0 AND 65535),
+    item_id    INTEGER NOT NULL CHECK (item_id BETWEEN 0 AND 65535),
+    class_id   INTEGER NOT NULL CHECK (class_id BETWEEN 0 AND 65535),
+    name       TEXT NOT NULL,
+    attributes BLOB NOT NULL,
+    PRIMARY KEY (normalized, group_id, item_id)
+);
+CREATE TABLE feedbag_meta
+(
+    normalized    TEXT PRIMARY KEY REFERENCES accounts (normalized) ON DELETE CASCADE,
+    last_modified INTEGER NOT NULL
+);
+CREATE TABLE secrets
+(
+    name  TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
+INSERT INTO version (version) VALUES (2);
+"""
+V2_TABLES = {"version", "accounts", "feedbag_items", "feedbag_meta", "secrets"}
+V3_TABLES = V2_TABLES | {"offline_messages", "sqlite_sequence"}
+
 KEY = "1234567890"
 WEAK = bytes.fromhex("862A71EBC6B0913AC23B3ACE99CA9951")
 STRONG = bytes.fromhex("054B2494F6D223078F90B1D1333B757F")
@@ -94,12 +140,24 @@ items = st.builds(
     st.binary(max_size=16),
 )
 keys = st.tuples(st.integers(0, 3), st.integers(0, 3))
+COOKIE = b"\x01\x02\x03\x04\x05\x06\x07\x08"
+TLVS = b"\x00\x02\x00\x0d\x05\x01\x00\x01\x01\x01\x01\x00\x04\x00\x00\x00\x00hi"
+
 feedbag_ops = st.lists(
     st.one_of(
         st.tuples(st.just("upsert"), st.lists(items, max_size=4)),
         st.tuples(st.just("delete"), st.lists(keys, max_size=4)),
     ),
     max_size=6,
+)
+
+
+offline_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("store"), st.sampled_from(["alice", "bob"]), st.binary(max_size=8)),
+        st.tuples(st.just("delete"), st.sampled_from(["alice", "bob"]), st.integers(-1, 12)),
+    ),
+    max_size=12,
 )
 
 
@@ -137,6 +195,20 @@ class UserStoreContractMixin:
 
     def add(self, name: str = "Bob Smith", password: str = "secret") -> Account:
         return self.ok(self.store.create_account(name, password))
+
+    def offline(
+        self,
+        recipient: str = "alice",
+        sender: str = "Bob Smith",
+        cookie: bytes = COOKIE,
+        channel: int = 1,
+        tlvs: bytes = TLVS,
+        sent_at: int = NOW,
+    ) -> Deferred[OfflineMessage]:
+        return self.store.store_offline_message(recipient, sender, cookie, channel, tlvs, sent_at)
+
+    def inbox(self, recipient: str = "alice") -> list[OfflineMessage]:
+        return self.ok(self.store.get_offline_messages(recipient))
 
     # --- accounts ------------------------------------------------------
 
@@ -399,6 +471,229 @@ class UserStoreContractMixin:
         # Replacing an existing item does not grow the list.
         self.ok(self.store.upsert_feedbag_items("alice", [item(0, 0, "y")], NOW + 2))
 
+    # --- warning levels --------------------------------------------------
+
+    def test_warning_default(self) -> None:
+        """A new account has never been warned: level 0, set at 0."""
+        account = self.add("alice")
+        self.assertEqual((account.warning_level, account.warning_updated_at), (0, 0))
+        credentials = Credentials(auth_key=KEY, weak_md5=WEAK, strong_md5=STRONG)
+        other = self.ok(self.store.create_account_with_credentials("carol", credentials))
+        self.assertEqual((other.warning_level, other.warning_updated_at), (0, 0))
+
+    def test_set_warning(self) -> None:
+        """The level and its time are kept, under any spelling, and nothing else changes."""
+        before = self.add("Alice")
+        self.assertTrue(self.ok(self.store.set_warning("ALICE", 250, NOW + 3)))
+        after = self.ok(self.store.get_account("alice"))
+        self.assertEqual((after.warning_level, after.warning_updated_at), (250, NOW + 3))
+        self.assertEqual(attrs.evolve(after, warning_level=0, warning_updated_at=0), before)
+        self.assertEqual(self.ok(self.store.list_accounts()), [after])
+        self.assertTrue(self.ok(self.store.set_warning("alice", 0, NOW + 9)))
+        after = self.ok(self.store.get_account("alice"))
+        self.assertEqual((after.warning_level, after.warning_updated_at), (0, NOW + 9))
+
+    def test_warning_survives_other_changes(self) -> None:
+        """Changing the password or suspension keeps the warning level."""
+        self.add("alice")
+        self.ok(self.store.set_warning("alice", 100, NOW))
+        self.ok(self.store.set_password("alice", "newpass"))
+        self.ok(self.store.set_suspended("alice", True))
+        account = self.ok(self.store.get_account("alice"))
+        self.assertEqual((account.warning_level, account.warning_updated_at), (100, NOW))
+
+    def test_set_warning_unknown(self) -> None:
+        """Warning a missing account reports False."""
+        self.assertFalse(self.ok(self.store.set_warning("nobody", 100, NOW)))
+
+    def test_set_warning_clamped(self) -> None:
+        """Levels below 0 or above MAX_WARNING_LEVEL are kept as the nearer bound."""
+        self.add("alice")
+        for level, kept in ((-5, 0), (MAX_WARNING_LEVEL + 1, MAX_WARNING_LEVEL), (10**30, 1000)):
+            self.assertTrue(self.ok(self.store.set_warning("alice", level, NOW)))
+            self.assertEqual(self.ok(self.store.get_account("alice")).warning_level, kept)
+
+    def test_set_warning_invalid(self) -> None:
+        """A level that is not an integer or a negative time is refused; nothing changes."""
+        self.add("alice")
+        self.ok(self.store.set_warning("alice", 30, NOW))
+        for level, at in ((1.5, NOW), ("100", NOW), (None, NOW), (True, NOW), (10, -1), (10, 2.0)):
+            self.fails(self.store.set_warning("alice", level, at), StoreError)
+        account = self.ok(self.store.get_account("alice"))
+        self.assertEqual((account.warning_level, account.warning_updated_at), (30, NOW))
+
+    # --- offline messages ------------------------------------------------
+
+    def test_offline_store(self) -> None:
+        """A stored message comes back as given, addressed to the normalized name."""
+        self.add("Alice Cooper")
+        stored = self.ok(self.offline("ALICE cooper", "Bob Smith", COOKIE, 2, TLVS, NOW + 1))
+        self.assertIsInstance(stored, OfflineMessage)
+        self.assertEqual(
+            attrs.evolve(stored, message_id=0),
+            OfflineMessage(0, "alicecooper", "Bob Smith", COOKIE, 2, TLVS, NOW + 1),
+        )
+        self.assertEqual(self.inbox("alicecooper"), [stored])
+
+    def test_offline_order(self) -> None:
+        """Messages come back in the order they were stored, with increasing ids."""
+        self.add("alice")
+        stored = [self.ok(self.offline(sender=f"user{n}", sent_at=NOW - n)) for n in range(5)]
+        self.assertEqual(self.inbox("Alice"), stored)
+        ids = [m.message_id for m in stored]
+        self.assertEqual(ids, sorted(set(ids)))
+
+    def test_offline_bytes_exact(self) -> None:
+        """TLV blocks and cookies are kept byte for byte, empty and binary ones too."""
+        self.add("alice")
+        blocks = [b"", bytes(range(256)), b"\x00" * 7 + b"\xff", bytes(MAX_OFFLINE_MESSAGE_BYTES)]
+        for n, tlvs in enumerate(blocks):
+            self.ok(self.offline(cookie=bytes([n, 0, 0xFF, 0, 0, 0, 0, 0x80]), tlvs=tlvs))
+        got = self.inbox()
+        self.assertEqual([m.tlvs for m in got], blocks)
+        self.assertEqual([m.cookie[0] for m in got], [0, 1, 2, 3])
+        self.assertTrue(all(type(m.tlvs) is bytes and type(m.cookie) is bytes for m in got))
+
+    def test_offline_empty(self) -> None:
+        """No messages is an empty list, also for a missing account."""
+        self.add("alice")
+        self.assertEqual(self.inbox("alice"), [])
+        self.assertEqual(self.inbox("nobody"), [])
+
+    def test_offline_unknown_recipient(self) -> None:
+        """Storing for a missing account is NoSuchAccount; deleting removes nothing."""
+        self.fails(self.offline("nobody"), NoSuchAccount)
+        self.assertEqual(self.ok(self.store.delete_offline_messages("nobody", 10**6)), 0)
+
+    def test_offline_per_recipient(self) -> None:
+        """One user's messages are not another's, and deleting one inbox leaves the other."""
+        self.add("alice")
+        self.add("bob")
+        for_alice = self.ok(self.offline("alice", sender="carol"))
+        for_bob = self.ok(self.offline("bob", sender="carol"))
+        self.assertEqual(self.inbox("alice"), [for_alice])
+        self.assertEqual(self.inbox("bob"), [for_bob])
+        top = max(for_alice.message_id, for_bob.message_id)
+        self.assertEqual(self.ok(self.store.delete_offline_messages("alice", top)), 1)
+        self.assertEqual(self.inbox("bob"), [for_bob])
+
+    def test_offline_delete_up_to(self) -> None:
+        """Deleting up to an id removes those and no later ones, and says how many."""
+        self.add("alice")
+        first, second, third = (self.ok(self.offline(sent_at=NOW + n)) for n in range(3))
+        self.assertEqual(self.ok(self.store.delete_offline_messages("ALICE", second.message_id)), 2)
+        self.assertEqual(self.inbox(), [third])
+        self.assertEqual(self.ok(self.store.delete_offline_messages("alice", second.message_id)), 0)
+        self.assertEqual(self.inbox(), [third])
+
+    def test_offline_arrived_during_delivery(self) -> None:
+        """A message stored between reading and deleting the inbox survives the delete."""
+        self.add("alice")
+        self.ok(self.offline(sent_at=NOW))
+        self.ok(self.offline(sent_at=NOW + 1))
+        delivered = self.inbox()
+        late = self.ok(self.offline(sent_at=NOW + 2))
+        self.assertGreater(late.message_id, delivered[-1].message_id)
+        removed = self.ok(self.store.delete_offline_messages("alice", delivered[-1].message_id))
+        self.assertEqual(removed, 2)
+        self.assertEqual(self.inbox(), [late])
+
+    def test_offline_ids_never_reused(self) -> None:
+        """After a delete, new messages still get higher ids than any before."""
+        self.add("alice")
+        old = self.ok(self.offline())
+        self.ok(self.store.delete_offline_messages("alice", old.message_id))
+        new = self.ok(self.offline())
+        self.assertGreater(new.message_id, old.message_id)
+        self.assertEqual(self.inbox(), [new])
+
+    def test_offline_delete_bounds(self) -> None:
+        """up_to_id below every id deletes nothing, a huge one everything; a
+        non-integer is refused."""
+        self.add("alice")
+        kept = [self.ok(self.offline()) for _ in range(2)]
+        self.assertEqual(self.ok(self.store.delete_offline_messages("alice", -1)), 0)
+        self.assertEqual(self.ok(self.store.delete_offline_messages("alice", 0)), 0)
+        for bad in (1.5, "9", None):
+            self.fails(self.store.delete_offline_messages("alice", bad), StoreError)
+        self.assertEqual(self.inbox(), kept)
+        self.assertEqual(self.ok(self.store.delete_offline_messages("alice", 2**70)), 2)
+        self.assertEqual(self.inbox(), [])
+
+    def test_offline_inbox_full(self) -> None:
+        """At MAX_OFFLINE_MESSAGES_PER_RECIPIENT the next message is OfflineInboxFull
+        and is not stored; delivering makes room again; other inboxes are unaffected."""
+        self.add("alice")
+        self.add("bob")
+        full = [self.ok(self.offline(sent_at=n)) for n in range(MAX_OFFLINE_MESSAGES_PER_RECIPIENT)]
+        error = self.fails(self.offline(sent_at=NOW), OfflineInboxFull)
+        self.assertIsInstance(error, StoreError)
+        self.assertEqual(self.inbox(), full)
+        self.ok(self.offline("bob"))
+        self.ok(self.store.delete_offline_messages("alice", full[0].message_id))
+        last = self.ok(self.offline(sent_at=NOW))
+        self.assertEqual(self.inbox(), [*full[1:], last])
+
+    def test_offline_bound_size(self) -> None:
+        """TLV blocks up to MAX_OFFLINE_MESSAGE_BYTES are kept; bigger ones are refused."""
+        self.add("alice")
+        self.fails(self.offline(tlvs=bytes(MAX_OFFLINE_MESSAGE_BYTES + 1)), StoreError)
+        self.assertEqual(self.inbox(), [])
+        self.ok(self.offline(tlvs=bytes(MAX_OFFLINE_MESSAGE_BYTES)))
+
+    def test_offline_malformed(self) -> None:
+        """Bad cookies, channels, senders and times are refused and nothing is stored."""
+        self.add("alice")
+        for bad in (
+            {"cookie": COOKIE[:7]},
+            {"cookie": COOKIE + b"\x00"},
+            {"cookie": b""},
+            {"cookie": "12345678"},
+            {"channel": -1},
+            {"channel": 0x10000},
+            {"channel": 1.0},
+            {"sender": ""},
+            {"sender": "x" * (MAX_OFFLINE_SENDER_BYTES + 1)},
+            {"tlvs": "text"},
+            {"sent_at": -1},
+            {"sent_at": 2**64},
+        ):
+            self.fails(self.offline(**bad), StoreError)
+        self.assertEqual(self.inbox(), [])
+        self.ok(self.offline(sender="x" * MAX_OFFLINE_SENDER_BYTES, channel=0xFFFF, sent_at=0))
+
+    def test_delete_account_removes_offline(self) -> None:
+        """A deleted account's messages do not come back with a new account of that name."""
+        self.add("alice")
+        self.ok(self.offline())
+        self.ok(self.store.delete_account("alice"))
+        self.assertEqual(self.inbox(), [])
+        self.add("alice")
+        self.assertEqual(self.inbox(), [])
+
+    @contract_settings(max_examples=30)
+    @given(offline_ops)
+    def test_offline_model(self, ops: list[tuple[str, str, Any]]) -> None:
+        """Any sequence of stores and deletes leaves what a list per recipient would hold."""
+        store = self.make_store()
+        model: dict[str, list[OfflineMessage]] = {"alice": [], "bob": []}
+        for name in model:
+            self.ok(store.create_account(name, "secret"))
+        for kind, recipient, value in ops:
+            if kind == "store":
+                message = self.ok(
+                    store.store_offline_message(recipient, "carol", COOKIE, 1, value, NOW)
+                )
+                self.assertEqual(message.tlvs, value)
+                model[recipient].append(message)
+            else:
+                removed = self.ok(store.delete_offline_messages(recipient, value))
+                kept = [m for m in model[recipient] if m.message_id > value]
+                self.assertEqual(removed, len(model[recipient]) - len(kept))
+                model[recipient] = kept
+        for name, expected in model.items():
+            self.assertEqual(self.ok(store.get_offline_messages(name)), expected)
+
     # --- secrets -------------------------------------------------------
 
     def test_secret_kept(self) -> None:
@@ -463,6 +758,35 @@ def tables(path: str) -> set[str]:
         conn.close()
 
 
+def columns(path: str, table: str) -> list[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
+    finally:
+        conn.close()
+
+
+def make_v2(path: str) -> None:
+    """A database as schema version 2 wrote it: alice (password "secret")
+    with one feedbag item, and a secret."""
+    conn = sqlite3.connect(path)
+    try:
+        conn.executescript(V2_SCHEMA)
+        conn.execute(
+            "INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?)",
+            ("alice", "Alice", KEY, WEAK, STRONG, 1, NOW),
+        )
+        conn.execute(
+            "INSERT INTO feedbag_items VALUES (?, ?, ?, ?, ?, ?)",
+            ("alice", 1, 2, 0, "Bob", b"\x01\x31\x00\x00"),
+        )
+        conn.execute("INSERT INTO feedbag_meta VALUES (?, ?)", ("alice", NOW + 1))
+        conn.execute("INSERT INTO secrets VALUES (?, ?)", ("cookie", b"k" * 32))
+        conn.commit()
+    finally:
+        conn.close()
+
+
 def make_v1(path: str) -> None:
     """A database as schema version 1 wrote it, holding alice (password "secret")."""
     conn = sqlite3.connect(path)
@@ -488,9 +812,7 @@ class SchemaTests(SynchronousTestCase):
         path = os.path.join(directory, "aim.sqlite")
         connect(path).close()
         self.assertEqual(schema_version(path), SCHEMA_VERSION)
-        self.assertEqual(
-            tables(path), {"version", "accounts", "feedbag_items", "feedbag_meta", "secrets"}
-        )
+        self.assertEqual(tables(path), V3_TABLES)
         self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
         self.assertEqual(os.listdir(directory), ["aim.sqlite"])
 
@@ -523,12 +845,63 @@ class SchemaTests(SynchronousTestCase):
         self.assertEqual(account, Account("Alice", KEY, WEAK, STRONG, False, NOW))
         self.assertTrue(check_roasted_password(account, roast(b"secret")))
         self.successResultOf(store.upsert_feedbag_items("alice", [item(1, 1)], NOW))
+        self.assertTrue(self.successResultOf(store.set_warning("alice", 50, NOW)))
+        message = self.successResultOf(
+            store.store_offline_message("alice", "bob", COOKIE, 1, TLVS, NOW)
+        )
+        self.assertEqual(self.successResultOf(store.get_offline_messages("alice")), [message])
         self.assertEqual(schema_version(path), SCHEMA_VERSION)
+        self.assertEqual(tables(path), V3_TABLES)
 
         backup = path + ".v1.bak"
         self.assertEqual(schema_version(backup), 1)
         self.assertEqual(tables(backup), {"version", "accounts"})
         self.assertEqual(stat.S_IMODE(os.stat(backup).st_mode), 0o600)
+        # One backup, of the version found: none of the intermediate v2.
+        self.assertFalse(os.path.exists(path + ".v2.bak"))
+
+    def test_upgrade_v2(self) -> None:
+        """A version-2 database is upgraded to v3 keeping accounts, feedbags and
+        secrets; accounts start unwarned with empty inboxes; the v2 file is backed up."""
+        path = self.mktemp()
+        make_v2(path)
+        store = open_inline(path)
+        self.addCleanup(lambda: self.successResultOf(store.stop()))
+        self.assertEqual(schema_version(path), 3)
+        self.assertEqual(tables(path), V3_TABLES)
+
+        account = self.successResultOf(store.get_account("alice"))
+        self.assertEqual(account, Account("Alice", KEY, WEAK, STRONG, True, NOW, 0, 0))
+        bag = self.successResultOf(store.get_feedbag("alice"))
+        self.assertEqual(bag, Feedbag((item(1, 2, "Bob", 0, b"\x01\x31\x00\x00"),), NOW + 1))
+        self.assertEqual(self.successResultOf(store.get_or_create_secret("cookie", 32)), b"k" * 32)
+        self.assertEqual(self.successResultOf(store.get_offline_messages("alice")), [])
+
+        # The new column and table work, cascade included.
+        self.assertTrue(self.successResultOf(store.set_warning("alice", 120, NOW + 2)))
+        warned = self.successResultOf(store.get_account("alice"))
+        self.assertEqual((warned.warning_level, warned.warning_updated_at), (120, NOW + 2))
+        self.successResultOf(store.store_offline_message("alice", "bob", COOKIE, 1, TLVS, NOW))
+        self.assertTrue(self.successResultOf(store.delete_account("alice")))
+        conn = sqlite3.connect(path)
+        self.addCleanup(conn.close)
+        self.assertEqual(conn.execute("SELECT COUNT(*) FROM offline_messages").fetchone()[0], 0)
+
+        backup = path + ".v2.bak"
+        self.assertEqual(schema_version(backup), 2)
+        self.assertEqual(tables(backup), V2_TABLES)
+        self.assertNotIn("warning_level", columns(backup, "accounts"))
+        self.assertEqual(stat.S_IMODE(os.stat(backup).st_mode), 0o600)
+
+    def test_created_equals_upgraded(self) -> None:
+        """A database created fresh and one upgraded from v1 end with the same schema."""
+        fresh = self.mktemp()
+        connect(fresh).close()
+        upgraded = self.mktemp()
+        make_v1(upgraded)
+        connect(upgraded).close()
+        for table in V3_TABLES:
+            self.assertEqual(columns(fresh, table), columns(upgraded, table), table)
 
     def test_backup_not_overwritten(self) -> None:
         """An earlier backup is kept; the new one gets the next free name."""
@@ -557,6 +930,28 @@ class SchemaTests(SynchronousTestCase):
         self.assertIn("still at v1", str(error))
         self.assertEqual(schema_version(path), 1)
         self.assertEqual(tables(path), {"version", "accounts"})
+
+    def test_failed_upgrade_leaves_v2(self) -> None:
+        """A v3 upgrade failing after its ALTER TABLEs is rolled back entirely."""
+        path = self.mktemp()
+        make_v2(path)
+        real = sqlite_store._schema_text
+
+        def broken(name: str) -> str | None:
+            if name == "upgrade-to-v3.sql":
+                return real(name) + "\nNOT VALID SQL;\n"  # type: ignore[operator]
+            return real(name)
+
+        self.patch(sqlite_store, "_schema_text", broken)
+        error = self.assertRaises(SchemaError, connect, path)
+        self.assertIn("still at v2", str(error))
+        self.assertEqual(schema_version(path), 2)
+        self.assertEqual(tables(path), V2_TABLES)
+        self.assertNotIn("warning_level", columns(path, "accounts"))
+        self.patch(sqlite_store, "_schema_text", real)
+        store = open_inline(path)
+        self.addCleanup(lambda: self.successResultOf(store.stop()))
+        self.assertEqual(self.successResultOf(store.get_account("alice")).warning_level, 0)
 
     def test_failed_backup_stops_upgrade(self) -> None:
         """If the backup cannot be written, nothing is upgraded and no partial backup stays."""
@@ -627,6 +1022,33 @@ class SQLiteDurabilityTests(SynchronousTestCase):
         bag = self.successResultOf(store.get_feedbag("alice"))
         self.assertEqual(bag, Feedbag((item(1, 2, "b"),), NOW))
         self.assertEqual(self.successResultOf(store.get_or_create_secret("cookie", 32)), secret)
+
+    def test_reopen_offline_and_warning(self) -> None:
+        """Offline messages (order and bytes) and warning levels survive a reopen,
+        and ids keep growing afterwards."""
+        path = self.mktemp()
+        store = open_inline(path)
+        self.successResultOf(store.create_account("alice", "secret"))
+        self.successResultOf(store.set_warning("alice", 300, NOW + 4))
+        stored = [
+            self.successResultOf(
+                store.store_offline_message("alice", f"bob{n}", COOKIE, 1, bytes([n]) * n, NOW + n)
+            )
+            for n in range(3)
+        ]
+        self.successResultOf(store.delete_offline_messages("alice", stored[0].message_id))
+        self.successResultOf(store.stop())
+
+        store = open_inline(path)
+        self.addCleanup(lambda: self.successResultOf(store.stop()))
+        self.assertEqual(self.successResultOf(store.get_offline_messages("alice")), stored[1:])
+        account = self.successResultOf(store.get_account("alice"))
+        self.assertEqual((account.warning_level, account.warning_updated_at), (300, NOW + 4))
+        self.successResultOf(store.delete_offline_messages("alice", stored[-1].message_id))
+        later = self.successResultOf(
+            store.store_offline_message("alice", "bob", COOKIE, 1, b"", NOW)
+        )
+        self.assertGreater(later.message_id, stored[-1].message_id)
 
     def test_no_plaintext_on_disk(self) -> None:
         """Neither the first nor a changed password is written to any file."""

@@ -27,12 +27,17 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DIGEST_SIZE",
+    "ICBM_COOKIE_SIZE",
     "MAX_AUTH_KEY_LENGTH",
     "MAX_FEEDBAG_ITEMS",
     "MAX_ITEM_ATTRIBUTES_BYTES",
     "MAX_ITEM_NAME_BYTES",
+    "MAX_OFFLINE_MESSAGES_PER_RECIPIENT",
+    "MAX_OFFLINE_MESSAGE_BYTES",
+    "MAX_OFFLINE_SENDER_BYTES",
     "MAX_SECRET_NAME_BYTES",
     "MAX_SECRET_SIZE",
+    "MAX_WARNING_LEVEL",
     "Account",
     "AccountExists",
     "Feedbag",
@@ -41,10 +46,15 @@ __all__ = [
     "InvalidPassword",
     "InvalidScreenName",
     "NoSuchAccount",
+    "OfflineInboxFull",
+    "OfflineMessage",
     "StoreError",
     "check_credentials",
     "check_feedbag_item",
+    "check_offline_message",
+    "check_up_to_id",
     "check_secret_request",
+    "check_warning",
 ]
 
 # Bounds that every implementation enforces, so that a client (or a bug)
@@ -57,7 +67,16 @@ MAX_SECRET_NAME_BYTES = 255
 MAX_SECRET_SIZE = 1024
 MAX_AUTH_KEY_LENGTH = 255
 DIGEST_SIZE = 16
+MAX_WARNING_LEVEL = 1000
+"""Warning levels are tenths of a percent: 0 (none) to 1000 (100%)."""
+MAX_OFFLINE_MESSAGES_PER_RECIPIENT = 100
+MAX_OFFLINE_MESSAGE_BYTES = 8 * 1024
+"""The most TLV bytes one offline message may carry."""
+MAX_OFFLINE_SENDER_BYTES = 255
+ICBM_COOKIE_SIZE = 8
 _U16_MAX = 0xFFFF
+# Times and ids must fit SQLite's signed 64-bit INTEGER.
+_TIMESTAMP_MAX = 2**63 - 1
 
 
 class StoreError(Exception):
@@ -83,6 +102,13 @@ class InvalidPassword(StoreError):  # noqa: N818 (the name is the API)
     """The password breaks the length rules."""
 
 
+class OfflineInboxFull(StoreError):  # noqa: N818 (the name is the API)
+    """
+    The recipient already has :data:`MAX_OFFLINE_MESSAGES_PER_RECIPIENT`
+    undelivered offline messages; the new one was not stored.
+    """
+
+
 @attrs.frozen
 class Account:
     """
@@ -103,6 +129,11 @@ class Account:
     suspended: bool = False
     created_at: int = 0
     """Unix seconds."""
+    warning_level: int = 0
+    """0 to :data:`MAX_WARNING_LEVEL`, tenths of a percent, as last set: the
+    server works out the decay since ``warning_updated_at`` itself."""
+    warning_updated_at: int = 0
+    """Unix seconds when ``warning_level`` was set; 0 if it never was."""
 
     @property
     def normalized(self) -> str:
@@ -140,6 +171,30 @@ class Feedbag:
     last_modified: int
 
 
+@attrs.frozen
+class OfflineMessage:
+    """
+    An IM kept for a user who was signed off when it was sent ("store if
+    offline"), to be relayed to the first session that signs on.
+    ``tlvs`` is the raw TLV block to relay; the store keeps it byte for byte
+    and never parses it.
+    """
+
+    message_id: int
+    """Assigned by the store: increasing, never reused (not even after deletes)."""
+    recipient: str
+    """Normalized screen name of the recipient."""
+    sender: str
+    """The sender's screen name in display form."""
+    cookie: bytes
+    """The 8-byte ICBM message cookie."""
+    channel: int
+    """The ICBM channel (16 bits)."""
+    tlvs: bytes
+    sent_at: int
+    """Unix seconds."""
+
+
 def check_feedbag_item(item: FeedbagItem) -> None:
     """
     Refuse an item no store should keep.
@@ -172,6 +227,68 @@ def check_credentials(credentials: Credentials) -> None:
         raise StoreError(f"digests must be {DIGEST_SIZE} bytes")
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_timestamp(what: str, value: object) -> None:
+    if not (_is_int(value) and 0 <= value <= _TIMESTAMP_MAX):  # type: ignore[operator]
+        raise StoreError(f"{what} must be a non-negative integer number of seconds, not {value!r}")
+
+
+def check_warning(level: int, at: int) -> int:
+    """
+    The warning level a store should keep for ``level``: an integer outside the
+    range 0 to :data:`MAX_WARNING_LEVEL` is clamped to the nearer end (the server's
+    arithmetic may overshoot), anything else is refused.
+
+    :return: the clamped level.
+    :raises StoreError: ``level`` is not an integer, or ``at`` is not a
+        non-negative integer.
+    """
+    if not _is_int(level):
+        raise StoreError(f"warning level must be an integer, not {level!r}")
+    _check_timestamp("warning time", at)
+    return min(max(level, 0), MAX_WARNING_LEVEL)
+
+
+def check_offline_message(
+    sender: str, cookie: bytes, channel: int, tlvs: bytes, sent_at: int
+) -> None:
+    """
+    Refuse an offline message no store should keep.
+
+    :raises StoreError: the sender is empty or longer than
+        :data:`MAX_OFFLINE_SENDER_BYTES`, the cookie is not 8 bytes, the
+        channel is not a 16-bit value, the TLV block is longer than
+        :data:`MAX_OFFLINE_MESSAGE_BYTES`, or ``sent_at`` is negative.
+    """
+    if not (
+        isinstance(sender, str)
+        and 0 < len(sender.encode("utf-8", "surrogatepass")) <= MAX_OFFLINE_SENDER_BYTES
+    ):
+        raise StoreError(f"offline message sender must be 1-{MAX_OFFLINE_SENDER_BYTES} bytes")
+    if not isinstance(cookie, bytes) or len(cookie) != ICBM_COOKIE_SIZE:
+        raise StoreError(f"offline message cookie must be {ICBM_COOKIE_SIZE} bytes")
+    if not (_is_int(channel) and 0 <= channel <= _U16_MAX):
+        raise StoreError(f"offline message channel {channel!r} is not a 16-bit value")
+    if not isinstance(tlvs, bytes) or len(tlvs) > MAX_OFFLINE_MESSAGE_BYTES:
+        raise StoreError(f"offline message TLVs longer than {MAX_OFFLINE_MESSAGE_BYTES} bytes")
+    _check_timestamp("offline message time", sent_at)
+
+
+def check_up_to_id(up_to_id: int) -> int:
+    """
+    The bound to delete offline messages up to: ``up_to_id`` limited to the
+    range message ids can take (which changes nothing it selects).
+
+    :raises StoreError: ``up_to_id`` is not an integer.
+    """
+    if not _is_int(up_to_id):
+        raise StoreError(f"message id must be an integer, not {up_to_id!r}")
+    return min(max(up_to_id, 0), _TIMESTAMP_MAX)
+
+
 def check_secret_request(name: str, size: int) -> None:
     """
     Refuse a secret request outside sane bounds.
@@ -187,7 +304,8 @@ def check_secret_request(name: str, size: int) -> None:
 
 class IUserStore(Interface):
     """
-    Persistent user-level data: accounts, feedbags and server secrets.
+    Persistent user-level data: accounts (with their warning levels),
+    feedbags, offline messages and server secrets.
 
     Every method returns a Deferred; failures are :class:`StoreError`
     subclasses. Screen-name arguments may be in any case and spacing.
@@ -230,7 +348,7 @@ class IUserStore(Interface):
 
     def delete_account(screen_name: str) -> Deferred[bool]:
         """
-        Remove an account and its feedbag.
+        Remove an account, its feedbag and its offline messages.
 
         :return: fires with ``True`` if it existed, ``False`` otherwise.
         :rtype: Deferred[bool]
@@ -259,6 +377,18 @@ class IUserStore(Interface):
 
         :return: fires with ``True`` if the account exists, ``False`` otherwise.
         :rtype: Deferred[bool]
+        """
+
+    def set_warning(screen_name: str, level: int, at: int) -> Deferred[bool]:
+        """
+        Record the account's warning level and when it was set (the server
+        computes any decay; the store just keeps both values).
+
+        :param level: tenths of a percent, clamped into 0 to :data:`MAX_WARNING_LEVEL`.
+        :param at: unix seconds, kept as ``warning_updated_at``.
+        :return: fires with ``True`` if the account exists, ``False`` otherwise.
+        :rtype: Deferred[bool]
+        :raises StoreError: ``level`` or ``at`` is malformed (:func:`check_warning`).
         """
 
     def get_feedbag(screen_name: str) -> Deferred[Feedbag]:
@@ -291,6 +421,43 @@ class IUserStore(Interface):
 
         :rtype: Deferred[None]
         :raises NoSuchAccount: there is no such account.
+        """
+
+    def store_offline_message(
+        recipient: str, sender: str, cookie: bytes, channel: int, tlvs: bytes, sent_at: int
+    ) -> Deferred[OfflineMessage]:
+        """
+        Keep an IM for a signed-off recipient, after any already kept.
+
+        :return: fires with the stored :class:`OfflineMessage`, its
+            ``message_id`` higher than that of every message stored before.
+        :rtype: Deferred[OfflineMessage]
+        :raises NoSuchAccount: there is no such recipient.
+        :raises OfflineInboxFull: the recipient already has
+            :data:`MAX_OFFLINE_MESSAGES_PER_RECIPIENT` messages; nothing is stored.
+        :raises StoreError: the message is malformed or too big
+            (:func:`check_offline_message`).
+        """
+
+    def get_offline_messages(recipient: str) -> Deferred[list[OfflineMessage]]:
+        """
+        Read (without removing) the recipient's offline messages.
+
+        :return: fires with them in the order they were stored (by
+            ``message_id``); empty if there are none or no such account.
+        :rtype: Deferred[list[OfflineMessage]]
+        """
+
+    def delete_offline_messages(recipient: str, up_to_id: int) -> Deferred[int]:
+        """
+        Remove, in one transaction, the recipient's offline messages whose
+        ``message_id`` is at most ``up_to_id``: the ones a session has just
+        been given. Messages stored since they were read have higher ids and
+        stay.
+
+        :return: fires with how many were removed (0 for no such account).
+        :rtype: Deferred[int]
+        :raises StoreError: ``up_to_id`` is not an integer.
         """
 
     def get_or_create_secret(name: str, size: int) -> Deferred[bytes]:

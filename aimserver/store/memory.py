@@ -21,6 +21,7 @@ from zope.interface import implementer
 from aimserver.passwords import Credentials, new_credentials
 from aimserver.store.interfaces import (
     MAX_FEEDBAG_ITEMS,
+    MAX_OFFLINE_MESSAGES_PER_RECIPIENT,
     Account,
     AccountExists,
     Feedbag,
@@ -28,10 +29,15 @@ from aimserver.store.interfaces import (
     InvalidScreenName,
     IUserStore,
     NoSuchAccount,
+    OfflineInboxFull,
+    OfflineMessage,
     StoreError,
     check_credentials,
     check_feedbag_item,
+    check_offline_message,
     check_secret_request,
+    check_up_to_id,
+    check_warning,
 )
 from aimserver.wire.screenname import is_valid_screen_name, normalize
 
@@ -56,7 +62,8 @@ def _check_name(screen_name: str) -> None:
 @implementer(IUserStore)
 class MemoryUserStore:
     """
-    Accounts, feedbags and secrets in dictionaries, lost when the process ends.
+    Accounts, feedbags, offline messages and secrets in dictionaries, lost
+    when the process ends.
 
     :param clock: where ``created_at`` comes from; the wall clock if ``None``.
     """
@@ -67,6 +74,9 @@ class MemoryUserStore:
         self._items: dict[str, dict[tuple[int, int], FeedbagItem]] = {}
         self._last_modified: dict[str, int] = {}
         self._secrets: dict[str, bytes] = {}
+        self._offline: dict[str, list[OfflineMessage]] = {}
+        # One sequence for every inbox, like SQLite's AUTOINCREMENT.
+        self._last_message_id = 0
 
     def _now(self) -> int:
         return int(self._clock.seconds() if self._clock is not None else time.time())
@@ -111,6 +121,7 @@ class MemoryUserStore:
         normalized = normalize(screen_name)
         self._items.pop(normalized, None)
         self._last_modified.pop(normalized, None)
+        self._offline.pop(normalized, None)
         return defer.succeed(self._accounts.pop(normalized, None) is not None)
 
     def list_accounts(self) -> Deferred[list[Account]]:
@@ -130,6 +141,13 @@ class MemoryUserStore:
 
     def set_suspended(self, screen_name: str, suspended: bool) -> Deferred[bool]:
         return defer.succeed(self._replace(screen_name, suspended=suspended))
+
+    def set_warning(self, screen_name: str, level: int, at: int) -> Deferred[bool]:
+        return _fired(self._set_warning, screen_name, level, at)
+
+    def _set_warning(self, screen_name: str, level: int, at: int) -> bool:
+        level = check_warning(level, at)
+        return self._replace(screen_name, warning_level=level, warning_updated_at=at)
 
     def _replace(self, screen_name: str, **changes: object) -> bool:
         normalized = normalize(screen_name)
@@ -187,6 +205,53 @@ class MemoryUserStore:
         if normalized not in self._accounts:
             raise NoSuchAccount(f"no such account: {screen_name}")
         return normalized
+
+    def store_offline_message(
+        self, recipient: str, sender: str, cookie: bytes, channel: int, tlvs: bytes, sent_at: int
+    ) -> Deferred[OfflineMessage]:
+        return _fired(
+            self._store_offline_message, recipient, sender, cookie, channel, tlvs, sent_at
+        )
+
+    def _store_offline_message(
+        self, recipient: str, sender: str, cookie: bytes, channel: int, tlvs: bytes, sent_at: int
+    ) -> OfflineMessage:
+        normalized = self._existing(recipient)
+        check_offline_message(sender, cookie, channel, tlvs, sent_at)
+        inbox = self._offline.setdefault(normalized, [])
+        if len(inbox) >= MAX_OFFLINE_MESSAGES_PER_RECIPIENT:
+            raise OfflineInboxFull(
+                f"{recipient} already has {MAX_OFFLINE_MESSAGES_PER_RECIPIENT} offline messages"
+            )
+        self._last_message_id += 1
+        message = OfflineMessage(
+            message_id=self._last_message_id,
+            recipient=normalized,
+            sender=sender,
+            cookie=bytes(cookie),
+            channel=channel,
+            tlvs=bytes(tlvs),
+            sent_at=sent_at,
+        )
+        inbox.append(message)
+        return message
+
+    def get_offline_messages(self, recipient: str) -> Deferred[list[OfflineMessage]]:
+        return defer.succeed(list(self._offline.get(normalize(recipient), [])))
+
+    def delete_offline_messages(self, recipient: str, up_to_id: int) -> Deferred[int]:
+        return _fired(self._delete_offline_messages, recipient, up_to_id)
+
+    def _delete_offline_messages(self, recipient: str, up_to_id: int) -> int:
+        up_to_id = check_up_to_id(up_to_id)
+        normalized = normalize(recipient)
+        inbox = self._offline.get(normalized, [])
+        kept = [message for message in inbox if message.message_id > up_to_id]
+        if kept:
+            self._offline[normalized] = kept
+        else:
+            self._offline.pop(normalized, None)
+        return len(inbox) - len(kept)
 
     def get_or_create_secret(self, name: str, size: int) -> Deferred[bytes]:
         return _fired(self._get_or_create_secret, name, size)

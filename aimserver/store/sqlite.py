@@ -39,6 +39,7 @@ from zope.interface import implementer
 from aimserver.passwords import Credentials, new_credentials
 from aimserver.store.interfaces import (
     MAX_FEEDBAG_ITEMS,
+    MAX_OFFLINE_MESSAGES_PER_RECIPIENT,
     Account,
     AccountExists,
     Feedbag,
@@ -46,10 +47,15 @@ from aimserver.store.interfaces import (
     InvalidScreenName,
     IUserStore,
     NoSuchAccount,
+    OfflineInboxFull,
+    OfflineMessage,
     StoreError,
     check_credentials,
     check_feedbag_item,
+    check_offline_message,
     check_secret_request,
+    check_up_to_id,
+    check_warning,
 )
 from aimserver.wire.screenname import is_valid_screen_name, normalize
 
@@ -63,7 +69,7 @@ __all__ = [
     "transact",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The schema version this code reads and writes."""
 
 BUSY_TIMEOUT = 5.0
@@ -236,7 +242,8 @@ def _open(path: str) -> sqlite3.Connection:
     """
     Open a connection with the settings every user of the file needs:
     synchronous=FULL (a killed server loses no committed account), foreign
-    keys (a deleted account takes its feedbag along), a busy timeout (the CLI
+    keys (a deleted account takes its feedbag and offline messages along), a
+    busy timeout (the CLI
     and the server share the file), and transactions that we begin ourselves
     (``isolation_level=None``). WAL is switched on by :func:`connect`.
     """
@@ -356,11 +363,14 @@ def transact(
 
 # --- operations: one per IUserStore method, run inside transact() ----------
 
-_ACCOUNT_COLUMNS = "screen_name, auth_key, weak_md5, strong_md5, suspended, created_at"
+_ACCOUNT_COLUMNS = (
+    "screen_name, auth_key, weak_md5, strong_md5, suspended, created_at,"
+    " warning_level, warning_updated_at"
+)
 
 
 def _account(row: tuple[Any, ...]) -> Account:
-    screen_name, auth_key, weak, strong, suspended, created_at = row
+    screen_name, auth_key, weak, strong, suspended, created_at, warning, warned_at = row
     return Account(
         screen_name=screen_name,
         auth_key=auth_key,
@@ -368,6 +378,8 @@ def _account(row: tuple[Any, ...]) -> Account:
         strong_md5=bytes(strong),
         suspended=bool(suspended),
         created_at=created_at,
+        warning_level=warning,
+        warning_updated_at=warned_at,
     )
 
 
@@ -411,7 +423,8 @@ def _insert_account(
     )
     try:
         conn.execute(
-            f"INSERT INTO accounts (normalized, {_ACCOUNT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO accounts (normalized, {_ACCOUNT_COLUMNS})"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 account.normalized,
                 account.screen_name,
@@ -420,6 +433,8 @@ def _insert_account(
                 account.strong_md5,
                 int(account.suspended),
                 account.created_at,
+                account.warning_level,
+                account.warning_updated_at,
             ),
         )
     except sqlite3.IntegrityError as e:
@@ -428,7 +443,7 @@ def _insert_account(
 
 
 def _delete_account(conn: sqlite3.Connection, screen_name: str) -> bool:
-    # Foreign keys cascade to feedbag_items and feedbag_meta.
+    # Foreign keys cascade to feedbag_items, feedbag_meta and offline_messages.
     cursor = conn.execute("DELETE FROM accounts WHERE normalized = ?", (normalize(screen_name),))
     return cursor.rowcount > 0
 
@@ -456,6 +471,15 @@ def _set_suspended(conn: sqlite3.Connection, screen_name: str, suspended: bool) 
     cursor = conn.execute(
         "UPDATE accounts SET suspended = ? WHERE normalized = ?",
         (int(suspended), normalize(screen_name)),
+    )
+    return cursor.rowcount > 0
+
+
+def _set_warning(conn: sqlite3.Connection, screen_name: str, level: int, at: int) -> bool:
+    level = check_warning(level, at)
+    cursor = conn.execute(
+        "UPDATE accounts SET warning_level = ?, warning_updated_at = ? WHERE normalized = ?",
+        (level, at, normalize(screen_name)),
     )
     return cursor.rowcount > 0
 
@@ -526,6 +550,74 @@ def _delete_feedbag_items(
         [(normalized, group_id, item_id) for group_id, item_id in keys],
     )
     _touch_feedbag(conn, normalized, now)
+
+
+_MESSAGE_COLUMNS = "id, recipient, sender, cookie, channel, tlvs, sent_at"
+
+
+def _offline_message(row: tuple[Any, ...]) -> OfflineMessage:
+    message_id, recipient, sender, cookie, channel, tlvs, sent_at = row
+    return OfflineMessage(
+        message_id=message_id,
+        recipient=recipient,
+        sender=sender,
+        cookie=bytes(cookie),
+        channel=channel,
+        tlvs=bytes(tlvs),
+        sent_at=sent_at,
+    )
+
+
+def _store_offline_message(
+    conn: sqlite3.Connection,
+    recipient: str,
+    sender: str,
+    cookie: bytes,
+    channel: int,
+    tlvs: bytes,
+    sent_at: int,
+) -> OfflineMessage:
+    normalized = _existing(conn, recipient)
+    check_offline_message(sender, cookie, channel, tlvs, sent_at)
+    (count,) = conn.execute(
+        "SELECT COUNT(*) FROM offline_messages WHERE recipient = ?", (normalized,)
+    ).fetchone()
+    if count >= MAX_OFFLINE_MESSAGES_PER_RECIPIENT:
+        raise OfflineInboxFull(
+            f"{recipient} already has {MAX_OFFLINE_MESSAGES_PER_RECIPIENT} offline messages"
+        )
+    cursor = conn.execute(
+        "INSERT INTO offline_messages (recipient, sender, cookie, channel, tlvs, sent_at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (normalized, sender, cookie, channel, tlvs, sent_at),
+    )
+    message_id = cursor.lastrowid
+    assert message_id is not None
+    return OfflineMessage(
+        message_id=message_id,
+        recipient=normalized,
+        sender=sender,
+        cookie=cookie,
+        channel=channel,
+        tlvs=tlvs,
+        sent_at=sent_at,
+    )
+
+
+def _get_offline_messages(conn: sqlite3.Connection, recipient: str) -> list[OfflineMessage]:
+    rows = conn.execute(
+        f"SELECT {_MESSAGE_COLUMNS} FROM offline_messages WHERE recipient = ? ORDER BY id",
+        (normalize(recipient),),
+    )
+    return [_offline_message(row) for row in rows]
+
+
+def _delete_offline_messages(conn: sqlite3.Connection, recipient: str, up_to_id: int) -> int:
+    cursor = conn.execute(
+        "DELETE FROM offline_messages WHERE recipient = ? AND id <= ?",
+        (normalize(recipient), check_up_to_id(up_to_id)),
+    )
+    return cursor.rowcount
 
 
 def _get_or_create_secret(conn: sqlite3.Connection, name: str, size: int) -> bytes:
@@ -671,6 +763,9 @@ class SQLiteUserStore:
     def set_suspended(self, screen_name: str, suspended: bool) -> Deferred[bool]:
         return self._call(_set_suspended, screen_name, suspended)
 
+    def set_warning(self, screen_name: str, level: int, at: int) -> Deferred[bool]:
+        return self._call(_set_warning, screen_name, level, at)
+
     def get_feedbag(self, screen_name: str) -> Deferred[Feedbag]:
         return self._call(_get_feedbag, screen_name, write=False)
 
@@ -684,6 +779,17 @@ class SQLiteUserStore:
         self, screen_name: str, keys: Sequence[tuple[int, int]], now: int
     ) -> Deferred[None]:
         return self._call(_delete_feedbag_items, screen_name, tuple(keys), now)
+
+    def store_offline_message(
+        self, recipient: str, sender: str, cookie: bytes, channel: int, tlvs: bytes, sent_at: int
+    ) -> Deferred[OfflineMessage]:
+        return self._call(_store_offline_message, recipient, sender, cookie, channel, tlvs, sent_at)
+
+    def get_offline_messages(self, recipient: str) -> Deferred[list[OfflineMessage]]:
+        return self._call(_get_offline_messages, recipient, write=False)
+
+    def delete_offline_messages(self, recipient: str, up_to_id: int) -> Deferred[int]:
+        return self._call(_delete_offline_messages, recipient, up_to_id)
 
     def get_or_create_secret(self, name: str, size: int) -> Deferred[bytes]:
         return self._call(_get_or_create_secret, name, size)
