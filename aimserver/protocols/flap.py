@@ -152,11 +152,6 @@ class FlapConnection(Protocol, TimeoutMixin):
         if self._closing:
             return
         buf = self._buffer + data if self._buffer else data
-        limit = (
-            self.settings.max_frame_size
-            if self._authenticated
-            else self.settings.max_unauthenticated_frame_size
-        )
         offset = 0
         size = len(buf)
         while size - offset >= 1:
@@ -166,6 +161,12 @@ class FlapConnection(Protocol, TimeoutMixin):
             if size - offset < FLAP_HEADER_SIZE:
                 break
             channel, _sequence, length = parse_header(buf, offset)
+            # Per frame: a sign-on accepted earlier in this read lifts the limit.
+            limit = (
+                self.settings.max_frame_size
+                if self._authenticated
+                else self.settings.max_unauthenticated_frame_size
+            )
             if length > limit:
                 self.protocol_error("FLAP frame of {length} bytes over limit", length=length)
                 return
@@ -227,22 +228,25 @@ class FlapConnection(Protocol, TimeoutMixin):
                 size=len(payload),
             )
             return
+        busted: MalformedData | None = None
         try:
             header, body = SnacHeader.unpack(payload)
         except MalformedData as e:
-            header = SnacHeader(*SNAC_HEADER.unpack_from(payload))
+            header, body, busted = SnacHeader(*SNAC_HEADER.unpack_from(payload)), b"", e
+        if header.subtype == 0x0001:
+            # Never answer an error with an error: two peers could loop forever.
+            return
+        # Counted before any reply, errors included, so a flood is never answered in kind.
+        if not self.snac_allowed(header):
+            return
+        if busted is not None:
             self.log.info(
                 "{service}: {peer} bad SNAC prefix: {error}",
                 service=self.service_name,
                 peer=self.peer,
-                error=str(e),
+                error=str(busted),
             )
             self.send_snac_error(header, SnacErrorCode.BUSTED_SNAC_PAYLOAD)
-            return
-        if header.subtype == 0x0001:
-            # Never answer an error with an error: two peers could loop forever.
-            return
-        if not self.snac_allowed(header):
             return
         handler = self.snac_handlers.get((header.family, header.subtype))
         if handler is None:

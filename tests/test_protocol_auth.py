@@ -1,0 +1,385 @@
+"""The auth (login) connection (``aimserver.protocols.auth``): BUCP
+(17,06 → 17,07 → 17,02 → 17,03 + empty channel 4) and the roasted FLAP
+channel-1 login, byte by byte, with the memory store and a ``task.Clock``
+(LOGIN.md §1–§3, §5, §7)."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+
+from aimserver.config import load_config
+from aimserver.cookies import COOKIE_LENGTH
+from aimserver.protocols import auth as auth_module
+from aimserver.wire.flap import Channel, FlapFrame
+from aimserver.wire.reader import string16
+from aimserver.wire.snac import pack_snac
+from aimserver.wire.tlv import Tlv, TlvList
+from tests.fakes import (
+    HELLO_PAYLOAD,
+    Wire,
+    bucp_login_tlvs,
+    chunked,
+    frame,
+    login_key,
+    make_server,
+    result_of,
+    roasted_signon_tlvs,
+    signon_frame,
+    snac_frame,
+)
+
+BOS_ADDRESS = b"127.0.0.1:5191"
+ACCOUNTS = {"Alice": "secret", "Bob Smith": "hunter2"}
+
+
+def error_tlvs(screen_name: bytes, code: int) -> bytes:
+    return TlvList([Tlv(0x01, screen_name), Tlv.u16(0x08, code)]).pack_list()
+
+
+def success_tlvs(screen_name: bytes, cookie: bytes) -> bytes:
+    return TlvList([Tlv(0x01, screen_name), Tlv(0x05, BOS_ADDRESS), Tlv(0x06, cookie)]).pack_list()
+
+
+class AuthTestCase(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.server, self.store, self.clock = make_server(accounts=ACCOUNTS)
+
+    def connect(self) -> Wire:
+        return Wire(self.server.auth_factory)
+
+    def auth_key(self, name: str) -> bytes:
+        return result_of(self.store.get_account(name)).auth_key.encode("ascii")
+
+    def assert_answer_then_close(self, wire: Wire, request_id: int, tlvs: bytes) -> None:
+        """17,03 with exactly ``tlvs``, then an empty channel 4, then closing."""
+        first, second = wire.frames()
+        self.assertEqual(first.channel, Channel.DATA)
+        self.assertEqual(first.payload, pack_snac(0x17, 0x03, tlvs, request_id))
+        self.assertEqual((second.channel, second.payload), (Channel.SIGNOFF, b""))
+        self.assertEqual(second.sequence, (first.sequence + 1) & 0x7FFF)
+        self.assertTrue(wire.closing)
+
+    def bucp_login(self, body: bytes, name: bytes = b"alice") -> Wire:
+        """Challenge for ``name``, then send 17,02 ``body`` (request ID 2)."""
+        wire = self.connect()
+        login_key(wire, name)
+        wire.send_snac(0x17, 0x02, body, request_id=2)
+        return wire
+
+    def answer_tlvs(self, wire: Wire) -> TlvList:
+        header_and_body, signoff = wire.frames()
+        self.assertEqual(signoff.channel, Channel.SIGNOFF)
+        return TlvList.unpack_list(header_and_body.payload[10:])
+
+    def roasted(self, *tlvs: Tlv) -> FlapFrame:
+        """A channel-1 login; the one frame the server answers with."""
+        wire = self.connect()
+        wire.raw()
+        wire.signon(*tlvs)
+        (answer,) = wire.frames()
+        self.assertEqual(answer.channel, Channel.SIGNOFF)
+        self.assertTrue(wire.closing)
+        return answer
+
+
+class BucpTests(AuthTestCase):
+    def test_happy_path_byte_level(self) -> None:
+        """17,06 gets 17,07 with the account's auth key; 17,02 with the strong
+        digest gets 17,03 with the display name, the BOS address and a
+        256-byte cookie; then an empty channel-4 frame and the close."""
+        wire = self.connect()
+        (hello,) = wire.frames()
+        wire.feed(frame(Channel.SIGNON, HELLO_PAYLOAD))
+        self.assertEqual(wire.raw(), b"")
+        wire.send_snac(
+            0x17,
+            0x06,
+            Tlv(0x01, b"alice").pack() + Tlv.empty(0x4B).pack() + Tlv.empty(0x5A).pack(),
+            request_id=0x0101,
+        )
+        key = self.auth_key("Alice")
+        (challenge,) = wire.frames()
+        self.assertEqual(challenge.sequence, (hello.sequence + 1) & 0x7FFF)
+        self.assertEqual(challenge.payload, pack_snac(0x17, 0x07, string16(key), 0x0101))
+        self.assertFalse(wire.closing)
+
+        wire.send_snac(0x17, 0x02, bucp_login_tlvs(b"alice", key, b"secret"), request_id=0x0202)
+        answer, signoff = wire.frames()
+        tlvs = TlvList.unpack_list(answer.payload[10:])
+        cookie = tlvs.get(0x06) or b""
+        self.assertEqual(len(cookie), COOKIE_LENGTH)
+        self.assertEqual(
+            answer.payload, pack_snac(0x17, 0x03, success_tlvs(b"Alice", cookie), 0x0202)
+        )
+        self.assertEqual((signoff.channel, signoff.payload), (Channel.SIGNOFF, b""))
+        self.assertTrue(wire.closing)
+        payload = self.server.cookies.redeem(cookie, 1)
+        self.assertEqual(payload.screen_name, "Alice")
+        self.assertEqual(payload.client_id, "AOL Instant Messenger, version 5.1.3036/WIN32")
+
+    def test_weak_digest_is_accepted(self) -> None:
+        """A client without TLV 0x4C sends the weak digest; it logs in too."""
+        key = self.auth_key("Alice")
+        wire = self.bucp_login(bucp_login_tlvs(b"Alice", key, b"secret", strong=False))
+        tlvs = self.answer_tlvs(wire)
+        self.assertEqual(tlvs.get(0x01), b"Alice")
+        self.assertEqual(len(tlvs.get(0x06) or b""), COOKIE_LENGTH)
+
+    def test_screen_name_is_matched_loosely_and_answered_in_display_form(self) -> None:
+        """ "BOBSMITH" logs in as "Bob Smith" and is told its display form."""
+        key = self.auth_key("Bob Smith")
+        wire = self.bucp_login(bucp_login_tlvs(b"BOBSMITH", key, b"hunter2"), b"BOBSMITH")
+        self.assertEqual(self.answer_tlvs(wire).get(0x01), b"Bob Smith")
+
+    def test_wrong_password(self) -> None:
+        """A digest of the wrong password gets 17,03 error 0x0005, then close."""
+        key = self.auth_key("Alice")
+        wire = self.bucp_login(bucp_login_tlvs(b"alice", key, b"wrong"))
+        self.assert_answer_then_close(wire, 2, error_tlvs(b"Alice", 0x0005))
+
+    def test_digest_under_another_key_is_refused(self) -> None:
+        """The right password salted with another key does not log in."""
+        wire = self.bucp_login(bucp_login_tlvs(b"alice", b"not the key", b"secret"))
+        self.assert_answer_then_close(wire, 2, error_tlvs(b"Alice", 0x0005))
+
+    def test_unknown_name_is_refused_at_the_challenge(self) -> None:
+        """An unknown screen name gets 17,03 error 0x0001 straight away (no
+        key), then an empty channel 4 and the close."""
+        wire = self.connect()
+        wire.raw()
+        wire.feed(frame(Channel.SIGNON, HELLO_PAYLOAD))
+        wire.send_snac(0x17, 0x06, Tlv(0x01, b"Nobody").pack(), request_id=7)
+        self.assert_answer_then_close(wire, 7, error_tlvs(b"Nobody", 0x0001))
+
+    def test_invalid_name_is_refused_at_the_challenge(self) -> None:
+        """A name no account can have gets 0x0001 too."""
+        wire = self.connect()
+        wire.raw()
+        wire.feed(frame(Channel.SIGNON, HELLO_PAYLOAD))
+        wire.send_snac(0x17, 0x06, Tlv(0x01, b"!").pack(), request_id=7)
+        self.assert_answer_then_close(wire, 7, error_tlvs(b"!", 0x0001))
+
+    def test_suspended_account(self) -> None:
+        """A suspended account with the right password gets error 0x0011."""
+        result_of(self.store.set_suspended("Alice", True))
+        key = self.auth_key("Alice")
+        wire = self.bucp_login(bucp_login_tlvs(b"alice", key, b"secret"))
+        self.assert_answer_then_close(wire, 2, error_tlvs(b"Alice", 0x0011))
+
+    def test_login_without_digest(self) -> None:
+        """A 17,02 without TLV 0x25 is refused with 0x0001."""
+        body = TlvList([Tlv(0x01, b"Alice")]).pack_list()
+        wire = self.bucp_login(body)
+        self.assert_answer_then_close(wire, 2, error_tlvs(b"Alice", 0x0001))
+
+    def test_login_without_screen_name(self) -> None:
+        """A 17,02 without a screen name TLV gets 17,03 error 0x0001, then close."""
+        body = TlvList([Tlv(0x25, b"\x00" * 16), Tlv.empty(0x4C)]).pack_list()
+        wire = self.bucp_login(body)
+        self.assert_answer_then_close(wire, 2, error_tlvs(b"", 0x0001))
+
+    def test_login_with_garbled_tlvs(self) -> None:
+        """A 17,02 whose TLV list runs past its end gets error 0x0001, then close."""
+        for body in (b"\x00\x01\x00\x10Alice", b"\x00", b"\x00\x01\x00"):
+            wire = self.bucp_login(body)
+            self.assert_answer_then_close(wire, 2, error_tlvs(b"", 0x0001))
+
+    def test_challenge_without_screen_name(self) -> None:
+        """A 17,06 without (or with a garbled) screen name TLV gets 17,03
+        error 0x0001, then close."""
+        for body in (
+            b"",
+            Tlv.empty(0x4B).pack(),
+            b"\x00\x01\x00\x09abc",
+            b"\x00\x01\x00\x02\xff\xfe",
+        ):
+            wire = self.connect()
+            wire.raw()
+            wire.feed(frame(Channel.SIGNON, HELLO_PAYLOAD))
+            wire.send_snac(0x17, 0x06, body, request_id=3)
+            self.assert_answer_then_close(wire, 3, error_tlvs(b"", 0x0001))
+
+    def test_unknown_bucp_subtype_gets_error(self) -> None:
+        """An unknown BUCP subtype (e.g. 17,04 registration) gets 17,01 code
+        0x0001 with the same request ID; the login can go on."""
+        wire = self.connect()
+        wire.raw()
+        wire.feed(frame(Channel.SIGNON, HELLO_PAYLOAD))
+        wire.send_snac(0x17, 0x04, b"", request_id=0x44)
+        wire.send_snac(0x01, 0x17, b"\x00\x01\x00\x03", request_id=0x45)
+        self.assertEqual(
+            [f.payload for f in wire.frames()],
+            [pack_snac(0x17, 0x01, b"\x00\x01", 0x44), pack_snac(0x01, 0x01, b"\x00\x01", 0x45)],
+        )
+        self.assertFalse(wire.closing)
+        key = self.auth_key("Alice")
+        wire.send_snac(0x17, 0x06, Tlv(0x01, b"alice").pack(), request_id=1)
+        self.assertEqual(
+            [f.payload for f in wire.frames()], [pack_snac(0x17, 0x07, string16(key), 1)]
+        )
+
+    def test_bucp_before_hello_closes(self) -> None:
+        """A 17,06 before the client's channel-1 hello closes the connection."""
+        wire = self.connect()
+        wire.raw()
+        wire.send_snac(0x17, 0x06, Tlv(0x01, b"alice").pack())
+        self.assertEqual([f.channel for f in wire.frames()], [Channel.SIGNOFF])
+        self.assertTrue(wire.closing)
+
+    @given(st.lists(st.integers(min_value=0, max_value=200), max_size=12))
+    def test_any_chunking_gives_the_same_login(self, cuts: list[int]) -> None:
+        """However TCP splits the client's hello and 17,06, the challenge is
+        the same; the 17,02 split anyhow logs in."""
+        key = self.auth_key("Alice")
+        stream = frame(Channel.SIGNON, HELLO_PAYLOAD) + snac_frame(
+            0x17, 0x06, Tlv(0x01, b"alice").pack(), request_id=5
+        )
+        wire = self.connect()
+        wire.raw()
+        wire.feed_chunks(chunked(stream, cuts))
+        self.assertEqual(
+            [f.payload for f in wire.frames()], [pack_snac(0x17, 0x07, string16(key), 5)]
+        )
+        login = snac_frame(0x17, 0x02, bucp_login_tlvs(b"alice", key, b"secret"), request_id=6)
+        wire.feed_chunks(chunked(login, cuts))
+        answer, signoff = wire.frames()
+        self.assertEqual(TlvList.unpack_list(answer.payload[10:]).get(0x01), b"Alice")
+        self.assertEqual(signoff.channel, Channel.SIGNOFF)
+
+
+class RoastedLoginTests(AuthTestCase):
+    def test_success(self) -> None:
+        """A channel-1 frame with screen name and roasted password is answered
+        with one channel-4 frame holding TLVs 01 (display name), 05 (BOS
+        address) and 06 (256-byte cookie), then the close."""
+        answer = self.roasted(*roasted_signon_tlvs(b"ALICE", b"secret"))
+        cookie = TlvList.unpack_list(answer.payload).get(0x06) or b""
+        self.assertEqual(len(cookie), COOKIE_LENGTH)
+        self.assertEqual(answer.payload, success_tlvs(b"Alice", cookie))
+        self.assertEqual(self.server.cookies.redeem(cookie, 1).screen_name, "Alice")
+
+    def test_wrong_password(self) -> None:
+        """A wrong roasted password gets channel 4 with error 0x0005."""
+        answer = self.roasted(*roasted_signon_tlvs(b"Alice", b"secreT"))
+        self.assertEqual(answer.payload, error_tlvs(b"Alice", 0x0005))
+
+    def test_missing_password(self) -> None:
+        """No password TLV at all is a wrong password."""
+        answer = self.roasted(Tlv(0x01, b"Alice"))
+        self.assertEqual(answer.payload, error_tlvs(b"Alice", 0x0005))
+
+    def test_unknown_name(self) -> None:
+        """An unknown screen name gets channel 4 with error 0x0001."""
+        answer = self.roasted(*roasted_signon_tlvs(b"Nobody", b"secret"))
+        self.assertEqual(answer.payload, error_tlvs(b"Nobody", 0x0001))
+
+    def test_suspended(self) -> None:
+        """A suspended account gets channel 4 with error 0x0011."""
+        result_of(self.store.set_suspended("Alice", True))
+        answer = self.roasted(*roasted_signon_tlvs(b"alice", b"secret"))
+        self.assertEqual(answer.payload, error_tlvs(b"Alice", 0x0011))
+
+    def test_non_ascii_screen_name(self) -> None:
+        """A screen name that is not ASCII gets error 0x0001."""
+        answer = self.roasted(Tlv(0x01, b"\xe9lice"), Tlv(0x02, b"x"))
+        self.assertEqual(answer.payload, error_tlvs(b"", 0x0001))
+
+    def test_garbled_signon_frame_closes(self) -> None:
+        """A channel-1 frame whose TLVs run past its end closes with an empty
+        channel 4."""
+        wire = self.connect()
+        wire.raw()
+        wire.feed(frame(Channel.SIGNON, HELLO_PAYLOAD + b"\x00\x01\x00\x20Alice"))
+        self.assertEqual([(f.channel, f.payload) for f in wire.frames()], [(Channel.SIGNOFF, b"")])
+        self.assertTrue(wire.closing)
+
+    def test_snacs_after_roasted_login_are_not_read(self) -> None:
+        """Frames sent behind a roasted login in the same read are not answered."""
+        wire = self.connect()
+        wire.raw()
+        wire.feed(
+            signon_frame(*roasted_signon_tlvs(b"Alice", b"secret"))
+            + snac_frame(0x17, 0x06, Tlv(0x01, b"alice").pack())
+        )
+        self.assertEqual([f.channel for f in wire.frames()], [Channel.SIGNOFF])
+
+
+class MulticonnFlagTests(AuthTestCase):
+    CASES = (
+        (b"\x00", 0x00),
+        (b"\x01", 0x01),
+        (b"\x03", 0x03),
+        (None, 0x00),
+        (b"\x02", 0x00),
+        (b"\xff", 0x00),
+        (b"", 0x00),
+        (b"\x01\x01", 0x00),
+    )
+
+    def test_bucp_flags_travel_in_the_cookie(self) -> None:
+        """TLV 0x4A of 17,02 is carried in the cookie: 0x01 and 0x03 as sent,
+        0x00, absent or anything else as 0x00 (legacy)."""
+        key = self.auth_key("Alice")
+        for sent, expected in self.CASES:
+            wire = self.bucp_login(bucp_login_tlvs(b"alice", key, b"secret", flags=sent))
+            cookie = self.answer_tlvs(wire).get(0x06) or b""
+            self.assertEqual(self.server.cookies.redeem(cookie, 1).multiconn_flags, expected, sent)
+
+    def test_roasted_flags_travel_in_the_cookie(self) -> None:
+        """The same for TLV 0x4A of a channel-1 login."""
+        for sent, expected in self.CASES:
+            answer = self.roasted(*roasted_signon_tlvs(b"alice", b"secret", flags=sent))
+            cookie = TlvList.unpack_list(answer.payload).get(0x06) or b""
+            self.assertEqual(self.server.cookies.redeem(cookie, 1).multiconn_flags, expected, sent)
+
+
+class LoginLimitsTests(AuthTestCase):
+    def test_too_many_frames_during_login_close(self) -> None:
+        """A client that sends more frames than a login needs is closed with
+        channel 4."""
+        wire = self.connect()
+        wire.raw()
+        wire.feed(frame(Channel.SIGNON, HELLO_PAYLOAD))
+        for _ in range(auth_module.MAX_AUTH_FRAMES - 1):
+            wire.feed(frame(Channel.KEEP_ALIVE))
+        self.assertFalse(wire.closing)
+        wire.feed(frame(Channel.KEEP_ALIVE))
+        self.assertEqual([f.channel for f in wire.frames()], [Channel.SIGNOFF])
+        self.assertTrue(wire.closing)
+
+    def test_many_unknown_snacs_close(self) -> None:
+        """Unknown SNACs count as frames too: a flood of them ends the login."""
+        wire = self.connect()
+        wire.raw()
+        wire.feed(frame(Channel.SIGNON, HELLO_PAYLOAD))
+        wire.feed(snac_frame(0x17, 0x04) * auth_module.MAX_AUTH_FRAMES)
+        frames = wire.frames()
+        self.assertEqual(len(frames), auth_module.MAX_AUTH_FRAMES)
+        self.assertEqual(frames[-1].channel, Channel.SIGNOFF)
+        self.assertTrue(wire.closing)
+
+    def test_login_timeout(self) -> None:
+        """A client that never finishes logging in is closed after
+        auth.login_timeout seconds."""
+        config = load_config(None, {"auth.login_timeout": 10})
+        self.server, self.store, self.clock = make_server(config, ACCOUNTS)
+        wire = self.connect()
+        wire.raw()
+        wire.feed(frame(Channel.SIGNON, HELLO_PAYLOAD))
+        self.clock.advance(9.5)
+        self.assertFalse(wire.closing)
+        self.clock.advance(0.5)
+        self.assertEqual([f.channel for f in wire.frames()], [Channel.SIGNOFF])
+        self.assertTrue(wire.closing)
+
+    def test_oversize_frame_closes(self) -> None:
+        """The auth connection never authenticates: frames over the
+        unauthenticated limit close it."""
+        wire = self.connect()
+        wire.raw()
+        wire.feed(frame(Channel.SIGNON, HELLO_PAYLOAD))
+        wire.feed(b"\x2a\x02\x00\x01\x08\x01")  # 2049 bytes announced
+        self.assertEqual([f.channel for f in wire.frames()], [Channel.SIGNOFF])
+        self.assertTrue(wire.closing)
