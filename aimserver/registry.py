@@ -77,6 +77,9 @@ class SessionInstance:
     rate_subscriptions: set[int] = attrs.Factory(set)
     #: Feedbag "use" (13,07) seen: the stored list governs this session's buddies.
     uses_feedbag: bool = False
+    #: Service connections (BART, alerts, chat, ...) opened with a cookie from
+    #: this session's 01,04; they belong to it and close with it.
+    secondary: list[ISessionConnection] = attrs.Factory(list)
 
     @property
     def away(self) -> bool:
@@ -92,9 +95,15 @@ class User:
     account: Account
     signon_time: float
     instances: dict[int, SessionInstance] = attrs.Factory(dict)
+    #: Warning ("evil") level in tenths of a percent, as of ``warning_at``
+    #: (unix seconds); decays for the user, whichever sessions are connected.
     warning_level: int = 0
+    warning_at: float = 0.0
     #: Presence as last told to watchers (None: not visible to anyone yet).
     announced: tuple[object, ...] | None = None
+    #: Offline messages were handed to a session of this sign-on (they go to
+    #: the first session that comes online; a failed hand-over leaves it False).
+    offline_delivered: bool = False
 
     def online_instances(self) -> list[SessionInstance]:
         return [i for i in self.instances.values() if i.online and not i.closed]
@@ -168,7 +177,14 @@ class UserRegistry:
         user = self.users.get(key)
         displaced: list[SessionInstance] = []
         if user is None:
-            user = User(key=key, screen_name=account.screen_name, account=account, signon_time=now)
+            user = User(
+                key=key,
+                screen_name=account.screen_name,
+                account=account,
+                signon_time=now,
+                warning_level=account.warning_level,
+                warning_at=account.warning_updated_at,
+            )
             self.users[key] = user
         elif multiconn_flags != MULTICONN_MULTI or any(
             i.multiconn_flags != MULTICONN_MULTI for i in user.instances.values()
@@ -201,6 +217,9 @@ class UserRegistry:
             return None
         instance.closed = True
         del user.instances[instance.instance_id]
+        for connection in instance.secondary:
+            connection.disconnect(None)
+        instance.secondary.clear()
         self.unwatch(instance, instance.buddies)
         instance.buddies.clear()
         if not user.instances and not keep_user:

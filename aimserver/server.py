@@ -15,7 +15,8 @@ from aimserver.cookies import CookieJar
 from aimserver.protocols.auth import AuthFactory
 from aimserver.protocols.bos import BosFactory, RateLimits
 from aimserver.protocols.flap import ConnectionSettings
-from aimserver.registry import UserRegistry
+from aimserver.registry import SessionInstance, UserRegistry
+from aimserver.services import alert as alert_service
 from aimserver.services.auth import Authorizer
 from aimserver.services.base import HandlerTable
 from aimserver.services.buddy import BuddyService
@@ -26,9 +27,13 @@ from aimserver.services.oservice import BOS_FAMILIES, OServiceService
 from aimserver.services.permitdeny import PermitDenyService
 from aimserver.services.presence import Presence
 from aimserver.services.stats import StatsService
+from aimserver.services.warnings import WarningService
 from aimserver.store.interfaces import IUserStore
+from aimserver.wire.codes import FoodGroup
 
 COOKIE_SECRET_NAME = "cookie-hmac"
+#: Services reached by 01,04 that this process runs (on the BOS listener).
+SERVICE_FAMILIES = frozenset({FoodGroup.ALERT})
 COOKIE_SECRET_SIZE = 32
 
 
@@ -58,6 +63,8 @@ class AimServer:
         #: "host:port" given to clients for BOS; set to the bound port when
         #: listening on port 0.
         self.bos_address = config.advertised_address("bos")
+        self.warnings = WarningService(self.registry, self.presence, store, clock)
+        self.icbm = IcbmService(self.registry, self.presence, store, self.warnings, clock)
         settings = connection_settings(config)
         keepalive = config.connection.keepalive_interval
         self.authorizer = Authorizer(
@@ -75,18 +82,51 @@ class AimServer:
             cookies=self.cookies,
             handlers=self.bos_handlers(),
             families=BOS_FAMILIES,
+            services=self.service_handlers(),
             rate_limits=self.rate_limits,
             settings=settings,
             clock=clock,
             keepalive_interval=keepalive,
         )
 
+    def redirect(self, session: SessionInstance, family: int) -> tuple[str, bytes] | None:
+        """Address and cookie for a service connection of ``session`` (01,05),
+        or None for a service this server does not run."""
+        if family not in SERVICE_FAMILIES:
+            return None
+        user = self.registry.user_of(session)
+        if user is None:
+            return None
+        cookie = self.cookies.issue(
+            screen_name=user.screen_name,
+            instance_id=session.instance_id,
+            multiconn_flags=session.multiconn_flags,
+            service=family,
+            client_id=session.client_id,
+        )
+        return self.bos_address, cookie
+
+    def service_handlers(self) -> dict[int, tuple[tuple[int, ...], HandlerTable]]:
+        """Service connections the BOS listener also accepts, by family."""
+        oservice = OServiceService(self.registry, self.presence, self.clock)
+        alert = oservice.secondary_handlers(alert_service.FAMILIES)
+        alert.update(alert_service.AlertService().handlers())
+        return {FoodGroup.ALERT: (alert_service.FAMILIES, alert)}
+
     def bos_handlers(self) -> HandlerTable:
+        notify = self.config.multisession.notify
         services = (
-            OServiceService(self.registry, self.presence, self.clock, BOS_FAMILIES),
+            OServiceService(
+                self.registry,
+                self.presence,
+                self.clock,
+                BOS_FAMILIES,
+                on_online=[lambda session: self.icbm.session_online(session, notify)],
+                redirect=self.redirect,
+            ),
             LocateService(self.registry, self.presence),
             BuddyService(self.registry, self.presence),
-            IcbmService(self.registry, self.presence),
+            self.icbm,
             PermitDenyService(),
             StatsService(),
             FeedbagService(self.registry, self.presence, self.store),

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.application import strports
+from twisted.application.internet import TimerService
 from twisted.application.service import IService, MultiService
 from twisted.logger import Logger
 from twisted.python import usage
@@ -22,6 +23,7 @@ from aimserver.store.sqlite import SQLiteUserStore, StoreService
 log = Logger()
 
 _PORT_OPTIONS = ("auth", "bos", "chat", "api", "manhole")
+WARNING_SWEEP_INTERVAL = 60.0
 
 
 class Options(usage.Options):
@@ -73,6 +75,10 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
     top = MultiService()
     top.server = server  # type: ignore[attr-defined]
     StoreService(store).setServiceParent(top)
+    # One timer for all users' warning decay (never one per session).
+    sweeper = TimerService(WARNING_SWEEP_INTERVAL, server.warnings.sweep)
+    sweeper.clock = reactor
+    sweeper.setServiceParent(top)
     for name, factory in (("auth", server.auth_factory), ("bos", server.bos_factory)):
         listener = strports.service(config.endpoint(name), factory, reactor=reactor)
         listener.setName(name)

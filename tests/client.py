@@ -10,6 +10,7 @@ it expects (``wait_snac``) and can assert that nothing else arrived
 from __future__ import annotations
 
 import hashlib
+import os
 import struct
 from collections.abc import Callable, Coroutine, Sequence
 from functools import wraps
@@ -288,6 +289,11 @@ class BosClient:
             client.ready()
         return client
 
+    async def sync(self) -> None:
+        """A round trip: everything the server wrote to this session before
+        answering has been received when this returns."""
+        await self.request(0x01, 0x0E, b"", 0x0F)
+
     def ready(self) -> None:
         entries = b"".join(
             struct.pack("!HHHH", f, v, 0x0110, 0x0629) for f, v in ((1, 3), (2, 1), (3, 1), (4, 1))
@@ -305,7 +311,7 @@ class BosClient:
         text: bytes,
         *,
         ack: bool = False,
-        cookie: bytes = b"12345678",
+        cookie: bytes | None = None,
         extra: Sequence[Tlv] = (),
     ) -> int:
         im_data = (
@@ -320,9 +326,41 @@ class BosClient:
         tlvs = [Tlv(0x02, im_data), *extra]
         if ack:
             tlvs.append(Tlv.empty(0x03))
-        message = ChannelMessageToHost(cookie, 1, to, TlvList(tuple(tlvs)))
+        message = ChannelMessageToHost(cookie or os.urandom(8), 1, to, TlvList(tuple(tlvs)))
         request_id = self.next_id()
         self.flap.send_snac(0x04, 0x06, message.pack(), request_id)
+        return request_id
+
+    def send_channel(self, to: str, channel: int, tlvs: Sequence[Tlv], cookie: bytes) -> int:
+        """Any ICBM channel (e.g. 2, rendezvous) with the given TLVs."""
+        message = ChannelMessageToHost(cookie, channel, to, TlvList(tuple(tlvs)))
+        request_id = self.next_id()
+        self.flap.send_snac(0x04, 0x06, message.pack(), request_id)
+        return request_id
+
+    def set_away(self, text: bytes | None) -> None:
+        """02,04 with TLV 0x04: an away message, or empty for "back"."""
+        tlvs = [Tlv(0x03, b'text/aolrtf; charset="us-ascii"'), Tlv(0x04, text or b"")]
+        self.flap.send_snac(0x02, 0x04, TlvList(tuple(tlvs)).pack_list(), self.next_id())
+
+    def set_profile(self, text: bytes) -> None:
+        tlvs = [Tlv(0x01, b'text/aolrtf; charset="us-ascii"'), Tlv(0x02, text)]
+        self.flap.send_snac(0x02, 0x04, TlvList(tuple(tlvs)).pack_list(), self.next_id())
+
+    def set_capabilities(self, capabilities: Sequence[bytes]) -> None:
+        self.flap.send_snac(0x02, 0x04, Tlv(0x05, b"".join(capabilities)).pack(), self.next_id())
+
+    def set_idle(self, seconds: int) -> None:
+        self.flap.send_snac(0x01, 0x11, struct.pack("!I", seconds), self.next_id())
+
+    def send_typing(self, to: str, event: int = 2) -> None:
+        body = b"\x00" * 8 + b"\x00\x01" + string08(to.encode()) + struct.pack("!H", event)
+        self.flap.send_snac(0x04, 0x14, body, self.next_id())
+
+    def warn(self, target: str, anonymous: bool = False) -> int:
+        request_id = self.next_id()
+        body = struct.pack("!H", 1 if anonymous else 0) + string08(target.encode())
+        self.flap.send_snac(0x04, 0x08, body, request_id)
         return request_id
 
     async def receive_im(self, timeout: float = TIMEOUT) -> tuple[UserInfo, bytes, TlvList]:

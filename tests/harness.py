@@ -10,7 +10,7 @@ from twisted.internet import defer, reactor, task
 from aimserver.config import Config
 from aimserver.server import AimServer
 from aimserver.store.memory import MemoryUserStore
-from tests.client import FlapClient, TlvList, bucp_login, roasted_login
+from tests.client import BosClient, FlapClient, TlvList, bucp_login, roasted_login
 
 LOOPBACK = "127.0.0.1"
 SECRET = b"0123456789abcdef0123456789abcdef"
@@ -55,6 +55,21 @@ class LoopbackServer:
 
     async def roasted(self, screen_name: str, password: str, **kw: Any) -> TlvList:
         return await roasted_login(*self.auth_address, screen_name, password, **kw)
+
+    async def session(
+        self,
+        screen_name: str,
+        password: str = "secret",
+        *,
+        flags: int | None = 0x01,
+        buddies: tuple[str, ...] | list[str] = (),
+        ready: bool = True,
+    ) -> BosClient:
+        """BUCP login plus the BOS sign-on: one signed-on session."""
+        login = await self.bucp(screen_name, password, flags=flags)
+        if login.get(0x08) is not None:
+            raise AssertionError(f"login refused: {login.get_u16(0x08):#06x}")
+        return await BosClient.sign_on(login, buddies=buddies, client_ready=ready)
 
     async def stop(self) -> None:
         await defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in self.ports])

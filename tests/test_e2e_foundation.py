@@ -42,7 +42,9 @@ class FoundationTests(unittest.TestCase):
         self.assertEqual(arrived.screen_name, "Bob Smith")
 
         # Alice -> Bob with a host ack; the text and charset pass through byte-exactly.
-        request_id = alice.send_im("bob smith", b"<HTML>hi \xe9</HTML>", ack=True)
+        request_id = alice.send_im(
+            "bob smith", b"<HTML>hi \xe9</HTML>", ack=True, cookie=b"12345678"
+        )
         sender, text, tlvs = await bob.receive_im()
         self.assertEqual((sender.screen_name, text), ("Alice", b"<HTML>hi \xe9</HTML>"))
         self.assertFalse(tlvs.has(0x03))

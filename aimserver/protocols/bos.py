@@ -61,6 +61,8 @@ class BosConnection(FlapConnection):
         super().__init__(factory.settings, factory.clock, factory.sweeper)
         self.bos = factory
         self.session: SessionInstance | None = None
+        #: A service connection (alerts, ...) rather than the session's BOS connection.
+        self.secondary = False
         self.snac_handlers = factory.handlers
 
     # -- sign-on ------------------------------------------------------------------------
@@ -71,14 +73,60 @@ class BosConnection(FlapConnection):
             self.protocol_error("sign-on frame without a cookie")
             return None
         try:
-            payload = self.bos.cookies.redeem(cookie, int(FoodGroup.OSERVICE))
+            payload = self._redeem(cookie)
         except InvalidCookie as e:
             self.log.info("bos: {peer} refused: {reason} cookie", peer=self.peer, reason=e.reason)
             self.close()
             return None
+        if payload.service != FoodGroup.OSERVICE:
+            self._attach_service(payload)
+            return None
         d = self.bos.store.get_account(payload.screen_name)
         d.addCallback(self._attach, payload)
         return d
+
+    def _redeem(self, cookie: bytes) -> CookiePayload:
+        """A BOS cookie, or one for a service this listener also serves."""
+        try:
+            return self.bos.cookies.redeem(cookie, int(FoodGroup.OSERVICE))
+        except InvalidCookie as e:
+            if e.reason != "wrong service":
+                raise
+        for family in self.bos.services:
+            try:
+                return self.bos.cookies.redeem(cookie, family)
+            except InvalidCookie as e:
+                if e.reason != "wrong service":
+                    raise
+        raise InvalidCookie("wrong service")
+
+    def _attach_service(self, cookie: CookiePayload) -> None:
+        """A service connection joins the session instance named in its cookie."""
+        user = self.bos.registry.get(cookie.screen_name)
+        session = user.instances.get(cookie.instance_id) if user is not None else None
+        if session is None or session.closed:
+            self.log.info(
+                "bos: {peer} refused: service cookie for a session that is gone", peer=self.peer
+            )
+            self.close()
+            return
+        self.session = session
+        self.secondary = True
+        session.secondary.append(self)
+        self.authenticated()
+        families, self.snac_handlers = self.bos.services[cookie.service]
+        self.log.info(
+            "{screen_name}: service {family:#06x} connected for instance {instance}",
+            screen_name=cookie.screen_name,
+            family=cookie.service,
+            instance=session.instance_id,
+        )
+        self.send_snac(
+            FoodGroup.OSERVICE,
+            OService.HOST_ONLINE,
+            b"".join(f.to_bytes(2, "big") for f in families),
+            self.bos.registry.next_request_id(),
+        )
 
     def _attach(self, account: Account | None, cookie: CookiePayload) -> None:
         if self._closing:
@@ -188,6 +236,10 @@ class BosConnection(FlapConnection):
         session, self.session = self.session, None
         if session is None:
             return
+        if self.secondary:
+            if self in session.secondary:
+                session.secondary.remove(self)
+            return
         user = self.bos.registry.detach(session)
         if user is not None:
             self.log.info(
@@ -212,6 +264,7 @@ class BosFactory(FlapFactory):
         cookies: CookieJar,
         handlers: HandlerTable,
         families: tuple[int, ...],
+        services: dict[int, tuple[tuple[int, ...], HandlerTable]],
         rate_limits: RateLimits,
         settings: ConnectionSettings,
         clock: IReactorTime,
@@ -223,6 +276,9 @@ class BosFactory(FlapFactory):
         self.store = store
         self.cookies = cookies
         self.handlers = handlers
+        #: family -> (its connection's 01,03 families, handler table) for the
+        #: service connections this listener also accepts.
+        self.services = services
         self.host_online = b"".join(f.to_bytes(2, "big") for f in families)
         self.rate_limits = rate_limits
 

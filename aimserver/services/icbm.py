@@ -1,21 +1,55 @@
 # -*- test-case-name: tests.test_service_icbm -*-
-"""ICBM (0x0004): instant messages, host acks, typing events, client errors.
+"""ICBM (0x0004): instant messages, host acks, typing events, client errors,
+rendezvous, offline messages and auto-responses.
 
-Routing to a user with several sessions (MULTISESSION.md §10, §11): a message
-goes to every session that is neither away nor idle, or to all of them when
-none is; a typing event goes to every session that is not away.
+Routing to a user with several sessions (MULTISESSION.md §7, §10-§12, §16,
+§18; docs/multisession.md):
+
+* an IM goes to every session that is neither away nor idle, or to all of
+  them when none is;
+* when every session is away, the server answers the sender with one
+  auto-response per session that has an away message (clients' own
+  auto-responses are dropped, so the sender gets exactly those);
+* a typing event goes to every session that is not away;
+* a rendezvous proposal (file transfer, direct IM, chat invitation) goes only
+  to sessions that advertise the capability it needs; the replies to it
+  (accept, cancel) go only to the session that proposed, and once one session
+  accepted, the proposer's further messages go only to that session;
+* "store if offline" IMs to a signed-off user are kept and handed, in order,
+  to the first session that comes online;
+* a retransmitted IM (same sender, recipient and cookie) is delivered once.
 """
 
 from __future__ import annotations
 
+import os
+import re
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from aimserver.registry import SessionInstance, User, UserRegistry
+from aimserver.registry import MULTICONN_MULTI, SessionInstance, User, UserRegistry
 from aimserver.services.base import HandlerTable, Replies, Reply, SnacError
 from aimserver.services.presence import Presence
+from aimserver.services.warnings import WarningService
+from aimserver.store.interfaces import (
+    IUserStore,
+    NoSuchAccount,
+    OfflineInboxFull,
+    OfflineMessage,
+    StoreError,
+)
 from aimserver.wire.codes import ICBM, FoodGroup, SnacErrorCode
+from aimserver.wire.errors import MalformedData
 from aimserver.wire.icbm import (
     PARAM_FLAG_TYPING,
+    TAG_AUTO_RESPONSE,
+    TAG_IM_DATA,
+    TAG_OFFLINE_TIME,
+    TAG_RENDEZVOUS,
     TAG_REQUEST_HOST_ACK,
     TAG_STORE_IF_OFFLINE,
     TAG_WANT_EVENTS,
@@ -24,11 +58,14 @@ from aimserver.wire.icbm import (
     ClientEvent,
     HostAck,
     IcbmParameters,
+    Rendezvous,
+    pack_im_data,
     pack_message_to_client,
 )
 from aimserver.wire.screenname import normalize
 from aimserver.wire.snac import SnacHeader, pack_snac
-from aimserver.wire.tlv import Tlv
+from aimserver.wire.tlv import Tlv, TlvList
+from aimserver.wire.userinfo import CLASS_FREE, TAG_USER_CLASS, UserInfo
 
 MAX_MESSAGE_LENGTH = 8000
 #: What the server offers in 04,05: 2 parameter slots, channel messages and
@@ -37,6 +74,25 @@ DEFAULT_PARAMETERS = IcbmParameters(2, 0x00000003, MAX_MESSAGE_LENGTH, 999, 999,
 #: TLVs of a 04,06 that are for the server only and never relayed.
 _NOT_RELAYED = frozenset({TAG_REQUEST_HOST_ACK, TAG_STORE_IF_OFFLINE, TAG_WANT_EVENTS})
 _WANT_EVENTS = Tlv.empty(TAG_WANT_EVENTS).pack()
+SUBCODE_OFFLINE_INBOX_FULL = 0x000F
+
+SYSTEM_SENDER = "AOL System Msg"
+MULTISESSION_NOTICE = (
+    "Your AOL screen name ({screen_name}) is now signed into AOL(R) Instant Messenger (TM)"
+    " in {count} locations. Click here for more information."
+)
+
+#: How many recent IM cookies are remembered to drop retransmissions, and how
+#: many rendezvous conversations are tracked.
+MAX_RECENT_COOKIES = 65_536
+MAX_RENDEZVOUS = 10_000
+
+CHANNEL_IM = 1
+CHANNEL_RENDEZVOUS = 2
+ICBM_OFFLINE_RETRIEVE = 0x10
+ICBM_OFFLINE_RETRIEVE_DONE = 0x17
+
+_CHARSET = re.compile(rb'charset="?([A-Za-z0-9_.:-]+)', re.IGNORECASE)
 
 
 def message_targets(user: User) -> list[SessionInstance]:
@@ -50,12 +106,57 @@ def typing_targets(user: User) -> list[SessionInstance]:
     return [s for s in user.online_instances() if not s.away]
 
 
+def charset_of(mime: bytes) -> int:
+    """The ICBM charset for a profile/away MIME type: 2 for UTF-16/UCS-2,
+    3 for Latin-1, otherwise 0 (ASCII)."""
+    match = _CHARSET.search(mime)
+    name = match.group(1).lower() if match else b"us-ascii"
+    if name.startswith((b"unicode", b"utf-16", b"ucs-2")):
+        return 0x0002
+    if name in (b"iso-8859-1", b"latin1", b"latin-1", b"windows-1252"):
+        return 0x0003
+    return 0x0000
+
+
+def offline_sender_info(screen_name: str) -> UserInfo:
+    return UserInfo(screen_name, 0, TlvList((Tlv.u16(TAG_USER_CLASS, CLASS_FREE),)))
+
+
+def system_message(registry: UserRegistry, text: str, sender: str = SYSTEM_SENDER) -> bytes:
+    """A 04,07 from a pseudo user (the multisession notice; later MOTD and
+    broadcasts): plain ASCII text on channel 1."""
+    body = pack_message_to_client(
+        b"\x00" * 8,
+        CHANNEL_IM,
+        offline_sender_info(sender).pack(),
+        Tlv(TAG_IM_DATA, pack_im_data(text.encode("ascii", "replace"), 0x0000)).pack(),
+    )
+    return pack_snac(FoodGroup.ICBM, ICBM.CHANNEL_MSG_TO_CLIENT, body, registry.next_request_id())
+
+
 class IcbmService:
     log = Logger()
 
-    def __init__(self, registry: UserRegistry, presence: Presence) -> None:
+    def __init__(
+        self,
+        registry: UserRegistry,
+        presence: Presence,
+        store: IUserStore,
+        warnings: WarningService,
+        clock: IReactorTime,
+    ) -> None:
         self.registry = registry
         self.presence = presence
+        self.store = store
+        self.warnings = warnings
+        self.clock = clock
+        self._recent: OrderedDict[tuple[str, str, bytes], None] = OrderedDict()
+        #: Offline deliveries under way, by user key.
+        self._deliveries: dict[str, defer.Deferred[None]] = {}
+        #: (cookie, proposer key, recipient key) -> [proposing session, accepting session]
+        self._rendezvous: OrderedDict[tuple[bytes, str, str], list[SessionInstance | None]] = (
+            OrderedDict()
+        )
 
     def handlers(self) -> HandlerTable:
         f = FoodGroup.ICBM
@@ -64,9 +165,13 @@ class IcbmService:
             (f, ICBM.DEL_PARAMETERS): self.del_parameters,
             (f, ICBM.PARAMETER_QUERY): self.parameter_query,
             (f, ICBM.CHANNEL_MSG_TO_HOST): self.channel_msg_to_host,
+            (f, ICBM.EVIL_REQUEST): self.warnings.evil_request,
             (f, ICBM.CLIENT_ERROR): self.client_error,
             (f, ICBM.CLIENT_EVENT): self.client_event,
+            (f, ICBM_OFFLINE_RETRIEVE): self.offline_retrieve,
         }
+
+    # -- parameters ---------------------------------------------------------------------
 
     def parameter_query(
         self, session: SessionInstance, request: SnacHeader, body: bytes
@@ -87,16 +192,43 @@ class IcbmService:
             raise SnacError(SnacErrorCode.NOT_LOGGED_ON)
         return user
 
+    # -- messages -----------------------------------------------------------------------
+
     def channel_msg_to_host(
         self, session: SessionInstance, request: SnacHeader, body: bytes
-    ) -> Replies:
+    ) -> Replies | defer.Deferred[Replies]:
         message = ChannelMessageToHost.unpack(body)
         sender = self._sender(session)
-        recipient = self.registry.users.get(normalize(message.screen_name))
-        targets = message_targets(recipient) if recipient is not None else []
-        if not targets:
+        recipient_key = normalize(message.screen_name)
+        ack = (
+            [
+                Reply(
+                    FoodGroup.ICBM,
+                    ICBM.HOST_ACK,
+                    HostAck(message.cookie, message.channel, message.screen_name).pack(),
+                )
+            ]
+            if message.tlvs.has(TAG_REQUEST_HOST_ACK)
+            else []
+        )
+        if message.channel == CHANNEL_IM and message.tlvs.has(TAG_AUTO_RESPONSE):
+            # The server answers for away users itself (one per away session);
+            # a client's own auto-response would be a duplicate.
+            return ack
+        recipient = self.registry.users.get(recipient_key)
+        if recipient is None or not recipient.online_instances():
+            if message.channel == CHANNEL_IM and message.tlvs.has(TAG_STORE_IF_OFFLINE):
+                return self._store_offline(sender, recipient_key, message, ack)
             raise SnacError(SnacErrorCode.NOT_LOGGED_ON)
-        relayed = b"".join(t.pack() for t in message.tlvs if t.tag not in _NOT_RELAYED)
+        if message.channel == CHANNEL_RENDEZVOUS and message.tlvs.has(TAG_RENDEZVOUS):
+            targets, tlvs = self._rendezvous_route(session, sender, recipient, message)
+        else:
+            if message.channel == CHANNEL_IM and self._is_retransmission(
+                sender.key, recipient.key, message.cookie
+            ):
+                return ack
+            targets, tlvs = message_targets(recipient), message.tlvs
+        relayed = b"".join(t.pack() for t in tlvs if t.tag not in _NOT_RELAYED)
         if session.typing_events:
             relayed += _WANT_EVENTS
         payload = pack_snac(
@@ -108,10 +240,220 @@ class IcbmService:
             self.registry.next_request_id(),
         )
         self.registry.deliver(targets, payload)
-        if message.tlvs.has(TAG_REQUEST_HOST_ACK):
-            ack = HostAck(message.cookie, message.channel, message.screen_name)
-            return [Reply(FoodGroup.ICBM, ICBM.HOST_ACK, ack.pack())]
-        return []
+        if message.channel == CHANNEL_IM:
+            self.warnings.im_sent(sender.key, recipient.key)
+            self._auto_respond(session, recipient)
+        return ack
+
+    def _is_retransmission(self, sender_key: str, recipient_key: str, cookie: bytes) -> bool:
+        key = (sender_key, recipient_key, cookie)
+        if key in self._recent:
+            return True
+        self._recent[key] = None
+        if len(self._recent) > MAX_RECENT_COOKIES:
+            self._recent.popitem(last=False)
+        return False
+
+    def _auto_respond(self, to_session: SessionInstance, recipient: User) -> None:
+        """When every session of the recipient is away, each one with an away
+        message answers the sending session."""
+        sessions = recipient.online_instances()
+        if not sessions or not all(s.away for s in sessions):
+            return
+        sender_info = self.presence.user_info(recipient).pack()
+        for away in sessions:
+            im_data = pack_im_data(away.away_message or b"", charset_of(away.away_mime))
+            tlvs = Tlv(TAG_IM_DATA, im_data).pack() + Tlv.empty(TAG_AUTO_RESPONSE).pack()
+            body = pack_message_to_client(os.urandom(8), CHANNEL_IM, sender_info, tlvs)
+            to_session.connection.send_payload(
+                pack_snac(
+                    FoodGroup.ICBM,
+                    ICBM.CHANNEL_MSG_TO_CLIENT,
+                    body,
+                    self.registry.next_request_id(),
+                )
+            )
+
+    # -- rendezvous ---------------------------------------------------------------------
+
+    def _rendezvous_route(
+        self,
+        session: SessionInstance,
+        sender: User,
+        recipient: User,
+        message: ChannelMessageToHost,
+    ) -> tuple[list[SessionInstance], Sequence[Tlv]]:
+        try:
+            rendezvous = Rendezvous.unpack(message.tlvs.get(TAG_RENDEZVOUS) or b"")
+        except MalformedData:
+            return message_targets(recipient), message.tlvs
+        forward = (message.cookie, sender.key, recipient.key)
+        backward = (message.cookie, recipient.key, sender.key)
+        if backward in self._rendezvous:
+            # A reply from the recipient's side: only the proposing session hears it.
+            entry = self._rendezvous[backward]
+            proposer = entry[0]
+            if rendezvous.kind == Rendezvous.ACCEPT:
+                entry[1] = session
+            if proposer is not None and not proposer.closed:
+                return [proposer], message.tlvs
+            return [], message.tlvs
+        entry = self._rendezvous.get(forward)
+        if entry is not None and entry[1] is not None and not entry[1].closed:
+            return [entry[1]], message.tlvs
+        if rendezvous.kind != Rendezvous.PROPOSE:
+            return message_targets(recipient), message.tlvs
+        capable = [
+            s for s in recipient.online_instances() if rendezvous.capability in s.capabilities
+        ]
+        if not capable:
+            raise SnacError(SnacErrorCode.NOT_LOGGED_ON)
+        self._rendezvous[forward] = [session, None]
+        if len(self._rendezvous) > MAX_RENDEZVOUS:
+            self._rendezvous.popitem(last=False)
+        tlvs = message.tlvs
+        if rendezvous.tlvs.has(Rendezvous.TAG_CLIENT_IP) and session.ip:
+            tlvs = self._with_verified_ip(message.tlvs, rendezvous, session.ip)
+        active = [s for s in capable if not s.away and s.idle_since is None]
+        return active or capable, tlvs
+
+    @staticmethod
+    def _with_verified_ip(tlvs: TlvList, rendezvous: Rendezvous, ip: str) -> TlvList:
+        """Replace the client's idea of its IP with the one the server sees and
+        add it as the verified IP (helps clients behind NAT)."""
+        try:
+            packed_ip = bytes(int(part) for part in ip.split("."))
+        except ValueError:
+            return tlvs
+        if len(packed_ip) != 4:
+            return tlvs
+        inner = [
+            t
+            for t in rendezvous.tlvs
+            if t.tag not in (Rendezvous.TAG_CLIENT_IP, Rendezvous.TAG_VERIFIED_IP)
+        ]
+        inner += [
+            Tlv(Rendezvous.TAG_CLIENT_IP, packed_ip),
+            Tlv(Rendezvous.TAG_VERIFIED_IP, packed_ip),
+        ]
+        data = Rendezvous(
+            rendezvous.kind, rendezvous.cookie, rendezvous.capability, TlvList(tuple(inner))
+        ).pack()
+        return TlvList(
+            tuple(Tlv(TAG_RENDEZVOUS, data) if t.tag == TAG_RENDEZVOUS else t for t in tlvs)
+        )
+
+    # -- offline messages ---------------------------------------------------------------
+
+    def _store_offline(
+        self, sender: User, recipient_key: str, message: ChannelMessageToHost, ack: Replies
+    ) -> defer.Deferred[Replies]:
+        relayed = b"".join(t.pack() for t in message.tlvs if t.tag not in _NOT_RELAYED)
+        d = self.store.store_offline_message(
+            recipient_key,
+            sender.screen_name,
+            message.cookie,
+            message.channel,
+            relayed,
+            int(self.clock.seconds()),
+        )
+
+        def stored(_: object) -> Replies:
+            self.log.info(
+                "stored an offline message from {sender} to {recipient}",
+                sender=sender.screen_name,
+                recipient=recipient_key,
+            )
+            return ack
+
+        def refused(failure: object) -> Replies:
+            if failure.check(OfflineInboxFull):  # type: ignore[attr-defined]
+                raise SnacError(SnacErrorCode.NOT_LOGGED_ON, SUBCODE_OFFLINE_INBOX_FULL)
+            if not failure.check(NoSuchAccount):  # type: ignore[attr-defined]
+                failure.trap(StoreError)  # type: ignore[attr-defined]
+                self.log.info(
+                    "offline message to {recipient} refused: {error}",
+                    recipient=recipient_key,
+                    error=str(failure.value),
+                )  # type: ignore[attr-defined]
+            raise SnacError(SnacErrorCode.NOT_LOGGED_ON)
+
+        return d.addCallbacks(stored, refused)
+
+    def deliver_offline(self, session: SessionInstance) -> defer.Deferred[None]:
+        """Hand stored messages to ``session``, in order, then delete exactly
+        those. Only once per sign-on of the user; if the session goes away
+        first, they stay for the next session that comes online."""
+        user = self.registry.user_of(session)
+        if user is None or user.offline_delivered:
+            return defer.succeed(None)
+        running = self._deliveries.get(user.key)
+        if running is not None:
+            # Someone's 04,10 while the push at client-ready is still going:
+            # answer when it is done, so 04,17 comes after the messages.
+            waiting: defer.Deferred[None] = defer.Deferred()
+            running.addBoth(lambda result: (waiting.callback(None), result)[1])
+            return waiting
+
+        def deliver(messages: list[OfflineMessage]) -> defer.Deferred[object] | None:
+            last_id = None
+            for message in messages:
+                if session.closed:
+                    break
+                session.connection.send_payload(self._offline_payload(message))
+                last_id = message.message_id
+            if session.closed:
+                return None
+            user.offline_delivered = True
+            if last_id is None:
+                return None
+            self.log.info(
+                "delivered {count} offline messages to {screen_name}",
+                count=len(messages),
+                screen_name=user.screen_name,
+            )
+            return self.store.delete_offline_messages(user.key, last_id)
+
+        def done(result: object) -> None:
+            self._deliveries.pop(user.key, None)
+
+        d = self.store.get_offline_messages(user.key).addCallback(deliver)
+        d.addErrback(
+            lambda f: self.log.failure(
+                "offline delivery to {screen_name}", f, screen_name=user.screen_name
+            )
+        )
+        d.addBoth(done)
+        if not d.called:
+            self._deliveries[user.key] = d
+        return d
+
+    def _offline_payload(self, message: OfflineMessage) -> bytes:
+        online = self.registry.get(message.sender)
+        sender = (
+            self.presence.user_info(online)
+            if online is not None and online.announced
+            else offline_sender_info(message.sender)
+        )
+        tlvs = (
+            message.tlvs
+            + Tlv.empty(TAG_STORE_IF_OFFLINE).pack()
+            + Tlv.u32(TAG_OFFLINE_TIME, message.sent_at).pack()
+        )
+        body = pack_message_to_client(message.cookie, message.channel, sender.pack(), tlvs)
+        return pack_snac(
+            FoodGroup.ICBM, ICBM.CHANNEL_MSG_TO_CLIENT, body, self.registry.next_request_id()
+        )
+
+    def offline_retrieve(
+        self, session: SessionInstance, request: SnacHeader, body: bytes
+    ) -> defer.Deferred[Replies]:
+        """04,10 (AIM 6, libpurple): the messages if nobody got them yet, then
+        04,17. Classic clients never ask; they get them at client-ready."""
+        d = self.deliver_offline(session)
+        return d.addCallback(lambda _: [Reply(FoodGroup.ICBM, ICBM_OFFLINE_RETRIEVE_DONE)])
+
+    # -- typing, client errors, system messages -----------------------------------------
 
     def client_event(self, session: SessionInstance, request: SnacHeader, body: bytes) -> None:
         """Typing events come from the session that typed; silently dropped
@@ -140,4 +482,30 @@ class IcbmService:
         payload = pack_snac(
             FoodGroup.ICBM, ICBM.CLIENT_ERROR, relayed.pack(), self.registry.next_request_id()
         )
-        self.registry.deliver(recipient.online_instances(), payload)
+        entry = self._rendezvous.get((error.cookie, recipient.key, sender.key))
+        targets = (
+            [entry[0]]
+            if entry is not None and entry[0] is not None and not entry[0].closed
+            else recipient.online_instances()
+        )
+        self.registry.deliver(targets, payload)
+
+    def session_online(self, session: SessionInstance, notify: bool) -> None:
+        """After client ready: offline messages (first session only), then the
+        multisession notice when a 2nd or later multi-capable session joined."""
+        user = self.registry.user_of(session)
+        if user is None:
+            return
+        self.deliver_offline(session)
+        if (
+            notify
+            and session.multiconn_flags == MULTICONN_MULTI
+            and len(user.online_instances()) >= 2
+        ):
+            self.multisession_notice(user)
+
+    def multisession_notice(self, user: User) -> None:
+        """Tell every online session how many places the user is signed on in."""
+        sessions = user.online_instances()
+        text = MULTISESSION_NOTICE.format(screen_name=user.screen_name, count=len(sessions))
+        self.registry.deliver(sessions, system_message(self.registry, text))

@@ -6,7 +6,7 @@ and service requests."""
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -18,7 +18,7 @@ from aimserver.services.presence import Presence, idle_since
 from aimserver.wire.codes import FoodGroup, OService, SnacErrorCode
 from aimserver.wire.reader import Reader
 from aimserver.wire.snac import SnacHeader
-from aimserver.wire.tlv import TlvList
+from aimserver.wire.tlv import Tlv, TlvList
 
 #: Families the BOS connection serves, in its 01,03 (SIGNON.md §2): only
 #: what this server really handles.
@@ -33,6 +33,9 @@ BOS_FAMILIES: tuple[int, ...] = (
 )
 
 TAG_STATUS = 0x0006
+TAG_REDIRECT_FAMILY = 0x000D
+TAG_REDIRECT_ADDRESS = 0x0005
+TAG_REDIRECT_COOKIE = 0x0006
 _PAIR = struct.Struct("!HH")
 
 
@@ -73,11 +76,18 @@ class OServiceService:
         presence: Presence,
         clock: IReactorTime,
         families: Sequence[int] = BOS_FAMILIES,
+        on_online: Sequence[Callable[[SessionInstance], object]] = (),
+        redirect: Callable[[SessionInstance, int], tuple[str, bytes] | None] | None = None,
     ) -> None:
         self.registry = registry
         self.presence = presence
         self.clock = clock
         self.families = tuple(families)
+        #: Called, in order, after a session came online and got its arrivals
+        #: (warning decay, offline messages, the multisession notice, ...).
+        self.on_online = tuple(on_online)
+        #: ``(session, family) -> (address, cookie)`` for services with a listener.
+        self.redirect = redirect
 
     def handlers(self) -> HandlerTable:
         f = FoodGroup.OSERVICE
@@ -145,6 +155,11 @@ class OServiceService:
             client=session.client_id,
         )
         self.presence.session_online(session)
+        for hook in self.on_online:
+            with self.log.failuresHandled(
+                "after {screen_name} came online", screen_name=user.screen_name
+            ):
+                hook(session)
 
     # -- self info, idle, status --------------------------------------------------------
 
@@ -184,14 +199,45 @@ class OServiceService:
 
     # -- other services -----------------------------------------------------------------
 
-    def service_request(self, session: SessionInstance, request: SnacHeader, body: bytes) -> None:
-        """Redirects to further services (ChatNav, chat, BART, ...) come with
-        the issues that build those services; until then the request gets
-        "service unavailable", which clients tolerate."""
+    def service_request(
+        self, session: SessionInstance, request: SnacHeader, body: bytes
+    ) -> Replies:
+        """01,04 -> 01,05: the address and a cookie for a service connection
+        that belongs to this session. Services not built yet (ChatNav, chat,
+        BART, ...) get "service unavailable", which clients tolerate."""
         family = Reader(body, "service request").u16("family")
-        self.log.info(
-            "instance {instance} asked for unavailable service {family:#06x}",
-            instance=session.instance_id,
-            family=family,
+        redirect = self.redirect(session, family) if self.redirect is not None else None
+        if redirect is None:
+            self.log.info(
+                "instance {instance} asked for unavailable service {family:#06x}",
+                instance=session.instance_id,
+                family=family,
+            )
+            raise SnacError(SnacErrorCode.SERVICE_UNAVAILABLE)
+        address, cookie = redirect
+        tlvs = TlvList(
+            (
+                Tlv.u16(TAG_REDIRECT_FAMILY, family),
+                Tlv(TAG_REDIRECT_ADDRESS, address.encode("ascii")),
+                Tlv(TAG_REDIRECT_COOKIE, cookie),
+            )
         )
-        raise SnacError(SnacErrorCode.SERVICE_UNAVAILABLE)
+        return [Reply(FoodGroup.OSERVICE, OService.SERVICE_RESPONSE, tlvs.pack_list())]
+
+    def secondary_handlers(self, families: Sequence[int]) -> HandlerTable:
+        """OService on a service connection: the same sign-on steps, but its
+        client-ready changes nothing (the BOS connection is the session)."""
+
+        def client_versions(session: SessionInstance, request: SnacHeader, body: bytes) -> Replies:
+            pairs = [(f, v) for f, v in parse_versions(body) if f in families]
+            return [Reply(FoodGroup.OSERVICE, OService.HOST_VERSIONS, pack_versions(pairs))]
+
+        f = FoodGroup.OSERVICE
+        return {
+            (f, OService.CLIENT_ONLINE): self.noop,
+            (f, OService.RATE_PARAMS_QUERY): self.rate_params_query,
+            (f, OService.RATE_PARAMS_SUB_ADD): self.rate_params_sub_add,
+            (f, OService.RATE_PARAMS_SUB_DEL): self.rate_params_sub_del,
+            (f, OService.NOOP): self.noop,
+            (f, OService.CLIENT_VERSIONS): client_versions,
+        }

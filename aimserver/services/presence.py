@@ -37,6 +37,22 @@ from aimserver.wire.userinfo import (
 DEPARTURE_TLVS = TlvList((Tlv.u16(TAG_USER_CLASS, 0),))
 
 
+#: A warning level drops by 5 % (50) every 5 minutes.
+DECAY_STEP = 50
+DECAY_INTERVAL = 300.0
+
+
+def decayed(level: int, since: float, now: float) -> tuple[int, float]:
+    """``(level, since)`` after the whole decay steps between ``since`` and
+    ``now``; ``since`` advances by those steps so partial steps are not lost."""
+    if level <= 0:
+        return 0, now
+    steps = int((now - since) // DECAY_INTERVAL)
+    if steps <= 0:
+        return level, since
+    return max(0, level - DECAY_STEP * steps), since + steps * DECAY_INTERVAL
+
+
 def aggregate_state(user: User) -> tuple[bool, float | None, tuple[bytes, ...], int] | None:
     """``(away, idle_since, capabilities, status)`` over the online sessions, or
     None when no session is online or every one is invisible."""
@@ -85,7 +101,11 @@ class Presence:
             tlvs.append(Tlv.u16(TAG_IDLE_MINUTES, min(minutes, 0xFFFF)))
         if capabilities:
             tlvs.append(Tlv(TAG_CAPABILITIES, b"".join(capabilities)))
-        return UserInfo(user.screen_name, user.warning_level, TlvList(tuple(tlvs)))
+        return UserInfo(user.screen_name, self.warning_level(user), TlvList(tuple(tlvs)))
+
+    def warning_level(self, user: User) -> int:
+        """The level others see now (the periodic sweep also stores it)."""
+        return decayed(user.warning_level, user.warning_at, self.clock.seconds())[0]
 
     def self_info(self, user: User, session: SessionInstance) -> UserInfo:
         """What a session is told about itself (01,0F): its own status, and the
@@ -96,7 +116,7 @@ class Presence:
         tlvs.append(Tlv.u32(TAG_STATUS, session.status))
         tlvs.append(Tlv.u32(TAG_MEMBER_SINCE, int(user.account.created_at)))
         tlvs.append(Tlv.u32(TAG_SESSION_LENGTH, max(0, int(now - session.connected_at))))
-        return UserInfo(user.screen_name, user.warning_level, TlvList(tuple(tlvs)))
+        return UserInfo(user.screen_name, self.warning_level(user), TlvList(tuple(tlvs)))
 
     def departure_block(self, user: User) -> bytes:
         return UserInfo(user.screen_name, 0, DEPARTURE_TLVS).pack()

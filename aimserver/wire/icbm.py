@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from typing import ClassVar
 
 import attrs
 
@@ -149,3 +150,45 @@ class IcbmParameters:
         if len(body) < _PARAMS.size:
             raise MalformedData(f"ICBM parameters: {len(body)} bytes, need {_PARAMS.size}")
         return cls(*_PARAMS.unpack_from(body))
+
+
+def pack_im_data(text: bytes, charset: int = 0x0000, subset: int = 0x0000) -> bytes:
+    """Channel-1 IM data (TLV 0x02): a features fragment, then one text
+    fragment (u16 charset, u16 subset, text)."""
+    features = b"\x01\x01\x01\x02"
+    return (
+        b"\x05\x01"
+        + struct.pack("!H", len(features))
+        + features
+        + b"\x01\x01"
+        + struct.pack("!HHH", len(text) + 4, charset, subset)
+        + text
+    )
+
+
+@attrs.frozen
+class Rendezvous:
+    """The rendezvous block of a channel-2 ICBM (TLV 0x05): what kind of
+    message, its cookie, the capability (service) it is about, and TLVs."""
+
+    PROPOSE: ClassVar[int] = 0
+    CANCEL: ClassVar[int] = 1
+    ACCEPT: ClassVar[int] = 2
+    TAG_CLIENT_IP: ClassVar[int] = 0x0003
+    TAG_VERIFIED_IP: ClassVar[int] = 0x0004
+
+    kind: int
+    cookie: bytes
+    capability: bytes
+    tlvs: TlvList = TlvList()
+
+    def pack(self) -> bytes:
+        return struct.pack("!H", self.kind) + self.cookie + self.capability + self.tlvs.pack_list()
+
+    @classmethod
+    def unpack(cls, data: bytes) -> Rendezvous:
+        reader = Reader(data, "rendezvous data")
+        kind = reader.u16("message type")
+        cookie = reader.take(COOKIE_SIZE, "cookie")
+        capability = reader.take(16, "capability")
+        return cls(kind, cookie, capability, TlvList.read_list(reader))

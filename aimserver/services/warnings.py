@@ -1,0 +1,158 @@
+# -*- test-case-name: tests.test_service_warnings -*-
+"""Warnings ("evil"): a user-level level that others raise and time lowers.
+
+The classic rules (ICBM 04,08): a named warning adds 10 %, an anonymous one
+3 %; you cannot warn yourself, someone offline, or someone already at 100 %;
+and you may only warn someone who has sent you an IM you have not already
+warned them for in the last hour (at most 3 outstanding). The level decays by
+5 % every 5 minutes for the user, whether or not any session is connected,
+and is persisted so a sign-off does not reset it (MULTISESSION.md §15).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import OrderedDict
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from aimserver.registry import SessionInstance, User, UserRegistry
+from aimserver.services.base import Replies, Reply, SnacError
+from aimserver.services.presence import Presence, decayed
+from aimserver.store.interfaces import IUserStore
+from aimserver.wire.codes import ICBM, FoodGroup, OService, SnacErrorCode
+from aimserver.wire.reader import Reader
+from aimserver.wire.screenname import decode_screen_name, normalize
+from aimserver.wire.snac import SnacHeader, pack_snac
+from aimserver.wire.userinfo import UserInfo
+
+MAX_LEVEL = 1000
+NAMED_WARNING = 100
+ANONYMOUS_WARNING = 30
+#: How long an IM entitles its recipient to warn the sender, and how many
+#: warnings one sender can owe a recipient at once.
+CREDIT_LIFETIME = 3600.0
+MAX_CREDITS = 3
+MAX_TRACKED_PAIRS = 100_000
+
+SEND_AS_ANONYMOUS = 0x0001
+
+
+class WarningService:
+    log = Logger()
+
+    def __init__(
+        self, registry: UserRegistry, presence: Presence, store: IUserStore, clock: IReactorTime
+    ) -> None:
+        self.registry = registry
+        self.presence = presence
+        self.store = store
+        self.clock = clock
+        #: (warner, target) -> times the target IMed the warner (unspent credits).
+        self._credits: OrderedDict[tuple[str, str], list[float]] = OrderedDict()
+
+    def im_sent(self, sender_key: str, recipient_key: str) -> None:
+        """The recipient may now warn the sender once more."""
+        key = (recipient_key, sender_key)
+        now = self.clock.seconds()
+        times = [t for t in self._credits.pop(key, []) if now - t < CREDIT_LIFETIME]
+        times.append(now)
+        self._credits[key] = times[-MAX_CREDITS:]
+        if len(self._credits) > MAX_TRACKED_PAIRS:
+            self._credits.popitem(last=False)
+
+    def _spend_credit(self, warner_key: str, target_key: str) -> bool:
+        now = self.clock.seconds()
+        times = [
+            t for t in self._credits.get((warner_key, target_key), []) if now - t < CREDIT_LIFETIME
+        ]
+        if not times:
+            self._credits.pop((warner_key, target_key), None)
+            return False
+        self._credits[(warner_key, target_key)] = times[1:]
+        return True
+
+    def current_level(self, user: User) -> int:
+        user.warning_level, user.warning_at = decayed(
+            user.warning_level, user.warning_at, self.clock.seconds()
+        )
+        return user.warning_level
+
+    def evil_request(self, session: SessionInstance, request: SnacHeader, body: bytes) -> Replies:
+        reader = Reader(body, "evil request")
+        send_as = reader.u16("send as")
+        target_key = normalize(decode_screen_name(reader.string08("screen name")))
+        warner = self.registry.user_of(session)
+        if warner is None:
+            raise SnacError(SnacErrorCode.NOT_LOGGED_ON)
+        if target_key == warner.key:
+            raise SnacError(SnacErrorCode.NOT_SUPPORTED_BY_HOST)
+        target = self.registry.users.get(target_key)
+        if target is None or not target.online_instances():
+            raise SnacError(SnacErrorCode.NOT_LOGGED_ON)
+        level = self.current_level(target)
+        if level >= MAX_LEVEL or not self._spend_credit(warner.key, target_key):
+            raise SnacError(SnacErrorCode.REQUEST_DENIED)
+        anonymous = bool(send_as & SEND_AS_ANONYMOUS)
+        new_level = min(MAX_LEVEL, level + (ANONYMOUS_WARNING if anonymous else NAMED_WARNING))
+        delta = new_level - level
+        target.warning_level = new_level
+        target.warning_at = self.clock.seconds()
+        self.log.info(
+            "{warner} warned {target} ({kind}): now {new_level}",
+            warner=warner.screen_name,
+            target=target.screen_name,
+            kind="anonymous" if anonymous else "named",
+            new_level=new_level,
+        )
+        notice = struct.pack("!H", new_level)
+        if not anonymous:
+            notice += UserInfo(warner.screen_name, self.current_level(warner)).pack()
+        self.registry.deliver(
+            target.online_instances(),
+            pack_snac(
+                FoodGroup.OSERVICE,
+                OService.EVIL_NOTIFICATION,
+                notice,
+                self.registry.next_request_id(),
+            ),
+        )
+        self.presence.warning_changed(target)
+        self.persist(target)
+        return [Reply(FoodGroup.ICBM, ICBM.EVIL_REPLY, struct.pack("!HH", delta, new_level))]
+
+    def persist(self, user: User) -> None:
+        d = self.store.set_warning(user.screen_name, user.warning_level, int(user.warning_at))
+        d.addErrback(
+            lambda f: self.log.failure(
+                "saving the warning level of {screen_name}", f, screen_name=user.screen_name
+            )
+        )
+
+    def sweep(self) -> None:
+        """Apply decay to every signed-on warned user; tell them and their
+        watchers when it drops (their self info, and a presence update)."""
+        for user in list(self.registry):
+            if user.warning_level > 0:
+                with self.log.failuresHandled(
+                    "warning decay of {screen_name}", screen_name=user.screen_name
+                ):
+                    self._decay(user)
+
+    def _decay(self, user: User) -> None:
+        before = user.warning_level
+        if self.current_level(user) == before:
+            return
+        self.presence.warning_changed(user)
+        for session in user.online_instances():
+            info = self.presence.self_info(user, session).pack()
+            session.connection.send_payload(
+                pack_snac(
+                    FoodGroup.OSERVICE,
+                    OService.USER_INFO_UPDATE,
+                    info,
+                    self.registry.next_request_id(),
+                )
+            )
+        self.persist(user)
