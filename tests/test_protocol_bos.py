@@ -16,6 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from aimserver import ratelimit
 from aimserver.config import load_config
+from aimserver.protocols.bos import SIGNON_ALLOWANCE
 from aimserver.services.oservice import BOS_FAMILIES
 from aimserver.wire.flap import Channel, SignonPayload
 from aimserver.wire.icbm import ChannelMessageToHost
@@ -480,6 +481,22 @@ class RateLimitTests(BosTestCase):
         second.send_snac(0x04, 0x06, im_to("Nobody"), request_id=5)
         header, _ = second.only_snac()
         self.assertEqual((header.family, header.subtype), (0x01, 0x0A))
+
+    def test_signon_burst_is_not_counted_up_to_the_allowance(self) -> None:
+        """Class-1 SNACs before client-ready (a sign-on burst) do not count,
+        up to SIGNON_ALLOWANCE per connection, so sessions signing on together
+        are not limited; the same burst after client-ready is."""
+        burst = b"".join(snac_frame(0x01, 0x0E, request_id=i) for i in range(SIGNON_ALLOWANCE))
+        for _ in range(3):
+            wire = signed_on_bos(self.server, "Alice")
+            wire.feed(burst)
+            kinds = {(h.family, h.subtype) for h, _ in wire.snacs()}
+            self.assertEqual(kinds, {(0x01, 0x0F)})
+        wire.send_snac(0x01, 0x02, b"", request_id=1)
+        wire.frames()
+        wire.feed(burst * 2)
+        kinds = [(h.family, h.subtype) for h, _ in wire.snacs()]
+        self.assertIn((0x01, 0x0A), kinds)
 
     def test_unknown_snacs_are_rate_limited(self) -> None:
         """A flood of unknown SNACs does not make the server flood back: the

@@ -25,6 +25,13 @@ from aimserver.wire.flap import SignonPayload
 from aimserver.wire.snac import SnacHeader
 from aimserver.wire.tlv import Tlv
 
+#: Class-1 SNACs a connection may send before its client-ready (01,02)
+#: without counting against the user's shared rate state: a real client's
+#: sign-on is a burst of 30-50 of them (libpurple), and with the state shared
+#: per user, two sessions signing on together would otherwise be rate limited
+#: before either is online. Bounded, so it is no way around the limits.
+SIGNON_ALLOWANCE = 64
+
 #: Rate state outlives sessions (signing off and on must not reset it), so it
 #: is kept for this many users who are no longer signed on, oldest dropped first.
 MAX_REMEMBERED_RATE_STATES = 100_000
@@ -63,6 +70,8 @@ class BosConnection(FlapConnection):
         self.session: SessionInstance | None = None
         #: A service connection (alerts, ...) rather than the session's BOS connection.
         self.secondary = False
+        self._client_ready = False
+        self._signon_allowance = SIGNON_ALLOWANCE
         self.snac_handlers = factory.handlers
 
     # -- sign-on ------------------------------------------------------------------------
@@ -189,12 +198,18 @@ class BosConnection(FlapConnection):
 
     def snac_allowed(self, header: SnacHeader) -> bool:
         """Every SNAC counts against the user's rate class for it, across all
-        the user's sessions. Over the limit, SNACs are dropped; far over it,
+        the user's sessions (except a bounded sign-on burst, see
+        ``SIGNON_ALLOWANCE``). Over the limit, SNACs are dropped; far over it,
         the connection is closed."""
         limits = self.bos.rate_limits
         if not limits.enabled or self.session is None:
             return True
         class_id = ratelimit.class_of(header.family, header.subtype)
+        if (header.family, header.subtype) == (FoodGroup.OSERVICE, OService.CLIENT_ONLINE):
+            self._client_ready = True
+        elif class_id == 1 and not self._client_ready and self._signon_allowance > 0:
+            self._signon_allowance -= 1
+            return True
         limiter = limits.limiter(self.session.user_key)
         now_ms = limits.now_ms()
         result = limiter.check(class_id, now_ms)
