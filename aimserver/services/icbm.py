@@ -359,6 +359,11 @@ class IcbmService:
         )
 
         def stored(_: object) -> Replies:
+            # The user may be between sessions (one signed off or displaced,
+            # the next not ready yet): the next one to come online takes it.
+            waiting = self.registry.users.get(recipient_key)
+            if waiting is not None:
+                waiting.offline_delivered = False
             self.log.info(
                 "stored an offline message from {sender} to {recipient}",
                 sender=sender.screen_name,
@@ -392,7 +397,14 @@ class IcbmService:
             # Someone's 04,10 while the push at client-ready is still going:
             # answer when it is done, so 04,17 comes after the messages.
             waiting: defer.Deferred[None] = defer.Deferred()
-            running.addBoth(lambda result: (waiting.callback(None), result)[1])
+
+            def again(result: object) -> object:
+                # The running hand-over may have ended without delivering
+                # (its session closed): then this session takes them.
+                self.deliver_offline(session).chainDeferred(waiting)
+                return result
+
+            running.addBoth(again)
             return waiting
 
         def deliver(messages: list[OfflineMessage]) -> defer.Deferred[object] | None:

@@ -144,15 +144,17 @@ class WarningService:
         before = user.warning_level
         if self.current_level(user) == before:
             return
+        self.persist(user)
         self.presence.warning_changed(user)
         for session in user.online_instances():
             info = self.presence.self_info(user, session).pack()
-            session.connection.send_payload(
+            # One dead connection must not keep the others uninformed.
+            self.registry.deliver(
+                [session],
                 pack_snac(
                     FoodGroup.OSERVICE,
                     OService.USER_INFO_UPDATE,
                     info,
                     self.registry.next_request_id(),
-                )
+                ),
             )
-        self.persist(user)
