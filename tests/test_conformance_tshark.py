@@ -1,0 +1,465 @@
+"""Conformance against an independent implementation: Wireshark's AIM dissector.
+
+A whole session (both logins, BOS sign-on, presence, IMs with and without a
+host ack, a departure, an IM to an offline user, a few bad inputs) runs over
+loopback while dumpcap captures exactly the server's two ports. tshark then
+reads the capture back, decoding both ports as AIM, and must find no malformed
+packet, no expert error, no expert warning above TCP, plenty of AIM PDUs, and
+the SNACs the session is known to have carried. tests/README.md has the same
+check by hand.
+
+Skipped when ``tshark`` or ``dumpcap`` is not on PATH, or when no capture can
+be started on ``lo`` (no permission, no such interface).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from twisted.internet import defer, error, reactor, task
+from twisted.internet.protocol import ProcessProtocol
+from twisted.python.failure import Failure
+from twisted.trial import unittest
+
+from tests.client import BosClient, deferred_test, roasted_login
+from tests.harness import LoopbackServer
+
+TSHARK = shutil.which("tshark")
+DUMPCAP = shutil.which("dumpcap")
+INTERFACE = "lo"
+
+#: Bounds on the waits, in seconds.
+CAPTURE_START_TIMEOUT = 10.0
+CAPTURE_FLUSH_TIMEOUT = 5.0
+PROCESS_EXIT_TIMEOUT = 5.0
+TSHARK_TIMEOUT = 30.0
+#: dumpcap stops by itself after this long even if everything else went wrong.
+CAPTURE_BACKSTOP = 120
+
+#: How much of ``tshark -V -x`` output a failure message shows, without the
+#: details of these layers.
+DETAIL_LINES = 250
+TCP_LAYER = "Transmission Control Protocol"
+LOWER_LAYERS = ("Frame ", "Ethernet II", "Linux cooked", "Internet Protocol", TCP_LAYER)
+
+# (sent by the server?, family, subtype) of SNACs the session must have carried.
+SERVER = True
+CLIENT = False
+REQUIRED_SNACS: dict[tuple[bool, int, int], str] = {
+    (CLIENT, 0x17, 0x06): "BUCP challenge request",
+    (SERVER, 0x17, 0x07): "BUCP challenge",
+    (CLIENT, 0x17, 0x02): "BUCP login request",
+    (SERVER, 0x17, 0x03): "BUCP login reply",
+    (SERVER, 0x01, 0x03): "host online",
+    (CLIENT, 0x01, 0x17): "client versions",
+    (SERVER, 0x01, 0x18): "host versions",
+    (CLIENT, 0x01, 0x06): "rate info request",
+    (SERVER, 0x01, 0x07): "rate info",
+    (CLIENT, 0x01, 0x08): "rate info ack",
+    (CLIENT, 0x01, 0x0E): "self info request",
+    (SERVER, 0x01, 0x0F): "self info",
+    (SERVER, 0x02, 0x03): "locate rights",
+    (SERVER, 0x03, 0x03): "buddy rights",
+    (CLIENT, 0x03, 0x04): "add buddies",
+    (SERVER, 0x03, 0x0B): "arrival",
+    (SERVER, 0x03, 0x0C): "departure",
+    (SERVER, 0x04, 0x05): "ICBM parameters",
+    (CLIENT, 0x04, 0x06): "IM to host",
+    (SERVER, 0x04, 0x07): "IM to client",
+    (SERVER, 0x04, 0x0C): "host ack",
+    (SERVER, 0x04, 0x01): "ICBM error",
+    (SERVER, 0x09, 0x03): "BOS rights",
+    (CLIENT, 0x01, 0x02): "client ready",
+}
+#: SNACs of a family or subtype the dissector does not know get no FNAC fields,
+#: only a summary line; (sent by the server?, what that line says).
+REQUIRED_SUMMARIES = {
+    (CLIENT, "Family: 0x0055, Subtype: 0x0002"),
+    (SERVER, "Family: 0x0055, Subtype: 0x0001"),
+    (CLIENT, "AIM Messaging, Subtype: 0x0077"),
+}
+#: FLAP channels each side must have used (1 sign-on, 2 SNAC data, 4 sign-off).
+REQUIRED_CHANNELS = {(SERVER, 1), (SERVER, 2), (SERVER, 4), (CLIENT, 1), (CLIENT, 2)}
+MIN_AIM_PDUS = 60
+
+HTML_TEXT = b"<HTML>hi \xe9</HTML>"
+
+
+class Process(ProcessProtocol):
+    """A child whose output is kept; ``wait_exit`` waits for it to end."""
+
+    def __init__(self) -> None:
+        self.out = bytearray()
+        self.err = bytearray()
+        self.running = False
+        self.exit_code: int | None = None
+        self._exit_waiters: list[defer.Deferred[int | None]] = []
+
+    def connectionMade(self) -> None:
+        self.running = True
+
+    def outReceived(self, data: bytes) -> None:
+        self.out += data
+
+    def errReceived(self, data: bytes) -> None:
+        self.err += data
+
+    def processEnded(self, reason: Failure) -> None:  # type: ignore[override]
+        self.running = False
+        self.exit_code = reason.value.exitCode
+        waiters, self._exit_waiters = self._exit_waiters, []
+        for d in waiters:
+            d.callback(self.exit_code)
+
+    def stderr_text(self) -> str:
+        return self.err.decode("utf-8", "replace").replace("\r", "\n").strip()
+
+    def wait_exit(self, timeout: float) -> defer.Deferred[int | None]:
+        if not self.running:
+            return defer.succeed(self.exit_code)
+        d: defer.Deferred[int | None] = defer.Deferred()
+        self._exit_waiters.append(d)
+        d.addTimeout(timeout, reactor)
+        return d
+
+    def signal(self, name: str) -> None:
+        if self.running:
+            with contextlib.suppress(error.ProcessExitedAlready):
+                self.transport.signalProcess(name)
+
+    async def stop(self, signal: str = "TERM") -> int | None:
+        """Ask it to stop with ``signal``; kill it if it does not."""
+        self.signal(signal)
+        try:
+            return await self.wait_exit(PROCESS_EXIT_TIMEOUT)
+        except defer.TimeoutError:
+            self.signal("KILL")
+            return await self.wait_exit(PROCESS_EXIT_TIMEOUT)
+
+
+class Capture(Process):
+    """dumpcap: ``started`` fires True once it has opened its output file
+    (after the interface and the filter are set up), False if it exited first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started: defer.Deferred[bool] = defer.Deferred()
+
+    def errReceived(self, data: bytes) -> None:
+        super().errReceived(data)
+        lines = self.err.replace(b"\r", b"\n").split(b"\n")
+        if not self.started.called and any(line.startswith(b"File: ") for line in lines):
+            self.started.callback(True)
+
+    def processEnded(self, reason: Failure) -> None:  # type: ignore[override]
+        super().processEnded(reason)
+        if not self.started.called:
+            self.started.callback(False)
+
+
+class Decoded:
+    """What the dissector made of a capture."""
+
+    def __init__(self) -> None:
+        self.pdus = 0
+        #: (sent by the server?, FLAP channel)
+        self.channels: set[tuple[bool, int]] = set()
+        #: (sent by the server?, family, subtype)
+        self.snacs: set[tuple[bool, int, int]] = set()
+        self.snac_errors: set[int] = set()
+        #: Buddy names and message texts, one a line.
+        self.text = ""
+        #: (sent by the server?, the frame's summary line)
+        self.summaries: list[tuple[bool, str]] = []
+
+    def seen(self) -> str:
+        return ", ".join(
+            f"{'S' if side else 'C'}:{family:02x},{subtype:02x}"
+            for side, family, subtype in sorted(self.snacs)
+        )
+
+
+def _ints(text: str) -> list[int]:
+    return [int(value, 0) for value in text.split(",") if value]
+
+
+def _side(from_server: bool) -> str:
+    return "server" if from_server else "client"
+
+
+def _without_lower_layers(detail: list[str]) -> list[str]:
+    """``tshark -V`` output with the frame, Ethernet, IP and TCP trees cut
+    down to their one-line headers."""
+    kept = []
+    folded = False
+    for line in detail:
+        if not line.startswith(" "):
+            folded = line.startswith(LOWER_LAYERS)
+            kept.append(line)
+        elif not folded:
+            kept.append(line)
+    return kept
+
+
+def sleep(seconds: float) -> defer.Deferred[None]:
+    return task.deferLater(reactor, seconds, lambda: None)
+
+
+def _reap(process: Process) -> defer.Deferred[Any] | None:
+    if process.running:
+        return defer.Deferred.fromCoroutine(process.stop("KILL"))
+    return None
+
+
+class TsharkConformanceTests(unittest.TestCase):
+    if TSHARK is None or DUMPCAP is None:
+        skip = "needs tshark and dumpcap on PATH (Debian/Ubuntu: apt-get install tshark)"
+
+    timeout = 60
+
+    def spawn(self, process: Process, executable: str, args: Sequence[str]) -> Process:
+        reactor.spawnProcess(process, executable, [executable, *args], env=dict(os.environ))
+        self.addCleanup(_reap, process)
+        return process
+
+    # -- capture ------------------------------------------------------------------------
+
+    async def start_capture(self, ports: Sequence[int]) -> tuple[Capture, str]:
+        assert DUMPCAP is not None
+        path = os.path.abspath(self.mktemp() + ".pcapng")
+        bpf = " or ".join(f"tcp port {port}" for port in ports)
+        args = ["-i", INTERFACE, "-f", bpf, "-w", path, "-a", f"duration:{CAPTURE_BACKSTOP}"]
+        capture = Capture()
+        self.spawn(capture, DUMPCAP, args)
+        capture.started.addTimeout(CAPTURE_START_TIMEOUT, reactor)
+        try:
+            running = await capture.started
+        except defer.TimeoutError:
+            running = False
+        if not running:
+            await capture.stop("KILL")
+            raise unittest.SkipTest(
+                f"cannot capture on {INTERFACE!r} with {DUMPCAP} {' '.join(args)}: "
+                f"{capture.stderr_text() or 'no output'}"
+            )
+        return capture, path
+
+    async def wait_flushed(self, capture: Capture, path: str, marker: bytes) -> None:
+        """dumpcap hands packets over in blocks and writes them out a few
+        hundred ms later; wait until both frames carrying ``marker`` (the last
+        exchange of the session) are in the file, so that stopping it loses
+        nothing that matters."""
+        for _ in range(int(CAPTURE_FLUSH_TIMEOUT / 0.05)):
+            with open(path, "rb") as f:
+                if f.read().count(marker) >= 2:
+                    return
+            await sleep(0.05)
+        await capture.stop("INT")
+        if "Packets captured: 0" in capture.stderr_text():
+            raise unittest.SkipTest(
+                f"the capture on {INTERFACE!r} sees no loopback traffic: {capture.stderr_text()}"
+            )
+        self.fail(
+            f"the last exchange never reached {path} within {CAPTURE_FLUSH_TIMEOUT}s; "
+            f"dumpcap said: {capture.stderr_text()}"
+        )
+
+    # -- the session --------------------------------------------------------------------
+
+    async def drive_session(self, server: LoopbackServer) -> None:
+        """The foundation e2e session plus a few bad inputs, each step checked
+        just enough to know the traffic really happened."""
+        login_a = await server.bucp("alice", "secret")
+        alice = await BosClient.sign_on(login_a, buddies=["bobsmith"])
+        login_b = await server.roasted("BOBSMITH", "hunter2")
+        bob = await BosClient.sign_on(login_b, buddies=["Alice"])
+        self.assertEqual((await bob.wait_arrival()).screen_name, "Alice")
+        self.assertEqual((await alice.wait_arrival()).screen_name, "Bob Smith")
+
+        alice.send_im("bob smith", HTML_TEXT, ack=True)
+        sender, text, _ = await bob.receive_im()
+        self.assertEqual((sender.screen_name, text), ("Alice", HTML_TEXT))
+        await alice.flap.wait_snac(0x04, 0x0C)
+        bob.send_im("Alice", b"hello back")
+        sender, text, _ = await alice.receive_im()
+        self.assertEqual((sender.screen_name, text), ("Bob Smith", b"hello back"))
+
+        # Bad inputs on a connection of their own (Alice's second instance).
+        probe = await BosClient.sign_on(await server.bucp("Alice", "secret"))
+        probe.flap.send_snac(0x0055, 0x0002, b"whatever", request_id=77)
+        header, body = await probe.flap.wait_snac(0x0055, 0x0001)
+        self.assertEqual((header.request_id, body), (77, b"\x00\x01"))
+        probe.flap.send_snac(0x0004, 0x0077, b"", request_id=78)
+        header, body = await probe.flap.wait_snac(0x0004, 0x0001)
+        self.assertEqual((header.request_id, body), (78, b"\x00\x01"))
+        await probe.close()
+        self.assertEqual((await server.bucp("Alice", "wrong")).get_u16(0x08), 0x0005)
+        self.assertEqual((await server.bucp("Nobody", "secret")).get_u16(0x08), 0x0001)
+        self.assertEqual((await server.roasted("Bob Smith", "wrong")).get_u16(0x08), 0x0005)
+
+        # Departure, then an IM to the user who left.
+        await bob.close()
+        self.assertEqual((await alice.wait_departure()).screen_name, "Bob Smith")
+        alice.send_im("Bob Smith", b"are you there?")
+        _, body = await alice.flap.wait_snac(0x04, 0x01)
+        self.assertEqual(body, b"\x00\x04")
+        await alice.close()
+
+    # -- tshark -------------------------------------------------------------------------
+
+    async def tshark(self, path: str, ports: Sequence[int], *args: str) -> list[str]:
+        """Lines tshark prints reading ``path`` with both ports decoded as AIM."""
+        assert TSHARK is not None
+        decode = [arg for port in ports for arg in ("-d", f"tcp.port=={port},aim")]
+        argv = ["-n", "-r", path, *decode, *args]
+        process = self.spawn(Process(), TSHARK, argv)
+        try:
+            code = await process.wait_exit(TSHARK_TIMEOUT)
+        except defer.TimeoutError:
+            await process.stop("KILL")
+            self.fail(f"tshark {' '.join(argv)} ran over {TSHARK_TIMEOUT}s")
+        if code != 0:
+            self.fail(f"tshark {' '.join(argv)} exited {code}: {process.stderr_text()}")
+        return process.out.decode("utf-8", "replace").splitlines()
+
+    async def frame_detail(self, path: str, ports: Sequence[int], frame: str) -> str:
+        detail = await self.tshark(path, ports, "-Y", f"frame.number == {frame}", "-V", "-x")
+        return f"frame {frame} in full:\n" + "\n".join(_without_lower_layers(detail)[:DETAIL_LINES])
+
+    async def offenders(self, path: str, ports: Sequence[int], display_filter: str) -> str:
+        """'' if no packet matches, else their summaries and the first one in full."""
+        lines = await self.tshark(path, ports, "-Y", display_filter)
+        if not lines:
+            return ""
+        detail = await self.frame_detail(path, ports, lines[0].split()[0])
+        return (
+            f"{len(lines)} packet(s) match {display_filter!r} in {path}:\n"
+            + "\n".join(lines)
+            + f"\n\n{detail}"
+        )
+
+    async def protocol_warnings(self, path: str, ports: Sequence[int]) -> str:
+        """Like ``offenders`` for expert warnings, but only those raised above
+        TCP: under load, loopback TCP retransmits too (D-SACK, spurious
+        retransmission...), which says nothing about AIM."""
+        lines = await self.tshark(path, ports, "-Y", "_ws.expert.severity == warning", "-V")
+        found = []
+        frame = layer = ""
+        for line in lines:
+            if not line.startswith(" "):
+                layer = line
+                if line.startswith("Frame "):
+                    frame = line.split()[1].rstrip(":")
+            elif "[Expert Info (Warning/" in line and not layer.startswith(TCP_LAYER):
+                found.append((frame, f"frame {frame}, {layer.split(',')[0]}: {line.strip()}"))
+        if not found:
+            return ""
+        detail = await self.frame_detail(path, ports, found[0][0])
+        return (
+            f"{len(found)} expert warning(s) above TCP in {path}:\n"
+            + "\n".join(text for _, text in found)
+            + f"\n\n{detail}"
+        )
+
+    async def decoded(self, path: str, ports: Sequence[int]) -> Decoded:
+        """One pass over every frame tshark sees as AIM."""
+        fields = [
+            "tcp.srcport",
+            "aim.channel",
+            "aim.fnac.family",
+            "aim.fnac.subtype",
+            "aim.snac.error",
+            "aim.buddyname",
+            "aim.messageblock.message",
+            "_ws.col.Info",
+        ]
+        args = ["-Y", "aim", "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=,"]
+        for field in fields:
+            args += ["-e", field]
+        decoded = Decoded()
+        for line in await self.tshark(path, ports, *args):
+            row = line.split("\t", len(fields) - 1)
+            row += [""] * (len(fields) - len(row))
+            srcport, channels, families, subtypes, errors, names, messages, info = row
+            side = int(srcport) in ports
+            found = _ints(channels)
+            decoded.pdus += len(found)
+            decoded.channels.update((side, channel) for channel in found)
+            decoded.snacs.update(
+                (side, family, subtype)
+                for family, subtype in zip(_ints(families), _ints(subtypes), strict=True)
+            )
+            decoded.snac_errors.update(_ints(errors))
+            decoded.text += f"{names}\n{messages}\n"
+            decoded.summaries.append((side, info))
+        return decoded
+
+    # -- the test -----------------------------------------------------------------------
+
+    @deferred_test
+    async def test_wireshark_decodes_a_whole_session_cleanly(self) -> None:
+        """Everything both sides sent in a whole session decodes in Wireshark's
+        AIM dissector with no malformed packet and no expert error or warning,
+        and the expected SNACs are all recognised."""
+        server = await LoopbackServer.start(accounts={"Alice": "secret", "Bob Smith": "hunter2"})
+        self.addCleanup(server.stop)
+        ports = [server.auth_port.getHost().port, server.bos_port.getHost().port]
+        capture, path = await self.start_capture(ports)
+
+        await self.drive_session(server)
+        # The last exchange: a roasted login for a fresh unknown name, which the
+        # server refuses with the name echoed, so the marker is in two frames.
+        marker = f"Probe{uuid.uuid4().hex[:10]}"
+        refused = await roasted_login(*server.auth_address, marker, "secret")
+        self.assertEqual(refused.get_u16(0x08), 0x0001)
+        await self.wait_flushed(capture, path, marker.encode())
+        await capture.stop("INT")
+
+        def offenders(display_filter: str) -> defer.Deferred[str]:
+            return defer.Deferred.fromCoroutine(self.offenders(path, ports, display_filter))
+
+        malformed, errors, warnings, decoded = await defer.gatherResults(
+            [
+                offenders("_ws.malformed"),
+                offenders("_ws.expert.severity == error"),
+                defer.Deferred.fromCoroutine(self.protocol_warnings(path, ports)),
+                defer.Deferred.fromCoroutine(self.decoded(path, ports)),
+            ],
+            consumeErrors=True,
+        )
+        for offending in (malformed, errors, warnings):
+            if offending:
+                self.fail(offending)
+
+        seen = decoded.seen()
+        self.assertGreater(
+            decoded.pdus, MIN_AIM_PDUS, f"only {decoded.pdus} AIM PDUs decoded; saw {seen}"
+        )
+        self.assertEqual(
+            REQUIRED_CHANNELS - decoded.channels,
+            set(),
+            f"FLAP channels not seen; saw {sorted(decoded.channels)}",
+        )
+        missing = [
+            f"{_side(side)} {family:02x},{subtype:02x} ({what})"
+            for (side, family, subtype), what in REQUIRED_SNACS.items()
+            if (side, family, subtype) not in decoded.snacs
+        ]
+        missing += [
+            f"{_side(side)} {text!r}"
+            for side, text in REQUIRED_SUMMARIES
+            if not any(s == side and text in info for s, info in decoded.summaries)
+        ]
+        self.assertEqual(missing, [], f"not decoded; saw {seen}")
+
+        # The dissector read into the bodies, not just the SNAC headers.
+        for text in ("Alice", "Bob Smith", "hello back", "are you there?"):
+            self.assertIn(text, decoded.text)
+        self.assertLessEqual({0x0001, 0x0004}, decoded.snac_errors, "SNAC error codes decoded")
+
+        os.remove(path)
