@@ -69,6 +69,8 @@ class SessionInstance:
     status: int = 0
     typing_events: bool = False
     max_message_length: int = 8000
+    #: A bot account's sessions are exempt from rate limits (issue 9).
+    rate_exempt: bool = False
     buddies: set[str] = attrs.Factory(set)
     #: Food-group versions the client announced (01,17); OService's decides
     #: the rate-record layout.
@@ -101,6 +103,12 @@ class User:
     warning_at: float = 0.0
     #: Presence as last told to watchers (None: not visible to anyone yet).
     announced: tuple[object, ...] | None = None
+    #: Derived from the online sessions, rebuilt lazily after any change
+    #: (``Presence.invalidate``): the packed user-info block others see (with
+    #: the warning level it was built with), and
+    #: the sessions an IM goes to with whether all of them are away.
+    info_block: tuple[int, bytes] | None = None
+    routing: tuple[list[SessionInstance], bool] | None = None
     #: Offline messages were handed to a session of this sign-on (they go to
     #: the first session that comes online; a failed hand-over leaves it False).
     offline_delivered: bool = False

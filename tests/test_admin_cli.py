@@ -142,6 +142,30 @@ class AddTests(CLITestCase):
 
         self.assert_refused(self.user("add", "alice", stdin=TTY(), getpass=interrupted), "")
 
+    def test_add_not_bot(self) -> None:
+        """An account added without --bot is not a bot."""
+        self.user("add", "alice", "secret")
+        self.assertFalse(self.account("alice").bot)
+
+    def test_add_bot(self) -> None:
+        """``--bot`` (before or after the arguments) registers a bot account."""
+        self.assertEqual(
+            self.user("add", "Help Bot", "secret", "--bot"), (0, "added Help Bot (bot)\n", "")
+        )
+        self.assertTrue(self.account("helpbot").bot)
+        self.assert_password("helpbot", "secret")
+        self.assertEqual(self.user("add", "--bot", "bot2", stdin=io.StringIO("secret\n"))[0], 0)
+        self.assertTrue(self.account("bot2").bot)
+        self.assert_password("bot2", "secret")
+
+    def test_add_bot_refused(self) -> None:
+        """A refused bot add registers nothing and leaves an existing account alone."""
+        self.user("add", "alice", "secret")
+        self.assert_refused(self.user("add", "ALICE", "other1", "--bot"), "already registered")
+        self.assertFalse(self.account("alice").bot)
+        self.assert_refused(self.user("add", "bot", "abc", "--bot"), "4-16 characters")
+        self.assertIsNone(self.account("bot"))
+
     def test_add_exists(self) -> None:
         """A name taken in any case/spacing is refused."""
         self.user("add", "Bob Smith", "secret")
@@ -177,6 +201,15 @@ class ListTests(CLITestCase):
             self.user("add", name, "secret")
         self.user("suspend", "zed")
         self.assertEqual(self.user("list"), (0, "alice\nBob Smith\nzed suspended\n", ""))
+
+    def test_list_bots(self) -> None:
+        """Bot accounts are marked ``bot`` after the name, before ``suspended``."""
+        for name in ("zed", "Help Bot", "alice"):
+            self.user("add", name, "secret")
+        self.user("set", "help bot", "--bot")
+        self.user("set", "zed", "--bot")
+        self.user("suspend", "zed")
+        self.assertEqual(self.user("list"), (0, "alice\nHelp Bot bot\nzed bot suspended\n", ""))
 
     def test_list_empty(self) -> None:
         """An empty database lists nothing."""
@@ -256,6 +289,61 @@ class SuspendTests(CLITestCase):
         self.assert_refused(self.user("unsuspend", "bob"), "no such user")
 
 
+class SetTests(CLITestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.user("add", "alice", "secret")
+        self.user("add", "bob", "secret")
+
+    def test_set_bot(self) -> None:
+        """``--bot`` makes the account a bot, ``--no-bot`` an ordinary one again;
+        the password, suspension and other accounts are untouched."""
+        self.user("suspend", "alice")
+        self.assertEqual(self.user("set", "ALICE", "--bot"), (0, "ALICE is now a bot\n", ""))
+        self.assertTrue(self.account("alice").bot)
+        self.assertTrue(self.account("alice").suspended)
+        self.assertFalse(self.account("bob").bot)
+        self.assertEqual(self.user("set", "alice", "--bot")[0], 0)
+        self.assertTrue(self.account("alice").bot)
+        self.assertEqual(self.user("set", "--no-bot", "alice"), (0, "alice is now not a bot\n", ""))
+        self.assertFalse(self.account("alice").bot)
+        self.assertTrue(self.account("alice").suspended)
+        self.assert_password("alice", "secret")
+
+    def test_set_unknown(self) -> None:
+        """Setting an unknown user is refused."""
+        self.assert_refused(self.user("set", "carol", "--bot"), "no such user: carol")
+        self.assert_refused(self.user("set", "carol", "--no-bot"), "no such user: carol")
+
+    def test_set_no_database(self) -> None:
+        """``set`` does not create a database where there is none."""
+        self.db = self.mktemp()
+        self.assert_refused(self.user("set", "alice", "--bot"), "no database at")
+        self.assertFalse(os.path.exists(self.db))
+
+    def test_set_needs_one_flag(self) -> None:
+        """Neither or both of --bot and --no-bot is a usage error; nothing changes."""
+        self.user("set", "bob", "--bot")
+        self.assert_usage_error(self.user("set", "alice"), "exactly one of --bot and --no-bot")
+        self.assert_usage_error(
+            self.user("set", "bob", "--bot", "--no-bot"), "exactly one of --bot and --no-bot"
+        )
+        self.assertFalse(self.account("alice").bot)
+        self.assertTrue(self.account("bob").bot)
+
+    def test_set_arguments(self) -> None:
+        """A missing name or an extra argument is a usage error."""
+        self.assert_usage_error(self.user("set", "--bot"), "Wrong number of arguments")
+        self.assert_usage_error(self.user("set", "a", "b", "--bot"), "Wrong number of arguments")
+
+    def test_set_help(self) -> None:
+        """``user set --help`` shows both flags."""
+        status, out, err = self.run_cli("user", "set", "--help")
+        self.assertEqual((status, err), (0, ""))
+        self.assertIn("Usage: aimserver user set NAME --bot|--no-bot", out)
+        self.assertIn("--no-bot", out)
+
+
 class DatabaseErrorTests(CLITestCase):
     def test_newer_database(self) -> None:
         """A database from a newer aimserver is refused with one line, untouched."""
@@ -298,6 +386,8 @@ class UsageTests(CLITestCase):
     def test_unknown_option(self) -> None:
         """Unknown options are usage errors."""
         self.assert_usage_error(self.user("list", "--nope"), "nope")
+        self.assert_usage_error(self.user("passwd", "alice", "--bot"), "bot")
+        self.assert_usage_error(self.user("add", "alice", "secret", "--no-bot"), "no-bot")
         self.assert_usage_error(self.run_cli("user", "list", "--db"), "db")
 
     def test_help(self) -> None:

@@ -524,6 +524,20 @@ class RateLimitTests(BosTestCase):
         self.assertTrue(wire.closing)
 
 
+class BotAccountTests(BosTestCase):
+    def test_bot_account_is_not_rate_limited(self) -> None:
+        """A bot account (`aimserver user add NAME PW --bot`) may send a burst
+        of IMs that would limit anyone else: all are answered, no 01,0A."""
+        result_of(self.store.set_bot("Alice", True))
+        wire = signed_on_bos(self.server, "Alice")
+        wire.feed(
+            b"".join(snac_frame(0x04, 0x06, im_to("Nobody"), request_id=i) for i in range(100))
+        )
+        kinds = {(h.family, h.subtype) for h, _ in wire.snacs()}
+        self.assertEqual(kinds, {(0x04, 0x01)})
+        self.assertFalse(wire.closing)
+
+
 class RateLimitDisabledTests(BosTestCase):
     config = load_config(None, {"ratelimit.enabled": False})
 

@@ -12,7 +12,7 @@ from aimserver.services.base import SnacError
 from aimserver.services.presence import DECAY_INTERVAL
 from aimserver.wire.codes import ICBM, FoodGroup, OService
 from aimserver.wire.userinfo import UserInfo
-from tests.fakes_services import ServiceWorld, decode_evil_notification, name08
+from tests.fakes_services import ServiceWorld, decode_evil_notification, fired, name08
 
 NAMED = 0x0000
 ANONYMOUS = 0x0001
@@ -110,6 +110,14 @@ class EvilRequestTests(SynchronousTestCase):
         """Warning yourself (from any session) is not supported."""
         self.world.send_im(self.alice2, "Alice")
         self.assertEqual(self.refused(self.alice1, "A L I C E"), 0x0008)
+
+    def test_cannot_warn_a_bot(self) -> None:
+        """A bot account (issue 9's per-account flag) is exempt from warnings."""
+        self.world.account("Robot")
+        fired(self.world.store.set_bot("Robot", True))
+        robot, _ = self.world.sign_on("Robot")
+        self.world.send_im(robot, "Bob")
+        self.assertEqual(self.refused(self.bob, "Robot"), 0x000D)
 
     def test_cannot_warn_offline(self) -> None:
         """Someone not signed on cannot be warned."""

@@ -120,6 +120,58 @@ INSERT INTO version (version) VALUES (2);
 V2_TABLES = {"version", "accounts", "feedbag_items", "feedbag_meta", "secrets"}
 V3_TABLES = V2_TABLES | {"offline_messages", "sqlite_sequence"}
 
+# Schema version 3 exactly as released (v2 plus warning levels and offline
+# messages), frozen for the same reason.
+V3_SCHEMA = """
+CREATE TABLE version (version INTEGER NOT NULL);
+CREATE TABLE accounts
+(
+    normalized  TEXT PRIMARY KEY,
+    screen_name TEXT NOT NULL,
+    auth_key    TEXT NOT NULL,
+    weak_md5    BLOB NOT NULL,
+    strong_md5  BLOB NOT NULL,
+    suspended   INTEGER NOT NULL DEFAULT 0 CHECK (suspended IN (0, 1)),
+    created_at  INTEGER NOT NULL,
+    warning_level INTEGER NOT NULL DEFAULT 0 CHECK (warning_level BETWEEN 0 AND 1000),
+    warning_updated_at INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE feedbag_items
+(
+    normalized TEXT NOT NULL REFERENCES accounts (normalized) ON DELETE CASCADE,
+    group_id   INTEGER NOT NULL CHECK (group_id BETWEEN 0 AND 65535),
+    item_id    INTEGER NOT NULL CHECK (item_id BETWEEN 0 AND 65535),
+    class_id   INTEGER NOT NULL CHECK (class_id BETWEEN 0 AND 65535),
+    name       TEXT NOT NULL,
+    attributes BLOB NOT NULL,
+    PRIMARY KEY (normalized, group_id, item_id)
+);
+CREATE TABLE feedbag_meta
+(
+    normalized    TEXT PRIMARY KEY REFERENCES accounts (normalized) ON DELETE CASCADE,
+    last_modified INTEGER NOT NULL
+);
+CREATE TABLE secrets
+(
+    name  TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
+CREATE TABLE offline_messages
+(
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    recipient TEXT NOT NULL REFERENCES accounts (normalized) ON DELETE CASCADE,
+    sender    TEXT NOT NULL,
+    cookie    BLOB NOT NULL CHECK (length(cookie) = 8),
+    channel   INTEGER NOT NULL CHECK (channel BETWEEN 0 AND 65535),
+    tlvs      BLOB NOT NULL,
+    sent_at   INTEGER NOT NULL
+);
+CREATE INDEX offline_messages_by_recipient ON offline_messages (recipient, id);
+INSERT INTO version (version) VALUES (3);
+"""
+# Version 4 only adds a column (accounts.bot).
+V4_TABLES = V3_TABLES
+
 KEY = "1234567890"
 WEAK = bytes.fromhex("862A71EBC6B0913AC23B3ACE99CA9951")
 STRONG = bytes.fromhex("054B2494F6D223078F90B1D1333B757F")
@@ -347,6 +399,70 @@ class UserStoreContractMixin:
         self.assertTrue(self.ok(self.store.set_suspended("alice", False)))
         self.assertEqual(self.ok(self.store.get_account("alice")), before)
         self.assertFalse(self.ok(self.store.set_suspended("nobody", True)))
+
+    # --- bots ------------------------------------------------------------
+
+    def test_bot_default(self) -> None:
+        """New accounts are never bots, however they are created."""
+        self.assertFalse(self.add("alice").bot)
+        credentials = Credentials(auth_key=KEY, weak_md5=WEAK, strong_md5=STRONG)
+        other = self.ok(self.store.create_account_with_credentials("carol", credentials))
+        self.assertFalse(other.bot)
+        self.assertFalse(self.ok(self.store.get_account("carol")).bot)
+
+    def test_set_bot(self) -> None:
+        """The flag is set under any spelling, listed, and cleared again; nothing
+        else changes."""
+        before = self.add("Alice")
+        self.assertTrue(self.ok(self.store.set_bot("ALICE", True)))
+        after = self.ok(self.store.get_account("alice"))
+        self.assertIs(after.bot, True)
+        self.assertEqual(attrs.evolve(after, bot=False), before)
+        self.assertEqual(self.ok(self.store.list_accounts()), [after])
+        self.assertTrue(self.ok(self.store.set_bot("alice", True)))
+        self.assertTrue(self.ok(self.store.get_account("alice")).bot)
+        self.assertTrue(self.ok(self.store.set_bot("a lice", False)))
+        cleared = self.ok(self.store.get_account("alice"))
+        self.assertIs(cleared.bot, False)
+        self.assertEqual(cleared, before)
+
+    def test_set_bot_unknown(self) -> None:
+        """Marking a missing account reports False and creates nothing."""
+        self.assertFalse(self.ok(self.store.set_bot("nobody", True)))
+        self.assertFalse(self.ok(self.store.set_bot("nobody", False)))
+        self.assertEqual(self.ok(self.store.list_accounts()), [])
+
+    def test_set_bot_one_account(self) -> None:
+        """Only the named account becomes a bot."""
+        self.add("alice")
+        self.add("bob")
+        self.ok(self.store.set_bot("bob", True))
+        listed = self.ok(self.store.list_accounts())
+        self.assertEqual(
+            [(a.screen_name, a.bot) for a in listed], [("alice", False), ("bob", True)]
+        )
+
+    def test_bot_survives_other_changes(self) -> None:
+        """Password, suspension and warning changes keep the flag, and setting it
+        keeps them."""
+        self.add("alice")
+        self.ok(self.store.set_warning("alice", 100, NOW))
+        self.ok(self.store.set_suspended("alice", True))
+        self.ok(self.store.set_bot("alice", True))
+        self.ok(self.store.set_password("alice", "newpass"))
+        self.ok(self.store.set_warning("alice", 200, NOW + 1))
+        account = self.ok(self.store.get_account("alice"))
+        self.assertTrue(account.bot)
+        self.assertTrue(account.suspended)
+        self.assertEqual((account.warning_level, account.warning_updated_at), (200, NOW + 1))
+        self.assertTrue(check_roasted_password(account, roast(b"newpass")))
+
+    def test_bot_deleted_with_account(self) -> None:
+        """A new account under a deleted bot's name is not a bot."""
+        self.add("alice")
+        self.ok(self.store.set_bot("alice", True))
+        self.ok(self.store.delete_account("alice"))
+        self.assertFalse(self.add("alice").bot)
 
     @contract_settings(max_examples=25)
     @given(st.one_of(screen_names(), icq_uins()))
@@ -766,6 +882,36 @@ def columns(path: str, table: str) -> list[str]:
         conn.close()
 
 
+def make_v3(path: str) -> None:
+    """A database as schema version 3 wrote it: alice (password "secret",
+    suspended, warned) with one feedbag item and one offline message, bob,
+    and a secret."""
+    conn = sqlite3.connect(path)
+    try:
+        conn.executescript(V3_SCHEMA)
+        conn.executemany(
+            "INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                ("alice", "Alice", KEY, WEAK, STRONG, 1, NOW, 350, NOW + 2),
+                ("bob", "Bob", KEY, WEAK, STRONG, 0, NOW + 3, 0, 0),
+            ],
+        )
+        conn.execute(
+            "INSERT INTO feedbag_items VALUES (?, ?, ?, ?, ?, ?)",
+            ("alice", 1, 2, 0, "Bob", b"\x01\x31\x00\x00"),
+        )
+        conn.execute("INSERT INTO feedbag_meta VALUES (?, ?)", ("alice", NOW + 1))
+        conn.execute("INSERT INTO secrets VALUES (?, ?)", ("cookie", b"k" * 32))
+        conn.execute(
+            "INSERT INTO offline_messages (recipient, sender, cookie, channel, tlvs, sent_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            ("alice", "Bob", COOKIE, 1, TLVS, NOW + 4),
+        )
+        conn.commit()
+    finally:
+        conn.close()
+
+
 def make_v2(path: str) -> None:
     """A database as schema version 2 wrote it: alice (password "secret")
     with one feedbag item, and a secret."""
@@ -812,7 +958,7 @@ class SchemaTests(SynchronousTestCase):
         path = os.path.join(directory, "aim.sqlite")
         connect(path).close()
         self.assertEqual(schema_version(path), SCHEMA_VERSION)
-        self.assertEqual(tables(path), V3_TABLES)
+        self.assertEqual(tables(path), V4_TABLES)
         self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
         self.assertEqual(os.listdir(directory), ["aim.sqlite"])
 
@@ -850,28 +996,34 @@ class SchemaTests(SynchronousTestCase):
             store.store_offline_message("alice", "bob", COOKIE, 1, TLVS, NOW)
         )
         self.assertEqual(self.successResultOf(store.get_offline_messages("alice")), [message])
+        self.assertTrue(self.successResultOf(store.set_bot("alice", True)))
+        self.assertTrue(self.successResultOf(store.get_account("alice")).bot)
         self.assertEqual(schema_version(path), SCHEMA_VERSION)
-        self.assertEqual(tables(path), V3_TABLES)
+        self.assertEqual(tables(path), V4_TABLES)
+        self.assertIn("bot", columns(path, "accounts"))
 
         backup = path + ".v1.bak"
         self.assertEqual(schema_version(backup), 1)
         self.assertEqual(tables(backup), {"version", "accounts"})
         self.assertEqual(stat.S_IMODE(os.stat(backup).st_mode), 0o600)
-        # One backup, of the version found: none of the intermediate v2.
+        # One backup, of the version found: none of the intermediate versions.
         self.assertFalse(os.path.exists(path + ".v2.bak"))
+        self.assertFalse(os.path.exists(path + ".v3.bak"))
 
     def test_upgrade_v2(self) -> None:
-        """A version-2 database is upgraded to v3 keeping accounts, feedbags and
-        secrets; accounts start unwarned with empty inboxes; the v2 file is backed up."""
+        """A version-2 database is upgraded to the latest keeping accounts, feedbags
+        and secrets; accounts start unwarned, not bots, with empty inboxes; the v2
+        file is backed up."""
         path = self.mktemp()
         make_v2(path)
         store = open_inline(path)
         self.addCleanup(lambda: self.successResultOf(store.stop()))
-        self.assertEqual(schema_version(path), 3)
-        self.assertEqual(tables(path), V3_TABLES)
+        self.assertEqual(schema_version(path), SCHEMA_VERSION)
+        self.assertEqual(tables(path), V4_TABLES)
+        self.assertFalse(os.path.exists(path + ".v3.bak"))
 
         account = self.successResultOf(store.get_account("alice"))
-        self.assertEqual(account, Account("Alice", KEY, WEAK, STRONG, True, NOW, 0, 0))
+        self.assertEqual(account, Account("Alice", KEY, WEAK, STRONG, True, NOW, 0, 0, False))
         bag = self.successResultOf(store.get_feedbag("alice"))
         self.assertEqual(bag, Feedbag((item(1, 2, "Bob", 0, b"\x01\x31\x00\x00"),), NOW + 1))
         self.assertEqual(self.successResultOf(store.get_or_create_secret("cookie", 32)), b"k" * 32)
@@ -893,15 +1045,63 @@ class SchemaTests(SynchronousTestCase):
         self.assertNotIn("warning_level", columns(backup, "accounts"))
         self.assertEqual(stat.S_IMODE(os.stat(backup).st_mode), 0o600)
 
+    def test_upgrade_v3(self) -> None:
+        """A version-3 database is upgraded to v4 keeping accounts (suspension and
+        warning levels), feedbags, secrets and offline messages; no account is a
+        bot; the v3 file is backed up."""
+        path = self.mktemp()
+        make_v3(path)
+        store = open_inline(path)
+        self.addCleanup(lambda: self.successResultOf(store.stop()))
+        self.assertEqual(schema_version(path), 4)
+        self.assertEqual(tables(path), V4_TABLES)
+
+        alice = Account("Alice", KEY, WEAK, STRONG, True, NOW, 350, NOW + 2, False)
+        bob = Account("Bob", KEY, WEAK, STRONG, False, NOW + 3, 0, 0, False)
+        self.assertEqual(self.successResultOf(store.get_account("alice")), alice)
+        self.assertEqual(self.successResultOf(store.list_accounts()), [alice, bob])
+        self.assertTrue(check_roasted_password(alice, roast(b"secret")))
+        bag = self.successResultOf(store.get_feedbag("alice"))
+        self.assertEqual(bag, Feedbag((item(1, 2, "Bob", 0, b"\x01\x31\x00\x00"),), NOW + 1))
+        self.assertEqual(self.successResultOf(store.get_or_create_secret("cookie", 32)), b"k" * 32)
+        (message,) = self.successResultOf(store.get_offline_messages("alice"))
+        self.assertEqual(
+            attrs.evolve(message, message_id=0),
+            OfflineMessage(0, "alice", "Bob", COOKIE, 1, TLVS, NOW + 4),
+        )
+
+        # The new column works, and the message id sequence carries on.
+        self.assertTrue(self.successResultOf(store.set_bot("bob", True)))
+        self.assertEqual(
+            self.successResultOf(store.get_account("bob")), attrs.evolve(bob, bot=True)
+        )
+        later = self.successResultOf(store.store_offline_message("alice", "x", COOKIE, 1, b"", NOW))
+        self.assertGreater(later.message_id, message.message_id)
+
+        backup = path + ".v3.bak"
+        self.assertEqual(schema_version(backup), 3)
+        self.assertEqual(tables(backup), V3_TABLES)
+        self.assertNotIn("bot", columns(backup, "accounts"))
+        self.assertEqual(stat.S_IMODE(os.stat(backup).st_mode), 0o600)
+
+    def test_bot_column_checked(self) -> None:
+        """The database itself refuses a bot value other than 0 or 1."""
+        conn = connect(":memory:")
+        self.addCleanup(conn.close)
+        transact(conn, sqlite_store._create_account, "alice", "secret", NOW)
+        self.assertRaises(sqlite3.IntegrityError, conn.execute, "UPDATE accounts SET bot = 2")
+        self.assertFalse(transact(conn, sqlite_store._get_account, "alice").bot)
+
     def test_created_equals_upgraded(self) -> None:
-        """A database created fresh and one upgraded from v1 end with the same schema."""
+        """A database created fresh and ones upgraded from v1 and v3 end with the same schema."""
         fresh = self.mktemp()
         connect(fresh).close()
-        upgraded = self.mktemp()
-        make_v1(upgraded)
-        connect(upgraded).close()
-        for table in V3_TABLES:
-            self.assertEqual(columns(fresh, table), columns(upgraded, table), table)
+        for make in (make_v1, make_v3):
+            upgraded = self.mktemp()
+            make(upgraded)
+            connect(upgraded).close()
+            for table in V4_TABLES:
+                self.assertEqual(columns(fresh, table), columns(upgraded, table), table)
 
     def test_backup_not_overwritten(self) -> None:
         """An earlier backup is kept; the new one gets the next free name."""
@@ -952,6 +1152,28 @@ class SchemaTests(SynchronousTestCase):
         store = open_inline(path)
         self.addCleanup(lambda: self.successResultOf(store.stop()))
         self.assertEqual(self.successResultOf(store.get_account("alice")).warning_level, 0)
+
+    def test_failed_upgrade_leaves_v3(self) -> None:
+        """A v4 upgrade failing after its ALTER TABLE is rolled back entirely."""
+        path = self.mktemp()
+        make_v3(path)
+        real = sqlite_store._schema_text
+
+        def broken(name: str) -> str | None:
+            if name == "upgrade-to-v4.sql":
+                return real(name) + "\nNOT VALID SQL;\n"  # type: ignore[operator]
+            return real(name)
+
+        self.patch(sqlite_store, "_schema_text", broken)
+        error = self.assertRaises(SchemaError, connect, path)
+        self.assertIn("still at v3", str(error))
+        self.assertEqual(schema_version(path), 3)
+        self.assertNotIn("bot", columns(path, "accounts"))
+        self.patch(sqlite_store, "_schema_text", real)
+        store = open_inline(path)
+        self.addCleanup(lambda: self.successResultOf(store.stop()))
+        account = self.successResultOf(store.get_account("alice"))
+        self.assertEqual((account.warning_level, account.bot), (350, False))
 
     def test_failed_backup_stops_upgrade(self) -> None:
         """If the backup cannot be written, nothing is upgraded and no partial backup stays."""
@@ -1008,12 +1230,15 @@ class SQLiteDurabilityTests(SynchronousTestCase):
     """What only a file-backed store promises."""
 
     def test_reopen(self) -> None:
-        """Accounts, feedbags and secrets are all there after closing and reopening."""
+        """Accounts (bot flag included), feedbags and secrets are all there after
+        closing and reopening."""
         path = self.mktemp()
         store = open_inline(path)
         account = self.successResultOf(store.create_account("alice", "secret"))
         self.successResultOf(store.upsert_feedbag_items("alice", [item(1, 2, "b")], NOW))
         secret = self.successResultOf(store.get_or_create_secret("cookie", 32))
+        self.successResultOf(store.create_account("helper", "secret"))
+        self.successResultOf(store.set_bot("helper", True))
         self.successResultOf(store.stop())
 
         store = open_inline(path)
@@ -1022,6 +1247,7 @@ class SQLiteDurabilityTests(SynchronousTestCase):
         bag = self.successResultOf(store.get_feedbag("alice"))
         self.assertEqual(bag, Feedbag((item(1, 2, "b"),), NOW))
         self.assertEqual(self.successResultOf(store.get_or_create_secret("cookie", 32)), secret)
+        self.assertTrue(self.successResultOf(store.get_account("helper")).bot)
 
     def test_reopen_offline_and_warning(self) -> None:
         """Offline messages (order and bytes) and warning levels survive a reopen,

@@ -2,10 +2,14 @@
 """
 The ``aimserver`` command: account administration on the SQLite database.
 
-    aimserver user add NAME [PASSWORD] [--db PATH]
+    aimserver user add NAME [PASSWORD] [--bot] [--db PATH]
     aimserver user passwd NAME [PASSWORD] [--db PATH]
+    aimserver user set NAME --bot|--no-bot [--db PATH]
     aimserver user delete|suspend|unsuspend NAME [--db PATH]
     aimserver user list [--db PATH]
+
+A bot account (``--bot``) is a service bot: the server exempts it from rate
+limits and warnings.
 
 It works whether or not the server is running: it opens its own connection
 (the file is in WAL mode, writers wait for each other) and calls the same
@@ -119,13 +123,29 @@ class _NamePasswordOptions(_CommandOptions):
 
 
 class AddOptions(_NamePasswordOptions):
-    synopsis = "NAME [PASSWORD] [--db PATH]"
+    synopsis = "NAME [PASSWORD] [--bot] [--db PATH]"
     longdesc = "Register a screen name. Without PASSWORD, it is prompted for (or read from stdin)."
+    optFlags = [
+        ["bot", None, "Make it a bot account (no rate limits or warnings)."],
+    ]
 
 
 class PasswdOptions(_NamePasswordOptions):
     synopsis = "NAME [PASSWORD] [--db PATH]"
     longdesc = "Set a new password (and a new auth key: old captured logins stop working)."
+
+
+class SetOptions(_NameOptions):
+    synopsis = "NAME --bot|--no-bot [--db PATH]"
+    longdesc = "Change an account's settings."
+    optFlags = [
+        ["bot", None, "Make it a bot account (no rate limits or warnings)."],
+        ["no-bot", None, "Make it an ordinary account again."],
+    ]
+
+    def postOptions(self) -> None:
+        if self["bot"] == self["no-bot"]:
+            raise usage.UsageError("give exactly one of --bot and --no-bot")
 
 
 class DeleteOptions(_NameOptions):
@@ -156,6 +176,7 @@ class UserOptions(_Options):
         ["delete", None, DeleteOptions, "Delete an account."],
         ["list", None, ListOptions, "List the accounts."],
         ["passwd", None, PasswdOptions, "Change a password."],
+        ["set", None, SetOptions, "Change an account's settings (bot or not)."],
         ["suspend", None, SuspendOptions, "Suspend an account."],
         ["unsuspend", None, UnsuspendOptions, "Reinstate a suspended account."],
     ]
@@ -240,8 +261,10 @@ def _user_add(cmd: _Command) -> None:
         # Checked again when stored; checked here so a typo fails before the prompt.
         raise InvalidScreenName(f"invalid screen name: {name!r}")
     password = cmd.password()
-    account = _in_db(cmd.options, db._create_account, name, password, int(time.time()), create=True)
-    cmd.say(f"added {account.screen_name}")
+    bot = bool(cmd.options["bot"])
+    now = int(time.time())
+    account = _in_db(cmd.options, db._create_account, name, password, now, bot, create=True)
+    cmd.say(f"added {account.screen_name}{' (bot)' if account.bot else ''}")
 
 
 def _user_passwd(cmd: _Command) -> None:
@@ -273,9 +296,18 @@ def _set_suspended(cmd: _Command, suspended: bool) -> None:
     cmd.say(f"{'suspended' if suspended else 'unsuspended'} {name}")
 
 
+def _user_set(cmd: _Command) -> None:
+    name = cmd.options["name"]
+    bot = bool(cmd.options["bot"])
+    if not _in_db(cmd.options, db._set_bot, name, bot):
+        raise _missing(name)
+    cmd.say(f"{name} is now {'a bot' if bot else 'not a bot'}")
+
+
 def _user_list(cmd: _Command) -> None:
     for account in _in_db(cmd.options, db._list_accounts):
-        cmd.say(f"{account.screen_name} suspended" if account.suspended else account.screen_name)
+        marks = [("bot", account.bot), ("suspended", account.suspended)]
+        cmd.say(" ".join([account.screen_name, *(mark for mark, on in marks if on)]))
 
 
 _USER_COMMANDS: dict[str, Callable[[_Command], None]] = {
@@ -283,6 +315,7 @@ _USER_COMMANDS: dict[str, Callable[[_Command], None]] = {
     "delete": _user_delete,
     "list": _user_list,
     "passwd": _user_passwd,
+    "set": _user_set,
     "suspend": lambda cmd: _set_suspended(cmd, True),
     "unsuspend": lambda cmd: _set_suspended(cmd, False),
 }

@@ -165,6 +165,7 @@ class BosConnection(FlapConnection):
             self.close([Tlv.u16(LoginTag.ERROR_CODE, LoginError.RATE_LIMIT)])
             return
         self.session = session
+        session.rate_exempt = account.bot
         self.authenticated()
         for old in displaced:
             self.log.info(
@@ -202,7 +203,7 @@ class BosConnection(FlapConnection):
         ``SIGNON_ALLOWANCE``). Over the limit, SNACs are dropped; far over it,
         the connection is closed."""
         limits = self.bos.rate_limits
-        if not limits.enabled or self.session is None:
+        if not limits.enabled or self.session is None or self.session.rate_exempt:
             return True
         class_id = ratelimit.class_of(header.family, header.subtype)
         if (header.family, header.subtype) == (FoodGroup.OSERVICE, OService.CLIENT_ONLINE):

@@ -45,6 +45,7 @@ from aimserver.store.interfaces import (
 from aimserver.wire.codes import ICBM, FoodGroup, SnacErrorCode
 from aimserver.wire.errors import MalformedData
 from aimserver.wire.icbm import (
+    COOKIE_SIZE,
     PARAM_FLAG_TYPING,
     TAG_AUTO_RESPONSE,
     TAG_IM_DATA,
@@ -56,14 +57,14 @@ from aimserver.wire.icbm import (
     ChannelMessageToHost,
     ClientError,
     ClientEvent,
-    HostAck,
     IcbmParameters,
     Rendezvous,
     pack_im_data,
     pack_message_to_client,
+    split_message,
 )
-from aimserver.wire.screenname import normalize
-from aimserver.wire.snac import SnacHeader, pack_snac
+from aimserver.wire.screenname import decode_screen_name, normalize
+from aimserver.wire.snac import SNAC_HEADER, SnacHeader, pack_snac
 from aimserver.wire.tlv import Tlv, TlvList
 from aimserver.wire.userinfo import CLASS_FREE, TAG_USER_CLASS, UserInfo
 
@@ -74,6 +75,11 @@ DEFAULT_PARAMETERS = IcbmParameters(2, 0x00000003, MAX_MESSAGE_LENGTH, 999, 999,
 #: TLVs of a 04,06 that are for the server only and never relayed.
 _NOT_RELAYED = frozenset({TAG_REQUEST_HOST_ACK, TAG_STORE_IF_OFFLINE, TAG_WANT_EVENTS})
 _WANT_EVENTS = Tlv.empty(TAG_WANT_EVENTS).pack()
+_BIT_ACK = 1 << TAG_REQUEST_HOST_ACK
+_BIT_AUTO_RESPONSE = 1 << TAG_AUTO_RESPONSE
+_BIT_RENDEZVOUS = 1 << TAG_RENDEZVOUS
+_BIT_STORE = 1 << TAG_STORE_IF_OFFLINE
+_SNAC_HEADER = SNAC_HEADER
 SUBCODE_OFFLINE_INBOX_FULL = 0x000F
 
 SYSTEM_SENDER = "AOL System Msg"
@@ -197,52 +203,53 @@ class IcbmService:
     def channel_msg_to_host(
         self, session: SessionInstance, request: SnacHeader, body: bytes
     ) -> Replies | defer.Deferred[Replies]:
-        message = ChannelMessageToHost.unpack(body)
-        sender = self._sender(session)
-        recipient_key = normalize(message.screen_name)
+        """The hot path: split the body without building TLV objects, find the
+        recipient's sessions from the cached routing, and send one payload
+        built once around the sender's cached user-info block."""
+        cookie, channel, raw_name, tags, relayed = split_message(body, _NOT_RELAYED)
+        sender = self.registry.user_of(session)
+        if sender is None:
+            raise SnacError(SnacErrorCode.NOT_LOGGED_ON)
+        recipient_key = normalize(decode_screen_name(raw_name))
         ack = (
-            [
-                Reply(
-                    FoodGroup.ICBM,
-                    ICBM.HOST_ACK,
-                    HostAck(message.cookie, message.channel, message.screen_name).pack(),
-                )
-            ]
-            if message.tlvs.has(TAG_REQUEST_HOST_ACK)
+            [Reply(FoodGroup.ICBM, ICBM.HOST_ACK, body[: COOKIE_SIZE + 3 + len(raw_name)])]
+            if tags & _BIT_ACK
             else []
         )
-        if message.channel == CHANNEL_IM and message.tlvs.has(TAG_AUTO_RESPONSE):
+        is_im = channel == CHANNEL_IM
+        if is_im and tags & _BIT_AUTO_RESPONSE:
             # The server answers for away users itself (one per away session);
             # a client's own auto-response would be a duplicate.
             return ack
         recipient = self.registry.users.get(recipient_key)
-        if recipient is None or not recipient.online_instances():
-            if message.channel == CHANNEL_IM and message.tlvs.has(TAG_STORE_IF_OFFLINE):
-                return self._store_offline(sender, recipient_key, message, ack)
+        targets, all_away = (
+            self.presence.routing(recipient) if recipient is not None else ([], False)
+        )
+        if not targets:
+            if is_im and tags & _BIT_STORE:
+                return self._store_offline(sender, recipient_key, cookie, channel, relayed, ack)
             raise SnacError(SnacErrorCode.NOT_LOGGED_ON)
-        if message.channel == CHANNEL_RENDEZVOUS and message.tlvs.has(TAG_RENDEZVOUS):
+        if channel == CHANNEL_RENDEZVOUS and tags & _BIT_RENDEZVOUS:
+            message = ChannelMessageToHost.unpack(body)
             targets, tlvs = self._rendezvous_route(session, sender, recipient, message)
-        else:
-            if message.channel == CHANNEL_IM and self._is_retransmission(
-                sender.key, recipient.key, message.cookie
-            ):
-                return ack
-            targets, tlvs = message_targets(recipient), message.tlvs
-        relayed = b"".join(t.pack() for t in tlvs if t.tag not in _NOT_RELAYED)
+            relayed = b"".join(t.pack() for t in tlvs if t.tag not in _NOT_RELAYED)
+        elif is_im and self._is_retransmission(sender.key, recipient.key, cookie):
+            return ack
         if session.typing_events:
             relayed += _WANT_EVENTS
-        payload = pack_snac(
-            FoodGroup.ICBM,
-            ICBM.CHANNEL_MSG_TO_CLIENT,
-            pack_message_to_client(
-                message.cookie, message.channel, self.presence.user_info(sender).pack(), relayed
-            ),
-            self.registry.next_request_id(),
+        payload = (
+            _SNAC_HEADER.pack(
+                FoodGroup.ICBM, ICBM.CHANNEL_MSG_TO_CLIENT, 0, self.registry.next_request_id()
+            )
+            + body[: COOKIE_SIZE + 2]
+            + self.presence.info_block(sender)
+            + relayed
         )
         self.registry.deliver(targets, payload)
-        if message.channel == CHANNEL_IM:
+        if is_im:
             self.warnings.im_sent(sender.key, recipient.key)
-            self._auto_respond(session, recipient)
+            if all_away:
+                self._auto_respond(session, recipient)
         return ack
 
     def _is_retransmission(self, sender_key: str, recipient_key: str, cookie: bytes) -> bool:
@@ -255,13 +262,10 @@ class IcbmService:
         return False
 
     def _auto_respond(self, to_session: SessionInstance, recipient: User) -> None:
-        """When every session of the recipient is away, each one with an away
+        """Every session of the recipient is away: each one with an away
         message answers the sending session."""
-        sessions = recipient.online_instances()
-        if not sessions or not all(s.away for s in sessions):
-            return
-        sender_info = self.presence.user_info(recipient).pack()
-        for away in sessions:
+        sender_info = self.presence.info_block(recipient)
+        for away in recipient.online_instances():
             im_data = pack_im_data(away.away_message or b"", charset_of(away.away_mime))
             tlvs = Tlv(TAG_IM_DATA, im_data).pack() + Tlv.empty(TAG_AUTO_RESPONSE).pack()
             body = pack_message_to_client(os.urandom(8), CHANNEL_IM, sender_info, tlvs)
@@ -346,16 +350,16 @@ class IcbmService:
     # -- offline messages ---------------------------------------------------------------
 
     def _store_offline(
-        self, sender: User, recipient_key: str, message: ChannelMessageToHost, ack: Replies
+        self,
+        sender: User,
+        recipient_key: str,
+        cookie: bytes,
+        channel: int,
+        relayed: bytes,
+        ack: Replies,
     ) -> defer.Deferred[Replies]:
-        relayed = b"".join(t.pack() for t in message.tlvs if t.tag not in _NOT_RELAYED)
         d = self.store.store_offline_message(
-            recipient_key,
-            sender.screen_name,
-            message.cookie,
-            message.channel,
-            relayed,
-            int(self.clock.seconds()),
+            recipient_key, sender.screen_name, cookie, channel, relayed, int(self.clock.seconds())
         )
 
         def stored(_: object) -> Replies:

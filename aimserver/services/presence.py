@@ -19,6 +19,7 @@ from aimserver.wire.codes import Buddy, FoodGroup
 from aimserver.wire.snac import pack_snac
 from aimserver.wire.tlv import Tlv, TlvList
 from aimserver.wire.userinfo import (
+    CLASS_BOT,
     CLASS_FREE,
     CLASS_UNAVAILABLE,
     STATUS_INVISIBLE,
@@ -90,7 +91,9 @@ class Presence:
         if state is None:
             state = aggregate_state(user) or (False, None, (), 0)
         away, idle_since, capabilities, status = state
-        user_class = CLASS_FREE | (CLASS_UNAVAILABLE if away else 0)
+        user_class = (
+            CLASS_FREE | (CLASS_UNAVAILABLE if away else 0) | (CLASS_BOT if user.account.bot else 0)
+        )
         tlvs = [
             Tlv.u16(TAG_USER_CLASS, user_class),
             Tlv.u32(TAG_SIGNON_TIME, int(user.signon_time)),
@@ -106,6 +109,38 @@ class Presence:
     def warning_level(self, user: User) -> int:
         """The level others see now (the periodic sweep also stores it)."""
         return decayed(user.warning_level, user.warning_at, self.clock.seconds())[0]
+
+    def info_block(self, user: User) -> bytes:
+        """The packed aggregate user-info block, built once per change (it is
+        in every IM the user sends). Rebuilt when the decayed warning level
+        moves, and each time for an idle user, whose idle minutes move with
+        the clock."""
+        level = self.warning_level(user) if user.warning_level else 0
+        cached = user.info_block
+        if cached is not None and cached[0] == level:
+            return cached[1]
+        state = aggregate_state(user)
+        block = self.user_info(user, state or (False, None, (), 0)).pack()
+        if state is None or state[1] is None:
+            user.info_block = (level, block)
+        return block
+
+    def routing(self, user: User) -> tuple[list[SessionInstance], bool]:
+        """``(sessions an IM goes to, every online session away)``: the active
+        sessions (neither away nor idle), or all when none is active."""
+        routing = user.routing
+        if routing is None:
+            sessions = user.online_instances()
+            active = [s for s in sessions if not s.away and s.idle_since is None]
+            routing = user.routing = (
+                active or sessions,
+                bool(sessions) and all(s.away for s in sessions),
+            )
+        return routing
+
+    def invalidate(self, user: User) -> None:
+        user.info_block = None
+        user.routing = None
 
     def self_info(self, user: User, session: SessionInstance) -> UserInfo:
         """What a session is told about itself (01,0F): its own status, and the
@@ -151,6 +186,7 @@ class Presence:
     def announce(self, user: User) -> None:
         """Compare the aggregate with what watchers were last told and send the
         difference: an arrival/update, a departure, or nothing."""
+        self.invalidate(user)
         state = aggregate_state(user) if self.registry.users.get(user.key) is user else None
         key = None if state is None else (*state, user.warning_level)
         if key == user.announced:
@@ -163,7 +199,7 @@ class Presence:
             body = self.departure_block(user)
             subtype = Buddy.DEPARTED
         else:
-            body = self.user_info(user, state).pack()
+            body = self.info_block(user)
             subtype = Buddy.ARRIVED
         payload = pack_snac(FoodGroup.BUDDY, subtype, body, self.registry.next_request_id())
         self.registry.deliver(watchers, payload)
@@ -176,7 +212,7 @@ class Presence:
             buddy = self.registry.users.get(key)
             if buddy is None or buddy.announced is None:
                 continue
-            body = self.user_info(buddy).pack()
+            body = self.info_block(buddy)
             session.connection.send_payload(
                 pack_snac(FoodGroup.BUDDY, Buddy.ARRIVED, body, self.registry.next_request_id())
             )

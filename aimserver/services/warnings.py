@@ -92,7 +92,11 @@ class WarningService:
         if target is None or not target.online_instances():
             raise SnacError(SnacErrorCode.NOT_LOGGED_ON)
         level = self.current_level(target)
-        if level >= MAX_LEVEL or not self._spend_credit(warner.key, target_key):
+        if (
+            target.account.bot
+            or level >= MAX_LEVEL
+            or not self._spend_credit(warner.key, target_key)
+        ):
             raise SnacError(SnacErrorCode.REQUEST_DENIED)
         anonymous = bool(send_as & SEND_AS_ANONYMOUS)
         new_level = min(MAX_LEVEL, level + (ANONYMOUS_WARNING if anonymous else NAMED_WARNING))

@@ -134,6 +134,9 @@ class Account:
     server works out the decay since ``warning_updated_at`` itself."""
     warning_updated_at: int = 0
     """Unix seconds when ``warning_level`` was set; 0 if it never was."""
+    bot: bool = False
+    """A service bot: the server exempts it from rate limits and warnings.
+    Only an administrator sets it (:meth:`IUserStore.set_bot`)."""
 
     @property
     def normalized(self) -> str:
@@ -374,6 +377,15 @@ class IUserStore(Interface):
         """
         Suspend or reinstate an account (the login service refuses suspended
         accounts; the digests are kept).
+
+        :return: fires with ``True`` if the account exists, ``False`` otherwise.
+        :rtype: Deferred[bool]
+        """
+
+    def set_bot(screen_name: str, bot: bool) -> Deferred[bool]:
+        """
+        Mark an account as a service bot, or as an ordinary account again.
+        New accounts are never bots.
 
         :return: fires with ``True`` if the account exists, ``False`` otherwise.
         :rtype: Deferred[bool]

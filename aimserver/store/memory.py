@@ -142,6 +142,9 @@ class MemoryUserStore:
     def set_suspended(self, screen_name: str, suspended: bool) -> Deferred[bool]:
         return defer.succeed(self._replace(screen_name, suspended=suspended))
 
+    def set_bot(self, screen_name: str, bot: bool) -> Deferred[bool]:
+        return defer.succeed(self._replace(screen_name, bot=bool(bot)))
+
     def set_warning(self, screen_name: str, level: int, at: int) -> Deferred[bool]:
         return _fired(self._set_warning, screen_name, level, at)
 

@@ -69,7 +69,7 @@ __all__ = [
     "transact",
 ]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """The schema version this code reads and writes."""
 
 BUSY_TIMEOUT = 5.0
@@ -365,12 +365,12 @@ def transact(
 
 _ACCOUNT_COLUMNS = (
     "screen_name, auth_key, weak_md5, strong_md5, suspended, created_at,"
-    " warning_level, warning_updated_at"
+    " warning_level, warning_updated_at, bot"
 )
 
 
 def _account(row: tuple[Any, ...]) -> Account:
-    screen_name, auth_key, weak, strong, suspended, created_at, warning, warned_at = row
+    screen_name, auth_key, weak, strong, suspended, created_at, warning, warned_at, bot = row
     return Account(
         screen_name=screen_name,
         auth_key=auth_key,
@@ -380,6 +380,7 @@ def _account(row: tuple[Any, ...]) -> Account:
         created_at=created_at,
         warning_level=warning,
         warning_updated_at=warned_at,
+        bot=bool(bot),
     )
 
 
@@ -391,9 +392,13 @@ def _get_account(conn: sqlite3.Connection, screen_name: str) -> Account | None:
     return None if row is None else _account(row)
 
 
-def _create_account(conn: sqlite3.Connection, screen_name: str, password: str, now: int) -> Account:
+def _create_account(
+    conn: sqlite3.Connection, screen_name: str, password: str, now: int, bot: bool = False
+) -> Account:
+    """``bot`` is for the CLI (``user add --bot``); :meth:`SQLiteUserStore.create_account`
+    never passes it."""
     _check_name(screen_name)
-    return _insert_account(conn, screen_name, new_credentials(password), now)
+    return _insert_account(conn, screen_name, new_credentials(password), now, bot)
 
 
 def _create_account_with_credentials(
@@ -410,7 +415,11 @@ def _check_name(screen_name: str) -> None:
 
 
 def _insert_account(
-    conn: sqlite3.Connection, screen_name: str, credentials: Credentials, now: int
+    conn: sqlite3.Connection,
+    screen_name: str,
+    credentials: Credentials,
+    now: int,
+    bot: bool = False,
 ) -> Account:
     if _get_account(conn, screen_name) is not None:
         raise AccountExists(f"screen name already registered: {screen_name}")
@@ -420,11 +429,12 @@ def _insert_account(
         weak_md5=credentials.weak_md5,
         strong_md5=credentials.strong_md5,
         created_at=now,
+        bot=bool(bot),
     )
     try:
         conn.execute(
             f"INSERT INTO accounts (normalized, {_ACCOUNT_COLUMNS})"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 account.normalized,
                 account.screen_name,
@@ -435,6 +445,7 @@ def _insert_account(
                 account.created_at,
                 account.warning_level,
                 account.warning_updated_at,
+                int(account.bot),
             ),
         )
     except sqlite3.IntegrityError as e:
@@ -471,6 +482,14 @@ def _set_suspended(conn: sqlite3.Connection, screen_name: str, suspended: bool) 
     cursor = conn.execute(
         "UPDATE accounts SET suspended = ? WHERE normalized = ?",
         (int(suspended), normalize(screen_name)),
+    )
+    return cursor.rowcount > 0
+
+
+def _set_bot(conn: sqlite3.Connection, screen_name: str, bot: bool) -> bool:
+    cursor = conn.execute(
+        "UPDATE accounts SET bot = ? WHERE normalized = ?",
+        (int(bool(bot)), normalize(screen_name)),
     )
     return cursor.rowcount > 0
 
@@ -762,6 +781,9 @@ class SQLiteUserStore:
 
     def set_suspended(self, screen_name: str, suspended: bool) -> Deferred[bool]:
         return self._call(_set_suspended, screen_name, suspended)
+
+    def set_bot(self, screen_name: str, bot: bool) -> Deferred[bool]:
+        return self._call(_set_bot, screen_name, bot)
 
     def set_warning(self, screen_name: str, level: int, at: int) -> Deferred[bool]:
         return self._call(_set_warning, screen_name, level, at)

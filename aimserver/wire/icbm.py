@@ -192,3 +192,42 @@ class Rendezvous:
         cookie = reader.take(COOKIE_SIZE, "cookie")
         capability = reader.take(16, "capability")
         return cls(kind, cookie, capability, TlvList.read_list(reader))
+
+
+_TLV_HEAD = struct.Struct("!HH")
+_U16 = struct.Struct("!H")
+
+
+def split_message(body: bytes, not_relayed: frozenset[int]) -> tuple[bytes, int, bytes, int, bytes]:
+    """The hot path's view of a 04,06 body, without building TLV objects:
+    ``(cookie, channel, raw recipient name, tags seen, relayed TLV bytes)``.
+
+    ``tags seen`` has bit ``1 << tag`` set for each tag below 32 that occurs;
+    ``relayed`` is the TLVs except those in ``not_relayed``, byte for byte.
+    Raises ``MalformedData`` exactly where ``ChannelMessageToHost.unpack`` would.
+    """
+    size = len(body)
+    if size < COOKIE_SIZE + 3:
+        raise MalformedData(f"channel message to host: {size} bytes, shorter than its head")
+    name_end = COOKIE_SIZE + 3 + body[COOKIE_SIZE + 2]
+    if name_end > size:
+        raise MalformedData("channel message to host: screen name runs past the end")
+    (channel,) = _U16.unpack_from(body, COOKIE_SIZE)
+    tags = 0
+    parts = []
+    run_start = offset = name_end
+    while offset < size:
+        if offset + 4 > size:
+            raise MalformedData(f"channel message to host: TLV header cut at offset {offset}")
+        tag, length = _TLV_HEAD.unpack_from(body, offset)
+        end = offset + 4 + length
+        if end > size:
+            raise MalformedData(f"channel message to host: TLV 0x{tag:04x} runs past the end")
+        if tag < 32:
+            tags |= 1 << tag
+        if tag in not_relayed:
+            parts.append(body[run_start:offset])
+            run_start = end
+        offset = end
+    parts.append(body[run_start:size])
+    return body[:COOKIE_SIZE], channel, body[COOKIE_SIZE + 3 : name_end], tags, b"".join(parts)
