@@ -80,6 +80,8 @@ _BIT_AUTO_RESPONSE = 1 << TAG_AUTO_RESPONSE
 _BIT_RENDEZVOUS = 1 << TAG_RENDEZVOUS
 _BIT_STORE = 1 << TAG_STORE_IF_OFFLINE
 _SNAC_HEADER = SNAC_HEADER
+_ICBM = int(FoodGroup.ICBM)
+_TO_CLIENT = int(ICBM.CHANNEL_MSG_TO_CLIENT)
 SUBCODE_OFFLINE_INBOX_FULL = 0x000F
 
 SYSTEM_SENDER = "AOL System Msg"
@@ -238,9 +240,7 @@ class IcbmService:
         if session.typing_events:
             relayed += _WANT_EVENTS
         payload = (
-            _SNAC_HEADER.pack(
-                FoodGroup.ICBM, ICBM.CHANNEL_MSG_TO_CLIENT, 0, self.registry.next_request_id()
-            )
+            _SNAC_HEADER.pack(_ICBM, _TO_CLIENT, 0, self.registry.next_request_id())
             + body[: COOKIE_SIZE + 2]
             + self.presence.info_block(sender)
             + relayed

@@ -54,13 +54,17 @@ class WarningService:
 
     def im_sent(self, sender_key: str, recipient_key: str) -> None:
         """The recipient may now warn the sender once more."""
+        # On every IM: keep it to a dict lookup and an append; expired times
+        # are dropped when a credit is spent.
         key = (recipient_key, sender_key)
-        now = self.clock.seconds()
-        times = [t for t in self._credits.pop(key, []) if now - t < CREDIT_LIFETIME]
-        times.append(now)
-        self._credits[key] = times[-MAX_CREDITS:]
-        if len(self._credits) > MAX_TRACKED_PAIRS:
-            self._credits.popitem(last=False)
+        times = self._credits.get(key)
+        if times is None:
+            times = self._credits[key] = []
+            if len(self._credits) > MAX_TRACKED_PAIRS:
+                self._credits.popitem(last=False)
+        times.append(self.clock.seconds())
+        if len(times) > MAX_CREDITS:
+            del times[0]
 
     def _spend_credit(self, warner_key: str, target_key: str) -> bool:
         now = self.clock.seconds()
