@@ -18,6 +18,7 @@ from twisted.python import usage
 
 from aimserver.config import Config, ConfigError, load_config
 from aimserver.server import COOKIE_SECRET_NAME, COOKIE_SECRET_SIZE, AimServer
+from aimserver.store.cache import CachedUserStore
 from aimserver.store.sqlite import SQLiteUserStore, StoreService
 
 log = Logger()
@@ -69,7 +70,7 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
     config: Config = options.config if isinstance(options, Options) else options["config"]
     store = SQLiteUserStore.open(config.server.db, reactor)
     secret = store.startup_secret(COOKIE_SECRET_NAME, COOKIE_SECRET_SIZE)
-    server = AimServer(config, store, secret, reactor)
+    server = AimServer(config, CachedUserStore(store, reactor), secret, reactor)
     if not config.ratelimit.enabled:
         log.warn("rate limiting is OFF ([ratelimit] enabled = false): test networks only")
     top = MultiService()

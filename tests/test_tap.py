@@ -61,7 +61,7 @@ class MakeServiceTests(unittest.SynchronousTestCase):
         ports = sorted((port, interface) for port, _, _, interface in reactor.tcpServers)
         self.assertEqual(ports, [(5190, "127.0.0.2"), (6191, "127.0.0.2")])
         self.assertTrue(FilePath(db).exists())
-        self.successResultOf(service.server.store.stop())
+        self.successResultOf(service.server.store.store.stop())
 
     def test_plugin_is_discoverable(self) -> None:
         """`twistd aimserver` finds the plugin."""

@@ -1,0 +1,86 @@
+"""The account cache in front of the store: the same contract, and fewer lookups."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.trial.unittest import SynchronousTestCase
+
+from aimserver.store.cache import CachedUserStore
+from aimserver.store.memory import MemoryUserStore
+from tests.test_store import UserStoreContractMixin, open_inline
+
+
+class CachedMemoryStoreTests(UserStoreContractMixin, SynchronousTestCase):
+    """The whole IUserStore contract holds through the cache."""
+
+    def make_store(self) -> CachedUserStore:
+        return CachedUserStore(MemoryUserStore(self.clock), self.clock)
+
+
+class CachedSQLiteStoreTests(UserStoreContractMixin, SynchronousTestCase):
+    def make_store(self) -> CachedUserStore:
+        store = open_inline(self.mktemp(), self.clock)
+        self.addCleanup(lambda: self.successResultOf(store.stop()))
+        return CachedUserStore(store, self.clock)
+
+
+class CountingStore(MemoryUserStore):
+    def __init__(self, clock: Any) -> None:
+        super().__init__(clock)
+        self.lookups = 0
+
+    def get_account(self, screen_name: str) -> Deferred[Any]:
+        self.lookups += 1
+        return super().get_account(screen_name)
+
+
+class CacheBehaviourTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        from twisted.internet.task import Clock
+
+        self.clock = Clock()
+        self.backing = CountingStore(self.clock)
+        self.successResultOf(self.backing.create_account("Alice", "secret"))
+        self.store = CachedUserStore(self.backing, self.clock, ttl=10)
+
+    def test_repeated_lookups_hit_the_store_once(self) -> None:
+        """The three lookups of one sign-on cost one store round trip."""
+        for name in ("Alice", "alice", "A L I C E"):
+            self.assertEqual(
+                self.successResultOf(self.store.get_account(name)).screen_name, "Alice"
+            )
+        self.assertEqual(self.backing.lookups, 1)
+
+    def test_entries_expire(self) -> None:
+        """After the TTL the store is asked again, so another process's change
+        (the admin CLI) takes effect."""
+        self.successResultOf(self.store.get_account("Alice"))
+        self.successResultOf(self.backing.set_suspended("Alice", True))
+        self.assertFalse(self.successResultOf(self.store.get_account("Alice")).suspended)
+        self.clock.advance(10)
+        self.assertTrue(self.successResultOf(self.store.get_account("Alice")).suspended)
+
+    def test_writes_through_the_cache_take_effect_at_once(self) -> None:
+        """Suspending, changing the password or deleting through this store is
+        seen by the next lookup."""
+        self.successResultOf(self.store.get_account("Alice"))
+        self.successResultOf(self.store.set_suspended("Alice", True))
+        self.assertTrue(self.successResultOf(self.store.get_account("Alice")).suspended)
+        self.successResultOf(self.store.delete_account("Alice"))
+        self.assertIsNone(self.successResultOf(self.store.get_account("Alice")))
+
+    def test_unknown_names_are_not_cached(self) -> None:
+        """A name created elsewhere right after a failed lookup can sign on."""
+        self.assertIsNone(self.successResultOf(self.store.get_account("Bob")))
+        self.successResultOf(self.backing.create_account("Bob", "secret"))
+        self.assertIsNotNone(self.successResultOf(self.store.get_account("Bob")))
+
+    def test_bounded(self) -> None:
+        """The cache never holds more than max_entries accounts."""
+        store = CachedUserStore(self.backing, self.clock, max_entries=3)
+        for i in range(10):
+            self.successResultOf(self.backing.create_account(f"User{i}", "secret"))
+            self.successResultOf(store.get_account(f"User{i}"))
+        self.assertEqual(len(store._accounts), 3)
