@@ -18,6 +18,7 @@ graph is free of cycles and the cyclic GC never has to walk it.
 from __future__ import annotations
 
 import itertools
+import random
 from collections.abc import Iterable, Iterator
 
 import attrs
@@ -41,6 +42,11 @@ class ISessionConnection(Interface):
 
     def disconnect(reason: int | None) -> None:
         """Close with a channel-4 frame, carrying TLV 0x0009 ``reason`` if given."""
+
+
+class InstanceInUse(Exception):
+    """The cookie names an instance id that a live session already has (a
+    cookie from before a restart): never overwrite a live session."""
 
 
 class TooManySessions(Exception):
@@ -127,7 +133,9 @@ class UserRegistry:
         self.users: dict[str, User] = {}
         #: target key -> sessions that have the target on their buddy list.
         self.watchers: dict[str, set[SessionInstance]] = {}
-        self._instance_ids = itertools.count(1)
+        # A random start: instance ids in cookies issued before a restart do
+        # not collide with the new process's.
+        self._instance_ids = itertools.count(random.randint(1, 1 << 30))
         self._request_ids = itertools.count(1)
 
     # -- identity -----------------------------------------------------------------------
@@ -183,6 +191,8 @@ class UserRegistry:
         self.check_login(account, multiconn_flags)
         key = account.normalized
         user = self.users.get(key)
+        if user is not None and instance_id in user.instances:
+            raise InstanceInUse(instance_id)
         displaced: list[SessionInstance] = []
         if user is None:
             user = User(
@@ -200,9 +210,11 @@ class UserRegistry:
             displaced = list(user.instances.values())
             for old in displaced:
                 self.detach(old, keep_user=True)
-            # Nobody is left signed on: this is a new sign-on for everyone watching.
+            # Nobody is left signed on: this is a new sign-on for everyone
+            # watching, and messages stored meanwhile go to the new session.
             user.signon_time = now
             user.account = account
+            user.offline_delivered = False
         instance = SessionInstance(
             instance_id=instance_id,
             user_key=key,

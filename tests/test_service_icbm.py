@@ -329,12 +329,17 @@ class RendezvousTests(SynchronousTestCase):
         self.assertEqual(cancel.kind, Rendezvous.CANCEL)
 
     def test_after_accept_only_the_accepter(self) -> None:
-        """Once one session accepted, the proposer's further messages about
-        it go only to that session."""
+        """Once one session accepted, the other sessions that were offered the
+        proposal get a cancel with reason 3 (accepted elsewhere), and the
+        proposer's further messages about it go only to the accepting one."""
         self.world.rendezvous(self.alice, "Bob", Rendezvous.PROPOSE)
         self.world.rendezvous(self.bob3, "Alice", Rendezvous.ACCEPT)
         self.world.rendezvous(self.alice, "Bob", Rendezvous.CANCEL)
-        self.assertEqual([r.kind for r in self.rendezvous_of(self.bob1_conn)], [Rendezvous.PROPOSE])
+        offered_elsewhere = self.rendezvous_of(self.bob1_conn)
+        self.assertEqual(
+            [r.kind for r in offered_elsewhere], [Rendezvous.PROPOSE, Rendezvous.CANCEL]
+        )
+        self.assertEqual(offered_elsewhere[1].tlvs.get_u16(0x000B), 3)
         self.assertEqual(
             [r.kind for r in self.rendezvous_of(self.bob3_conn)],
             [Rendezvous.PROPOSE, Rendezvous.CANCEL],

@@ -5,7 +5,7 @@ session instance, and dispatches SNACs to the food-group services."""
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
@@ -16,7 +16,13 @@ from zope.interface import implementer
 from aimserver import ratelimit
 from aimserver.cookies import CookieJar, CookiePayload, InvalidCookie
 from aimserver.protocols.flap import ConnectionSettings, FlapConnection, FlapFactory
-from aimserver.registry import ISessionConnection, SessionInstance, TooManySessions, UserRegistry
+from aimserver.registry import (
+    InstanceInUse,
+    ISessionConnection,
+    SessionInstance,
+    TooManySessions,
+    UserRegistry,
+)
 from aimserver.services.base import HandlerTable
 from aimserver.services.presence import Presence
 from aimserver.store.interfaces import Account, IUserStore
@@ -31,6 +37,17 @@ from aimserver.wire.tlv import Tlv
 #: per user, two sessions signing on together would otherwise be rate limited
 #: before either is online. Bounded, so it is no way around the limits.
 SIGNON_ALLOWANCE = 64
+#: The sign-on SNACs that allowance covers: queries and settings that affect
+#: only the session itself. Anything relayed to another user (IMs, typing,
+#: client errors, warnings, info lookups) always counts.
+SIGNON_SNACS = frozenset(
+    {
+        (0x01, 0x06), (0x01, 0x08), (0x01, 0x0E), (0x01, 0x11), (0x01, 0x14),
+        (0x01, 0x17), (0x01, 0x1E), (0x02, 0x02), (0x02, 0x04), (0x03, 0x02),
+        (0x04, 0x02), (0x04, 0x04), (0x09, 0x02), (0x13, 0x02), (0x13, 0x04),
+        (0x13, 0x05), (0x13, 0x07), (0x18, 0x06), (0x18, 0x16),
+    }
+)  # fmt: skip
 
 #: Rate state outlives sessions (signing off and on must not reset it), so it
 #: is kept for this many users who are no longer signed on, oldest dropped first.
@@ -158,9 +175,10 @@ class BosConnection(FlapConnection):
                 ip=self.peer.rsplit(":", 1)[0],
                 now=self.clock.seconds(),
             )
-        except TooManySessions:
+        except (TooManySessions, InstanceInUse):
             self.log.info(
-                "bos: {screen_name} refused: too many sessions", screen_name=account.screen_name
+                "bos: {screen_name} refused: too many sessions or instance in use",
+                screen_name=account.screen_name,
             )
             self.close([Tlv.u16(LoginTag.ERROR_CODE, LoginError.RATE_LIMIT)])
             return
@@ -208,7 +226,11 @@ class BosConnection(FlapConnection):
         class_id = ratelimit.class_of(header.family, header.subtype)
         if (header.family, header.subtype) == (FoodGroup.OSERVICE, OService.CLIENT_ONLINE):
             self._client_ready = True
-        elif class_id == 1 and not self._client_ready and self._signon_allowance > 0:
+        elif (
+            not self._client_ready
+            and self._signon_allowance > 0
+            and (header.family, header.subtype) in SIGNON_SNACS
+        ):
             self._signon_allowance -= 1
             return True
         limiter = limits.limiter(self.session.user_key)
@@ -241,6 +263,16 @@ class BosConnection(FlapConnection):
         )
 
     # -- ISessionConnection -------------------------------------------------------------
+
+    def close(self, tlvs: Iterable[Tlv] = (), signoff: bool = True) -> None:
+        """Closing: from now on the session gets nothing (offline messages
+        handed to it would be lost), even before the TCP close is seen."""
+        if self.session is not None and not self.secondary and not self.session.closed:
+            self.session.closed = True
+            user = self.bos.registry.user_of(self.session)
+            if user is not None:
+                self.bos.presence.invalidate(user)
+        super().close(tlvs, signoff)
 
     def disconnect(self, reason: int | None) -> None:
         self.close([Tlv.u16(LoginTag.DISCONNECT_REASON, reason)] if reason else [])

@@ -32,6 +32,7 @@ from aimserver.wire.errors import MalformedData
 from aimserver.wire.flap import (
     FLAP_HEADER_SIZE,
     FLAP_START,
+    MAX_PAYLOAD,
     Channel,
     SignonPayload,
     pack_header,
@@ -269,16 +270,16 @@ class FlapConnection(Protocol, TimeoutMixin):
         is pending (so one connection's SNACs are handled in order)."""
         try:
             result = self.call_handler(handler, *args)
+            if not isinstance(result, defer.Deferred):
+                self._send_replies(result, request)
+                return
         except Exception:
             self._handler_failed(Failure(), request)
             return
-        if isinstance(result, defer.Deferred):
-            self._busy = result
-            result.addCallback(self._send_replies, request)
-            result.addErrback(self._handler_failed, request)
-            result.addBoth(self._handler_done)
-        else:
-            self._send_replies(result, request)
+        self._busy = result
+        result.addCallback(self._send_replies, request)
+        result.addErrback(self._handler_failed, request)
+        result.addBoth(self._handler_done)
 
     def call_handler(self, handler: Callable[..., Any], *args: Any) -> Any:
         return handler(*args)
@@ -339,6 +340,15 @@ class FlapConnection(Protocol, TimeoutMixin):
 
     def send_frame(self, channel: int, payload: bytes) -> None:
         if self._closing and channel != Channel.SIGNOFF:
+            return
+        if len(payload) > MAX_PAYLOAD:
+            # A bug upstream, never the peer's fault: drop the frame, keep the connection.
+            self.log.error(
+                "{service}: not sending a {size}-byte frame to {peer}",
+                service=self.service_name,
+                peer=self.peer,
+                size=len(payload),
+            )
             return
         sequence = self._sequence
         self._sequence = 0 if sequence >= MAX_SEQUENCE else sequence + 1

@@ -136,6 +136,9 @@ class FeedbagService:
         """From now on the stored buddy items are this session's buddy list."""
 
         def activate(feedbag: StoredFeedbag) -> None:
+            if session.closed:
+                # Gone while the list was read: it must not re-enter the index.
+                return
             session.uses_feedbag = True
             buddies = [normalize(i.name) for i in feedbag.items if i.class_id == CLASS_BUDDY]
             added = self.registry.watch(session, buddies)

@@ -95,6 +95,7 @@ MULTISESSION_NOTICE = (
 MAX_RECENT_COOKIES = 65_536
 MAX_RENDEZVOUS = 10_000
 
+CANCEL_ACCEPTED_ELSEWHERE = 3
 CHANNEL_IM = 1
 CHANNEL_RENDEZVOUS = 2
 ICBM_OFFLINE_RETRIEVE = 0x10
@@ -223,6 +224,10 @@ class IcbmService:
             # The server answers for away users itself (one per away session);
             # a client's own auto-response would be a duplicate.
             return ack
+        seen = (sender.key, recipient_key, cookie)
+        if is_im and seen in self._recent:
+            # A retransmission of a message already delivered or stored.
+            return ack
         recipient = self.registry.users.get(recipient_key)
         targets, all_away = (
             self.presence.routing(recipient) if recipient is not None else ([], False)
@@ -230,13 +235,12 @@ class IcbmService:
         if not targets:
             if is_im and tags & _BIT_STORE:
                 return self._store_offline(sender, recipient_key, cookie, channel, relayed, ack)
+            # Not remembered as seen: a retry once the recipient is back is delivered.
             raise SnacError(SnacErrorCode.NOT_LOGGED_ON)
         if channel == CHANNEL_RENDEZVOUS and tags & _BIT_RENDEZVOUS:
             message = ChannelMessageToHost.unpack(body)
             targets, tlvs = self._rendezvous_route(session, sender, recipient, message)
             relayed = b"".join(t.pack() for t in tlvs if t.tag not in _NOT_RELAYED)
-        elif is_im and self._is_retransmission(sender.key, recipient.key, cookie):
-            return ack
         if session.typing_events:
             relayed += _WANT_EVENTS
         payload = (
@@ -245,21 +249,24 @@ class IcbmService:
             + self.presence.info_block(sender)
             + relayed
         )
-        self.registry.deliver(targets, payload)
+        running = self._deliveries.get(recipient.key)
+        if running is None:
+            self.registry.deliver(targets, payload)
+        else:
+            # Stored messages are still being handed over: this one goes after them.
+            running.addBoth(lambda result: (self.registry.deliver(targets, payload), result)[1])
         if is_im:
+            self._remember(seen)
             self.warnings.im_sent(sender.key, recipient.key)
             if all_away:
                 self._auto_respond(session, recipient)
         return ack
 
-    def _is_retransmission(self, sender_key: str, recipient_key: str, cookie: bytes) -> bool:
-        key = (sender_key, recipient_key, cookie)
-        if key in self._recent:
-            return True
-        self._recent[key] = None
+    def _remember(self, seen: tuple[str, str, bytes]) -> None:
+        """(sender, recipient, cookie) of a message delivered or stored."""
+        self._recent[seen] = None
         if len(self._recent) > MAX_RECENT_COOKIES:
             self._recent.popitem(last=False)
-        return False
 
     def _auto_respond(self, to_session: SessionInstance, recipient: User) -> None:
         """Every session of the recipient is away: each one with an away
@@ -287,6 +294,11 @@ class IcbmService:
         recipient: User,
         message: ChannelMessageToHost,
     ) -> tuple[list[SessionInstance], Sequence[Tlv]]:
+        """Where a channel-2 message goes (docs/multisession.md, Rendezvous).
+
+        A conversation is remembered as ``[proposing session, accepting
+        session, sessions the proposal went to]`` under (cookie, proposer,
+        recipient)."""
         try:
             rendezvous = Rendezvous.unpack(message.tlvs.get(TAG_RENDEZVOUS) or b"")
         except MalformedData:
@@ -295,16 +307,29 @@ class IcbmService:
         backward = (message.cookie, recipient.key, sender.key)
         if backward in self._rendezvous:
             # A reply from the recipient's side: only the proposing session hears it.
-            entry = self._rendezvous[backward]
-            proposer = entry[0]
+            proposer, _, offered = self._rendezvous[backward]
+            if proposer is None or proposer.closed:
+                raise SnacError(SnacErrorCode.NOT_LOGGED_ON)
             if rendezvous.kind == Rendezvous.ACCEPT:
-                entry[1] = session
-            if proposer is not None and not proposer.closed:
-                return [proposer], message.tlvs
-            return [], message.tlvs
+                self._rendezvous[backward][1] = session
+                others = [s for s in offered if s is not session and not s.closed]
+                if others:
+                    # This message goes to the proposer: ``recipient`` proposed.
+                    self._cancel_elsewhere(recipient, rendezvous, message.cookie, others)
+            return [proposer], message.tlvs
         entry = self._rendezvous.get(forward)
-        if entry is not None and entry[1] is not None and not entry[1].closed:
-            return [entry[1]], message.tlvs
+        if entry is not None:
+            # The proposer again (a cancel, a retry): the accepting session,
+            # or else the sessions the proposal reached.
+            accepter, offered = entry[1], entry[2]
+            targets = (
+                [accepter]
+                if accepter is not None and not accepter.closed
+                else [s for s in offered if not s.closed]
+            )
+            if not targets:
+                raise SnacError(SnacErrorCode.NOT_LOGGED_ON)
+            return targets, message.tlvs
         if rendezvous.kind != Rendezvous.PROPOSE:
             return message_targets(recipient), message.tlvs
         capable = [
@@ -312,14 +337,44 @@ class IcbmService:
         ]
         if not capable:
             raise SnacError(SnacErrorCode.NOT_LOGGED_ON)
-        self._rendezvous[forward] = [session, None]
+        active = [s for s in capable if not s.away and s.idle_since is None]
+        targets = active or capable
+        self._rendezvous[forward] = [session, None, targets]
         if len(self._rendezvous) > MAX_RENDEZVOUS:
             self._rendezvous.popitem(last=False)
         tlvs = message.tlvs
         if rendezvous.tlvs.has(Rendezvous.TAG_CLIENT_IP) and session.ip:
             tlvs = self._with_verified_ip(message.tlvs, rendezvous, session.ip)
-        active = [s for s in capable if not s.away and s.idle_since is None]
-        return active or capable, tlvs
+        return targets, tlvs
+
+    def _cancel_elsewhere(
+        self,
+        proposer: User,
+        rendezvous: Rendezvous,
+        cookie: bytes,
+        sessions: list[SessionInstance],
+    ) -> None:
+        """One session accepted: the others that were offered the proposal get
+        a cancel from the proposer, reason 3 ("accepted elsewhere"), so their
+        prompts close."""
+        data = Rendezvous(
+            Rendezvous.CANCEL,
+            cookie,
+            rendezvous.capability,
+            TlvList((Tlv.u16(Rendezvous.TAG_CANCEL_REASON, CANCEL_ACCEPTED_ELSEWHERE),)),
+        ).pack()
+        body = pack_message_to_client(
+            cookie,
+            CHANNEL_RENDEZVOUS,
+            self.presence.info_block(proposer),
+            Tlv(TAG_RENDEZVOUS, data).pack(),
+        )
+        self.registry.deliver(
+            sessions,
+            pack_snac(
+                FoodGroup.ICBM, ICBM.CHANNEL_MSG_TO_CLIENT, body, self.registry.next_request_id()
+            ),
+        )
 
     @staticmethod
     def _with_verified_ip(tlvs: TlvList, rendezvous: Rendezvous, ip: str) -> TlvList:
@@ -363,6 +418,7 @@ class IcbmService:
         )
 
         def stored(_: object) -> Replies:
+            self._remember((sender.key, recipient_key, cookie))
             # The user may be between sessions (one signed off or displaced,
             # the next not ready yet): the next one to come online takes it.
             waiting = self.registry.users.get(recipient_key)

@@ -12,7 +12,7 @@ from twisted.logger import Logger
 
 from aimserver.registry import SessionInstance, User, UserRegistry
 from aimserver.services.base import HandlerTable, Replies, Reply, SnacError
-from aimserver.services.presence import Presence
+from aimserver.services.presence import Presence, aggregate_state
 from aimserver.wire.codes import FoodGroup, Locate, SnacErrorCode
 from aimserver.wire.reader import Reader
 from aimserver.wire.screenname import decode_screen_name, normalize
@@ -20,6 +20,7 @@ from aimserver.wire.snac import SnacHeader
 from aimserver.wire.tlv import Tlv, TlvList
 
 MAX_PROFILE_LENGTH = 4096
+MAX_MIME_LENGTH = 128
 MAX_CAPABILITIES = 64
 CAPABILITY_SIZE = 16
 
@@ -28,6 +29,14 @@ TAG_PROFILE = 0x0002
 TAG_AWAY_MIME = 0x0003
 TAG_AWAY = 0x0004
 TAG_CAPABILITIES = 0x0005
+
+#: Upper bounds per submitted TLV, so no reply built from them can outgrow a frame.
+LIMITS = {
+    TAG_PROFILE_MIME: MAX_MIME_LENGTH,
+    TAG_PROFILE: MAX_PROFILE_LENGTH,
+    TAG_AWAY_MIME: MAX_MIME_LENGTH,
+    TAG_AWAY: MAX_PROFILE_LENGTH,
+}
 
 # 02,05 request types (an enumeration, FAMILIES.md §Locate)
 QUERY_PROFILE = 0x0001
@@ -79,9 +88,9 @@ class LocateService:
 
     def set_info(self, session: SessionInstance, request: SnacHeader, body: bytes) -> None:
         tlvs = TlvList.unpack_list(body, "locate set info")
-        for tag in (TAG_PROFILE, TAG_AWAY):
+        for tag, limit in LIMITS.items():
             value = tlvs.get(tag)
-            if value is not None and len(value) > MAX_PROFILE_LENGTH:
+            if value is not None and len(value) > limit:
                 raise SnacError(SnacErrorCode.BUSTED_SNAC_PAYLOAD)
         changed = False
         profile = tlvs.get(TAG_PROFILE)
@@ -104,7 +113,8 @@ class LocateService:
 
     def _target(self, session: SessionInstance, raw_name: bytes) -> User:
         user = self.registry.users.get(normalize(decode_screen_name(raw_name)))
-        if user is None or not user.online_instances():
+        if user is None or (aggregate_state(user) is None and user.key != session.user_key):
+            # Offline and invisible look the same to others.
             raise SnacError(SnacErrorCode.NOT_LOGGED_ON)
         return user
 

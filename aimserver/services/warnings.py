@@ -77,7 +77,10 @@ class WarningService:
         self._credits[(warner_key, target_key)] = times[1:]
         return True
 
-    def current_level(self, user: User) -> int:
+    def apply_decay(self, user: User) -> int:
+        """Store the decayed level on the user (only the sweep does this, so
+        every drop is announced and persisted); reads use
+        ``Presence.warning_level``, which does not change anything."""
         user.warning_level, user.warning_at = decayed(
             user.warning_level, user.warning_at, self.clock.seconds()
         )
@@ -95,7 +98,7 @@ class WarningService:
         target = self.registry.users.get(target_key)
         if target is None or not target.online_instances():
             raise SnacError(SnacErrorCode.NOT_LOGGED_ON)
-        level = self.current_level(target)
+        level = self.presence.warning_level(target)
         if (
             target.account.bot
             or level >= MAX_LEVEL
@@ -116,7 +119,7 @@ class WarningService:
         )
         notice = struct.pack("!H", new_level)
         if not anonymous:
-            notice += UserInfo(warner.screen_name, self.current_level(warner)).pack()
+            notice += UserInfo(warner.screen_name, self.presence.warning_level(warner)).pack()
         self.registry.deliver(
             target.online_instances(),
             pack_snac(
@@ -150,7 +153,7 @@ class WarningService:
 
     def _decay(self, user: User) -> None:
         before = user.warning_level
-        if self.current_level(user) == before:
+        if self.apply_decay(user) == before:
             return
         self.persist(user)
         self.presence.warning_changed(user)

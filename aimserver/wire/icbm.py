@@ -176,6 +176,7 @@ class Rendezvous:
     ACCEPT: ClassVar[int] = 2
     TAG_CLIENT_IP: ClassVar[int] = 0x0003
     TAG_VERIFIED_IP: ClassVar[int] = 0x0004
+    TAG_CANCEL_REASON: ClassVar[int] = 0x000B
 
     kind: int
     cookie: bytes
