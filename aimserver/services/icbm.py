@@ -424,6 +424,11 @@ class IcbmService:
             waiting = self.registry.users.get(recipient_key)
             if waiting is not None:
                 waiting.offline_delivered = False
+                online = waiting.online_instances()
+                if online:
+                    # A session came online while the write was in flight; its
+                    # hand-over may have read the store before the write landed.
+                    self.deliver_offline(online[0], force=True)
             self.log.info(
                 "stored an offline message from {sender} to {recipient}",
                 sender=sender.screen_name,
@@ -445,12 +450,15 @@ class IcbmService:
 
         return d.addCallbacks(stored, refused)
 
-    def deliver_offline(self, session: SessionInstance) -> defer.Deferred[None]:
+    def deliver_offline(
+        self, session: SessionInstance, force: bool = False
+    ) -> defer.Deferred[None]:
         """Hand stored messages to ``session``, in order, then delete exactly
-        those. Only once per sign-on of the user; if the session goes away
-        first, they stay for the next session that comes online."""
+        those. Only once per sign-on of the user (unless ``force``: a message
+        was stored after that); if the session goes away first, they stay for
+        the next session that comes online."""
         user = self.registry.user_of(session)
-        if user is None or user.offline_delivered:
+        if user is None or (user.offline_delivered and not force):
             return defer.succeed(None)
         running = self._deliveries.get(user.key)
         if running is not None:
@@ -461,7 +469,7 @@ class IcbmService:
             def again(result: object) -> object:
                 # The running hand-over may have ended without delivering
                 # (its session closed): then this session takes them.
-                self.deliver_offline(session).chainDeferred(waiting)
+                self.deliver_offline(session, force).chainDeferred(waiting)
                 return result
 
             running.addBoth(again)
