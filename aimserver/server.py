@@ -65,6 +65,7 @@ class AimServer:
         self.bos_address = config.advertised_address("bos")
         self.warnings = WarningService(self.registry, self.presence, store, clock)
         self.icbm = IcbmService(self.registry, self.presence, store, self.warnings, clock)
+        self.icbm.load_inbox_counts()
         settings = connection_settings(config)
         keepalive = config.connection.keepalive_interval
         self.authorizer = Authorizer(

@@ -639,3 +639,45 @@ class ParameterTests(SynchronousTestCase):
         )
         world.send_im(alice, "Bob")
         self.assertTrue(bob.messages()[0].tlvs.has(0x000B))
+
+
+class InboxCountTests(SynchronousTestCase):
+    """Sign-ons of users with nothing waiting skip the store's offline read."""
+
+    def setUp(self) -> None:
+        self.world = IcbmWorld()
+        self.reads: list[str] = []
+        original = self.world.store.get_offline_messages
+
+        def counting(recipient: str):
+            self.reads.append(recipient)
+            return original(recipient)
+
+        self.world.store.get_offline_messages = counting  # type: ignore[method-assign]
+        self.alice, _ = self.world.sign_on("Alice")
+        self.world.account("Bob")
+        self.world.account("Carol")
+
+    def test_nothing_waiting_no_read(self) -> None:
+        """Once the counts are loaded, a sign-on with an empty inbox does not
+        read the store; one with waiting messages does and gets them."""
+        self.world.store_im(self.alice, "Bob", b"for bob")
+        self.successResultOf(self.world.icbm.load_inbox_counts())
+        self.reads.clear()
+        self.world.sign_on("Carol")
+        self.assertEqual(self.reads, [])
+        _, bob = self.world.sign_on("Bob")
+        self.assertEqual(self.reads, ["bob"])
+        self.assertEqual(texts(bob), [b"for bob"])
+
+    def test_counts_follow_stores_and_deliveries(self) -> None:
+        """A message stored after the counts were loaded is delivered; after
+        delivery the inbox counts as empty again."""
+        self.successResultOf(self.world.icbm.load_inbox_counts())
+        self.world.store_im(self.alice, "Bob", b"later")
+        session, bob = self.world.sign_on("Bob")
+        self.assertEqual(texts(bob), [b"later"])
+        self.world.sign_off(session)
+        self.reads.clear()
+        self.world.sign_on("Bob")
+        self.assertEqual(self.reads, [])

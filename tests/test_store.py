@@ -651,6 +651,18 @@ class UserStoreContractMixin:
         )
         self.assertEqual(self.inbox("alicecooper"), [stored])
 
+    def test_offline_counts(self) -> None:
+        """The per-recipient counts of waiting messages: only recipients that
+        have some, updated by stores and deletes."""
+        self.add("alice")
+        self.add("bob")
+        self.assertEqual(self.ok(self.store.count_offline_messages()), {})
+        stored = [self.ok(self.offline("Alice", sender=f"user{n}")) for n in range(3)]
+        self.ok(self.offline("Bob"))
+        self.assertEqual(self.ok(self.store.count_offline_messages()), {"alice": 3, "bob": 1})
+        self.ok(self.store.delete_offline_messages("bob", stored[-1].message_id + 10))
+        self.assertEqual(self.ok(self.store.count_offline_messages()), {"alice": 3})
+
     def test_offline_order(self) -> None:
         """Messages come back in the order they were stored, with increasing ids."""
         self.add("alice")

@@ -160,6 +160,11 @@ class IcbmService:
         self.warnings = warnings
         self.clock = clock
         self._recent: OrderedDict[tuple[str, str, bytes], None] = OrderedDict()
+        #: Waiting offline messages per recipient, so that the sign-on of a
+        #: user with none skips the store. Until the start-up count arrives,
+        #: changes accumulate here and every sign-on asks the store.
+        self._inbox_counts: dict[str, int] = {}
+        self._inbox_counts_loaded = False
         #: Offline deliveries under way, by user key.
         self._deliveries: dict[str, defer.Deferred[None]] = {}
         #: (cookie, proposer key, recipient key) -> [proposing session, accepting session]
@@ -419,6 +424,7 @@ class IcbmService:
 
         def stored(_: object) -> Replies:
             self._remember((sender.key, recipient_key, cookie))
+            self._count_inbox(recipient_key, 1)
             # The user may be between sessions (one signed off or displaced,
             # the next not ready yet): the next one to come online takes it.
             waiting = self.registry.users.get(recipient_key)
@@ -450,6 +456,27 @@ class IcbmService:
 
         return d.addCallbacks(stored, refused)
 
+    def load_inbox_counts(self) -> defer.Deferred[None]:
+        """Read the waiting-message counts once (at start-up). Stores and
+        deletes run in order on the store, so counts read before them plus
+        the changes seen since are exact."""
+
+        def loaded(counts: dict[str, int]) -> None:
+            for key, count in counts.items():
+                self._count_inbox(key, count)
+            self._inbox_counts_loaded = True
+
+        d = self.store.count_offline_messages().addCallback(loaded)
+        d.addErrback(lambda f: self.log.failure("reading offline-message counts", f))
+        return d
+
+    def _count_inbox(self, key: str, delta: int) -> None:
+        count = self._inbox_counts.get(key, 0) + delta
+        if count > 0:
+            self._inbox_counts[key] = count
+        else:
+            self._inbox_counts.pop(key, None)
+
     def deliver_offline(
         self, session: SessionInstance, force: bool = False
     ) -> defer.Deferred[None]:
@@ -459,6 +486,10 @@ class IcbmService:
         the next session that comes online."""
         user = self.registry.user_of(session)
         if user is None or (user.offline_delivered and not force):
+            return defer.succeed(None)
+        if self._inbox_counts_loaded and self._inbox_counts.get(user.key, 0) <= 0:
+            # Nothing waits: most sign-ons skip the store round trip.
+            user.offline_delivered = True
             return defer.succeed(None)
         running = self._deliveries.get(user.key)
         if running is not None:
@@ -492,7 +523,9 @@ class IcbmService:
                 count=len(messages),
                 screen_name=user.screen_name,
             )
-            return self.store.delete_offline_messages(user.key, last_id)
+            return self.store.delete_offline_messages(user.key, last_id).addCallback(
+                lambda deleted: self._count_inbox(user.key, -deleted)
+            )
 
         def done(result: object) -> None:
             self._deliveries.pop(user.key, None)

@@ -130,6 +130,9 @@ class CachedUserStore:
     ) -> Deferred[OfflineMessage]:
         return self.store.store_offline_message(recipient, sender, cookie, channel, tlvs, sent_at)
 
+    def count_offline_messages(self) -> Deferred[dict[str, int]]:
+        return self.store.count_offline_messages()
+
     def get_offline_messages(self, recipient: str) -> Deferred[list[OfflineMessage]]:
         return self.store.get_offline_messages(recipient)
 

@@ -451,6 +451,14 @@ class IUserStore(Interface):
             (:func:`check_offline_message`).
         """
 
+    def count_offline_messages() -> Deferred[dict[str, int]]:
+        """
+        How many offline messages wait for each recipient that has any, read
+        once at start-up so sign-ons of users with none skip the store.
+
+        :rtype: Deferred[dict[str, int]] (normalized recipient -> count)
+        """
+
     def get_offline_messages(recipient: str) -> Deferred[list[OfflineMessage]]:
         """
         Read (without removing) the recipient's offline messages.

@@ -239,6 +239,9 @@ class MemoryUserStore:
         inbox.append(message)
         return message
 
+    def count_offline_messages(self) -> Deferred[dict[str, int]]:
+        return defer.succeed({key: len(box) for key, box in self._offline.items() if box})
+
     def get_offline_messages(self, recipient: str) -> Deferred[list[OfflineMessage]]:
         return defer.succeed(list(self._offline.get(normalize(recipient), [])))
 

@@ -623,6 +623,11 @@ def _store_offline_message(
     )
 
 
+def _count_offline_messages(conn: sqlite3.Connection) -> dict[str, int]:
+    rows = conn.execute("SELECT recipient, COUNT(*) FROM offline_messages GROUP BY recipient")
+    return {recipient: count for recipient, count in rows}
+
+
 def _get_offline_messages(conn: sqlite3.Connection, recipient: str) -> list[OfflineMessage]:
     rows = conn.execute(
         f"SELECT {_MESSAGE_COLUMNS} FROM offline_messages WHERE recipient = ? ORDER BY id",
@@ -806,6 +811,9 @@ class SQLiteUserStore:
         self, recipient: str, sender: str, cookie: bytes, channel: int, tlvs: bytes, sent_at: int
     ) -> Deferred[OfflineMessage]:
         return self._call(_store_offline_message, recipient, sender, cookie, channel, tlvs, sent_at)
+
+    def count_offline_messages(self) -> Deferred[dict[str, int]]:
+        return self._call(_count_offline_messages, write=False)
 
     def get_offline_messages(self, recipient: str) -> Deferred[list[OfflineMessage]]:
         return self._call(_get_offline_messages, recipient, write=False)
