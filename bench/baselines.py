@@ -1,0 +1,309 @@
+"""The baselines every subject figure is divided by: the least a Twisted
+process must do to serve the same traffic, with TCP_NODELAY on every
+connection, like the server.
+
+* ``relay``: a bare FLAP relay. A connection signs on with one channel-1
+  frame naming itself (TLV 0x01) and is answered by one 01,03; a 04,06 it
+  sends is written, unchanged, to the connection named in the 04,06 (IM
+  routing, S3).
+* ``signon``: a scripted sign-on handshake on two ports (auth and BOS). It
+  answers the frame sequence of a real BUCP login and BOS sign-on with canned
+  frames (a 256-byte cookie, a full-size rate reply, one 03,0B per buddy
+  named in 03,04 after client ready), and checks nothing (sign-ons, S1).
+* ``fanout``: a bare fan-out server. A connection signs on naming itself and
+  the groups it joins (TLV 0x10, repeatable); one 04,06 addressed to a group
+  is written, as built once, to each member with only the 6-byte FLAP header
+  per connection (presence fan-out S4, multisession copies S5).
+
+Run one with ``python -m bench.baselines KIND --port P`` (``signon`` also
+takes ``--bos-port``, default P + 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import struct
+import sys
+
+from twisted.internet import reactor
+from twisted.internet.protocol import Factory, Protocol
+
+FLAP = struct.Struct("!BBHH")
+SNAC = struct.Struct("!HHHI")
+TLV_HEADER = struct.Struct("!HH")
+HELLO = b"\x00\x00\x00\x01"
+
+
+def tlv(tag: int, value: bytes) -> bytes:
+    return TLV_HEADER.pack(tag, len(value)) + value
+
+
+def tlvs_of(data: bytes, offset: int = 0) -> list[tuple[int, bytes]]:
+    found = []
+    while offset + 4 <= len(data):
+        tag, length = TLV_HEADER.unpack_from(data, offset)
+        offset += 4
+        found.append((tag, data[offset : offset + length]))
+        offset += length
+    return found
+
+
+def snac(family: int, subtype: int, body: bytes, request_id: bytes) -> bytes:
+    """A reply SNAC; ``request_id`` is the 4 raw bytes copied from the request."""
+    return struct.pack("!HHH", family, subtype, 0) + request_id + body
+
+
+#: 01,03 of BOS: the families the real server lists.
+HOST_ONLINE_BODY = b"".join(
+    f.to_bytes(2, "big") for f in (0x01, 0x02, 0x03, 0x04, 0x06, 0x08, 0x09, 0x0A, 0x0B, 0x13)
+)
+HOST_ONLINE = snac(0x01, 0x03, HOST_ONLINE_BODY, b"\x00\x00\x00\x01")
+
+
+class Flap(Protocol):
+    """Framing, per-connection sequence numbers, NODELAY, the hello."""
+
+    def connectionMade(self) -> None:
+        self.transport.setTcpNoDelay(True)
+        self.sequence = 0
+        self.buffer = b""
+        self.send(1, HELLO)
+
+    def dataReceived(self, data: bytes) -> None:
+        buffer = self.buffer + data if self.buffer else data
+        size = len(buffer)
+        pos = 0
+        while size - pos >= 6:
+            start, channel, _, length = FLAP.unpack_from(buffer, pos)
+            end = pos + 6 + length
+            if end > size:
+                break
+            if start != 0x2A:
+                self.transport.loseConnection()
+                return
+            payload = buffer[pos + 6 : end]
+            pos = end
+            self.frame(channel, payload)
+        self.buffer = buffer[pos:] if pos < size else b""
+
+    def send(self, channel: int, payload: bytes) -> None:
+        sequence = self.sequence = (self.sequence + 1) & 0x7FFF
+        self.transport.write(FLAP.pack(0x2A, channel, sequence, len(payload)) + payload)
+
+    def frame(self, channel: int, payload: bytes) -> None:
+        if channel == 4:
+            self.transport.loseConnection()
+
+
+# -- relay --------------------------------------------------------------------------------
+
+K_IM = b"\x00\x04\x00\x06"
+
+
+def im_target(payload: bytes) -> bytes:
+    """The screen name of a 04,06: after SNAC header, cookie and channel."""
+    return payload[21 : 21 + payload[20]]
+
+
+class Relay(Flap):
+    name: bytes | None = None
+
+    def frame(self, channel: int, payload: bytes) -> None:
+        if channel == 2:
+            if payload[:4] == K_IM:
+                peer = self.factory.names.get(im_target(payload))
+                if peer is not None:
+                    peer.send(2, payload)
+        elif channel == 1:
+            for tag, value in tlvs_of(payload, 4):
+                if tag == 0x01:
+                    self.name = value
+                    self.factory.names[value] = self
+            self.send(2, HOST_ONLINE)
+        elif channel == 4:
+            self.transport.loseConnection()
+
+    def connectionLost(self, reason: object = None) -> None:
+        if self.name is not None and self.factory.names.get(self.name) is self:
+            del self.factory.names[self.name]
+
+
+class RelayFactory(Factory):
+    protocol = Relay
+
+    def __init__(self) -> None:
+        self.names: dict[bytes, Relay] = {}
+
+
+# -- fan-out ------------------------------------------------------------------------------
+
+
+class FanOut(Flap):
+    groups: tuple[bytes, ...] = ()
+
+    def frame(self, channel: int, payload: bytes) -> None:
+        if channel == 2:
+            if payload[:4] == K_IM:
+                members = self.factory.groups.get(im_target(payload))
+                if members:
+                    for member in members:
+                        member.send(2, payload)
+        elif channel == 1:
+            joined = []
+            for tag, value in tlvs_of(payload, 4):
+                if tag == 0x10:
+                    self.factory.groups.setdefault(value, []).append(self)
+                    joined.append(value)
+            self.groups = tuple(joined)
+            self.send(2, HOST_ONLINE)
+        elif channel == 4:
+            self.transport.loseConnection()
+
+    def connectionLost(self, reason: object = None) -> None:
+        for group in self.groups:
+            members = self.factory.groups.get(group)
+            if members and self in members:
+                members.remove(self)
+
+
+class FanOutFactory(Factory):
+    protocol = FanOut
+
+    def __init__(self) -> None:
+        self.groups: dict[bytes, list[FanOut]] = {}
+
+
+# -- scripted sign-on ---------------------------------------------------------------------
+
+CHALLENGE_BODY = struct.pack("!H", 10) + b"1234567890"
+COOKIE = bytes(range(256))
+
+
+def _rate_reply() -> bytes:
+    """A 01,07 the size of a real one: 5 classes (extended records), members."""
+    classes = b"".join(
+        struct.pack("!HIIIIIII", i, 80, 2500, 2000, 1500, 800, 6000, 6000)
+        + struct.pack("!IB", 0, 0)
+        for i in range(1, 6)
+    )
+    members = b""
+    layout = ((1, range(0x01, 0x19), 8), *((c, range(1, 3), 8) for c in range(2, 6)))
+    for class_id, families, subtypes in layout:
+        pairs = [(f, s) for f in families for s in range(1, subtypes)]
+        members += struct.pack("!HH", class_id, len(pairs))
+        members += b"".join(struct.pack("!HH", f, s) for f, s in pairs)
+    return struct.pack("!H", 5) + classes + members
+
+
+RATE_REPLY_BODY = _rate_reply()
+SELF_INFO_BODY = (
+    b"\x05bench"
+    + struct.pack("!HH", 0, 5)
+    + tlv(0x01, b"\x00\x10")
+    + tlv(0x03, b"\x00\x00\x00\x00")
+    + tlv(0x06, b"\x00\x00\x00\x00")
+    + tlv(0x05, b"\x00\x00\x00\x00")
+    + tlv(0x0F, b"\x00\x00\x00\x00")
+)
+ARRIVAL_BODY = (
+    b"\x08buddy000"
+    + struct.pack("!HH", 0, 3)
+    + tlv(0x01, b"\x00\x10")
+    + tlv(0x03, b"\x00\x00\x00\x00")
+    + tlv(0x06, b"\x00\x00\x00\x00")
+)
+ARRIVAL = snac(0x03, 0x0B, ARRIVAL_BODY, b"\x00\x00\x00\x00")
+RIGHTS = {
+    b"\x00\x02\x00\x02": (0x02, 0x03, tlv(0x01, b"\x04\x00") + tlv(0x02, b"\x00\x10")),
+    b"\x00\x03\x00\x02": (
+        0x03,
+        0x03,
+        tlv(0x01, b"\x03\xe8") + tlv(0x02, b"\x0b\xb8") + tlv(0x04, b"\x00\xa0"),
+    ),
+    b"\x00\x04\x00\x04": (0x04, 0x05, struct.pack("!HIHHHHH", 2, 3, 8000, 999, 999, 0, 0)),
+    b"\x00\x09\x00\x02": (0x09, 0x03, tlv(0x01, b"\x00\xdc") + tlv(0x02, b"\x00\xdc")),
+    b"\x00\x01\x00\x0e": (0x01, 0x0F, SELF_INFO_BODY),
+    b"\x00\x01\x00\x06": (0x01, 0x07, RATE_REPLY_BODY),
+}
+
+
+class ScriptedAuth(Flap):
+    def frame(self, channel: int, payload: bytes) -> None:
+        if channel != 2:
+            Flap.frame(self, channel, payload)
+            return
+        head = payload[:4]
+        request_id = payload[6:10]
+        if head == b"\x00\x17\x00\x06":
+            self.send(2, snac(0x17, 0x07, CHALLENGE_BODY, request_id))
+        elif head == b"\x00\x17\x00\x02":
+            name = next((v for t, v in tlvs_of(payload, 10) if t == 0x01), b"")
+            body = tlv(0x01, name) + self.factory.login_tail
+            self.send(2, snac(0x17, 0x03, body, request_id))
+            self.send(4, b"")
+            self.transport.loseConnection()
+
+
+class ScriptedBos(Flap):
+    buddies = 0
+
+    def frame(self, channel: int, payload: bytes) -> None:
+        if channel == 1:
+            self.send(2, HOST_ONLINE)
+            return
+        if channel != 2:
+            Flap.frame(self, channel, payload)
+            return
+        head = payload[:4]
+        request_id = payload[6:10]
+        canned = RIGHTS.get(head)
+        if canned is not None:
+            self.send(2, snac(canned[0], canned[1], canned[2], request_id))
+        elif head == b"\x00\x01\x00\x17":
+            self.send(2, snac(0x01, 0x18, payload[10:], request_id))
+        elif head == b"\x00\x03\x00\x04":
+            body = payload[10:]
+            pos = 0
+            while pos < len(body):
+                pos += 1 + body[pos]
+                self.buddies += 1
+        elif head == b"\x00\x01\x00\x02":
+            for _ in range(self.buddies):
+                self.send(2, ARRIVAL)
+
+
+class ScriptedAuthFactory(Factory):
+    protocol = ScriptedAuth
+
+    def __init__(self, bos_address: str) -> None:
+        self.login_tail = tlv(0x05, bos_address.encode()) + tlv(0x06, COOKIE)
+
+
+class ScriptedBosFactory(Factory):
+    protocol = ScriptedBos
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.baselines", description=__doc__)
+    parser.add_argument("kind", choices=("relay", "signon", "fanout"))
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--bos-port", type=int, help="signon only; default port + 1")
+    parser.add_argument("--host", default="127.0.0.1")
+    args = parser.parse_args(argv)
+    if args.kind == "relay":
+        reactor.listenTCP(args.port, RelayFactory(), interface=args.host)
+    elif args.kind == "fanout":
+        reactor.listenTCP(args.port, FanOutFactory(), interface=args.host)
+    else:
+        bos_port = args.bos_port or args.port + 1
+        reactor.listenTCP(
+            args.port, ScriptedAuthFactory(f"{args.host}:{bos_port}"), interface=args.host
+        )
+        reactor.listenTCP(bos_port, ScriptedBosFactory(), interface=args.host)
+    print(f"baseline {args.kind} listening on {args.host}:{args.port}", flush=True)
+    reactor.run()
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

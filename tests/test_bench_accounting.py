@@ -1,0 +1,231 @@
+"""The benchmark generator's accounting (bench/loadgen.py) catches a lost, a
+duplicated and a reordered message per (sender session -> receiving session),
+and counts a clean stream as clean. No network, no uvloop."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from twisted.trial import unittest
+
+from bench import loadgen
+from bench.loadgen import Accounting, Sender, parse_im_text, percentiles
+
+A = (b"alice", b"1")
+B = (b"bob", b"2")
+
+
+def deliver(acc: Accounting, sender: object, receiver: object, seqs: list[int]) -> None:
+    for seq in seqs:
+        acc.received(sender, receiver, seq, 1_000, 2_000)
+
+
+def send(acc: Accounting, sender: object, count: int, after: int = 0) -> None:
+    for seq in range(after + 1, after + count + 1):
+        acc.sent(sender, seq)
+
+
+class AccountingTests(unittest.SynchronousTestCase):
+    def test_clean_streams_are_clean(self) -> None:
+        acc = Accounting()
+        acc.route(A, ["r1", "r2"])
+        acc.route(B, ["r1"])
+        send(acc, A, 5)
+        send(acc, B, 3)
+        deliver(acc, A, "r1", [1, 2, 3, 4, 5])
+        deliver(acc, B, "r1", [1, 2, 3])
+        deliver(acc, A, "r2", [1, 2, 3, 4, 5])
+        report = acc.report()
+        self.assertTrue(report.clean, report)
+        self.assertEqual(
+            (report.streams, report.sent, report.expected, report.received), (3, 8, 13, 13)
+        )
+        self.assertEqual(acc.expected(), 13)
+
+    def test_lost_message_in_the_middle(self) -> None:
+        acc = Accounting()
+        acc.route(A, ["r1"])
+        send(acc, A, 5)
+        deliver(acc, A, "r1", [1, 2, 4, 5])
+        report = acc.report()
+        self.assertEqual((report.lost, report.duplicated, report.reordered), (1, 0, 0))
+        self.assertFalse(report.clean)
+        self.assertIn("lost 1 of 5", report.problems[0])
+
+    def test_lost_message_at_the_end(self) -> None:
+        acc = Accounting()
+        acc.route(A, ["r1"])
+        send(acc, A, 5)
+        deliver(acc, A, "r1", [1, 2, 3, 4])
+        report = acc.report()
+        self.assertEqual((report.lost, report.duplicated, report.reordered), (1, 0, 0))
+
+    def test_nothing_received_is_all_lost(self) -> None:
+        acc = Accounting()
+        acc.route(A, ["r1", "r2"])
+        send(acc, A, 3)
+        self.assertEqual(acc.report().lost, 6)
+
+    def test_duplicated_message(self) -> None:
+        acc = Accounting()
+        acc.route(A, ["r1"])
+        send(acc, A, 3)
+        deliver(acc, A, "r1", [1, 2, 2, 3])
+        report = acc.report()
+        self.assertEqual((report.lost, report.duplicated, report.reordered), (0, 1, 0))
+        self.assertFalse(report.clean)
+
+    def test_reordered_message(self) -> None:
+        acc = Accounting()
+        acc.route(A, ["r1"])
+        send(acc, A, 4)
+        deliver(acc, A, "r1", [1, 3, 2, 4])
+        report = acc.report()
+        self.assertEqual((report.lost, report.duplicated, report.reordered), (0, 0, 1))
+        self.assertFalse(report.clean)
+
+    def test_late_duplicate_of_a_reordered_message(self) -> None:
+        acc = Accounting()
+        acc.route(A, ["r1"])
+        send(acc, A, 3)
+        deliver(acc, A, "r1", [2, 1, 1, 3])
+        report = acc.report()
+        self.assertEqual((report.lost, report.duplicated, report.reordered), (0, 1, 1))
+
+    def test_streams_are_per_receiving_session(self) -> None:
+        """One copy lost to one device of a user is a loss, even if the
+        user's other device got it."""
+        acc = Accounting()
+        acc.route(A, ["phone", "laptop"])
+        send(acc, A, 3)
+        deliver(acc, A, "phone", [1, 2, 3])
+        deliver(acc, A, "laptop", [1, 3])
+        report = acc.report()
+        self.assertEqual(report.lost, 1)
+        self.assertEqual(len(report.problems), 1)
+        self.assertIn("laptop", report.problems[0])
+
+    def test_streams_are_per_sending_session(self) -> None:
+        """The same sequence number from two sessions is two messages."""
+        acc = Accounting()
+        acc.route(A, ["r1"])
+        acc.route(B, ["r1"])
+        send(acc, A, 2)
+        send(acc, B, 2)
+        deliver(acc, A, "r1", [1])
+        deliver(acc, B, "r1", [1, 2])
+        deliver(acc, A, "r1", [2])
+        self.assertTrue(acc.report().clean)
+
+    def test_unrouted_delivery_is_unexpected(self) -> None:
+        acc = Accounting()
+        acc.route(A, ["r1"])
+        send(acc, A, 1)
+        deliver(acc, A, "r1", [1])
+        deliver(acc, A, "stranger", [1])
+        report = acc.report()
+        self.assertEqual(report.unexpected, 1)
+        self.assertFalse(report.clean)
+
+    def test_route_after_an_earlier_run(self) -> None:
+        """A new run's accounting starts after what the sender already sent."""
+        acc = Accounting()
+        acc.route(A, ["r1"], after=100)
+        send(acc, A, 3, after=100)
+        deliver(acc, A, "r1", [101, 102, 103])
+        report = acc.report()
+        self.assertTrue(report.clean, report)
+        self.assertEqual(report.sent, 3)
+        acc = Accounting()
+        acc.route(A, ["r1"], after=100)
+        send(acc, A, 3, after=100)
+        deliver(acc, A, "r1", [101, 103])
+        self.assertEqual(acc.report().lost, 1)
+
+    def test_garbage_sequence_number(self) -> None:
+        acc = Accounting()
+        acc.route(A, ["r1"])
+        send(acc, A, 1)
+        deliver(acc, A, "r1", [1, 10**9])
+        report = acc.report()
+        self.assertEqual(report.garbled, 1)
+        self.assertFalse(report.clean)
+
+    def test_latencies_only_while_recording(self) -> None:
+        acc = Accounting()
+        acc.route(A, ["r1"])
+        acc.received(A, "r1", 1, 0, 5)
+        acc.latencies = []
+        acc.received(A, "r1", 2, 10, 30)
+        acc.received(A, "r1", 3, 10, 50)
+        self.assertEqual(acc.latencies, [20, 40])
+
+
+class PercentileTests(unittest.SynchronousTestCase):
+    def test_nearest_rank(self) -> None:
+        samples = list(range(1, 1001))
+        self.assertEqual(percentiles(samples, (50, 99, 99.9, 100)), [500, 990, 999, 1000])
+
+    def test_no_samples(self) -> None:
+        (p50,) = percentiles([], (50,))
+        self.assertNotEqual(p50, p50)  # NaN
+
+
+class FakeClient:
+    def __init__(self) -> None:
+        self.frames: list[tuple[int, bytes]] = []
+
+    def send(self, channel: int, payload: bytes) -> None:
+        self.frames.append((channel, payload))
+
+
+class ImTextTests(unittest.SynchronousTestCase):
+    def test_sender_text_is_found_again(self) -> None:
+        """A 04,06 built by Sender (the relay baseline passes it on as is)
+        carries sender, instance, sequence number and send time."""
+        client = FakeClient()
+        sender = Sender(client, "alice", 3, "bob")  # type: ignore[arg-type]
+        sender.send(123456789)
+        sender.send(123456790)
+        (channel, first), (_, second) = client.frames
+        self.assertEqual(channel, 2)
+        self.assertEqual(first[:4], b"\x00\x04\x00\x06")
+        self.assertEqual(parse_im_text(first), ((b"alice", b"3"), 1, 123456789))
+        self.assertEqual(parse_im_text(second), ((b"alice", b"3"), 2, 123456790))
+        self.assertNotEqual(first[10:18], second[10:18], "ICBM cookies must differ")
+
+    def test_the_same_text_inside_a_server_04_07(self) -> None:
+        """The server's 04,07 puts a user-info block before the same IM data."""
+        from aimserver.wire.icbm import pack_message_to_client
+        from aimserver.wire.snac import pack_snac
+        from aimserver.wire.tlv import TlvList
+        from aimserver.wire.userinfo import UserInfo
+
+        client = FakeClient()
+        Sender(client, "alice", 1, "bob").send(42)  # type: ignore[arg-type]
+        _, to_host = client.frames[0]
+        im_tlvs = to_host[10 + 8 + 2 + 1 + len(b"bob") :]
+        body = pack_message_to_client(
+            to_host[10:18], 1, UserInfo("alice", 0, TlvList()).pack(), im_tlvs
+        )
+        self.assertEqual(parse_im_text(pack_snac(4, 7, body, 99)), ((b"alice", b"1"), 1, 42))
+
+    def test_other_frames_are_not_ims(self) -> None:
+        self.assertIsNone(parse_im_text(b"\x00\x03\x00\x0b" + b"\x00" * 40))
+
+
+class ImportTests(unittest.SynchronousTestCase):
+    def test_importable_without_uvloop(self) -> None:
+        saved = {k: sys.modules.get(k) for k in ("uvloop", "bench.loadgen")}
+        sys.modules["uvloop"] = None  # type: ignore[assignment]  # import uvloop fails
+        try:
+            module = importlib.reload(loadgen)
+            self.assertTrue(hasattr(module, "Accounting"))
+            self.assertRaises(ImportError, module.new_event_loop)
+        finally:
+            for name, mod in saved.items():
+                if mod is None:
+                    sys.modules.pop(name, None)
+                else:
+                    sys.modules[name] = mod
