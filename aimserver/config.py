@@ -260,8 +260,9 @@ class ConnectionConfig:
     max_unauthenticated_frame_size: int = _setting(2048, _FRAME_SIZE)
     #: Seconds between FLAP channel-5 keepalives to an idle connection.
     keepalive_interval: float = _setting(60.0, _seconds(zero_allowed=False))
-    #: Seconds without traffic before a connection is closed; 0 = never (reserved).
-    idle_timeout: float = _setting(0.0, _seconds(zero_allowed=True))
+    #: Connections the kernel queues for each listener before accept(): a
+    #: reconnect storm after a restart must not overflow it.
+    listen_backlog: int = _setting(1024, _integer(1, 65535))
     #: Bytes queued for a slow reader before it is disconnected.
     max_send_queue: int = _setting(
         1 << 20,
@@ -334,7 +335,10 @@ class Config:
         if explicit:
             return explicit
         port: int = getattr(self.ports, name)
-        return f"tcp:{port}:interface={quoteStringArgument(self.server.host)}"
+        return (
+            f"tcp:{port}:interface={quoteStringArgument(self.server.host)}"
+            f":backlog={self.connection.listen_backlog}"
+        )
 
     def advertised_address(self, name: str, port: int | None = None) -> str:
         """``host:port`` that clients are told to connect to for ``name``

@@ -195,11 +195,13 @@ class BosConnection(FlapConnection):
         if displaced:
             self.bos.presence.session_gone(registry.user_of(session))
         self.log.info(
-            "{screen_name} signed on from {peer} (instance {instance}, flags {flags:#04x})",
+            "{screen_name} signed on from {peer} (instance {instance}, flags {flags:#04x},"
+            " {client})",
             screen_name=account.screen_name,
             peer=self.peer,
             instance=session.instance_id,
             flags=cookie.multiconn_flags,
+            client=cookie.client_id,
         )
         self.send_snac(
             FoodGroup.OSERVICE,

@@ -215,7 +215,9 @@ class FlapConnection(Protocol, TimeoutMixin):
         elif channel == Channel.KEEP_ALIVE:
             pass
         elif channel == Channel.SIGNOFF:
-            self.log.info("{service}: {peer} signed off", service=self.service_name, peer=self.peer)
+            self.log.debug(
+                "{service}: {peer} sent a sign-off frame", service=self.service_name, peer=self.peer
+            )
             self.close(signoff=False)
         else:
             self.protocol_error("FLAP channel {channel}", channel=channel)

@@ -165,7 +165,8 @@ class Authorizer:
             service=int(FoodGroup.OSERVICE),
             client_id=client_id_string(tlvs),
         )
-        self.log.info(
+        # One info line per sign-on is written at BOS; this one is for debugging.
+        self.log.debug(
             "login accepted for {screen_name} (flags {flags:#04x})",
             screen_name=account.screen_name,
             flags=flags,

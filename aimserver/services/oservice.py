@@ -155,7 +155,7 @@ class OServiceService:
         user = self.registry.user_of(session)
         if user is None:
             return
-        self.log.info(
+        self.log.debug(
             "{screen_name} online (instance {instance}, {client})",
             screen_name=user.screen_name,
             instance=session.instance_id,
