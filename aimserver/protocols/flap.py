@@ -215,9 +215,6 @@ class FlapConnection(Protocol, TimeoutMixin):
         elif channel == Channel.KEEP_ALIVE:
             pass
         elif channel == Channel.SIGNOFF:
-            self.log.debug(
-                "{service}: {peer} sent a sign-off frame", service=self.service_name, peer=self.peer
-            )
             self.close(signoff=False)
         else:
             self.protocol_error("FLAP channel {channel}", channel=channel)

@@ -165,12 +165,6 @@ class Authorizer:
             service=int(FoodGroup.OSERVICE),
             client_id=client_id_string(tlvs),
         )
-        # One info line per sign-on is written at BOS; this one is for debugging.
-        self.log.debug(
-            "login accepted for {screen_name} (flags {flags:#04x})",
-            screen_name=account.screen_name,
-            flags=flags,
-        )
         return LoginResult(account.screen_name, bos_address=self.bos_address(), cookie=cookie)
 
     def _refuse(self, screen_name: str, error: int, why: str) -> LoginResult:

@@ -7,6 +7,8 @@ watcher index turns it into "who is told when this user arrives or leaves".
 
 from __future__ import annotations
 
+import functools
+
 from aimserver.registry import SessionInstance, UserRegistry
 from aimserver.services.base import HandlerTable, Replies, Reply, SnacError
 from aimserver.services.presence import Presence
@@ -21,6 +23,7 @@ MAX_WATCHERS = 3000
 MAX_TEMP_BUDDIES = 160
 
 
+@functools.cache
 def rights_reply() -> bytes:
     return TlvList(
         (

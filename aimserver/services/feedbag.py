@@ -9,6 +9,7 @@ stored buddy items govern the session's presence subscriptions. Edits
 
 from __future__ import annotations
 
+import functools
 import struct
 
 from twisted.internet import defer
@@ -54,6 +55,7 @@ MAX_ITEMS_PER_CLASS = (
 )
 
 
+@functools.cache
 def rights_reply() -> bytes:
     return TlvList(
         (

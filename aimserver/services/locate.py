@@ -8,6 +8,8 @@ session's (MULTISESSION.md §7, §14).
 
 from __future__ import annotations
 
+import functools
+
 from twisted.logger import Logger
 
 from aimserver.registry import SessionInstance, User, UserRegistry
@@ -49,6 +51,7 @@ FLAG_AWAY = 0x02
 FLAG_CAPABILITIES = 0x04
 
 
+@functools.cache
 def rights_reply() -> bytes:
     return TlvList(
         (

@@ -155,12 +155,6 @@ class OServiceService:
         user = self.registry.user_of(session)
         if user is None:
             return
-        self.log.debug(
-            "{screen_name} online (instance {instance}, {client})",
-            screen_name=user.screen_name,
-            instance=session.instance_id,
-            client=session.client_id,
-        )
         self.presence.session_online(session)
         for hook in self.on_online:
             with self.log.failuresHandled(
