@@ -248,6 +248,12 @@ class AuthConfig:
     cookie_lifetime: float = _setting(60.0, _seconds(zero_allowed=False))
     #: Seconds a connection may take to authenticate before it is closed.
     login_timeout: float = _setting(30.0, _seconds(zero_allowed=False))
+    #: Logins per second the whole server admits (burst: twice that); 0 = no
+    #: limit. Beyond it clients get login error 0x0018 and retry later.
+    max_logins_per_second: float = _setting(1000.0, _seconds(zero_allowed=True))
+    #: Logins per minute one client IP may make (burst: that many at once);
+    #: 0 = no limit.
+    max_logins_per_ip_per_minute: float = _setting(60.0, _seconds(zero_allowed=True))
 
 
 @attrs.frozen

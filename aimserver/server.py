@@ -12,6 +12,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from aimserver.config import Config
 from aimserver.cookies import CookieJar
+from aimserver.loginlimit import LoginLimiter
 from aimserver.protocols.auth import AuthFactory
 from aimserver.protocols.bos import BosFactory, RateLimits
 from aimserver.protocols.flap import ConnectionSettings
@@ -47,6 +48,15 @@ def connection_settings(config: Config) -> ConnectionSettings:
     )
 
 
+def login_limiter(config: Config) -> LoginLimiter | None:
+    """The login admission buckets, or None when rate limiting is off."""
+    if not config.ratelimit.enabled:
+        return None
+    per_second = config.auth.max_logins_per_second
+    per_ip = config.auth.max_logins_per_ip_per_minute
+    return LoginLimiter(per_second, 2 * per_second, per_ip / 60.0, per_ip)
+
+
 class AimServer:
     """Everything the listeners of one process share."""
 
@@ -74,6 +84,8 @@ class AimServer:
             self.cookies,
             lambda: self.bos_address,
             auto_register=config.auth.auto_register,
+            limiter=login_limiter(config),
+            clock=clock,
         )
         self.auth_factory = AuthFactory(self.authorizer, settings, clock, keepalive)
         self.bos_factory = BosFactory(

@@ -58,7 +58,13 @@ class DefaultsTests(ConfigTestCase):
                 "server": {"host": "127.0.0.1", "advertised_host": "", "db": "aimserver.sqlite"},
                 "ports": {"auth": 5190, "bos": 5191, "chat": 5192, "api": 8080, "manhole": 2222},
                 "listeners": {name: "" for name in LISTENER_NAMES},
-                "auth": {"auto_register": False, "cookie_lifetime": 60.0, "login_timeout": 30.0},
+                "auth": {
+                    "auto_register": False,
+                    "cookie_lifetime": 60.0,
+                    "login_timeout": 30.0,
+                    "max_logins_per_second": 1000.0,
+                    "max_logins_per_ip_per_minute": 60.0,
+                },
                 "connection": {
                     "max_frame_size": 65535,
                     "max_unauthenticated_frame_size": 2048,

@@ -24,6 +24,7 @@ from tests.fakes import (
     frame,
     login_key,
     make_server,
+    parse_snac,
     result_of,
     roasted_signon_tlvs,
     signon_frame,
@@ -232,6 +233,7 @@ class BucpTests(AuthTestCase):
     def test_any_chunking_gives_the_same_login(self, cuts: list[int]) -> None:
         """However TCP splits the client's hello and 17,06, the challenge is
         the same; the 17,02 split anyhow logs in."""
+        self.clock.advance(60)  # each example is a fresh minute for the per-IP login limit
         key = self.auth_key("Alice")
         stream = frame(Channel.SIGNON, HELLO_PAYLOAD) + snac_frame(
             0x17, 0x06, Tlv(0x01, b"alice").pack(), request_id=5
@@ -333,6 +335,46 @@ class MulticonnFlagTests(AuthTestCase):
             answer = self.roasted(*roasted_signon_tlvs(b"alice", b"secret", flags=sent))
             cookie = TlvList.unpack_list(answer.payload).get(0x06) or b""
             self.assertEqual(self.server.cookies.redeem(cookie, 1).multiconn_flags, expected, sent)
+
+
+class LoginRateTests(AuthTestCase):
+    def challenge(self, name: bytes = b"alice") -> tuple[int, bytes]:
+        wire = self.connect()
+        wire.raw()
+        wire.feed(frame(Channel.SIGNON, HELLO_PAYLOAD))
+        wire.send_snac(0x17, 0x06, Tlv(0x01, name).pack(), request_id=1)
+        header, body = parse_snac(wire.frames()[0])
+        return header.subtype, body
+
+    def test_one_address_over_its_login_rate_gets_0x0018(self) -> None:
+        """The 61st login within a minute from one address is answered at once
+        with 17,03 error 0x0018 ("connecting too frequently"); a minute later
+        it may log in again."""
+        for _ in range(60):
+            self.assertEqual(self.challenge()[0], 0x07)
+        subtype, body = self.challenge()
+        self.assertEqual(subtype, 0x03)
+        self.assertEqual(TlvList.unpack_list(body).get_u16(0x0008), 0x0018)
+        self.clock.advance(2)
+        self.assertEqual(self.challenge()[0], 0x07)
+
+    def test_roasted_login_is_counted_too(self) -> None:
+        """The FLAP channel-1 login counts against the same limit."""
+        for _ in range(60):
+            self.challenge()
+        wire = self.connect()
+        wire.raw()
+        wire.feed(signon_frame(*roasted_signon_tlvs(b"alice", b"secret")))
+        [reply] = wire.frames()
+        self.assertEqual(reply.channel, Channel.SIGNOFF)
+        self.assertEqual(TlvList.unpack_list(reply.payload).get_u16(0x0008), 0x0018)
+
+    def test_no_login_limit_when_rate_limiting_is_off(self) -> None:
+        """[ratelimit] enabled = false lifts the login limit as well."""
+        config = load_config(None, {"ratelimit.enabled": False})
+        self.server, self.store, self.clock = make_server(config, ACCOUNTS)
+        for _ in range(200):
+            self.assertEqual(self.challenge()[0], 0x07)
 
 
 class LoginLimitsTests(AuthTestCase):

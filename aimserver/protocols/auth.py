@@ -35,6 +35,10 @@ class AuthConnection(FlapConnection):
             (FoodGroup.BUCP, BUCP.LOGIN_REQUEST): self.login_request,
         }
 
+    @property
+    def ip(self) -> str:
+        return self.peer.rsplit(":", 1)[0]
+
     def _frame_received(self, channel: int, payload: bytes) -> None:
         self._frames += 1
         if self._frames > MAX_AUTH_FRAMES:
@@ -53,9 +57,12 @@ class AuthConnection(FlapConnection):
             return None
         self._done = True
         try:
-            requested_name(signon.tlvs)
+            screen_name = requested_name(signon.tlvs)
         except MalformedData as e:
             return self._malformed(None, e)
+        refusal = self.authorizer.admit(screen_name, self.ip)
+        if refusal is not None:
+            return self._answer_roasted(refusal)
         d = defer.Deferred.fromCoroutine(self.authorizer.login_roasted(signon.tlvs))
         d.addCallback(self._answer_roasted)
         return d
@@ -79,6 +86,9 @@ class AuthConnection(FlapConnection):
             screen_name = requested_name(TlvList.unpack_list(body, "BUCP challenge request"))
         except MalformedData as e:
             return self._malformed(request, e)
+        refusal = self.authorizer.admit(screen_name, self.ip)
+        if refusal is not None:
+            return self._finish(request, refusal)
         d = defer.Deferred.fromCoroutine(self.authorizer.challenge(screen_name))
         d.addCallback(self._answer_challenge, request)
         return d
@@ -93,9 +103,14 @@ class AuthConnection(FlapConnection):
     def login_request(self, request: SnacHeader, body: bytes) -> Any:
         try:
             tlvs = TlvList.unpack_list(body, "BUCP login request")
-            requested_name(tlvs)
+            screen_name = requested_name(tlvs)
         except MalformedData as e:
             return self._malformed(request, e)
+        if self._offered_key is None:
+            # No 17,06 on this connection: this is the login to count.
+            refusal = self.authorizer.admit(screen_name, self.ip)
+            if refusal is not None:
+                return self._finish(request, refusal)
         self._done = True
         d = defer.Deferred.fromCoroutine(self.authorizer.login_bucp(tlvs, self._offered_key))
         d.addCallback(lambda result: self._finish(request, result))

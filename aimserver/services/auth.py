@@ -14,9 +14,11 @@ import os
 from collections.abc import Callable
 
 import attrs
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from aimserver.cookies import MAX_CLIENT_ID_LENGTH, CookieJar
+from aimserver.loginlimit import LoginLimiter
 from aimserver.passwords import (
     MAX_PASSWORD_LENGTH,
     MIN_PASSWORD_LENGTH,
@@ -100,12 +102,25 @@ class Authorizer:
         cookies: CookieJar,
         bos_address: Callable[[], str],
         auto_register: bool = False,
+        limiter: LoginLimiter | None = None,
+        clock: IReactorTime | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
         self.cookies = cookies
         self.bos_address = bos_address
         self.auto_register = auto_register
+        self.limiter = limiter
+        self.clock = clock
+
+    def admit(self, screen_name: str, ip: str) -> LoginResult | None:
+        """A refusal (0x0018, "connecting too frequently") when the server or
+        this address is over its login rate, else None."""
+        if self.limiter is None or self.clock is None:
+            return None
+        if self.limiter.admit(ip, self.clock.seconds()):
+            return None
+        return self._refuse(screen_name, LoginError.RATE_LIMIT_RESERVATION, "login rate")
 
     async def challenge(self, screen_name: str) -> str | LoginResult:
         """17,06: the account's auth key (the MD5 salt), or a refusal. With
