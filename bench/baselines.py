@@ -14,6 +14,11 @@ connection, like the server.
   the groups it joins (TLV 0x10, repeatable); one 04,06 addressed to a group
   is written, as built once, to each member with only the 6-byte FLAP header
   per connection (presence fan-out S4, multisession copies S5).
+* ``holder``: a bare idle-connection holder. It accepts, signs a connection
+  on with one channel-1 frame (answered by one 01,03) and holds it; with
+  ``--keepalive S`` one timer writes a channel-5 keepalive to every
+  connection each S seconds, as the server's sweeper does to idle ones
+  (sessions held, S2).
 
 Run one with ``python -m bench.baselines KIND --port P`` (``signon`` also
 takes ``--bos-port``, default P + 1).
@@ -27,6 +32,7 @@ import sys
 
 from twisted.internet import reactor
 from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import LoopingCall
 
 FLAP = struct.Struct("!BBHH")
 SNAC = struct.Struct("!HHHI")
@@ -173,6 +179,35 @@ class FanOutFactory(Factory):
         self.groups: dict[bytes, list[FanOut]] = {}
 
 
+# -- idle-connection holder --------------------------------------------------------------
+
+
+class Holder(Flap):
+    def connectionMade(self) -> None:
+        Flap.connectionMade(self)
+        self.factory.held.add(self)
+
+    def frame(self, channel: int, payload: bytes) -> None:
+        if channel == 1:
+            self.send(2, HOST_ONLINE)
+        elif channel == 4:
+            self.transport.loseConnection()
+
+    def connectionLost(self, reason: object = None) -> None:
+        self.factory.held.discard(self)
+
+
+class HolderFactory(Factory):
+    protocol = Holder
+
+    def __init__(self) -> None:
+        self.held: set[Holder] = set()
+
+    def keepalive(self) -> None:
+        for connection in self.held:
+            connection.send(5, b"")
+
+
 # -- scripted sign-on ---------------------------------------------------------------------
 
 CHALLENGE_BODY = struct.pack("!H", 10) + b"1234567890"
@@ -285,15 +320,23 @@ class ScriptedBosFactory(Factory):
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.baselines", description=__doc__)
-    parser.add_argument("kind", choices=("relay", "signon", "fanout"))
+    parser.add_argument("kind", choices=("relay", "signon", "fanout", "holder"))
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--bos-port", type=int, help="signon only; default port + 1")
+    parser.add_argument(
+        "--keepalive", type=float, default=0.0, help="holder only: seconds between keepalives"
+    )
     parser.add_argument("--host", default="127.0.0.1")
     args = parser.parse_args(argv)
     if args.kind == "relay":
         reactor.listenTCP(args.port, RelayFactory(), interface=args.host)
     elif args.kind == "fanout":
         reactor.listenTCP(args.port, FanOutFactory(), interface=args.host)
+    elif args.kind == "holder":
+        holder = HolderFactory()
+        reactor.listenTCP(args.port, holder, backlog=1024, interface=args.host)
+        if args.keepalive > 0:
+            LoopingCall(holder.keepalive).start(args.keepalive, now=False)
     else:
         bos_port = args.bos_port or args.port + 1
         reactor.listenTCP(

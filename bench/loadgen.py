@@ -232,9 +232,22 @@ def _expire(future: asyncio.Future[Any], timeout: float) -> None:
         future.set_exception(TimeoutError(f"no answer within {timeout:g} s"))
 
 
-async def connect(host: str, port: int, label: Hashable = None) -> FlapClient:
+async def connect(
+    host: str,
+    port: int,
+    label: Hashable = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    source: str | None = None,
+) -> FlapClient:
+    """A connected client; TimeoutError if the TCP handshake takes longer than
+    ``timeout`` (a SYN dropped by a full accept queue is retried by the
+    kernel after 1, 3, 7 ... s). ``source``: the local address to connect
+    from (any 127.x.y.z reaches a loopback server: one address per user)."""
     loop = asyncio.get_running_loop()
-    _, client = await loop.create_connection(lambda: FlapClient(label), host, port)
+    local = (source, 0) if source else None
+    _, client = await asyncio.wait_for(
+        loop.create_connection(lambda: FlapClient(label), host, port, local_addr=local), timeout
+    )
     return client
 
 
@@ -293,10 +306,11 @@ async def bucp_login(
     *,
     flags: int = 0x01,
     timeout: float = DEFAULT_TIMEOUT,
+    source: str | None = None,
 ) -> Login:
     """Hello, 17,06 -> 17,07 key, 17,02 with the strong digest -> 17,03, then
     the server's channel-4 frame. Login.error is the 17,03 error code if any."""
-    client = await connect(host, port)
+    client = await connect(host, port, timeout=timeout, source=source)
     try:
         await client.wait_channel(1, timeout)
         name = screen_name.encode()
@@ -345,6 +359,7 @@ async def bos_signon(
     buddies: Sequence[str] = (),
     label: Hashable = None,
     timeout: float = DEFAULT_TIMEOUT,
+    source: str | None = None,
 ) -> tuple[FlapClient, int]:
     """The BOS sign-on to client ready, in WinAIM's order (SIGNON.md §1.2,
     Kamaelia): cookie -> 01,03; 01,17 -> 01,18; 01,06 -> 01,07; 01,08; the five
@@ -355,7 +370,7 @@ async def bos_signon(
     Returns the client (frames still go to its inbox) and the number of
     03,0B arrivals received by then.
     """
-    client = await connect(login.host, login.port, label)
+    client = await connect(login.host, login.port, label, timeout, source)
     try:
         await client.wait_channel(1, timeout)
         client.send(1, HELLO + tlv(0x06, login.cookie))
@@ -395,11 +410,14 @@ async def full_signon(
     label: Hashable = None,
     flags: int = 0x01,
     timeout: float = DEFAULT_TIMEOUT,
+    source: str | None = None,
 ) -> tuple[FlapClient, int]:
-    login = await bucp_login(*auth, screen_name, password, flags=flags, timeout=timeout)
+    login = await bucp_login(
+        *auth, screen_name, password, flags=flags, timeout=timeout, source=source
+    )
     if login.error is not None:
         raise ProtocolFailure(f"login of {screen_name} refused: error {login.error:#06x}")
-    return await bos_signon(login, buddies=buddies, label=label, timeout=timeout)
+    return await bos_signon(login, buddies=buddies, label=label, timeout=timeout, source=source)
 
 
 async def trivial_signon(
@@ -413,7 +431,7 @@ async def trivial_signon(
     """Sign on to a baseline: hello, then a channel-1 frame naming the
     connection (TLV 0x01) and the fan-out groups it joins (TLV 0x10 each),
     answered by one 01,03."""
-    client = await connect(*address, label)
+    client = await connect(*address, label, timeout)
     try:
         await client.wait_channel(1, timeout)
         tlvs = tlv(0x01, screen_name.encode()) + b"".join(tlv(0x10, g.encode()) for g in groups)

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench import capacity as cap
 from bench import loadgen as lg
 from bench import scenarios as sc
 
@@ -42,19 +43,24 @@ GENERATOR_CORE = sc.GENERATOR_CORE
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 5.0
 
-INI = """\
-# Written by bench/run.py for the subject server.
-[server]
-host = {host}
-db = {db}
+#: The subject's INI; a scenario may override single keys (``start_subject(settings=...)``).
+SETTINGS: dict[str, dict[str, str]] = {
+    "server": {"host": HOST, "db": ""},
+    "ratelimit": {"enabled": "false"},
+    "multisession": {"max_sessions": "10", "notify": "false"},
+}
 
-[ratelimit]
-enabled = false
 
-[multisession]
-max_sessions = 10
-notify = false
-"""
+def render_ini(db: Path, overrides: dict[str, dict[str, str]] | None = None) -> str:
+    """The subject's INI: SETTINGS with the database path and ``overrides``."""
+    merged = {section: dict(keys) for section, keys in SETTINGS.items()}
+    merged["server"]["db"] = str(db)
+    for section, keys in (overrides or {}).items():
+        merged.setdefault(section, {}).update(keys)
+    lines = ["# Written by bench/run.py for the subject server."]
+    for section, keys in merged.items():
+        lines += ["", f"[{section}]"] + [f"{key} = {value}" for key, value in keys.items()]
+    return "\n".join(lines) + "\n"
 
 
 def free_port() -> int:
@@ -71,6 +77,10 @@ class Server:
     auth: tuple[str, int]
     popen: subprocess.Popen[bytes]
     log: Path
+    #: every port it listens on (the subject: auth, BOS)
+    ports: tuple[int, ...] = ()
+    #: the subject's own log (twistd --logfile)
+    twistd_log: Path | None = None
 
 
 class Harness:
@@ -100,7 +110,7 @@ class Harness:
                 start_new_session=True,
                 env={**os.environ, "PYTHONPATH": str(REPO)},
             )
-        server = Server(side, kind, popen.pid, (HOST, ports[0]), popen, log)
+        server = Server(side, kind, popen.pid, (HOST, ports[0]), popen, log, tuple(ports))
         self.servers.append(server)
         deadline = time.monotonic() + START_TIMEOUT
         waiting = list(ports)
@@ -120,14 +130,28 @@ class Harness:
         await asyncio.sleep(0.3)
         return server
 
-    async def start_subject(self) -> Server:
-        auth, bos = free_port(), free_port()
+    async def start_subject(
+        self,
+        *,
+        settings: dict[str, dict[str, str]] | None = None,
+        ports: tuple[int, int] | None = None,
+        gc_log: Path | None = None,
+    ) -> Server:
+        """``twistd aimserver`` with the bench INI, plus ``settings`` (written to
+        a scenario's own INI), on ``ports`` (auth, BOS; default: free ones);
+        with ``gc_log`` it runs under bench.gcprobe, which logs every full GC."""
+        auth, bos = ports or (free_port(), free_port())
+        ini = self.ini
+        if settings:
+            ini = self.workdir / f"bench-{self.started + 1:02d}.ini"
+            ini.write_text(render_ini(self.db, settings))
         twistd = Path(sys.executable).parent / "twistd"
+        twistd_log = self.workdir / f"twistd-{self.started + 1:02d}.log"
         cmd = [
             str(twistd) if twistd.exists() else "twistd",
             "-n",
             "--logfile",
-            str(self.workdir / f"twistd-{self.started + 1:02d}.log"),
+            str(twistd_log),
             "--pidfile",
             "",
             "aimserver",
@@ -138,19 +162,32 @@ class Harness:
             "--bos-port",
             str(bos),
             "--config",
-            str(self.ini),
+            str(ini),
         ]
-        return await self._launch("subject", "subject", cmd, [auth, bos])
+        if gc_log is not None:
+            cmd = [sys.executable, "-m", "bench.gcprobe", str(gc_log), "--", *cmd[1:]]
+        server = await self._launch("subject", "subject", cmd, [auth, bos])
+        server.twistd_log = twistd_log
+        return server
 
-    async def start_baseline(self, kind: str) -> Server:
+    async def start_baseline(self, kind: str, options: Sequence[str] = ()) -> Server:
         port = free_port()
-        cmd = [sys.executable, "-m", "bench.baselines", kind, "--port", str(port)]
+        cmd = [sys.executable, "-m", "bench.baselines", kind, "--port", str(port), *options]
         ports = [port]
         if kind == "signon":
             bos = free_port()
             cmd += ["--bos-port", str(bos)]
             ports.append(bos)
         return await self._launch("baseline", kind, cmd, ports)
+
+    def kill(self, server: Server) -> None:
+        """SIGKILL to the pid (a crash, for the reconnect storm), then reap it."""
+        if server.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(server.pid, signal.SIGKILL)
+            server.popen.wait(STOP_TIMEOUT)
+        if server in self.servers:
+            self.servers.remove(server)
 
     def stop(self, server: Server) -> None:
         """SIGTERM to the pid, SIGKILL after STOP_TIMEOUT."""
@@ -240,7 +277,7 @@ NOISE = 0.10
 
 
 def check(row: dict[str, Any]) -> str:
-    notes = []
+    notes = list(row.get("flags") or ())
     for label, side in (("B", row["baseline"]), ("S", row["subject"])):
         problems = side.get("problems") or {}
         if problems:
@@ -325,6 +362,9 @@ def table(rows: list[dict[str, Any]]) -> str:
 # -- main ---------------------------------------------------------------------------------
 
 
+SCENARIOS = ("S1", "S2", "S3", "S4", "S5", "S7", "S8", "S9")
+
+
 async def run_suite(
     harness: Harness, profile: sc.Profile, picked: list[str], s4_sizes: tuple[int, ...]
 ) -> tuple[list[dict[str, Any]], list[str]]:
@@ -332,9 +372,13 @@ async def run_suite(
     errors: list[str] = []
     plan = {
         "S1": lambda: sc.scenario_s1(harness, profile),
+        "S2": lambda: cap.scenario_s2(harness, profile, profile.s2_sessions),
         "S3": lambda: sc.scenario_s3(harness, profile),
         "S4": lambda: sc.scenario_s4(harness, profile, s4_sizes),
         "S5": lambda: sc.scenario_s5(harness, profile),
+        "S7": lambda: cap.scenario_s7(harness, profile),
+        "S8": lambda: cap.scenario_s8(harness, profile),
+        "S9": lambda: cap.scenario_s9(harness, profile),
     }
     for name in picked:
         started = time.monotonic()
@@ -355,14 +399,21 @@ async def run_suite(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="a ~1 minute smoke run")
+    parser.add_argument("--quick", action="store_true", help="a ~2 minute smoke run")
     parser.add_argument(
         "--scenario",
         action="append",
-        choices=("S1", "S3", "S4", "S5"),
+        choices=SCENARIOS,
         help="run only this scenario (repeatable)",
     )
     parser.add_argument("--s4-sizes", help="watcher counts for S4, e.g. 100,1000,5000")
+    parser.add_argument("--s2-sessions", type=int, help="sessions S2 holds (e.g. 19000)")
+    parser.add_argument("--s7-sessions", type=int, help="sessions in the S7 reconnect storm")
+    parser.add_argument(
+        "--s7-login-rate", type=float, help="S7: the subject's [auth] max_logins_per_second"
+    )
+    parser.add_argument("--s8-seconds", type=float, help="S8 churn duration (e.g. 600)")
+    parser.add_argument("--s8-rate", type=float, help="S8 sign-ons (and sign-offs) per second")
     parser.add_argument("--rounds", type=int, help="baseline/subject alternations per figure")
     parser.add_argument("--window", type=float, help="seconds per measured window")
     parser.add_argument("--results", type=Path, default=RESULTS, help="directory for the JSON")
@@ -374,10 +425,13 @@ def main(argv: list[str] | None = None) -> int:
         profile = dataclasses.replace(profile, rounds=args.rounds)
     if args.window:
         profile = dataclasses.replace(profile, window=args.window)
+    for name in ("s2_sessions", "s7_sessions", "s7_login_rate", "s8_seconds", "s8_rate"):
+        if getattr(args, name):
+            profile = dataclasses.replace(profile, **{name: getattr(args, name)})
     s4_sizes = (
         tuple(int(x) for x in args.s4_sizes.split(",")) if args.s4_sizes else profile.s4_sizes
     )
-    picked = args.scenario or ["S1", "S3", "S4", "S5"]
+    picked = list(dict.fromkeys(args.scenario)) if args.scenario else list(SCENARIOS)
 
     cpus = sorted(os.sched_getaffinity(0))
     pin = len(cpus) >= 2 and SERVER_CORE in cpus and GENERATOR_CORE in cpus
@@ -407,9 +461,10 @@ def main(argv: list[str] | None = None) -> int:
             + sc.s3_accounts(profile)
             + sc.s4_accounts(profile, s4_sizes)
             + sc.s5_accounts(profile)
+            + cap.accounts(profile, profile.s2_sessions)
         )
         create_database(db, names)
-        ini.write_text(INI.format(host=HOST, db=db))
+        ini.write_text(render_ini(db))
         print(
             f"aimserver bench ({profile.name}): {len(names)} accounts in {workdir};"
             f" server on core {SERVER_CORE}, generator on core {GENERATOR_CORE}",

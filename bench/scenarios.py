@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from bench import loadgen as lg
@@ -126,17 +127,29 @@ def overflow(window: Window) -> dict[str, int]:
 
 class Target(Protocol):
     side: str  # "baseline" or "subject"
-    kind: str  # "subject", "relay", "signon", "fanout"
+    kind: str  # "subject", "relay", "signon", "fanout", "holder"
     pid: int
     auth: tuple[str, int]  # where a sign-on starts (auth port, or the baseline's port)
+    ports: tuple[int, ...]  # every port it listens on (the subject: auth, BOS)
+    twistd_log: Path | None  # the subject's own log
 
 
 class Harness(Protocol):
-    async def start_subject(self) -> Target: ...
+    workdir: Path
 
-    async def start_baseline(self, kind: str) -> Target: ...
+    async def start_subject(
+        self,
+        *,
+        settings: dict[str, dict[str, str]] | None = None,
+        ports: tuple[int, int] | None = None,
+        gc_log: Path | None = None,
+    ) -> Target: ...
+
+    async def start_baseline(self, kind: str, options: Sequence[str] = ()) -> Target: ...
 
     def stop(self, target: Target) -> None: ...
+
+    def kill(self, target: Target) -> None: ...
 
 
 @dataclass
@@ -157,6 +170,37 @@ class Profile:
     s5_depth: dict[str, int]
     s5_configs: tuple[str, ...]
     drain_timeout: float = 5.0
+    # -- the capacity scenarios (bench/capacity.py) --
+    #: S2: sessions held, signed on in ``s2_steps`` equal steps
+    s2_sessions: int = 10_000
+    s2_steps: int = 5
+    #: S2: the subject's (and the holder's) keepalive interval, and the idle
+    #: hold window in whole intervals (so each window holds as many sweeps);
+    #: one interval passes between the last sign-on and the hold
+    s2_keepalive: float = 5.0
+    s2_hold_sweeps: int = 2
+    #: S7: sessions online when the server is killed; how long they may take to come back
+    s7_sessions: int = 5_000
+    s7_deadline: float = 90.0
+    #: S7: the subject's ``[auth] max_logins_per_second``; 0 = the server's default
+    s7_login_rate: float = 0.0
+    #: S8: churn duration (the first ``s8_warmup`` seconds not measured), sign-ons
+    #: (and sign-offs) per second, a churning session's time online, stable pairs' IM rate
+    s8_seconds: float = 60.0
+    s8_warmup: float = 10.0
+    s8_rate: float = 50.0
+    s8_lifetime: float = 4.0
+    s8_pairs: int = 16
+    s8_im_rate: float = 500.0
+    #: S9: sessions IMing the slow one (and each other), IMs/s per sender to
+    #: its neighbour and to the slow one, the window with it reading, the
+    #: bench's max_send_queue
+    s9_others: int = 10
+    s9_rate: float = 100.0
+    s9_slow_rate: float = 400.0
+    s9_window: float = 4.0
+    s9_max_wait: float = 30.0
+    s9_send_queue: int = 256 * 1024
 
 
 FULL = Profile(
@@ -188,6 +232,14 @@ QUICK = Profile(
     s4_cycles={100: 5, 1000: 3, 5000: 2},
     s5_depth={"10x1": 16, "100x10": 4},
     s5_configs=("10x1", "100x10"),
+    s2_sessions=2_000,
+    s2_steps=4,
+    s2_keepalive=2.0,
+    s7_sessions=1_000,
+    s7_deadline=60.0,
+    s8_seconds=20.0,
+    s8_warmup=6.0,
+    s9_window=2.0,
 )
 
 
@@ -268,8 +320,13 @@ class Row:
     runs: list[Run] = field(default_factory=list)
     notes: str = ""
     #: "closed" (a closed loop: the figure is a maximum only if a side is
-    #: saturated), "open" (a fixed offered rate) or "events" (S4)
+    #: saturated), "open" (a fixed offered rate), "events" (S4) or a figure
+    #: of the capacity scenarios ("memory", "idle", "storm", "churn", "slow")
     kind: str = "closed"
+    #: False where events per server-CPU-second mean nothing (a memory figure)
+    cpu_figures: bool = True
+    #: verdicts for the check column beyond the runs' problem counts
+    flags: list[str] = field(default_factory=list)
 
     def side(self, side: str) -> dict[str, Any]:
         runs = [r for r in self.runs if r.side == side]
@@ -302,16 +359,22 @@ class Row:
 
     def to_json(self) -> dict[str, Any]:
         baseline, subject = self.side("baseline"), self.side("subject")
+        if not self.cpu_figures:
+            for side in (baseline, subject):
+                if side:
+                    side["per_cpu"] = None
         ratio = per_cpu_ratio = None
         if baseline and subject and baseline["value"]:
             ratio = subject["value"] / baseline["value"]
-            per_cpu_ratio = subject["per_cpu"] / baseline["per_cpu"]
+            if baseline["per_cpu"] and subject["per_cpu"] is not None:
+                per_cpu_ratio = subject["per_cpu"] / baseline["per_cpu"]
         return {
             "scenario": self.scenario,
             "kind": self.kind,
             "metric": self.metric,
             "unit": self.unit,
             "notes": self.notes,
+            "flags": self.flags,
             "baseline": baseline,
             "subject": subject,
             "ratio": ratio,

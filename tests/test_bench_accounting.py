@@ -9,7 +9,7 @@ import sys
 
 from twisted.trial import unittest
 
-from bench import loadgen
+from bench import capacity, loadgen
 from bench.loadgen import Accounting, Sender, parse_im_text, percentiles
 
 A = (b"alice", b"1")
@@ -213,6 +213,79 @@ class ImTextTests(unittest.SynchronousTestCase):
 
     def test_other_frames_are_not_ims(self) -> None:
         self.assertIsNone(parse_im_text(b"\x00\x03\x00\x0b" + b"\x00" * 40))
+
+
+class CapacityHelperTests(unittest.SynchronousTestCase):
+    """The pure parts of the capacity scenarios (bench/capacity.py)."""
+
+    def test_linear_fit_of_a_line(self) -> None:
+        fit = capacity.linear_fit([1000, 2000, 3000, 4000], [60_000, 72_000, 84_000, 96_000])
+        self.assertAlmostEqual(fit.slope, 12.0)
+        self.assertAlmostEqual(fit.intercept, 48_000.0)
+        self.assertAlmostEqual(fit.r2, 1.0)
+
+    def test_linear_fit_of_noisy_points(self) -> None:
+        """Least squares: the slope of (0, 1), (1, 3), (2, 2), (3, 5) is 1.1."""
+        fit = capacity.linear_fit([0, 1, 2, 3], [1, 3, 2, 5])
+        self.assertAlmostEqual(fit.slope, 1.1)
+        self.assertAlmostEqual(fit.intercept, 1.1)
+        self.assertAlmostEqual(fit.r2, 1 - 2.7 / 8.75)  # residuals² 2.7, total 8.75
+
+    def test_linear_fit_needs_two_distinct_x(self) -> None:
+        self.assertRaises(ValueError, capacity.linear_fit, [1], [1])
+        self.assertRaises(ValueError, capacity.linear_fit, [2, 2], [1, 3])
+        self.assertRaises(ValueError, capacity.linear_fit, [1, 2], [1])
+
+    def test_flat_line_fits_perfectly(self) -> None:
+        fit = capacity.linear_fit([1, 2, 3], [5, 5, 5])
+        self.assertEqual((fit.slope, fit.r2), (0.0, 1.0))
+
+    def test_backoff_doubles_up_to_the_cap_with_jitter(self) -> None:
+        rng = capacity.random.Random(1)
+        for attempt, ceiling in ((0, 0.5), (1, 1.0), (2, 2.0), (4, 8.0), (5, 8.0), (500, 8.0)):
+            for _ in range(50):
+                delay = capacity.backoff_delay(attempt, 0.5, 8.0, rng)
+                self.assertGreaterEqual(delay, ceiling / 2)
+                self.assertLessEqual(delay, ceiling)
+        delays = {capacity.backoff_delay(3, 0.5, 8.0, rng) for _ in range(20)}
+        self.assertGreater(len(delays), 10, "jitter spreads the retries")
+
+    def test_ring_buddies(self) -> None:
+        self.assertEqual(capacity.ring_buddies(0, 100, 4), [1, 99, 2, 98])
+        lists = [capacity.ring_buddies(i, 50) for i in range(50)]
+        for i, buddies in enumerate(lists):
+            self.assertEqual(len(set(buddies)), 20)
+            self.assertNotIn(i, buddies)
+            for j in buddies:
+                self.assertIn(i, lists[j], "watching is mutual on the ring")
+        self.assertEqual(sorted(capacity.ring_buddies(2, 5)), [0, 1, 3, 4])
+
+    def test_loopback_addresses_are_distinct(self) -> None:
+        addresses = [capacity.loopback_address(i) for i in range(70_000)]
+        self.assertEqual(len(set(addresses)), 70_000)
+        self.assertEqual(addresses[0], "127.10.0.1")
+        for address in addresses[::997]:
+            octets = [int(x) for x in address.split(".")]
+            self.assertEqual(octets[0], 127)
+            self.assertTrue(all(0 <= x <= 255 for x in octets))
+            self.assertNotIn(octets[3], (0, 255))
+
+    def test_change_percent(self) -> None:
+        self.assertAlmostEqual(capacity.change_percent(200.0, 210.0), 5.0)
+        self.assertAlmostEqual(capacity.change_percent(200.0, 190.0), -5.0)
+
+    def test_proc_status_of_this_process(self) -> None:
+        status = capacity.proc_status(capacity.os.getpid())
+        self.assertGreater(status["VmRSS"], 1000)
+        self.assertGreaterEqual(status["VmHWM"], status["VmRSS"])
+        self.assertGreater(capacity.open_fds(capacity.os.getpid()), 2)
+
+    def test_gc_log_is_read_back(self) -> None:
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("12.5 3.250 100 0\n13.0 1.000 5 0\n")
+        self.assertEqual(capacity.read_gc_log(path), [(12.5, 3.25), (13.0, 1.0)])
+        self.assertEqual(capacity.read_gc_log(path + ".missing"), [])
 
 
 class ImportTests(unittest.SynchronousTestCase):
