@@ -11,7 +11,9 @@ so one bad client never disturbs its peers.
 
 from __future__ import annotations
 
+import contextlib
 import random
+import socket
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -47,6 +49,8 @@ HELLO = SignonPayload().pack()
 # running wait here, so that a connection's SNACs are handled in order.
 MAX_QUEUED_FRAMES = 256
 MAX_SEQUENCE = 0x7FFF
+#: Send buffer asked of the kernel per connection (it doubles the figure).
+KERNEL_SEND_BUFFER = 128 * 1024
 
 
 @attrs.frozen
@@ -108,12 +112,23 @@ class FlapConnection(Protocol, TimeoutMixin):
         set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
         if set_no_delay is not None:
             set_no_delay(True)
+        self._limit_kernel_buffer()
         self.transport.registerProducer(self, True)
         if self.sweeper is not None:
             self.sweeper.connections.add(self)
         self.setTimeout(self.settings.login_timeout)
         # The server greets first and never waits for the client's hello.
         self.send_frame(Channel.SIGNON, HELLO)
+
+    def _limit_kernel_buffer(self) -> None:
+        """A reader that stops reading first fills the kernel's send buffer
+        (megabytes by default) before ``max_send_queue`` starts counting;
+        cap it so a stalled client costs little and is cut off sooner."""
+        handle = getattr(self.transport, "getHandle", None)
+        if handle is None:
+            return
+        with contextlib.suppress(OSError, AttributeError):
+            handle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, KERNEL_SEND_BUFFER)
 
     def timeoutConnection(self) -> None:
         self.log.info(
