@@ -136,6 +136,7 @@ class AimServer:
                 BOS_FAMILIES,
                 on_online=[lambda session: self.icbm.session_online(session, notify)],
                 redirect=self.redirect,
+                rate_snapshots=self.rate_limits.snapshots,
             ),
             LocateService(self.registry, self.presence),
             BuddyService(self.registry, self.presence),

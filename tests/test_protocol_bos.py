@@ -471,6 +471,26 @@ class RateLimitTests(BosTestCase):
         self.assertEqual(snacs[0][1][:2], b"\x00\x04")
         self.assertEqual(snacs[1][0].request_id, 77)
 
+    def test_second_session_is_told_the_live_levels(self) -> None:
+        """A user's second session asking for rate parameters (01,06) gets the
+        shared live level of each class, not a fresh one: after a burst of IMs
+        from the first session its class-3 level is below the maximum."""
+        first = signed_on_bos(self.server, "Alice")
+        fresh = signed_on_bos(self.server, "Alice")
+        fresh.send_snac(0x01, 0x06, request_id=1)
+        _, before = fresh.only_snac()
+        self.burst(first, 6)
+        second = signed_on_bos(self.server, "Alice")
+        second.send_snac(0x01, 0x06, request_id=2)
+        _, body = second.only_snac()
+        # count, then 30-byte records; class 3 is the third; current at +22.
+        offset = 2 + 2 * 30 + 22
+        (current,) = struct.unpack_from("!I", body, offset)
+        (fresh_current,) = struct.unpack_from("!I", before, offset)
+        self.assertEqual(fresh_current, CLASS_3.max)
+        self.assertLess(current, CLASS_3.max)
+        self.assertEqual(len(body), len(before))
+
     def test_rate_state_is_per_user(self) -> None:
         """A second session of the same user shares the first one's rate state."""
         first = signed_on_bos(self.server, "Alice")

@@ -75,6 +75,13 @@ class RateLimits:
     def now_ms(self) -> int:
         return int(self.clock.seconds() * 1000)
 
+    def snapshots(self, key: str) -> dict[int, ratelimit.RateSnapshot] | None:
+        """The user's live levels for a 01,07 (a second session, or a quick
+        re-login, must not be told it starts fresh); None when there is no
+        state (or limiting is off): the fresh default reply applies."""
+        limiter = self._limiters.get(key) if self.enabled else None
+        return None if limiter is None else limiter.snapshots(self.now_ms())
+
 
 @implementer(ISessionConnection)
 class BosConnection(FlapConnection):

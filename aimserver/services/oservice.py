@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -88,6 +88,7 @@ class OServiceService:
         families: Sequence[int] = BOS_FAMILIES,
         on_online: Sequence[Callable[[SessionInstance], object]] = (),
         redirect: Callable[[SessionInstance, int], tuple[str, bytes] | None] | None = None,
+        rate_snapshots: Callable[[str], Mapping[int, ratelimit.RateSnapshot] | None] | None = None,
     ) -> None:
         self.registry = registry
         self.presence = presence
@@ -98,6 +99,8 @@ class OServiceService:
         self.on_online = tuple(on_online)
         #: ``(session, family) -> (address, cookie)`` for services with a listener.
         self.redirect = redirect
+        #: ``user key -> live rate levels or None`` (per-user state lives in the protocol layer).
+        self.rate_snapshots = rate_snapshots
 
     def handlers(self) -> HandlerTable:
         f = FoodGroup.OSERVICE
@@ -134,7 +137,17 @@ class OServiceService:
         extended = ratelimit.wants_extended_rate_records(
             session.family_versions.get(FoodGroup.OSERVICE)
         )
-        return [Reply(FoodGroup.OSERVICE, OService.RATE_PARAMS_REPLY, default_rate_reply(extended))]
+        snapshots = self.rate_snapshots(session.user_key) if self.rate_snapshots else None
+        if snapshots is None:
+            body = default_rate_reply(extended)
+        else:
+            body = ratelimit.pack_rate_params_reply(
+                ratelimit.DEFAULT_RATE_CLASSES,
+                ratelimit.DEFAULT_CLASS_MEMBERS,
+                extended=extended,
+                snapshots=snapshots,
+            )
+        return [Reply(FoodGroup.OSERVICE, OService.RATE_PARAMS_REPLY, body)]
 
     def rate_params_sub_add(
         self, session: SessionInstance, request: SnacHeader, body: bytes
