@@ -325,17 +325,12 @@ async def hold(harness: Harness, side: str, profile: Profile, sessions: int, rou
         idle.stop()
         disconnects = sum(c.closed.done() for c in clients) - before
         frames = dict(tally.frames)
-        memory = Run(
+        memory = Run.measured(
+            ramp,
             side=target.side,
             round=round_,
             value=fit.slope,
             count=sessions,
-            wall=ramp.wall,
-            server_cpu=ramp.server_cpu,
-            server_cpu_ticks=ramp.server_cpu_ticks,
-            steal=ramp.steal,
-            core_busy=ramp.core_busy,
-            generator_busy=ramp.generator_busy,
             problems={"disconnected during ramp": lost_in_ramp} | overflow(ramp),
             extra={
                 "rss_kib_by_sessions": [(n, s) for n, s in points],
@@ -348,17 +343,12 @@ async def hold(harness: Harness, side: str, profile: Profile, sessions: int, rou
             },
         )
         keepalives = frames.get(5, 0)
-        idle_run = Run(
+        idle_run = Run.measured(
+            idle,
             side=target.side,
             round=round_,
             value=100.0 * idle.server_cpu / idle.wall,
             count=keepalives,
-            wall=idle.wall,
-            server_cpu=idle.server_cpu,
-            server_cpu_ticks=idle.server_cpu_ticks,
-            steal=idle.steal,
-            core_busy=idle.core_busy,
-            generator_busy=idle.generator_busy,
             problems={"disconnected during hold": disconnects} | overflow(idle),
             extra={
                 "sessions": sessions,
@@ -592,16 +582,12 @@ async def scenario_s7(harness: Harness, profile: Profile) -> list[Row]:
         for outcome, n in storm.outcomes.items():
             if outcome.startswith("REFUSED") or "after restart" in outcome:
                 problems[outcome] = n
-        run = Run(
+        run = Run.measured(
+            measured,
             side="subject",
             round=0,
             value=all_back_s,
             count=back,
-            wall=measured.wall,
-            server_cpu=measured.server_cpu,
-            server_cpu_ticks=measured.server_cpu_ticks,
-            steal=measured.steal,
-            core_busy=measured.core_busy,
             generator_busy=generator_cpu / ((lg.now_ns() - storm.killed_ns) / 1e9),
             problems=problems,
             latencies_ns=[t - storm.killed_ns for t in storm.back_ns if t],
@@ -897,17 +883,12 @@ async def scenario_s8(harness: Harness, profile: Profile) -> list[Row]:
             | overflow(measured)
         )
         problems |= {f"skipped: {k}": v for k, v in skipped.items()}
-        run = Run(
+        run = Run.measured(
+            measured,
             side="subject",
             round=0,
             value=change,
             count=churn.measured_sign_ons,
-            wall=measured.wall,
-            server_cpu=measured.server_cpu,
-            server_cpu_ticks=measured.server_cpu_ticks,
-            steal=measured.steal,
-            core_busy=measured.core_busy,
-            generator_busy=measured.generator_busy,
             problems=problems,
             latencies_ns=churn.latencies,
             extra={
@@ -1121,17 +1102,12 @@ class SlowConsumer:
                 "max_server_send_queue_bytes": max((q[1] for q in queues), default=None),
                 "max_client_receive_queue_bytes": max((q[2] for q in queues), default=None),
             }
-        run = Run(
+        run = Run.measured(
+            measured,
             side="subject",
             round=0,
             value=delivered / measured.wall,
             count=delivered,
-            wall=measured.wall,
-            server_cpu=measured.server_cpu,
-            server_cpu_ticks=measured.server_cpu_ticks,
-            steal=measured.steal,
-            core_busy=measured.core_busy,
-            generator_busy=measured.generator_busy,
             problems={
                 "lost": report.lost,
                 "duplicated": report.duplicated,

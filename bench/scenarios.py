@@ -272,6 +272,20 @@ class Run:
     def __post_init__(self) -> None:
         self.problems = {k: v for k, v in self.problems.items() if v}
 
+    @classmethod
+    def measured(cls, window: Window, **fields: Any) -> Run:
+        """A run over ``window``: its wall time, server CPU, steal and core
+        load (and the generator's CPU unless given)."""
+        fields.setdefault("generator_busy", window.generator_busy)
+        return cls(
+            wall=window.wall,
+            server_cpu=window.server_cpu,
+            server_cpu_ticks=window.server_cpu_ticks,
+            steal=window.steal,
+            core_busy=window.core_busy,
+            **fields,
+        )
+
     @property
     def per_cpu(self) -> float:
         return self.count / self.server_cpu if self.server_cpu > 0 else float("nan")
@@ -519,18 +533,13 @@ async def signon_run(
     finally:
         stop = True
         await finish(tasks, 30.0)
-    return Run(
+    return Run.measured(
+        measured,
         side=target.side,
         round=round_,
         value=completed / measured.wall,
         count=completed,
-        wall=measured.wall,
-        server_cpu=measured.server_cpu,
-        server_cpu_ticks=measured.server_cpu_ticks,
-        steal=measured.steal,
-        core_busy=measured.core_busy,
         problems=dict(problems) | overflow(measured),
-        generator_busy=measured.generator_busy,
         latencies_ns=latencies,
     )
 
@@ -655,18 +664,13 @@ class ImTraffic:
         }
         for sender in self.senders:
             sender.outstanding = 0
-        return Run(
+        return Run.measured(
+            measured,
             side=self.target.side,
             round=round_,
             value=delivered / measured.wall,
             count=delivered,
-            wall=measured.wall,
-            server_cpu=measured.server_cpu,
-            server_cpu_ticks=measured.server_cpu_ticks,
-            steal=measured.steal,
-            core_busy=measured.core_busy,
             problems=problems | overflow(measured),
-            generator_busy=measured.generator_busy,
             latencies_ns=latencies,
             extra={
                 "streams": report.streams,
@@ -1065,16 +1069,12 @@ async def fanout_round(
     problems["duplicated"] += watchers.duplicates
     problems["stray"] += watchers.stray
     watchers.duplicates = watchers.stray = 0
-    return Run(
+    return Run.measured(
+        measured,
         side=target.side,
         round=round_,
         value=statistics.fmean(rates) if rates else 0.0,
         count=size * len(rates),
-        wall=measured.wall,
-        server_cpu=measured.server_cpu,
-        server_cpu_ticks=measured.server_cpu_ticks,
-        steal=measured.steal,
-        core_busy=measured.core_busy,
         problems=dict(problems) | overflow(measured),
         generator_busy=statistics.median(busy) if busy else 0.0,
         latencies_ns=latencies,
