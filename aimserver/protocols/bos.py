@@ -24,6 +24,7 @@ from aimserver.registry import (
     UserRegistry,
 )
 from aimserver.services.base import HandlerTable
+from aimserver.services.oservice import pack_families
 from aimserver.services.presence import Presence
 from aimserver.store.interfaces import Account, IUserStore
 from aimserver.wire.codes import DisconnectReason, FoodGroup, LoginError, LoginTag, OService
@@ -154,12 +155,7 @@ class BosConnection(FlapConnection):
             family=cookie.service,
             instance=session.instance_id,
         )
-        self.send_snac(
-            FoodGroup.OSERVICE,
-            OService.HOST_ONLINE,
-            b"".join(f.to_bytes(2, "big") for f in families),
-            self.bos.registry.next_request_id(),
-        )
+        self._send_host_online(pack_families(families))
 
     def _attach(self, account: Account | None, cookie: CookiePayload) -> None:
         if self._closing:
@@ -210,11 +206,12 @@ class BosConnection(FlapConnection):
             flags=cookie.multiconn_flags,
             client=cookie.client_id,
         )
+        self._send_host_online(self.bos.host_online)
+
+    def _send_host_online(self, families: bytes) -> None:
+        """01,03: the families this connection serves; the client may start."""
         self.send_snac(
-            FoodGroup.OSERVICE,
-            OService.HOST_ONLINE,
-            self.bos.host_online,
-            self.bos.registry.next_request_id(),
+            FoodGroup.OSERVICE, OService.HOST_ONLINE, families, self.bos.registry.next_request_id()
         )
 
     # -- dispatch -----------------------------------------------------------------------
@@ -336,7 +333,7 @@ class BosFactory(FlapFactory):
         #: family -> (its connection's 01,03 families, handler table) for the
         #: service connections this listener also accepts.
         self.services = services
-        self.host_online = b"".join(f.to_bytes(2, "big") for f in families)
+        self.host_online = pack_families(families)
         self.rate_limits = rate_limits
 
     def buildProtocol(self, addr: object) -> BosConnection:

@@ -33,7 +33,7 @@ from twisted.logger import Logger
 
 from aimserver.registry import MULTICONN_MULTI, SessionInstance, User, UserRegistry
 from aimserver.services.base import HandlerTable, Replies, Reply, SnacError
-from aimserver.services.presence import Presence
+from aimserver.services.presence import Presence, message_targets
 from aimserver.services.warnings import WarningService
 from aimserver.store.interfaces import (
     IUserStore,
@@ -102,13 +102,6 @@ ICBM_OFFLINE_RETRIEVE = 0x10
 ICBM_OFFLINE_RETRIEVE_DONE = 0x17
 
 _CHARSET = re.compile(rb'charset="?([A-Za-z0-9_.:-]+)', re.IGNORECASE)
-
-
-def message_targets(user: User) -> list[SessionInstance]:
-    """Sessions that get an IM: the active ones (not away, not idle), else all."""
-    sessions = user.online_instances()
-    active = [s for s in sessions if not s.away and s.idle_since is None]
-    return active or sessions
 
 
 def typing_targets(user: User) -> list[SessionInstance]:

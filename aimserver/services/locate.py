@@ -49,6 +49,13 @@ QUERY_CAPABILITIES = 0x0004
 FLAG_PROFILE = 0x01
 FLAG_AWAY = 0x02
 FLAG_CAPABILITIES = 0x04
+#: What each 02,05 type asks for, as 02,15 flags.
+QUERY_FLAGS = {
+    QUERY_PROFILE: FLAG_PROFILE,
+    QUERY_ONLINE_INFO: 0,
+    QUERY_AWAY: FLAG_AWAY,
+    QUERY_CAPABILITIES: FLAG_CAPABILITIES,
+}
 
 
 @functools.cache
@@ -151,13 +158,7 @@ class LocateService:
         reader = Reader(body, "user info query")
         kind = reader.u16("type")
         user = self._target(session, reader.string08("screen name"))
-        flags = {
-            QUERY_PROFILE: FLAG_PROFILE,
-            QUERY_ONLINE_INFO: 0,
-            QUERY_AWAY: FLAG_AWAY,
-            QUERY_CAPABILITIES: FLAG_CAPABILITIES,
-        }.get(kind, 0)
-        return self._reply(session, user, flags)
+        return self._reply(session, user, QUERY_FLAGS.get(kind, 0))
 
     def user_info_query2(
         self, session: SessionInstance, request: SnacHeader, body: bytes

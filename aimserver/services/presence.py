@@ -54,6 +54,13 @@ def decayed(level: int, since: float, now: float) -> tuple[int, float]:
     return max(0, level - DECAY_STEP * steps), since + steps * DECAY_INTERVAL
 
 
+def message_targets(user: User) -> list[SessionInstance]:
+    """Sessions that get an IM: the active ones (not away, not idle), else all."""
+    sessions = user.online_instances()
+    active = [s for s in sessions if not s.away and s.idle_since is None]
+    return active or sessions
+
+
 def aggregate_state(user: User) -> tuple[bool, float | None, tuple[bytes, ...], int] | None:
     """``(away, idle_since, capabilities, status)`` over the online sessions, or
     None when no session is online or every one is invisible."""
@@ -131,9 +138,8 @@ class Presence:
         routing = user.routing
         if routing is None:
             sessions = user.online_instances()
-            active = [s for s in sessions if not s.away and s.idle_since is None]
             routing = user.routing = (
-                active or sessions,
+                message_targets(user),
                 bool(sessions) and all(s.away for s in sessions),
             )
         return routing
