@@ -118,6 +118,9 @@ class User:
     #: Offline messages were handed to a session of this sign-on (they go to
     #: the first session that comes online; a failed hand-over leaves it False).
     offline_delivered: bool = False
+    #: Hashes of (recipient, cookie) of the latest IMs this user sent, oldest
+    #: first, to drop a retransmission (created at the first IM).
+    recent_ims: list[int] | None = None
 
     def online_instances(self) -> list[SessionInstance]:
         return [i for i in self.instances.values() if i.online and not i.closed]

@@ -14,7 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from aimserver.registry import MULTICONN_LEGACY, MULTICONN_MULTI, MULTICONN_SINGLE
 from aimserver.services.base import SnacError
-from aimserver.services.icbm import message_targets
+from aimserver.services.icbm import RECENT_IMS_PER_SENDER, message_targets
 from aimserver.store.interfaces import MAX_OFFLINE_MESSAGES_PER_RECIPIENT
 from aimserver.wire.codes import ICBM, FoodGroup
 from aimserver.wire.icbm import (
@@ -239,6 +239,27 @@ class RetransmissionTests(SynchronousTestCase):
         self.world.send_im(self.alice, "Bob", b"one", cookie=b"cookie01")
         self.world.send_im(self.alice, "Bob", b"two", cookie=b"cookie02")
         self.assertEqual(texts(self.bob_conn), [b"one", b"two"])
+
+    def test_retransmission_memory_bounded_per_sender(self) -> None:
+        """The sender's latest RECENT_IMS_PER_SENDER messages are remembered,
+        no more: a resend of an older one is delivered again."""
+        self.world.send_im(self.alice, "Bob", b"old", cookie=b"oldcooki")
+        for n in range(RECENT_IMS_PER_SENDER):
+            self.world.send_im(self.alice, "Bob", b"n", cookie=b"c%07d" % n)
+        user = self.world.registry.users["alice"]
+        self.assertEqual(len(user.recent_ims or ()), RECENT_IMS_PER_SENDER)
+        self.world.send_im(self.alice, "Bob", b"old", cookie=b"oldcooki")
+        self.assertEqual(texts(self.bob_conn).count(b"old"), 2)
+
+    def test_retransmission_memory_is_the_senders(self) -> None:
+        """Another sender's IM with the same cookie is a different message,
+        and the memory goes with the sender's sign-off."""
+        carol, _ = self.world.sign_on("Carol")
+        self.world.send_im(self.alice, "Bob", b"a", cookie=b"samecook")
+        self.world.send_im(carol, "Bob", b"c", cookie=b"samecook")
+        self.assertEqual(texts(self.bob_conn), [b"a", b"c"])
+        self.world.sign_off(self.alice)
+        self.assertNotIn("alice", self.world.registry.users)
 
     def test_other_channels_not_deduplicated(self) -> None:
         """Only channel-1 IMs are checked for retransmission."""

@@ -17,7 +17,8 @@ Routing to a user with several sessions (MULTISESSION.md §7, §10-§12, §16,
   accepted, the proposer's further messages go only to that session;
 * "store if offline" IMs to a signed-off user are kept and handed, in order,
   to the first session that comes online;
-* a retransmitted IM (same sender, recipient and cookie) is delivered once.
+* a retransmitted IM (same sender, recipient and cookie, among the sender's
+  latest) is delivered once.
 """
 
 from __future__ import annotations
@@ -90,9 +91,9 @@ MULTISESSION_NOTICE = (
     " in {count} locations. Click here for more information."
 )
 
-#: How many recent IM cookies are remembered to drop retransmissions, and how
-#: many rendezvous conversations are tracked.
-MAX_RECENT_COOKIES = 32_768
+#: How many of a user's latest IMs (recipient and cookie) are remembered to
+#: drop retransmissions, and how many rendezvous conversations are tracked.
+RECENT_IMS_PER_SENDER = 32
 MAX_RENDEZVOUS = 10_000
 
 CANCEL_ACCEPTED_ELSEWHERE = 3
@@ -136,6 +137,21 @@ def system_message(registry: UserRegistry, text: str, sender: str = SYSTEM_SENDE
     return pack_snac(FoodGroup.ICBM, ICBM.CHANNEL_MSG_TO_CLIENT, body, registry.next_request_id())
 
 
+def remember(sender: User, seen: int) -> None:
+    """Note the hash of (recipient, cookie) of an IM ``sender`` had delivered or
+    stored. The memory belongs to the signed-on user, so it is freed at
+    sign-off (a server-wide cache grew RSS by ~5 MB under churn), and a
+    retransmission is one of the user's latest messages; a 64-bit collision
+    among 32 of them is negligible."""
+    recent = sender.recent_ims
+    if recent is None:
+        sender.recent_ims = [seen]
+        return
+    if len(recent) >= RECENT_IMS_PER_SENDER:
+        del recent[0]
+    recent.append(seen)
+
+
 class IcbmService:
     log = Logger()
 
@@ -152,11 +168,6 @@ class IcbmService:
         self.store = store
         self.warnings = warnings
         self.clock = clock
-        #: Hashes of (sender, recipient, cookie) of recent IMs: a small int per
-        #: entry instead of a tuple of two strings and bytes (the bench's churn
-        #: run saw the tuples grow RSS by 16 MB); a 64-bit collision is
-        #: negligible at this size.
-        self._recent: OrderedDict[int, None] = OrderedDict()
         #: Waiting offline messages per recipient, so that the sign-on of a
         #: user with none skips the store. Until the start-up count arrives,
         #: changes accumulate here and every sign-on asks the store.
@@ -226,8 +237,9 @@ class IcbmService:
             # The server answers for away users itself (one per away session);
             # a client's own auto-response would be a duplicate.
             return ack
-        seen = hash((sender.key, recipient_key, cookie))
-        if is_im and seen in self._recent:
+        seen = hash((recipient_key, cookie))
+        recent = sender.recent_ims
+        if is_im and recent is not None and seen in recent:
             # A retransmission of a message already delivered or stored.
             return ack
         recipient = self.registry.users.get(recipient_key)
@@ -258,17 +270,11 @@ class IcbmService:
             # Stored messages are still being handed over: this one goes after them.
             running.addBoth(lambda result: (self.registry.deliver(targets, payload), result)[1])
         if is_im:
-            self._remember(seen)
+            remember(sender, seen)
             self.warnings.im_sent(sender.key, recipient.key)
             if all_away:
                 self._auto_respond(session, recipient)
         return ack
-
-    def _remember(self, seen: int) -> None:
-        """The hash of (sender, recipient, cookie) of a message delivered or stored."""
-        self._recent[seen] = None
-        if len(self._recent) > MAX_RECENT_COOKIES:
-            self._recent.popitem(last=False)
 
     def _auto_respond(self, to_session: SessionInstance, recipient: User) -> None:
         """Every session of the recipient is away: each one with an away
@@ -420,7 +426,7 @@ class IcbmService:
         )
 
         def stored(_: object) -> Replies:
-            self._remember(hash((sender.key, recipient_key, cookie)))
+            remember(sender, hash((recipient_key, cookie)))
             self._count_inbox(recipient_key, 1)
             # The user may be between sessions (one signed off or displaced,
             # the next not ready yet): the next one to come online takes it.
