@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from aimserver.config import load_config
 from aimserver.cookies import COOKIE_LENGTH
 from aimserver.protocols import auth as auth_module
+from aimserver.services import auth as auth_module_service
 from aimserver.wire.flap import Channel, FlapFrame
 from aimserver.wire.reader import string16
 from aimserver.wire.snac import pack_snac
@@ -425,3 +427,35 @@ class LoginLimitsTests(AuthTestCase):
         wire.feed(b"\x2a\x02\x00\x01\x08\x01")  # 2049 bytes announced
         self.assertEqual([f.channel for f in wire.frames()], [Channel.SIGNOFF])
         self.assertTrue(wire.closing)
+
+
+class OverloadLogTests(AuthTestCase):
+    def test_overload_refusals_are_counted_not_logged_one_by_one(self) -> None:
+        """The first 0x0018 refusal is logged; the next ones within
+        SHED_LOG_INTERVAL are counted into the next line (a reconnect storm
+        would otherwise write a line per refused attempt)."""
+        events: list[dict[str, object]] = []
+        observer = events.append
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+
+        def challenge() -> int:
+            wire = self.connect()
+            wire.feed(frame(Channel.SIGNON, HELLO_PAYLOAD))
+            wire.send_snac(0x17, 0x06, Tlv(0x01, b"alice").pack(), request_id=1)
+            data = [f for f in wire.frames() if f.channel == Channel.DATA]
+            return parse_snac(data[-1])[0].subtype
+
+        def refusals() -> list[dict[str, object]]:
+            return [e for e in events if "0x0018" in str(e.get("log_format", ""))]
+
+        self.assertEqual([challenge() for _ in range(60)], [0x07] * 60)
+        self.assertEqual([challenge() for _ in range(6)], [0x03] * 6)
+        self.assertEqual(len(refusals()), 1)
+        self.clock.advance(auth_module_service.SHED_LOG_INTERVAL)
+        # The address's bucket refilled meanwhile; the first refusal after the
+        # interval writes the next line, counting itself and the 5 unlogged ones.
+        answers = [challenge() for _ in range(11)]
+        self.assertEqual(answers, [0x07] * 10 + [0x03])
+        self.assertEqual(len(refusals()), 2)
+        self.assertEqual(refusals()[-1]["counts"], "6 login rate")

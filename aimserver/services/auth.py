@@ -10,7 +10,9 @@ carries a fresh session instance id and the client's multi-connection flags
 
 from __future__ import annotations
 
+import math
 import os
+from collections import Counter
 from collections.abc import Callable
 
 import attrs
@@ -44,6 +46,8 @@ from aimserver.wire.screenname import decode_screen_name, is_valid_screen_name
 from aimserver.wire.tlv import Tlv, TlvList
 
 DIGEST_SIZE = 16
+#: Seconds between the log lines that count overload refusals.
+SHED_LOG_INTERVAL = 10.0
 
 
 @attrs.frozen
@@ -112,15 +116,18 @@ class Authorizer:
         self.auto_register = auto_register
         self.limiter = limiter
         self.clock = clock
+        self._shed_counts: Counter[str] = Counter()
+        self._shed_logged_at = -math.inf
 
     def admit(self, screen_name: str, ip: str) -> LoginResult | None:
         """A refusal (0x0018, "connecting too frequently") when the server or
         this address is over its login rate, else None."""
         if self.limiter is None or self.clock is None:
             return None
-        if self.limiter.admit(ip, self.clock.seconds()):
+        now = self.clock.seconds()
+        if self.limiter.admit(ip, now):
             return None
-        return self._refuse(screen_name, LoginError.RATE_LIMIT_RESERVATION, "login rate")
+        return self._shed(screen_name, now, "login rate")
 
     async def challenge(self, screen_name: str) -> str | LoginResult:
         """17,06: the account's auth key (the MD5 salt), or a refusal. With
@@ -181,6 +188,23 @@ class Authorizer:
             client_id=client_id_string(tlvs),
         )
         return LoginResult(account.screen_name, bos_address=self.bos_address(), cookie=cookie)
+
+    def _shed(self, screen_name: str, now: float, why: str) -> LoginResult:
+        """An overload refusal (0x0018). In a reconnect storm there are tens
+        of thousands, and a log line costs as much as the refusal: the first
+        is logged, then one line per SHED_LOG_INTERVAL counts the others."""
+        self._shed_counts[why] += 1
+        if now - self._shed_logged_at >= SHED_LOG_INTERVAL:
+            counts = ", ".join(f"{n} {reason}" for reason, n in sorted(self._shed_counts.items()))
+            self.log.info(
+                "logins refused with 0x0018 (overload) since the last such line: {counts}"
+                " (the latest: {screen_name!r})",
+                counts=counts,
+                screen_name=screen_name,
+            )
+            self._shed_logged_at = now
+            self._shed_counts.clear()
+        return LoginResult(screen_name, error=LoginError.RATE_LIMIT_RESERVATION)
 
     def _refuse(self, screen_name: str, error: int, why: str) -> LoginResult:
         self.log.info("login refused for {screen_name!r}: {why}", screen_name=screen_name, why=why)
