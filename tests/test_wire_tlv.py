@@ -11,7 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from aimserver.wire.errors import MalformedData
 from aimserver.wire.reader import Reader
-from aimserver.wire.tlv import Tlv, TlvList
+from aimserver.wire.tlv import Tlv, TlvList, _read_tlvs
 from tests.strategies import (
     fuzz,
     tlv_block_bytes,
@@ -336,3 +336,33 @@ class TlvPropertyTests(SynchronousTestCase):
             except MalformedData:
                 continue
             self.assertTrue(0 <= number < 2**bits)
+
+
+def read_field_by_field(data: bytes, count: int | None) -> tuple[Tlv, ...] | str:
+    """The reference decoder: one bounds-checked Reader call per field."""
+    reader = Reader(data, "TLV list")
+    tlvs = []
+    try:
+        while (not reader.at_end()) if count is None else len(tlvs) < count:
+            tag = reader.u16("TLV tag")
+            length = reader.u16("TLV length")
+            tlvs.append(Tlv(tag, reader.take(length, f"TLV 0x{tag:04x} value")))
+    except MalformedData as e:
+        return str(e)
+    return tuple(tlvs)
+
+
+class TlvFastPathTests(SynchronousTestCase):
+    @given(st.binary(max_size=64), st.one_of(st.none(), st.integers(0, 8)))
+    def test_fast_reader_agrees_with_field_by_field(self, data: bytes, count: int | None) -> None:
+        """The one-struct-call-per-TLV decoder gives the same TLVs, the same
+        end offset and, on bad input, the same error as reading each field."""
+        expected = read_field_by_field(data, count)
+        reader = Reader(data, "TLV list")
+        try:
+            got: tuple[Tlv, ...] | str = _read_tlvs(reader, count)
+        except MalformedData as e:
+            got = str(e)
+        self.assertEqual(got, expected)
+        if not isinstance(got, str):
+            self.assertEqual(reader.offset, sum(4 + len(t.value) for t in got))

@@ -52,6 +52,28 @@ def _read_tlv(reader: Reader) -> Tlv:
     return Tlv(tag, reader.take(length, f"TLV 0x{tag:04x} value"))
 
 
+def _read_tlvs(reader: Reader, count: int | None = None) -> tuple[Tlv, ...]:
+    """``count`` TLVs (None: until the end of ``reader``). Every login and
+    sign-on SNAC is TLVs, so this is one struct call per TLV; one that runs
+    past the end is read again field by field for the exact error."""
+    data, offset, end = reader.data, reader.offset, reader.end
+    unpack = _TLV_HEADER.unpack_from
+    tlvs = []
+    while (offset < end) if count is None else (len(tlvs) < count):
+        start = offset
+        if end - start >= 4:
+            tag, length = unpack(data, start)
+            offset = start + 4 + length
+            if offset <= end:
+                tlvs.append(Tlv(tag, data[start + 4 : offset]))
+                continue
+        reader.offset = start
+        _read_tlv(reader)  # raises MalformedData naming the field that ran out
+        raise AssertionError("a TLV past the end was read")  # pragma: no cover
+    reader.offset = offset
+    return tuple(tlvs)
+
+
 @attrs.frozen
 class TlvList:
     """Ordered TLVs. Lookups return the first occurrence of a tag, since a tag
@@ -123,10 +145,7 @@ class TlvList:
     @classmethod
     def read_list(cls, reader: Reader) -> TlvList:
         """TLVs until the end of ``reader``."""
-        tlvs = []
-        while not reader.at_end():
-            tlvs.append(_read_tlv(reader))
-        return cls(tuple(tlvs))
+        return cls(_read_tlvs(reader))
 
     @classmethod
     def read_block(cls, reader: Reader) -> TlvList:
@@ -136,7 +155,7 @@ class TlvList:
             raise MalformedData(
                 f"{reader.what}: TLV block promises {count} TLVs in {reader.remaining()} bytes"
             )
-        return cls(tuple(_read_tlv(reader) for _ in range(count)))
+        return cls(_read_tlvs(reader, count))
 
     @classmethod
     def read_lblock(cls, reader: Reader) -> TlvList:
