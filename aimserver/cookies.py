@@ -328,7 +328,7 @@ class CookieJar:
         return payload
 
     def _sign(self, body: bytes) -> bytes:
-        return hmac.new(self._key, body, hashlib.sha256).digest()
+        return hmac.digest(self._key, body, "sha256")
 
     def _verify(self, cookie: object) -> CookiePayload:
         """The payload of an authentic cookie, without the time or use checks."""
