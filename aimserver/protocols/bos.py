@@ -26,6 +26,7 @@ from aimserver.registry import (
 from aimserver.services.base import HandlerTable
 from aimserver.services.oservice import pack_families
 from aimserver.services.presence import Presence
+from aimserver.sessionlog import SessionLog
 from aimserver.store.interfaces import Account, IUserStore
 from aimserver.wire.codes import DisconnectReason, FoodGroup, LoginError, LoginTag, OService
 from aimserver.wire.flap import SignonPayload
@@ -197,14 +198,12 @@ class BosConnection(FlapConnection):
             old.connection.disconnect(DisconnectReason.SIGNED_ON_ELSEWHERE)
         if displaced:
             self.bos.presence.session_gone(registry.user_of(session))
-        self.log.info(
-            "{screen_name} signed on from {peer} (instance {instance}, flags {flags:#04x},"
-            " {client})",
-            screen_name=account.screen_name,
-            peer=self.peer,
-            instance=session.instance_id,
-            flags=cookie.multiconn_flags,
-            client=cookie.client_id,
+        self.bos.session_log.signed_on(
+            account.screen_name,
+            self.peer,
+            session.instance_id,
+            cookie.multiconn_flags,
+            cookie.client_id,
         )
         self._send_host_online(self.bos.host_online)
 
@@ -296,11 +295,7 @@ class BosConnection(FlapConnection):
             return
         user = self.bos.registry.detach(session)
         if user is not None:
-            self.log.info(
-                "{screen_name} signed off (instance {instance})",
-                screen_name=user.screen_name,
-                instance=session.instance_id,
-            )
+            self.bos.session_log.signed_off(user.screen_name, session.instance_id)
             self.bos.presence.session_gone(user)
 
 
@@ -335,6 +330,11 @@ class BosFactory(FlapFactory):
         self.services = services
         self.host_online = pack_families(families)
         self.rate_limits = rate_limits
+        self.session_log = SessionLog(clock)
+
+    def stopFactory(self) -> None:
+        super().stopFactory()
+        self.session_log.flush()
 
     def buildProtocol(self, addr: object) -> BosConnection:
         connection = BosConnection(self)
