@@ -9,6 +9,7 @@ from twisted.internet import defer, reactor, task
 
 from aimserver.config import Config
 from aimserver.server import AimServer
+from aimserver.store.cache import CachedUserStore
 from aimserver.store.memory import MemoryUserStore
 from tests.client import BosClient, FlapClient, TlvList, bucp_login, roasted_login
 
@@ -27,12 +28,19 @@ class LoopbackServer:
 
     @classmethod
     async def start(
-        cls, config: Config | None = None, accounts: dict[str, str] | None = None
+        cls,
+        config: Config | None = None,
+        accounts: dict[str, str] | None = None,
+        *,
+        cached: bool = False,
     ) -> LoopbackServer:
+        """With ``cached`` the server sees the store through the account cache,
+        as ``twistd aimserver`` runs it."""
         store = MemoryUserStore()
         for name, password in (accounts or {}).items():
             await store.create_account(name, password)
-        server = AimServer(config or Config(), store, SECRET, reactor)
+        front = CachedUserStore(store, reactor) if cached else store
+        server = AimServer(config or Config(), front, SECRET, reactor)
         self = cls(server, store)
         self.auth_port = reactor.listenTCP(0, server.auth_factory, interface=LOOPBACK)
         self.bos_port = reactor.listenTCP(0, server.bos_factory, interface=LOOPBACK)

@@ -3,6 +3,8 @@ FLAP login, see each other arrive, exchange IMs and sign off."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet import reactor, task
 from twisted.trial import unittest
 
@@ -205,3 +207,31 @@ class AutoRegisterTests(unittest.TestCase):
         self.assertIsNone(login.get(0x08))
         self.assertEqual((await server.roasted("otherone", "nope")).get_u16(0x08), 0x0005)
         self.assertIsNotNone(await server.store.get_account("otherone"))
+
+
+class AccountCacheTests(unittest.TestCase):
+    @deferred_test
+    async def test_sign_on_through_the_account_cache(self) -> None:
+        """As twistd runs it (the store behind the account cache): after the
+        17,06 lookup, the 17,02 and the BOS cookie find the account in the
+        cache, and the users sign on and exchange IMs as usual."""
+        server = await LoopbackServer.start(
+            accounts={"Alice": "secret", "Bob": "secret"}, cached=True
+        )
+        self.addCleanup(server.stop)
+        lookups: list[str] = []
+        backing = server.store
+        original = backing.get_account
+
+        def counted(name: str) -> Any:
+            lookups.append(name)
+            return original(name)
+
+        backing.get_account = counted  # type: ignore[method-assign]
+        alice = await server.session("alice", buddies=["bob"])
+        bob = await server.session("bob")
+        self.assertEqual(sorted(lookups), ["alice", "bob"])
+        self.assertEqual((await alice.wait_arrival()).screen_name, "Bob")
+        alice.send_im("bob", b"through the cache")
+        sender, text, _ = await bob.receive_im()
+        self.assertEqual((sender.screen_name, text), ("Alice", b"through the cache"))

@@ -268,6 +268,14 @@ class UserStoreContractMixin:
         """The store provides every IUserStore method."""
         self.assertTrue(verifyObject(IUserStore, self.store))
 
+    def test_peek_never_contradicts_get(self) -> None:
+        """peek_account is None or the very account get_account finds."""
+        self.add("Bob Smith")
+        for name in ("bobsmith", "nobody"):
+            peeked = self.store.peek_account(name)
+            if peeked is not None:
+                self.assertEqual(peeked, self.ok(self.store.get_account(name)))
+
     def test_create_and_get(self) -> None:
         """A new account is found under any case and spacing, display form kept."""
         created = self.add("Bob Smith")

@@ -77,6 +77,19 @@ class CacheBehaviourTests(SynchronousTestCase):
         self.successResultOf(self.backing.create_account("Bob", "secret"))
         self.assertIsNotNone(self.successResultOf(self.store.get_account("Bob")))
 
+    def test_peek_sees_only_fresh_cached_accounts(self) -> None:
+        """peek_account answers from the cache without a lookup: nothing before
+        the first get, the account until the TTL or a write, never a guess."""
+        self.assertIsNone(self.store.peek_account("Alice"))
+        self.successResultOf(self.store.get_account("Alice"))
+        self.assertEqual(self.store.peek_account("A L I C E").screen_name, "Alice")
+        self.assertEqual(self.backing.lookups, 1)
+        self.clock.advance(10)
+        self.assertIsNone(self.store.peek_account("Alice"))
+        self.successResultOf(self.store.get_account("Alice"))
+        self.successResultOf(self.store.set_suspended("Alice", True))
+        self.assertIsNone(self.store.peek_account("Alice"))
+
     def test_bounded(self) -> None:
         """The cache never holds more than max_entries accounts."""
         store = CachedUserStore(self.backing, self.clock, max_entries=3)

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 
 from aimserver.protocols.flap import ConnectionSettings, FlapConnection, FlapFactory
-from aimserver.services.auth import Authorizer, LoginResult, requested_name
+from aimserver.services.auth import Authorizer, LoginResult, requested_name, then
 from aimserver.wire.codes import BUCP, FoodGroup, LoginError, LoginTag
 from aimserver.wire.errors import MalformedData
 from aimserver.wire.flap import SignonPayload
@@ -63,9 +62,7 @@ class AuthConnection(FlapConnection):
         refusal = self.authorizer.admit(screen_name, self.ip)
         if refusal is not None:
             return self._answer_roasted(refusal)
-        d = defer.Deferred.fromCoroutine(self.authorizer.login_roasted(signon.tlvs))
-        d.addCallback(self._answer_roasted)
-        return d
+        return then(self.authorizer.login_roasted(signon.tlvs), self._answer_roasted)
 
     def _answer_roasted(self, result: LoginResult) -> None:
         self.close(result.tlvs())
@@ -89,9 +86,7 @@ class AuthConnection(FlapConnection):
         refusal = self.authorizer.admit(screen_name, self.ip)
         if refusal is not None:
             return self._finish(request, refusal)
-        d = defer.Deferred.fromCoroutine(self.authorizer.challenge(screen_name))
-        d.addCallback(self._answer_challenge, request)
-        return d
+        return then(self.authorizer.challenge(screen_name), self._answer_challenge, request)
 
     def _answer_challenge(self, result: str | LoginResult, request: SnacHeader) -> None:
         if isinstance(result, LoginResult):
@@ -112,9 +107,12 @@ class AuthConnection(FlapConnection):
             if refusal is not None:
                 return self._finish(request, refusal)
         self._done = True
-        d = defer.Deferred.fromCoroutine(self.authorizer.login_bucp(tlvs, self._offered_key))
-        d.addCallback(lambda result: self._finish(request, result))
-        return d
+        return then(
+            self.authorizer.login_bucp(tlvs, self._offered_key), self._login_answer, request
+        )
+
+    def _login_answer(self, result: LoginResult, request: SnacHeader) -> None:
+        self._finish(request, result)
 
     def _finish(self, request: SnacHeader, result: LoginResult) -> None:
         """17,03 then an empty channel-4 frame, then close: clients expect both."""

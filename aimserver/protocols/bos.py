@@ -116,6 +116,11 @@ class BosConnection(FlapConnection):
         if payload.service != FoodGroup.OSERVICE:
             self._attach_service(payload)
             return None
+        account = self.bos.store.peek_account(payload.screen_name)
+        if account is not None:
+            # Seen at login a moment ago: no Deferred, no held frames.
+            self._attach(account, payload)
+            return None
         d = self.bos.store.get_account(payload.screen_name)
         d.addCallback(self._attach, payload)
         return d

@@ -14,8 +14,10 @@ import math
 import os
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import attrs
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -94,6 +96,13 @@ def requested_name(tlvs: TlvList) -> str:
     return decode_screen_name(raw)
 
 
+def then(value: Any, f: Callable[..., Any], *args: Any) -> Any:
+    """``f(value, *args)`` now, or as a callback if ``value`` is a Deferred."""
+    if isinstance(value, Deferred):
+        return value.addCallback(f, *args)
+    return f(value, *args)
+
+
 class Authorizer:
     """The logic of the auth service, free of sockets."""
 
@@ -129,43 +138,83 @@ class Authorizer:
             return None
         return self._shed(screen_name, now, "login rate")
 
-    async def challenge(self, screen_name: str) -> str | LoginResult:
+    def _account(self, screen_name: str) -> Account | Deferred[Account | None]:
+        """The account now when the store has it at hand (the sign-on of a
+        user seen in the last seconds), else a Deferred of the lookup."""
+        account = self.store.peek_account(screen_name)
+        return account if account is not None else self.store.get_account(screen_name)
+
+    def challenge(self, screen_name: str) -> str | LoginResult | Deferred[str | LoginResult]:
         """17,06: the account's auth key (the MD5 salt), or a refusal. With
         auto-registration an unknown but valid name gets a fresh key, and the
-        account is created from the digest at 17,02."""
+        account is created from the digest at 17,02. Synchronous when the
+        account is cached: no Deferred on the common path."""
         if not is_valid_screen_name(screen_name):
             return self._refuse(screen_name, LoginError.INVALID_SCREEN_NAME, "invalid name")
-        account = await self.store.get_account(screen_name)
+        return then(self._account(screen_name), self._auth_key, screen_name)
+
+    def _auth_key(self, account: Account | None, screen_name: str) -> str | LoginResult:
         if account is not None:
             return account.auth_key
         if self.auto_register:
             return os.urandom(16).hex()
         return self._refuse(screen_name, LoginError.INVALID_SCREEN_NAME, "unknown screen name")
 
-    async def login_bucp(self, tlvs: TlvList, offered_key: str | None) -> LoginResult:
+    def login_bucp(
+        self, tlvs: TlvList, offered_key: str | None
+    ) -> LoginResult | Deferred[LoginResult]:
         """17,02: check the MD5 digest against the stored ones."""
         screen_name = requested_name(tlvs)
         digest = tlvs.get(LoginTag.PASSWORD_MD5)
         if digest is None or len(digest) != DIGEST_SIZE:
             return self._refuse(screen_name, LoginError.INVALID_SCREEN_NAME, "no digest")
-        account = await self.store.get_account(screen_name)
+        return then(
+            self._account(screen_name), self._bucp_account, screen_name, tlvs, digest, offered_key
+        )
+
+    def _bucp_account(
+        self,
+        account: Account | None,
+        screen_name: str,
+        tlvs: TlvList,
+        digest: bytes,
+        offered_key: str | None,
+    ) -> LoginResult | Deferred[LoginResult]:
         if account is None and self.auto_register and offered_key is not None:
-            account = await self._register_from_digest(
-                screen_name, offered_key, digest, tlvs.has(LoginTag.NEW_HASH)
+            created = Deferred.fromCoroutine(
+                self._register_from_digest(
+                    screen_name, offered_key, digest, tlvs.has(LoginTag.NEW_HASH)
+                )
             )
+            return created.addCallback(self._check_bucp, screen_name, tlvs, digest)
+        return self._check_bucp(account, screen_name, tlvs, digest)
+
+    def _check_bucp(
+        self, account: Account | None, screen_name: str, tlvs: TlvList, digest: bytes
+    ) -> LoginResult:
         if account is None:
             return self._refuse(screen_name, LoginError.INVALID_SCREEN_NAME, "unknown screen name")
         if not check_bucp_digest(account, digest):
             return self._refuse(account.screen_name, LoginError.BAD_PASSWORD, "wrong password")
         return self._grant(account, tlvs)
 
-    async def login_roasted(self, tlvs: TlvList) -> LoginResult:
+    def login_roasted(self, tlvs: TlvList) -> LoginResult | Deferred[LoginResult]:
         """FLAP channel-1 login: un-roast the password and check the weak digest."""
         screen_name = requested_name(tlvs)
         roasted = tlvs.get(LoginTag.ROASTED_PASSWORD) or b""
-        account = await self.store.get_account(screen_name)
+        return then(self._account(screen_name), self._roasted_account, screen_name, tlvs, roasted)
+
+    def _roasted_account(
+        self, account: Account | None, screen_name: str, tlvs: TlvList, roasted: bytes
+    ) -> LoginResult | Deferred[LoginResult]:
         if account is None and self.auto_register and is_valid_screen_name(screen_name):
-            account = await self._register(screen_name, roast(roasted))
+            created = Deferred.fromCoroutine(self._register(screen_name, roast(roasted)))
+            return created.addCallback(self._check_roasted, screen_name, tlvs, roasted)
+        return self._check_roasted(account, screen_name, tlvs, roasted)
+
+    def _check_roasted(
+        self, account: Account | None, screen_name: str, tlvs: TlvList, roasted: bytes
+    ) -> LoginResult:
         if account is None:
             return self._refuse(screen_name, LoginError.INVALID_SCREEN_NAME, "unknown screen name")
         if not check_roasted_password(account, roasted):

@@ -50,6 +50,12 @@ class CachedUserStore:
 
     # -- the cached read ----------------------------------------------------------------
 
+    def peek_account(self, screen_name: str) -> Account | None:
+        entry = self._accounts.get(normalize(screen_name))
+        if entry is not None and entry[0] > self.clock.seconds():
+            return entry[1]
+        return None
+
     def get_account(self, screen_name: str) -> Deferred[Account | None]:
         key = normalize(screen_name)
         entry = self._accounts.get(key)

@@ -323,6 +323,13 @@ class IUserStore(Interface):
         :rtype: Deferred[Account | None]
         """
 
+    def peek_account(screen_name: str) -> Account | None:
+        """
+        The account if this store holds it in memory, ready now (no I/O, no
+        waiting), else ``None``. ``None`` never means "no such account": ask
+        ``get_account``. Lets a sign-on skip a Deferred for a cached account.
+        """
+
     def create_account(screen_name: str, password: str) -> Deferred[Account]:
         """
         Register a screen name with a fresh auth key and both digests of the

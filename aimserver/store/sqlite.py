@@ -767,6 +767,9 @@ class SQLiteUserStore:
     def get_account(self, screen_name: str) -> Deferred[Account | None]:
         return self._call(_get_account, screen_name, write=False)
 
+    def peek_account(self, screen_name: str) -> Account | None:
+        return None
+
     def create_account(self, screen_name: str, password: str) -> Deferred[Account]:
         return self._call(_create_account, screen_name, password, self._now())
 
