@@ -408,6 +408,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--s4-sizes", help="watcher counts for S4, e.g. 100,1000,5000")
     parser.add_argument("--s2-sessions", type=int, help="sessions S2 holds (e.g. 19000)")
+    parser.add_argument(
+        "--s2-keepalive",
+        type=float,
+        help="S2: the subject's [connection] keepalive_interval (default 5; 60 is the server's)",
+    )
     parser.add_argument("--s7-sessions", type=int, help="sessions in the S7 reconnect storm")
     parser.add_argument(
         "--s7-login-rate", type=float, help="S7: the subject's [auth] max_logins_per_second"
@@ -425,7 +430,14 @@ def main(argv: list[str] | None = None) -> int:
         profile = dataclasses.replace(profile, rounds=args.rounds)
     if args.window:
         profile = dataclasses.replace(profile, window=args.window)
-    for name in ("s2_sessions", "s7_sessions", "s7_login_rate", "s8_seconds", "s8_rate"):
+    for name in (
+        "s2_sessions",
+        "s2_keepalive",
+        "s7_sessions",
+        "s7_login_rate",
+        "s8_seconds",
+        "s8_rate",
+    ):
         if getattr(args, name):
             profile = dataclasses.replace(profile, **{name: getattr(args, name)})
     s4_sizes = (
