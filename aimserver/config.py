@@ -268,7 +268,7 @@ class ConnectionConfig:
     keepalive_interval: float = _setting(60.0, _seconds(zero_allowed=False))
     #: Connections the kernel queues for each listener before accept(): a
     #: reconnect storm after a restart must not overflow it.
-    listen_backlog: int = _setting(1024, _integer(1, 65535))
+    listen_backlog: int = _setting(4096, _integer(1, 65535))
     #: Bytes queued for a slow reader before it is disconnected.
     max_send_queue: int = _setting(
         1 << 20,

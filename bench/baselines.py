@@ -334,7 +334,7 @@ def main(argv: list[str] | None = None) -> None:
         reactor.listenTCP(args.port, FanOutFactory(), interface=args.host)
     elif args.kind == "holder":
         holder = HolderFactory()
-        reactor.listenTCP(args.port, holder, backlog=1024, interface=args.host)
+        reactor.listenTCP(args.port, holder, backlog=4096, interface=args.host)
         if args.keepalive > 0:
             LoopingCall(holder.keepalive).start(args.keepalive, now=False)
     else:

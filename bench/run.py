@@ -421,11 +421,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--s8-rate", type=float, help="S8 sign-ons (and sign-offs) per second")
     parser.add_argument("--rounds", type=int, help="baseline/subject alternations per figure")
     parser.add_argument("--window", type=float, help="seconds per measured window")
+    parser.add_argument(
+        "--subject",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="a setting of the subject's INI for every scenario (repeatable), for experiments",
+    )
     parser.add_argument("--results", type=Path, default=RESULTS, help="directory for the JSON")
     parser.add_argument("--keep-temp", action="store_true", help="keep the database and logs")
     args = parser.parse_args(argv)
 
     profile = sc.QUICK if args.quick else sc.FULL
+    for setting in args.subject:
+        key, sep, value = setting.partition("=")
+        section, dot, name = key.partition(".")
+        if not (sep and dot and section and name):
+            parser.error(f"--subject {setting!r}: expected SECTION.KEY=VALUE")
+        SETTINGS.setdefault(section, {})[name] = value
     if args.rounds:
         profile = dataclasses.replace(profile, rounds=args.rounds)
     if args.window:
@@ -509,6 +522,7 @@ def main(argv: list[str] | None = None) -> int:
         "profile": dataclasses.asdict(profile),
         "scenarios": picked,
         "s4_sizes": list(s4_sizes),
+        "subject_settings": args.subject,
         "machine": {
             "cpus": os.cpu_count(),
             "python": sys.version,

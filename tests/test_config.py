@@ -69,7 +69,7 @@ class DefaultsTests(ConfigTestCase):
                     "max_frame_size": 65535,
                     "max_unauthenticated_frame_size": 2048,
                     "keepalive_interval": 60.0,
-                    "listen_backlog": 1024,
+                    "listen_backlog": 4096,
                     "max_send_queue": 1 << 20,
                 },
                 "multisession": {"max_sessions": 5, "notify": True},
@@ -311,14 +311,14 @@ class EndpointTests(SynchronousTestCase):
     def test_ipv4(self) -> None:
         """By default each listener is TCP on the configured host and its port."""
         config = Config()
-        self.assertEqual(config.endpoint("auth"), "tcp:5190:interface=127.0.0.1:backlog=1024")
-        self.assertEqual(config.endpoint("manhole"), "tcp:2222:interface=127.0.0.1:backlog=1024")
+        self.assertEqual(config.endpoint("auth"), "tcp:5190:interface=127.0.0.1:backlog=4096")
+        self.assertEqual(config.endpoint("manhole"), "tcp:2222:interface=127.0.0.1:backlog=4096")
         self.assertEqual(self.listen(config.endpoint("bos")), (5191, "127.0.0.1"))
 
     def test_ipv6(self) -> None:
         """Colons of an IPv6 host are escaped, so Twisted reads the address whole."""
         config = load_config(None, {"server.host": "::1", "ports.chat": 0})
-        self.assertEqual(config.endpoint("chat"), r"tcp:0:interface=\:\:1:backlog=1024")
+        self.assertEqual(config.endpoint("chat"), r"tcp:0:interface=\:\:1:backlog=4096")
         self.assertEqual(self.listen(config.endpoint("chat")), (0, "::1"))
 
     def test_explicit_listener(self) -> None:
@@ -326,7 +326,7 @@ class EndpointTests(SynchronousTestCase):
         description = "ssl:5191:interface=0.0.0.0:privateKey=key.pem"
         config = load_config(None, {"listeners.bos": description})
         self.assertEqual(config.endpoint("bos"), description)
-        self.assertEqual(config.endpoint("auth"), "tcp:5190:interface=127.0.0.1:backlog=1024")
+        self.assertEqual(config.endpoint("auth"), "tcp:5190:interface=127.0.0.1:backlog=4096")
 
     def test_unknown_listener(self) -> None:
         """Asking for a listener that does not exist is a programming error."""

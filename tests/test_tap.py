@@ -20,8 +20,8 @@ class OptionsTests(unittest.SynchronousTestCase):
         options.parseOptions([])
         config = options.config
         self.assertEqual(config.server.db, "aimserver.sqlite")
-        self.assertEqual(config.endpoint("auth"), "tcp:5190:interface=127.0.0.1:backlog=1024")
-        self.assertEqual(config.endpoint("bos"), "tcp:5191:interface=127.0.0.1:backlog=1024")
+        self.assertEqual(config.endpoint("auth"), "tcp:5190:interface=127.0.0.1:backlog=4096")
+        self.assertEqual(config.endpoint("bos"), "tcp:5191:interface=127.0.0.1:backlog=4096")
         self.assertEqual(
             (config.ports.chat, config.ports.api, config.ports.manhole), (5192, 8080, 2222)
         )
