@@ -335,3 +335,45 @@ class SelfInfoTests(SynchronousTestCase):
         other = world.presence.self_info(user, second)
         self.assertEqual(own.tlvs.get(0x0006), struct.pack("!I", STATUS_INVISIBLE))
         self.assertEqual(other.tlvs.get(0x0006), struct.pack("!I", 0))
+
+    def test_packed_blocks_byte_for_byte(self) -> None:
+        """The info blocks, packed straight from structs, byte for byte: what
+        others see (class, sign-on time, aggregate status, idle minutes,
+        capabilities) and what the session sees of itself (the same without
+        the aggregate status, then its own status, member-since and session
+        length)."""
+        world = PresenceWorld()
+        session, _ = world.sign_on("Ali Ce")
+        world.set_caps(session, CAP_A)
+        world.set_status(session, 0x0001)
+        world.set_away(session, b"out")
+        world.set_idle(session, 600)
+        world.clock.advance(120)
+        user = world.registry.get("Ali Ce")
+        signon = int(user.signon_time)
+        member = int(user.account.created_at)
+        head = (
+            b"\x06Ali Ce" + struct.pack("!H", 0)  # name, warning level
+        )
+        common = [
+            struct.pack("!HHH", 0x0001, 2, 0x0010 | 0x0020),  # free + away
+            struct.pack("!HHI", 0x0003, 4, signon),
+        ]
+        idle_caps = [struct.pack("!HHH", 0x0004, 2, 12), struct.pack("!HH", 0x000D, 16) + CAP_A]
+        others = common + [struct.pack("!HHI", 0x0006, 4, 0x0001)] + idle_caps
+        self.assertEqual(
+            world.presence.info_block(user), head + struct.pack("!H", 5) + b"".join(others)
+        )
+        own = (
+            common
+            + idle_caps
+            + [
+                struct.pack("!HHI", 0x0006, 4, 0x0001),
+                struct.pack("!HHI", 0x0005, 4, member),
+                struct.pack("!HHI", 0x000F, 4, int(world.clock.seconds() - session.connected_at)),
+            ]
+        )
+        self.assertEqual(
+            world.presence.self_info_block(user, session),
+            head + struct.pack("!H", 7) + b"".join(own),
+        )

@@ -183,7 +183,7 @@ class OServiceService:
         user = self.registry.user_of(session)
         if user is None:
             raise SnacError(SnacErrorCode.NOT_LOGGED_ON)
-        info = self.presence.self_info(user, session).pack()
+        info = self.presence.self_info_block(user, session)
         return [Reply(FoodGroup.OSERVICE, OService.USER_INFO_UPDATE, info)]
 
     def idle_notification(self, session: SessionInstance, request: SnacHeader, body: bytes) -> None:

@@ -11,11 +11,15 @@ the aggregate they see changes.
 
 from __future__ import annotations
 
+import struct
+
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from aimserver.registry import SessionInstance, User, UserRegistry
 from aimserver.wire.codes import Buddy, FoodGroup
+from aimserver.wire.reader import string08
+from aimserver.wire.screenname import encode_screen_name
 from aimserver.wire.snac import pack_snac
 from aimserver.wire.tlv import Tlv, TlvList
 from aimserver.wire.userinfo import (
@@ -32,6 +36,11 @@ from aimserver.wire.userinfo import (
     TAG_USER_CLASS,
     UserInfo,
 )
+
+_TLV_HEADER = struct.Struct("!HH")
+_TLV_U16 = struct.Struct("!HHH")
+_TLV_U32 = struct.Struct("!HHI")
+_WARNING_AND_COUNT = struct.Struct("!HH")
 
 #: A departure carries only the user class, set to 0: a full block makes AIM
 #: ignore the event, and ICQ clients need the class TLV (OSCAR.md §7).
@@ -94,24 +103,46 @@ class Presence:
     # -- what others see ----------------------------------------------------------------
 
     def user_info(self, user: User, state: tuple | None = None) -> UserInfo:
-        """The aggregate user-info block others see (arrivals, IM senders)."""
+        """The aggregate user-info block others see, as an object (locate)."""
         if state is None:
-            state = aggregate_state(user) or (False, None, (), 0)
-        away, idle_since, capabilities, status = state
+            state = aggregate_state(user)
+        return UserInfo.unpack(self._pack_info(user, state))
+
+    def _pack_info(
+        self, user: User, state: tuple | None, session: SessionInstance | None = None
+    ) -> bytes:
+        """The packed user-info block: what others see (the aggregate status),
+        or with ``session`` what that session is told about itself (its own
+        status, member-since, session length). Packed straight from structs:
+        it is in every arrival, IM and self-info, and the TLV objects cost
+        more than the rest of a 01,0E."""
+        away, idle_since, capabilities, status = state or (False, None, (), 0)
         user_class = (
             CLASS_FREE | (CLASS_UNAVAILABLE if away else 0) | (CLASS_BOT if user.account.bot else 0)
         )
         tlvs = [
-            Tlv.u16(TAG_USER_CLASS, user_class),
-            Tlv.u32(TAG_SIGNON_TIME, int(user.signon_time)),
-            Tlv.u32(TAG_STATUS, status & ~STATUS_INVISIBLE),
+            _TLV_U16.pack(TAG_USER_CLASS, 2, user_class),
+            _TLV_U32.pack(TAG_SIGNON_TIME, 4, int(user.signon_time)),
         ]
+        if session is None:
+            tlvs.append(_TLV_U32.pack(TAG_STATUS, 4, status & ~STATUS_INVISIBLE))
+        now = self.clock.seconds()
         if idle_since is not None:
-            minutes = max(0, int(self.clock.seconds() - idle_since) // 60)
-            tlvs.append(Tlv.u16(TAG_IDLE_MINUTES, min(minutes, 0xFFFF)))
+            minutes = max(0, int(now - idle_since) // 60)
+            tlvs.append(_TLV_U16.pack(TAG_IDLE_MINUTES, 2, min(minutes, 0xFFFF)))
         if capabilities:
-            tlvs.append(Tlv(TAG_CAPABILITIES, b"".join(capabilities)))
-        return UserInfo(user.screen_name, self.warning_level(user), TlvList(tuple(tlvs)))
+            joined = b"".join(capabilities)
+            tlvs.append(_TLV_HEADER.pack(TAG_CAPABILITIES, len(joined)) + joined)
+        if session is not None:
+            tlvs.append(_TLV_U32.pack(TAG_STATUS, 4, session.status))
+            tlvs.append(_TLV_U32.pack(TAG_MEMBER_SINCE, 4, int(user.account.created_at)))
+            length = max(0, int(now - session.connected_at))
+            tlvs.append(_TLV_U32.pack(TAG_SESSION_LENGTH, 4, length))
+        return (
+            string08(encode_screen_name(user.screen_name))
+            + _WARNING_AND_COUNT.pack(self.warning_level(user), len(tlvs))
+            + b"".join(tlvs)
+        )
 
     def warning_level(self, user: User) -> int:
         """The level others see now (the periodic sweep also stores it)."""
@@ -127,7 +158,7 @@ class Presence:
         if cached is not None and cached[0] == level:
             return cached[1]
         state = aggregate_state(user)
-        block = self.user_info(user, state or (False, None, (), 0)).pack()
+        block = self._pack_info(user, state)
         if state is None or state[1] is None:
             user.info_block = (level, block)
         return block
@@ -149,15 +180,13 @@ class Presence:
         user.routing = None
 
     def self_info(self, user: User, session: SessionInstance) -> UserInfo:
+        """What a session is told about itself, as an object."""
+        return UserInfo.unpack(self.self_info_block(user, session))
+
+    def self_info_block(self, user: User, session: SessionInstance) -> bytes:
         """What a session is told about itself (01,0F): its own status, and the
         account's member-since and session length as well."""
-        now = self.clock.seconds()
-        base = self.user_info(user, aggregate_state(user) or None)
-        tlvs = [t for t in base.tlvs if t.tag != TAG_STATUS]
-        tlvs.append(Tlv.u32(TAG_STATUS, session.status))
-        tlvs.append(Tlv.u32(TAG_MEMBER_SINCE, int(user.account.created_at)))
-        tlvs.append(Tlv.u32(TAG_SESSION_LENGTH, max(0, int(now - session.connected_at))))
-        return UserInfo(user.screen_name, self.warning_level(user), TlvList(tuple(tlvs)))
+        return self._pack_info(user, aggregate_state(user), session)
 
     def departure_block(self, user: User) -> bytes:
         return UserInfo(user.screen_name, 0, DEPARTURE_TLVS).pack()

@@ -158,7 +158,7 @@ class WarningService:
         self.persist(user)
         self.presence.warning_changed(user)
         for session in user.online_instances():
-            info = self.presence.self_info(user, session).pack()
+            info = self.presence.self_info_block(user, session)
             # One dead connection must not keep the others uninformed.
             self.registry.deliver(
                 [session],
