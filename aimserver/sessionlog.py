@@ -22,6 +22,9 @@ class SessionLog:
         self.clock = clock
         self._pending: list[str] = []
         self._write_call: IDelayedCall | None = None
+        #: After the listener stopped (shutdown): the reactor may run no more
+        #: turns, so each record is written at once.
+        self.stopped = False
 
     def signed_on(
         self, screen_name: str, peer: str, instance: int, flags: int, client: str
@@ -36,8 +39,17 @@ class SessionLog:
 
     def _record(self, line: str) -> None:
         self._pending.append(line)
-        if self._write_call is None:
+        if self.stopped:
+            self.flush()
+        elif self._write_call is None:
             self._write_call = self.clock.callLater(0, self.flush)
+
+    def stop(self) -> None:
+        """Write what is pending, and from now on every record at once: at
+        shutdown the sessions still online are disconnected after the
+        listener stops, and no later turn would write their lines."""
+        self.stopped = True
+        self.flush()
 
     def flush(self) -> None:
         """Write what was recorded (at the end of the turn, or at shutdown)."""

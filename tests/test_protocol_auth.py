@@ -5,6 +5,8 @@ channel-1 login, byte by byte, with the memory store and a ``task.Clock``
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.logger import globalLogPublisher
@@ -429,15 +431,22 @@ class LoginLimitsTests(AuthTestCase):
         self.assertTrue(wire.closing)
 
 
+def shed_timers(clock: Any) -> list[Any]:
+    """Pending calls of the overload-refusal counter."""
+    return [c for c in clock.getDelayedCalls() if getattr(c.func, "__name__", "") == "flush_shed"]
+
+
 class OverloadLogTests(AuthTestCase):
     def test_overload_refusals_are_counted_not_logged_one_by_one(self) -> None:
-        """The first 0x0018 refusal is logged; the next ones within
-        SHED_LOG_INTERVAL are counted into the next line (a reconnect storm
-        would otherwise write a line per refused attempt)."""
+        """The first 0x0018 refusal after a quiet spell is logged; the next ones
+        are counted into one line per SHED_LOG_INTERVAL while they go on (a
+        reconnect storm would otherwise write a line per refused attempt),
+        and when they stop, no timer is left."""
         events: list[dict[str, object]] = []
         observer = events.append
         globalLogPublisher.addObserver(observer)
         self.addCleanup(globalLogPublisher.removeObserver, observer)
+        interval = auth_module_service.SHED_LOG_INTERVAL
 
         def challenge() -> int:
             wire = self.connect()
@@ -446,16 +455,35 @@ class OverloadLogTests(AuthTestCase):
             data = [f for f in wire.frames() if f.channel == Channel.DATA]
             return parse_snac(data[-1])[0].subtype
 
-        def refusals() -> list[dict[str, object]]:
+        def refusal_lines() -> list[dict[str, object]]:
             return [e for e in events if "0x0018" in str(e.get("log_format", ""))]
 
         self.assertEqual([challenge() for _ in range(60)], [0x07] * 60)
         self.assertEqual([challenge() for _ in range(6)], [0x03] * 6)
-        self.assertEqual(len(refusals()), 1)
-        self.clock.advance(auth_module_service.SHED_LOG_INTERVAL)
-        # The address's bucket refilled meanwhile; the first refusal after the
-        # interval writes the next line, counting itself and the 5 unlogged ones.
-        answers = [challenge() for _ in range(11)]
-        self.assertEqual(answers, [0x07] * 10 + [0x03])
-        self.assertEqual(len(refusals()), 2)
-        self.assertEqual(refusals()[-1]["counts"], "6 login rate")
+        self.assertEqual(len(refusal_lines()), 1)
+        self.assertEqual(len(shed_timers(self.clock)), 1)
+        self.clock.advance(interval)
+        self.assertEqual(len(refusal_lines()), 2)
+        self.assertEqual(refusal_lines()[-1]["counts"], "5 login rate")
+        # Still counting for one more interval; nothing more refused: no line,
+        # and no timer after it.
+        self.clock.advance(interval)
+        self.assertEqual(len(refusal_lines()), 2)
+        self.assertEqual(shed_timers(self.clock), [])
+
+    def test_counts_are_written_when_the_listener_stops(self) -> None:
+        """Refusals counted but not yet written are logged at shutdown, and the
+        timer is cancelled."""
+        events: list[dict[str, object]] = []
+        observer = events.append
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        for _ in range(63):
+            wire = self.connect()
+            wire.feed(frame(Channel.SIGNON, HELLO_PAYLOAD))
+            wire.send_snac(0x17, 0x06, Tlv(0x01, b"alice").pack(), request_id=1)
+        self.server.auth_factory.doStart()
+        self.server.auth_factory.doStop()
+        counted = [e for e in events if e.get("counts")]
+        self.assertEqual([e["counts"] for e in counted], ["2 login rate"])
+        self.assertEqual(shed_timers(self.clock), [])

@@ -55,3 +55,14 @@ class SessionLogTests(SynchronousTestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.log.flush()
         self.assertEqual(len(self.texts()), 1)
+
+    def test_after_stop_each_record_is_written_at_once(self) -> None:
+        """At shutdown the listener stops first and the sessions still online
+        are disconnected after it, when the reactor runs no more turns: their
+        sign-off lines are written at once, with no timer."""
+        self.log.signed_on("Alice", "10.0.0.1:5000", 7, 0x01, "AIM 5.1")
+        self.log.stop()
+        self.assertEqual(len(self.texts()), 1)
+        self.log.signed_off("Alice", 7)
+        self.assertEqual(self.texts()[-1], "Alice signed off (instance 7)")
+        self.assertEqual(self.clock.getDelayedCalls(), [])

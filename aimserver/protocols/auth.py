@@ -134,6 +134,10 @@ class AuthFactory(FlapFactory):
         super().__init__(settings, clock, keepalive_interval)
         self.authorizer = authorizer
 
+    def stopFactory(self) -> None:
+        super().stopFactory()
+        self.authorizer.flush_shed(final=True)
+
     def buildProtocol(self, addr: object) -> AuthConnection:
         connection = AuthConnection(self)
         connection.factory = self

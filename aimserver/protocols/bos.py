@@ -339,7 +339,7 @@ class BosFactory(FlapFactory):
 
     def stopFactory(self) -> None:
         super().stopFactory()
-        self.session_log.flush()
+        self.session_log.stop()
 
     def buildProtocol(self, addr: object) -> BosConnection:
         connection = BosConnection(self)

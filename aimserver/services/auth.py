@@ -10,7 +10,6 @@ carries a fresh session instance id and the client's multi-connection flags
 
 from __future__ import annotations
 
-import math
 import os
 from collections import Counter
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from aimserver.cookies import MAX_CLIENT_ID_LENGTH, CookieJar
@@ -126,7 +125,7 @@ class Authorizer:
         self.limiter = limiter
         self.clock = clock
         self._shed_counts: Counter[str] = Counter()
-        self._shed_logged_at = -math.inf
+        self._shed_call: IDelayedCall | None = None
 
     def admit(self, screen_name: str, ip: str) -> LoginResult | None:
         """A refusal (0x0018, "connecting too frequently") when the server or
@@ -241,19 +240,38 @@ class Authorizer:
     def _shed(self, screen_name: str, now: float, why: str) -> LoginResult:
         """An overload refusal (0x0018). In a reconnect storm there are tens
         of thousands, and a log line costs as much as the refusal: the first
-        is logged, then one line per SHED_LOG_INTERVAL counts the others."""
-        self._shed_counts[why] += 1
-        if now - self._shed_logged_at >= SHED_LOG_INTERVAL:
-            counts = ", ".join(f"{n} {reason}" for reason, n in sorted(self._shed_counts.items()))
+        after a quiet spell is logged, the next ones are counted into one line
+        every SHED_LOG_INTERVAL while they go on."""
+        if self._shed_call is None and self.clock is not None:
             self.log.info(
-                "logins refused with 0x0018 (overload) since the last such line: {counts}"
-                " (the latest: {screen_name!r})",
-                counts=counts,
+                "login refused for {screen_name!r}: {why} (0x0018); more such refusals"
+                " are counted every {interval:.0f} s",
                 screen_name=screen_name,
+                why=why,
+                interval=SHED_LOG_INTERVAL,
             )
-            self._shed_logged_at = now
-            self._shed_counts.clear()
+            self._shed_call = self.clock.callLater(SHED_LOG_INTERVAL, self.flush_shed)
+        else:
+            self._shed_counts[why] += 1
         return LoginResult(screen_name, error=LoginError.RATE_LIMIT_RESERVATION)
+
+    def flush_shed(self, final: bool = False) -> None:
+        """Log the overload refusals counted since the last line; while they go
+        on, count again for another interval. ``final`` (the listener stops):
+        log and leave no timer behind."""
+        call, self._shed_call = self._shed_call, None
+        if call is not None and call.active():
+            call.cancel()
+        if not self._shed_counts:
+            return
+        counts = ", ".join(f"{n} {reason}" for reason, n in sorted(self._shed_counts.items()))
+        self._shed_counts.clear()
+        self.log.info(
+            "logins refused with 0x0018 (overload) since the last such line: {counts}",
+            counts=counts,
+        )
+        if not final and self.clock is not None:
+            self._shed_call = self.clock.callLater(SHED_LOG_INTERVAL, self.flush_shed)
 
     def _refuse(self, screen_name: str, error: int, why: str) -> LoginResult:
         self.log.info("login refused for {screen_name!r}: {why}", screen_name=screen_name, why=why)
