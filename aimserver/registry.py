@@ -120,7 +120,7 @@ class User:
     offline_delivered: bool = False
     #: Hashes of (recipient, cookie) of the latest IMs this user sent, oldest
     #: first, to drop a retransmission (created at the first IM).
-    recent_ims: list[int] | None = None
+    recent_ims: dict[int, None] | None = None
 
     def online_instances(self) -> list[SessionInstance]:
         return [i for i in self.instances.values() if i.online and not i.closed]

