@@ -152,6 +152,7 @@ def remember(sender: User, seen: int) -> None:
         del recent[next(iter(recent))]
     recent[seen] = None
 
+
 class IcbmService:
     log = Logger()
 
