@@ -268,6 +268,17 @@ class UserStoreContractMixin:
         """The store provides every IUserStore method."""
         self.assertTrue(verifyObject(IUserStore, self.store))
 
+    def test_get_accounts_finds_many_at_once(self) -> None:
+        """Found accounts keyed by normalized name, any spelling; unknown names
+        absent; a repeated name once; more names than one query holds."""
+        self.add("Bob Smith")
+        self.add("Alice")
+        names = ["BOB SMITH", "nobody", "alice", "Alice"] + [f"ghost{i}" for i in range(1200)]
+        found = self.ok(self.store.get_accounts(names))
+        self.assertEqual(sorted(found), ["alice", "bobsmith"])
+        self.assertEqual(found["bobsmith"], self.ok(self.store.get_account("bobsmith")))
+        self.assertEqual(self.ok(self.store.get_accounts([])), {})
+
     def test_peek_never_contradicts_get(self) -> None:
         """peek_account is None or the very account get_account finds."""
         self.add("Bob Smith")

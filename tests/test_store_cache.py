@@ -97,3 +97,86 @@ class CacheBehaviourTests(SynchronousTestCase):
             self.successResultOf(self.backing.create_account(f"User{i}", "secret"))
             self.successResultOf(store.get_account(f"User{i}"))
         self.assertEqual(len(store._accounts), 3)
+
+
+class HeldStore(MemoryUserStore):
+    """Lookups answer only when the test says so, and are recorded."""
+
+    def __init__(self, clock: Any) -> None:
+        super().__init__(clock)
+        self.calls: list[tuple[str, Any]] = []
+        self.held: list[tuple[Deferred[Any], Any]] = []
+
+    def get_account(self, screen_name: str) -> Deferred[Any]:
+        self.calls.append(("one", screen_name))
+        d: Deferred[Any] = Deferred()
+        self.held.append((d, super().get_account(screen_name)))
+        return d
+
+    def get_accounts(self, screen_names: Any) -> Deferred[Any]:
+        self.calls.append(("many", sorted(screen_names)))
+        d: Deferred[Any] = Deferred()
+        self.held.append((d, super().get_accounts(screen_names)))
+        return d
+
+    def answer(self) -> None:
+        d, real = self.held.pop(0)
+        real.chainDeferred(d)
+
+    def fail(self) -> None:
+        d, _ = self.held.pop(0)
+        d.errback(RuntimeError("database gone"))
+
+
+class BatchedLookupTests(SynchronousTestCase):
+    """After a restart every sign-on misses the cache: misses that arrive
+    while a lookup is out go to the store together."""
+
+    def setUp(self) -> None:
+        from twisted.internet.task import Clock
+
+        self.clock = Clock()
+        self.backing = HeldStore(self.clock)
+        for name in ("Alice", "Bob", "Carol"):
+            self.successResultOf(self.backing.create_account(name, "secret"))
+        self.store = CachedUserStore(self.backing, self.clock)
+
+    def test_misses_during_a_lookup_go_as_one_batch(self) -> None:
+        first = self.store.get_account("alice")
+        waiting = [self.store.get_account(n) for n in ("Bob", "bob", "carol", "nobody")]
+        self.assertEqual(self.backing.calls, [("one", "alice")])
+        self.backing.answer()
+        self.assertEqual(self.successResultOf(first).screen_name, "Alice")
+        self.assertEqual(self.backing.calls[1], ("many", ["bob", "carol", "nobody"]))
+        self.assertNoResult(waiting[0])
+        self.backing.answer()
+        results = [self.successResultOf(d) for d in waiting]
+        self.assertEqual(
+            [r.screen_name if r else None for r in results], ["Bob", "Bob", "Carol", None]
+        )
+        # Found ones are cached now; the next lookup of a miss goes alone again.
+        self.assertEqual(self.store.peek_account("carol").screen_name, "Carol")
+        self.store.get_account("nobody")
+        self.assertEqual(self.backing.calls[-1], ("one", "nobody"))
+
+    def test_a_failed_batch_fails_its_waiters_only(self) -> None:
+        self.store.get_account("alice")
+        bob = self.store.get_account("bob")
+        self.backing.answer()
+        self.backing.fail()
+        self.failureResultOf(bob, RuntimeError)
+        carol = self.store.get_account("carol")
+        self.backing.answer()
+        self.assertEqual(self.successResultOf(carol).screen_name, "Carol")
+
+    def test_batches_are_bounded(self) -> None:
+        from aimserver.store.cache import MAX_BATCH
+
+        self.store.get_account("alice")
+        waiting = [self.store.get_account(f"ghost{i}") for i in range(MAX_BATCH + 5)]
+        self.backing.answer()
+        self.assertEqual(len(self.backing.calls[1][1]), MAX_BATCH)
+        self.backing.answer()
+        self.assertEqual(len(self.backing.calls[2][1]), 5)
+        self.backing.answer()
+        self.assertEqual([self.successResultOf(d) for d in waiting], [None] * (MAX_BATCH + 5))

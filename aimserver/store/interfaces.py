@@ -323,6 +323,14 @@ class IUserStore(Interface):
         :rtype: Deferred[Account | None]
         """
 
+    def get_accounts(screen_names: Sequence[str]) -> Deferred[dict[str, Account]]:
+        """
+        Look up many accounts at once (one round trip to the database).
+
+        :return: fires with the accounts found, keyed by normalized screen
+            name; names with no account are absent.
+        """
+
     def peek_account(screen_name: str) -> Account | None:
         """
         The account if this store holds it in memory, ready now (no I/O, no

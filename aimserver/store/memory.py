@@ -84,6 +84,15 @@ class MemoryUserStore:
     def get_account(self, screen_name: str) -> Deferred[Account | None]:
         return defer.succeed(self._accounts.get(normalize(screen_name)))
 
+    def get_accounts(self, screen_names: Sequence[str]) -> Deferred[dict[str, Account]]:
+        found = {}
+        for name in screen_names:
+            key = normalize(name)
+            account = self._accounts.get(key)
+            if account is not None:
+                found[key] = account
+        return defer.succeed(found)
+
     def peek_account(self, screen_name: str) -> Account | None:
         # Everything here is in memory, but test doubles subclass this store to
         # hold lookups back; get_account is the one way to read.

@@ -392,6 +392,26 @@ def _get_account(conn: sqlite3.Connection, screen_name: str) -> Account | None:
     return None if row is None else _account(row)
 
 
+#: Names per query of get_accounts (SQLite allows 32,766 parameters; a
+#: smaller IN list keeps each statement quick).
+_ACCOUNTS_PER_QUERY = 500
+
+
+def _get_accounts(conn: sqlite3.Connection, screen_names: Sequence[str]) -> dict[str, Account]:
+    keys = sorted({normalize(name) for name in screen_names})
+    found: dict[str, Account] = {}
+    for start in range(0, len(keys), _ACCOUNTS_PER_QUERY):
+        chunk = keys[start : start + _ACCOUNTS_PER_QUERY]
+        marks = ", ".join("?" * len(chunk))
+        rows = conn.execute(
+            f"SELECT normalized, {_ACCOUNT_COLUMNS} FROM accounts WHERE normalized IN ({marks})",
+            chunk,
+        )
+        for row in rows:
+            found[row[0]] = _account(tuple(row)[1:])
+    return found
+
+
 def _create_account(
     conn: sqlite3.Connection, screen_name: str, password: str, now: int, bot: bool = False
 ) -> Account:
@@ -766,6 +786,9 @@ class SQLiteUserStore:
 
     def get_account(self, screen_name: str) -> Deferred[Account | None]:
         return self._call(_get_account, screen_name, write=False)
+
+    def get_accounts(self, screen_names: Sequence[str]) -> Deferred[dict[str, Account]]:
+        return self._call(_get_accounts, list(screen_names), write=False)
 
     def peek_account(self, screen_name: str) -> Account | None:
         return None
