@@ -8,7 +8,8 @@ from typing import Any
 from twisted.internet.interfaces import IReactorTime
 
 from aimserver.protocols.flap import ConnectionSettings, FlapConnection, FlapFactory
-from aimserver.services.auth import Authorizer, LoginResult, requested_name, then
+from aimserver.services.auth import Authorizer, LoginResult, requested_name
+from aimserver.services.base import then
 from aimserver.wire.codes import BUCP, FoodGroup, LoginError, LoginTag
 from aimserver.wire.errors import MalformedData
 from aimserver.wire.flap import SignonPayload

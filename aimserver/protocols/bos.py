@@ -23,11 +23,11 @@ from aimserver.registry import (
     TooManySessions,
     UserRegistry,
 )
-from aimserver.services.base import HandlerTable
+from aimserver.services.base import HandlerTable, then
 from aimserver.services.oservice import pack_families
 from aimserver.services.presence import Presence
 from aimserver.sessionlog import SessionLog
-from aimserver.store.interfaces import Account, IUserStore
+from aimserver.store.interfaces import Account, IUserStore, account_now
 from aimserver.wire.codes import DisconnectReason, FoodGroup, LoginError, LoginTag, OService
 from aimserver.wire.flap import SignonPayload
 from aimserver.wire.snac import SnacHeader
@@ -116,14 +116,9 @@ class BosConnection(FlapConnection):
         if payload.service != FoodGroup.OSERVICE:
             self._attach_service(payload)
             return None
-        account = self.bos.store.peek_account(payload.screen_name)
-        if account is not None:
-            # Seen at login a moment ago: no Deferred, no held frames.
-            self._attach(account, payload)
-            return None
-        d = self.bos.store.get_account(payload.screen_name)
-        d.addCallback(self._attach, payload)
-        return d
+        # Seen at login a moment ago, the account is usually cached: then no
+        # Deferred and no held frames.
+        return then(account_now(self.bos.store, payload.screen_name), self._attach, payload)
 
     def _redeem(self, cookie: bytes) -> CookiePayload:
         """A BOS cookie, or one for a service this listener also serves."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -40,7 +39,8 @@ from aimserver.registry import (
     TooManySessions,
     UserRegistry,
 )
-from aimserver.store.interfaces import Account, IUserStore, StoreError
+from aimserver.services.base import then
+from aimserver.store.interfaces import Account, IUserStore, StoreError, account_now
 from aimserver.wire.codes import FoodGroup, LoginError, LoginTag
 from aimserver.wire.errors import MalformedData
 from aimserver.wire.screenname import decode_screen_name, is_valid_screen_name
@@ -95,13 +95,6 @@ def requested_name(tlvs: TlvList) -> str:
     return decode_screen_name(raw)
 
 
-def then(value: Any, f: Callable[..., Any], *args: Any) -> Any:
-    """``f(value, *args)`` now, or as a callback if ``value`` is a Deferred."""
-    if isinstance(value, Deferred):
-        return value.addCallback(f, *args)
-    return f(value, *args)
-
-
 class Authorizer:
     """The logic of the auth service, free of sockets."""
 
@@ -137,12 +130,6 @@ class Authorizer:
             return None
         return self._shed(screen_name, now, "login rate")
 
-    def _account(self, screen_name: str) -> Account | Deferred[Account | None]:
-        """The account now when the store has it at hand (the sign-on of a
-        user seen in the last seconds), else a Deferred of the lookup."""
-        account = self.store.peek_account(screen_name)
-        return account if account is not None else self.store.get_account(screen_name)
-
     def challenge(self, screen_name: str) -> str | LoginResult | Deferred[str | LoginResult]:
         """17,06: the account's auth key (the MD5 salt), or a refusal. With
         auto-registration an unknown but valid name gets a fresh key, and the
@@ -150,7 +137,7 @@ class Authorizer:
         account is cached: no Deferred on the common path."""
         if not is_valid_screen_name(screen_name):
             return self._refuse(screen_name, LoginError.INVALID_SCREEN_NAME, "invalid name")
-        return then(self._account(screen_name), self._auth_key, screen_name)
+        return then(account_now(self.store, screen_name), self._auth_key, screen_name)
 
     def _auth_key(self, account: Account | None, screen_name: str) -> str | LoginResult:
         if account is not None:
@@ -168,7 +155,12 @@ class Authorizer:
         if digest is None or len(digest) != DIGEST_SIZE:
             return self._refuse(screen_name, LoginError.INVALID_SCREEN_NAME, "no digest")
         return then(
-            self._account(screen_name), self._bucp_account, screen_name, tlvs, digest, offered_key
+            account_now(self.store, screen_name),
+            self._bucp_account,
+            screen_name,
+            tlvs,
+            digest,
+            offered_key,
         )
 
     def _bucp_account(
@@ -201,7 +193,9 @@ class Authorizer:
         """FLAP channel-1 login: un-roast the password and check the weak digest."""
         screen_name = requested_name(tlvs)
         roasted = tlvs.get(LoginTag.ROASTED_PASSWORD) or b""
-        return then(self._account(screen_name), self._roasted_account, screen_name, tlvs, roasted)
+        return then(
+            account_now(self.store, screen_name), self._roasted_account, screen_name, tlvs, roasted
+        )
 
     def _roasted_account(
         self, account: Account | None, screen_name: str, tlvs: TlvList, roasted: bytes

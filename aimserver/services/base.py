@@ -13,8 +13,17 @@ from collections.abc import Callable
 from typing import Any, TypeAlias
 
 import attrs
+from twisted.internet.defer import Deferred
 
 from aimserver.wire.snac import SnacHeader
+
+
+def then(value: Any, f: Callable[..., Any], *args: Any) -> Any:
+    """``f(value, *args)`` now, or as a callback if ``value`` is a Deferred:
+    a result that is usually at hand (a cached account) skips the Deferred."""
+    if isinstance(value, Deferred):
+        return value.addCallback(f, *args)
+    return f(value, *args)
 
 
 class SnacError(Exception):

@@ -504,3 +504,11 @@ class IUserStore(Interface):
         :raises StoreError: name or size out of bounds, or a secret of that
             name exists with a different size.
         """
+
+
+def account_now(store: IUserStore, screen_name: str) -> Account | Deferred[Account | None]:
+    """The account at once when ``store`` holds it ready (``peek_account``:
+    the sign-on of a user seen in the last seconds), else the Deferred of
+    ``get_account``."""
+    account = store.peek_account(screen_name)
+    return account if account is not None else store.get_account(screen_name)
