@@ -331,8 +331,8 @@ class SelfInfoTests(SynchronousTestCase):
         second, _ = world.sign_on("Alice")
         world.set_status(first, STATUS_INVISIBLE)
         user = world.registry.get("Alice")
-        own = world.presence.self_info(user, first)
-        other = world.presence.self_info(user, second)
+        own = UserInfo.unpack(world.presence.self_info_block(user, first))
+        other = UserInfo.unpack(world.presence.self_info_block(user, second))
         self.assertEqual(own.tlvs.get(0x0006), struct.pack("!I", STATUS_INVISIBLE))
         self.assertEqual(other.tlvs.get(0x0006), struct.pack("!I", 0))
 

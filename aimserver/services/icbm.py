@@ -249,7 +249,9 @@ class IcbmService:
         )
         if not targets:
             if is_im and tags & _BIT_STORE:
-                return self._store_offline(sender, recipient_key, cookie, channel, relayed, ack)
+                return self._store_offline(
+                    sender, recipient_key, cookie, channel, relayed, ack, seen
+                )
             # Not remembered as seen: a retry once the recipient is back is delivered.
             raise SnacError(SnacErrorCode.NOT_LOGGED_ON)
         if channel == CHANNEL_RENDEZVOUS and tags & _BIT_RENDEZVOUS:
@@ -421,13 +423,16 @@ class IcbmService:
         channel: int,
         relayed: bytes,
         ack: Replies,
+        seen: int,
     ) -> defer.Deferred[Replies]:
+        """Keep the IM for the recipient; ``seen`` is its retransmission hash,
+        remembered once it is stored."""
         d = self.store.store_offline_message(
             recipient_key, sender.screen_name, cookie, channel, relayed, int(self.clock.seconds())
         )
 
         def stored(_: object) -> Replies:
-            remember(sender, hash((recipient_key, cookie)))
+            remember(sender, seen)
             self._count_inbox(recipient_key, 1)
             # The user may be between sessions (one signed off or displaced,
             # the next not ready yet): the next one to come online takes it.

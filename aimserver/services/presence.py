@@ -179,10 +179,6 @@ class Presence:
         user.info_block = None
         user.routing = None
 
-    def self_info(self, user: User, session: SessionInstance) -> UserInfo:
-        """What a session is told about itself, as an object."""
-        return UserInfo.unpack(self.self_info_block(user, session))
-
     def self_info_block(self, user: User, session: SessionInstance) -> bytes:
         """What a session is told about itself (01,0F): its own status, and the
         account's member-since and session length as well."""
