@@ -17,7 +17,6 @@ from typing import Any
 import attrs
 from twisted.internet import defer
 from twisted.internet.task import Clock
-from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from aimserver.registry import (
@@ -46,6 +45,7 @@ from aimserver.wire.reader import Reader, string08
 from aimserver.wire.snac import SnacHeader
 from aimserver.wire.tlv import Tlv, TlvList
 from aimserver.wire.userinfo import UserInfo
+from tests.fakes import result_of
 
 #: Unix time the test clock starts at (a realistic, non-zero "now").
 START = 1_000_000_000.0
@@ -221,16 +221,6 @@ class HoldingStore(MemoryUserStore):
 # -- the world ----------------------------------------------------------------------------
 
 
-def fired(d: defer.Deferred[Any]) -> Any:
-    """The result of an already-fired Deferred (the memory store's)."""
-    results: list[Any] = []
-    d.addBoth(results.append)
-    assert results, "Deferred has not fired"
-    if isinstance(results[0], Failure):
-        results[0].raiseException()
-    return results[0]
-
-
 class ServiceWorld:
     """One registry, presence, store and clock with every service under test,
     and sign-on/sign-off the way ``BosConnection`` drives them."""
@@ -263,13 +253,13 @@ class ServiceWorld:
         self._connections = 0
 
     def account(self, screen_name: str) -> Account:
-        existing = fired(self.store.get_account(screen_name))
+        existing = result_of(self.store.get_account(screen_name))
         if existing is not None:
             return existing
-        return fired(self.store.create_account(screen_name, PASSWORD))
+        return result_of(self.store.create_account(screen_name, PASSWORD))
 
     def stored_account(self, screen_name: str) -> Account:
-        account = fired(self.store.get_account(screen_name))
+        account = result_of(self.store.get_account(screen_name))
         assert account is not None
         return account
 

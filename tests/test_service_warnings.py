@@ -12,7 +12,8 @@ from aimserver.services.base import SnacError
 from aimserver.services.presence import DECAY_INTERVAL
 from aimserver.wire.codes import ICBM, FoodGroup, OService
 from aimserver.wire.userinfo import UserInfo
-from tests.fakes_services import ServiceWorld, decode_evil_notification, fired, name08
+from tests.fakes import result_of
+from tests.fakes_services import ServiceWorld, decode_evil_notification, name08
 
 NAMED = 0x0000
 ANONYMOUS = 0x0001
@@ -114,7 +115,7 @@ class EvilRequestTests(SynchronousTestCase):
     def test_cannot_warn_a_bot(self) -> None:
         """A bot account (issue 9's per-account flag) is exempt from warnings."""
         self.world.account("Robot")
-        fired(self.world.store.set_bot("Robot", True))
+        result_of(self.world.store.set_bot("Robot", True))
         robot, _ = self.world.sign_on("Robot")
         self.world.send_im(robot, "Bob")
         self.assertEqual(self.refused(self.bob, "Robot"), 0x000D)
