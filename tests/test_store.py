@@ -10,6 +10,7 @@ import sqlite3
 import stat
 import threading
 from typing import Any
+from unittest import mock
 
 import attrs
 from hypothesis import HealthCheck, given, settings
@@ -32,8 +33,11 @@ from aimserver.store.interfaces import (
     MAX_FEEDBAG_ITEMS,
     MAX_ITEM_ATTRIBUTES_BYTES,
     MAX_ITEM_NAME_BYTES,
+    MAX_OFFLINE_BYTES_PER_RECIPIENT,
+    MAX_OFFLINE_BYTES_PER_SENDER,
     MAX_OFFLINE_MESSAGE_BYTES,
     MAX_OFFLINE_MESSAGES_PER_RECIPIENT,
+    MAX_OFFLINE_MESSAGES_PER_SENDER,
     MAX_OFFLINE_SENDER_BYTES,
     MAX_SECRET_SIZE,
     MAX_WARNING_LEVEL,
@@ -45,8 +49,12 @@ from aimserver.store.interfaces import (
     InvalidScreenName,
     IUserStore,
     NoSuchAccount,
+    OfflineInboxBytesFull,
     OfflineInboxFull,
+    OfflineInboxMessagesFull,
     OfflineMessage,
+    OfflineSenderBytesFull,
+    OfflineSenderMessagesFull,
     StoreError,
 )
 from aimserver.store.memory import MemoryUserStore
@@ -172,6 +180,59 @@ INSERT INTO version (version) VALUES (3);
 # Version 4 only adds a column (accounts.bot).
 V4_TABLES = V3_TABLES
 
+# Schema version 4 exactly as released (v3 plus accounts.bot), frozen for the
+# same reason.
+V4_SCHEMA = """
+CREATE TABLE version (version INTEGER NOT NULL);
+CREATE TABLE accounts
+(
+    normalized  TEXT PRIMARY KEY,
+    screen_name TEXT NOT NULL,
+    auth_key    TEXT NOT NULL,
+    weak_md5    BLOB NOT NULL,
+    strong_md5  BLOB NOT NULL,
+    suspended   INTEGER NOT NULL DEFAULT 0 CHECK (suspended IN (0, 1)),
+    created_at  INTEGER NOT NULL,
+    warning_level INTEGER NOT NULL DEFAULT 0 CHECK (warning_level BETWEEN 0 AND 1000),
+    warning_updated_at INTEGER NOT NULL DEFAULT 0,
+    bot INTEGER NOT NULL DEFAULT 0 CHECK (bot IN (0, 1))
+);
+CREATE TABLE feedbag_items
+(
+    normalized TEXT NOT NULL REFERENCES accounts (normalized) ON DELETE CASCADE,
+    group_id   INTEGER NOT NULL CHECK (group_id BETWEEN 0 AND 65535),
+    item_id    INTEGER NOT NULL CHECK (item_id BETWEEN 0 AND 65535),
+    class_id   INTEGER NOT NULL CHECK (class_id BETWEEN 0 AND 65535),
+    name       TEXT NOT NULL,
+    attributes BLOB NOT NULL,
+    PRIMARY KEY (normalized, group_id, item_id)
+);
+CREATE TABLE feedbag_meta
+(
+    normalized    TEXT PRIMARY KEY REFERENCES accounts (normalized) ON DELETE CASCADE,
+    last_modified INTEGER NOT NULL
+);
+CREATE TABLE secrets
+(
+    name  TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
+CREATE TABLE offline_messages
+(
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    recipient TEXT NOT NULL REFERENCES accounts (normalized) ON DELETE CASCADE,
+    sender    TEXT NOT NULL,
+    cookie    BLOB NOT NULL CHECK (length(cookie) = 8),
+    channel   INTEGER NOT NULL CHECK (channel BETWEEN 0 AND 65535),
+    tlvs      BLOB NOT NULL,
+    sent_at   INTEGER NOT NULL
+);
+CREATE INDEX offline_messages_by_recipient ON offline_messages (recipient, id);
+INSERT INTO version (version) VALUES (4);
+"""
+# Version 5 adds a column (offline_messages.sender_key) and an index.
+V5_TABLES = V4_TABLES
+
 KEY = "1234567890"
 WEAK = bytes.fromhex("862A71EBC6B0913AC23B3ACE99CA9951")
 STRONG = bytes.fromhex("054B2494F6D223078F90B1D1333B757F")
@@ -210,6 +271,28 @@ offline_ops = st.lists(
         st.tuples(st.just("delete"), st.sampled_from(["alice", "bob"]), st.integers(-1, 12)),
     ),
     max_size=12,
+)
+
+
+# Small caps for the model test, so that a few operations reach every one.
+SMALL_CAPS = {
+    "MAX_OFFLINE_MESSAGES_PER_SENDER": 3,
+    "MAX_OFFLINE_BYTES_PER_SENDER": 8,
+    "MAX_OFFLINE_MESSAGES_PER_RECIPIENT": 5,
+    "MAX_OFFLINE_BYTES_PER_RECIPIENT": 13,
+}
+_quota_store = st.tuples(
+    st.just("store"),
+    st.sampled_from(["alice", "alice", "bob"]),
+    st.sampled_from(["carol", "Carol", "CA ROL", "dave", "erin", "frank"]),
+    st.sampled_from([b"", b"a", b"bc", b"\x00\xff\x01", b"four"]),
+)
+_quota_delete = st.tuples(
+    st.just("delete"), st.sampled_from(["alice", "bob"]), st.integers(-1, 30), st.just(b"")
+)
+# Mostly stores, so that the caps are reached.
+quota_ops = st.lists(
+    st.one_of(_quota_store, _quota_store, _quota_store, _quota_delete), min_size=8, max_size=30
 )
 
 
@@ -767,19 +850,158 @@ class UserStoreContractMixin:
         self.assertEqual(self.ok(self.store.delete_offline_messages("alice", 2**70)), 2)
         self.assertEqual(self.inbox(), [])
 
+    def fill(
+        self, senders: int, per_sender: int, size: int = 0, recipient: str = "alice"
+    ) -> list[OfflineMessage]:
+        """Store ``per_sender`` messages of ``size`` TLV bytes from each of
+        ``senders`` senders (sender0, sender1, ...), taking turns."""
+        return [
+            self.ok(self.offline(recipient, f"sender{s}", tlvs=bytes([n % 256]) * size, sent_at=n))
+            for n in range(per_sender)
+            for s in range(senders)
+        ]
+
+    def refused(
+        self, error: type[OfflineInboxFull], recipient: str = "alice", **kwargs: Any
+    ) -> OfflineInboxFull:
+        """The message is refused with ``error``, and the inbox, its counts and
+        every other inbox are exactly as before."""
+        before = {name: self.inbox(name) for name in ("alice", "bob")}
+        counts = self.ok(self.store.count_offline_messages())
+        refusal = self.fails(self.offline(recipient, **kwargs), OfflineInboxFull)
+        self.assertIs(type(refusal), error)
+        self.assertIsInstance(refusal, StoreError)
+        self.assertEqual({name: self.inbox(name) for name in before}, before)
+        self.assertEqual(self.ok(self.store.count_offline_messages()), counts)
+        return refusal
+
+    def test_offline_caps_consistent(self) -> None:
+        """One message of the largest size fits an empty share, and a sender's
+        share is a part of the inbox, by count and by bytes."""
+        self.assertLessEqual(MAX_OFFLINE_MESSAGE_BYTES, MAX_OFFLINE_BYTES_PER_SENDER)
+        self.assertLess(MAX_OFFLINE_BYTES_PER_SENDER, MAX_OFFLINE_BYTES_PER_RECIPIENT)
+        self.assertLess(MAX_OFFLINE_MESSAGES_PER_SENDER, MAX_OFFLINE_MESSAGES_PER_RECIPIENT)
+        caps = [
+            OfflineInboxMessagesFull,
+            OfflineInboxBytesFull,
+            OfflineSenderMessagesFull,
+            OfflineSenderBytesFull,
+        ]
+        self.assertEqual(len({cap.cap for cap in caps}), len(caps))
+        for cap in caps:
+            self.assertTrue(issubclass(cap, OfflineInboxFull))
+
     def test_offline_inbox_full(self) -> None:
-        """At MAX_OFFLINE_MESSAGES_PER_RECIPIENT the next message is OfflineInboxFull
-        and is not stored; delivering makes room again; other inboxes are unaffected."""
+        """At MAX_OFFLINE_MESSAGES_PER_RECIPIENT the next message, from a sender
+        with room in their own share, is OfflineInboxMessagesFull and is not
+        stored; delivering makes room again; other inboxes are unaffected."""
         self.add("alice")
         self.add("bob")
-        full = [self.ok(self.offline(sent_at=n)) for n in range(MAX_OFFLINE_MESSAGES_PER_RECIPIENT)]
-        error = self.fails(self.offline(sent_at=NOW), OfflineInboxFull)
-        self.assertIsInstance(error, StoreError)
+        senders = MAX_OFFLINE_MESSAGES_PER_RECIPIENT // MAX_OFFLINE_MESSAGES_PER_SENDER
+        full = self.fill(senders, MAX_OFFLINE_MESSAGES_PER_SENDER)
+        self.assertEqual(len(full), MAX_OFFLINE_MESSAGES_PER_RECIPIENT)
+        self.refused(OfflineInboxMessagesFull, sender="newcomer", tlvs=b"")
         self.assertEqual(self.inbox(), full)
         self.ok(self.offline("bob"))
         self.ok(self.store.delete_offline_messages("alice", full[0].message_id))
-        last = self.ok(self.offline(sent_at=NOW))
+        last = self.ok(self.offline(sender="newcomer", sent_at=NOW))
         self.assertEqual(self.inbox(), [*full[1:], last])
+
+    def test_offline_one_sender_does_not_block_others(self) -> None:
+        """A sender who has MAX_OFFLINE_MESSAGES_PER_SENDER messages waiting, in
+        any spelling of their name, is refused with OfflineSenderMessagesFull;
+        other senders still get through, and so does that sender to someone else."""
+        self.add("alice")
+        self.add("bob")
+        mine = [
+            self.ok(self.offline(sender="Bob Smith", sent_at=n))
+            for n in range(MAX_OFFLINE_MESSAGES_PER_SENDER)
+        ]
+        for spelling in ("Bob Smith", "bobsmith", "BOB SMITH"):
+            refusal = self.refused(OfflineSenderMessagesFull, sender=spelling, tlvs=b"")
+            self.assertEqual(refusal.cap, "messages per sender")
+        self.assertEqual(self.inbox(), mine)
+        others = [self.ok(self.offline(sender=f"other{n}")) for n in range(3)]
+        to_bob = self.ok(self.offline("bob", sender="Bob Smith"))
+        self.assertEqual(self.inbox(), [*mine, *others])
+        self.assertEqual(self.inbox("bob"), [to_bob])
+        self.assertEqual(
+            self.ok(self.store.count_offline_messages()),
+            {"alice": MAX_OFFLINE_MESSAGES_PER_SENDER + 3, "bob": 1},
+        )
+
+    def test_offline_sender_bytes(self) -> None:
+        """One sender's messages to one recipient may add up to exactly
+        MAX_OFFLINE_BYTES_PER_SENDER TLV bytes; a byte more is
+        OfflineSenderBytesFull, while an empty message and other senders still go."""
+        self.add("alice")
+        self.add("bob")
+        biggest = MAX_OFFLINE_MESSAGE_BYTES
+        whole, rest = divmod(MAX_OFFLINE_BYTES_PER_SENDER, biggest)
+        mine = [self.ok(self.offline(tlvs=bytes([n]) * biggest)) for n in range(whole)]
+        if rest:
+            mine.append(self.ok(self.offline(tlvs=b"r" * rest)))
+        self.assertEqual(sum(len(m.tlvs) for m in mine), MAX_OFFLINE_BYTES_PER_SENDER)
+        self.refused(OfflineSenderBytesFull, tlvs=b"x")
+        self.refused(OfflineSenderBytesFull, sender="BOBSMITH", tlvs=bytes(biggest))
+        empty = self.ok(self.offline(tlvs=b""))
+        other = self.ok(self.offline(sender="carol", tlvs=bytes(biggest)))
+        elsewhere = self.ok(self.offline("bob", tlvs=bytes(biggest)))
+        self.assertEqual(self.inbox(), [*mine, empty, other])
+        self.assertEqual(self.inbox("bob"), [elsewhere])
+
+    def test_offline_inbox_bytes(self) -> None:
+        """All senders together may fill exactly MAX_OFFLINE_BYTES_PER_RECIPIENT
+        TLV bytes; a message that would go past it is OfflineInboxBytesFull,
+        from a sender with room in their own share, and is not stored."""
+        self.add("alice")
+        self.add("bob")
+        size = MAX_OFFLINE_MESSAGE_BYTES
+        per_sender = MAX_OFFLINE_BYTES_PER_SENDER // size
+        senders, rest = divmod(MAX_OFFLINE_BYTES_PER_RECIPIENT, per_sender * size)
+        full = self.fill(senders, per_sender, size)
+        if rest:
+            full.append(self.ok(self.offline(sender="rest", tlvs=bytes(rest))))
+        self.assertEqual(sum(len(m.tlvs) for m in full), MAX_OFFLINE_BYTES_PER_RECIPIENT)
+        refusal = self.refused(OfflineInboxBytesFull, sender="newcomer", tlvs=b"x")
+        self.assertEqual(refusal.cap, "bytes per recipient")
+        self.refused(OfflineInboxBytesFull, sender="newcomer", tlvs=bytes(size))
+        self.assertEqual(self.inbox(), full)
+        # Empty messages still fit (the count cap is far off), and other inboxes are open.
+        empty = self.ok(self.offline(sender="newcomer", tlvs=b""))
+        self.ok(self.offline("bob", sender="newcomer", tlvs=bytes(size)))
+        self.assertEqual(self.inbox(), [*full, empty])
+
+    def test_offline_delivery_frees_quota(self) -> None:
+        """Deleting the delivered messages gives their room back: by count and
+        by bytes, to the inbox and to the sender."""
+        self.add("alice")
+        size = MAX_OFFLINE_MESSAGE_BYTES
+        per_sender = MAX_OFFLINE_BYTES_PER_SENDER // size
+        senders = MAX_OFFLINE_BYTES_PER_RECIPIENT // MAX_OFFLINE_BYTES_PER_SENDER
+        self.fill(senders, per_sender, size)
+        self.refused(OfflineSenderBytesFull, sender="sender0", tlvs=b"x")
+        self.refused(OfflineInboxBytesFull, sender="newcomer", tlvs=b"x")
+        delivered = self.inbox()
+        self.ok(self.store.delete_offline_messages("alice", delivered[-1].message_id))
+        self.assertEqual(self.inbox(), [])
+        again = self.fill(senders, per_sender, size)
+        self.assertEqual(self.inbox(), again)
+        # And by count: a sender at their message cap gets room back too.
+        self.ok(self.store.delete_offline_messages("alice", again[-1].message_id))
+        counted = [self.ok(self.offline(tlvs=b"")) for _ in range(MAX_OFFLINE_MESSAGES_PER_SENDER)]
+        self.refused(OfflineSenderMessagesFull, tlvs=b"")
+        self.ok(self.store.delete_offline_messages("alice", counted[0].message_id))
+        self.ok(self.offline(tlvs=b""))
+
+    def test_offline_sender_cap_checked_first(self) -> None:
+        """When both the sender's share and the inbox are full, the refusal
+        names the sender's cap (so the log says who used up their share)."""
+        self.add("alice")
+        senders = MAX_OFFLINE_MESSAGES_PER_RECIPIENT // MAX_OFFLINE_MESSAGES_PER_SENDER
+        self.fill(senders, MAX_OFFLINE_MESSAGES_PER_SENDER)
+        self.refused(OfflineSenderMessagesFull, sender="sender0", tlvs=b"")
+        self.refused(OfflineInboxMessagesFull, sender="newcomer", tlvs=b"")
 
     def test_offline_bound_size(self) -> None:
         """TLV blocks up to MAX_OFFLINE_MESSAGE_BYTES are kept; bigger ones are refused."""
@@ -841,6 +1063,33 @@ class UserStoreContractMixin:
         for name, expected in model.items():
             self.assertEqual(self.ok(store.get_offline_messages(name)), expected)
 
+    @contract_settings(max_examples=30)
+    @given(quota_ops)
+    def test_offline_quota_model(self, ops: list[tuple[str, str, Any, bytes]]) -> None:
+        """With small caps, any sequence of stores and deletes is refused exactly
+        when a cap says so, with the exception naming that cap, and leaves what
+        a list per recipient would hold."""
+        with mock.patch.multiple("aimserver.store.interfaces", **SMALL_CAPS):
+            store = self.make_store()
+            model: dict[str, list[OfflineMessage]] = {"alice": [], "bob": []}
+            for name in model:
+                self.ok(store.create_account(name, "secret"))
+            for kind, recipient, value, tlvs in ops:
+                if kind == "delete":
+                    self.ok(store.delete_offline_messages(recipient, value))
+                    model[recipient] = [m for m in model[recipient] if m.message_id > value]
+                    continue
+                d = store.store_offline_message(recipient, value, COOKIE, 1, tlvs, NOW)
+                expected = expected_refusal(model[recipient], value, tlvs)
+                if expected is None:
+                    model[recipient].append(self.ok(d))
+                else:
+                    self.assertIs(type(self.fails(d, OfflineInboxFull)), expected)
+            for name, messages in model.items():
+                self.assertEqual(self.ok(store.get_offline_messages(name)), messages)
+            counts = {name: len(messages) for name, messages in model.items() if messages}
+            self.assertEqual(self.ok(store.count_offline_messages()), counts)
+
     # --- secrets -------------------------------------------------------
 
     def test_secret_kept(self) -> None:
@@ -860,6 +1109,23 @@ class UserStoreContractMixin:
         """Sizes outside 1..MAX_SECRET_SIZE and empty or huge names are refused."""
         for name, size in (("k", 0), ("k", MAX_SECRET_SIZE + 1), ("", 32), ("k" * 256, 32)):
             self.fails(self.store.get_or_create_secret(name, size), StoreError)
+
+
+def expected_refusal(
+    inbox: list[OfflineMessage], sender: str, tlvs: bytes
+) -> type[OfflineInboxFull] | None:
+    """Which cap of :data:`SMALL_CAPS` refuses this message, the sender's first."""
+    key = sender.replace(" ", "").lower()
+    mine = [m for m in inbox if m.sender.replace(" ", "").lower() == key]
+    if len(mine) >= SMALL_CAPS["MAX_OFFLINE_MESSAGES_PER_SENDER"]:
+        return OfflineSenderMessagesFull
+    if sum(len(m.tlvs) for m in mine) + len(tlvs) > SMALL_CAPS["MAX_OFFLINE_BYTES_PER_SENDER"]:
+        return OfflineSenderBytesFull
+    if len(inbox) >= SMALL_CAPS["MAX_OFFLINE_MESSAGES_PER_RECIPIENT"]:
+        return OfflineInboxMessagesFull
+    if sum(len(m.tlvs) for m in inbox) + len(tlvs) > SMALL_CAPS["MAX_OFFLINE_BYTES_PER_RECIPIENT"]:
+        return OfflineInboxBytesFull
+    return None
 
 
 class MemoryUserStoreTests(UserStoreContractMixin, SynchronousTestCase):
@@ -909,6 +1175,56 @@ def columns(path: str, table: str) -> list[str]:
     conn = sqlite3.connect(path)
     try:
         return [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
+    finally:
+        conn.close()
+
+
+def indexes(path: str) -> dict[str, tuple[str, list[str]]]:
+    """Our indexes (not SQLite's own): name -> (table, columns)."""
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute(
+            "SELECT name, tbl_name FROM sqlite_master"
+            " WHERE type = 'index' AND name NOT LIKE 'sqlite_%'"
+        ).fetchall()
+        return {
+            name: (table, [row[2] for row in conn.execute(f"PRAGMA index_info({name})")])
+            for name, table in rows
+        }
+    finally:
+        conn.close()
+
+
+def make_v4(path: str) -> None:
+    """A database as schema version 4 wrote it: alice (password "secret",
+    warned) with one feedbag item and MAX_OFFLINE_MESSAGES_PER_SENDER offline
+    messages from "Bob Smith" and one from "Carol", bob (a bot), and a secret."""
+    conn = sqlite3.connect(path)
+    try:
+        conn.executescript(V4_SCHEMA)
+        conn.executemany(
+            "INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                ("alice", "Alice", KEY, WEAK, STRONG, 0, NOW, 350, NOW + 2, 0),
+                ("bob", "Bob", KEY, WEAK, STRONG, 0, NOW + 3, 0, 0, 1),
+            ],
+        )
+        conn.execute(
+            "INSERT INTO feedbag_items VALUES (?, ?, ?, ?, ?, ?)",
+            ("alice", 1, 2, 0, "Bob", b"\x01\x31\x00\x00"),
+        )
+        conn.execute("INSERT INTO feedbag_meta VALUES (?, ?)", ("alice", NOW + 1))
+        conn.execute("INSERT INTO secrets VALUES (?, ?)", ("cookie", b"k" * 32))
+        conn.executemany(
+            "INSERT INTO offline_messages (recipient, sender, cookie, channel, tlvs, sent_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                ("alice", "Bob Smith", COOKIE, 1, TLVS, NOW + n)
+                for n in range(MAX_OFFLINE_MESSAGES_PER_SENDER)
+            ]
+            + [("alice", "Carol", COOKIE, 1, TLVS, NOW)],
+        )
+        conn.commit()
     finally:
         conn.close()
 
@@ -989,7 +1305,7 @@ class SchemaTests(SynchronousTestCase):
         path = os.path.join(directory, "aim.sqlite")
         connect(path).close()
         self.assertEqual(schema_version(path), SCHEMA_VERSION)
-        self.assertEqual(tables(path), V4_TABLES)
+        self.assertEqual(tables(path), V5_TABLES)
         self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
         self.assertEqual(os.listdir(directory), ["aim.sqlite"])
 
@@ -1030,7 +1346,7 @@ class SchemaTests(SynchronousTestCase):
         self.assertTrue(self.successResultOf(store.set_bot("alice", True)))
         self.assertTrue(self.successResultOf(store.get_account("alice")).bot)
         self.assertEqual(schema_version(path), SCHEMA_VERSION)
-        self.assertEqual(tables(path), V4_TABLES)
+        self.assertEqual(tables(path), V5_TABLES)
         self.assertIn("bot", columns(path, "accounts"))
 
         backup = path + ".v1.bak"
@@ -1040,6 +1356,7 @@ class SchemaTests(SynchronousTestCase):
         # One backup, of the version found: none of the intermediate versions.
         self.assertFalse(os.path.exists(path + ".v2.bak"))
         self.assertFalse(os.path.exists(path + ".v3.bak"))
+        self.assertFalse(os.path.exists(path + ".v4.bak"))
 
     def test_upgrade_v2(self) -> None:
         """A version-2 database is upgraded to the latest keeping accounts, feedbags
@@ -1050,7 +1367,7 @@ class SchemaTests(SynchronousTestCase):
         store = open_inline(path)
         self.addCleanup(lambda: self.successResultOf(store.stop()))
         self.assertEqual(schema_version(path), SCHEMA_VERSION)
-        self.assertEqual(tables(path), V4_TABLES)
+        self.assertEqual(tables(path), V5_TABLES)
         self.assertFalse(os.path.exists(path + ".v3.bak"))
 
         account = self.successResultOf(store.get_account("alice"))
@@ -1077,15 +1394,15 @@ class SchemaTests(SynchronousTestCase):
         self.assertEqual(stat.S_IMODE(os.stat(backup).st_mode), 0o600)
 
     def test_upgrade_v3(self) -> None:
-        """A version-3 database is upgraded to v4 keeping accounts (suspension and
-        warning levels), feedbags, secrets and offline messages; no account is a
-        bot; the v3 file is backed up."""
+        """A version-3 database is upgraded to the latest keeping accounts
+        (suspension and warning levels), feedbags, secrets and offline messages;
+        no account is a bot; the v3 file is backed up."""
         path = self.mktemp()
         make_v3(path)
         store = open_inline(path)
         self.addCleanup(lambda: self.successResultOf(store.stop()))
-        self.assertEqual(schema_version(path), 4)
-        self.assertEqual(tables(path), V4_TABLES)
+        self.assertEqual(schema_version(path), SCHEMA_VERSION)
+        self.assertEqual(tables(path), V5_TABLES)
 
         alice = Account("Alice", KEY, WEAK, STRONG, True, NOW, 350, NOW + 2, False)
         bob = Account("Bob", KEY, WEAK, STRONG, False, NOW + 3, 0, 0, False)
@@ -1115,6 +1432,77 @@ class SchemaTests(SynchronousTestCase):
         self.assertNotIn("bot", columns(backup, "accounts"))
         self.assertEqual(stat.S_IMODE(os.stat(backup).st_mode), 0o600)
 
+    def test_upgrade_v4(self) -> None:
+        """A version-4 database is upgraded to the latest keeping everything; the
+        messages already waiting count towards their sender's cap, whatever the
+        spelling of the name; the v4 file is backed up."""
+        path = self.mktemp()
+        make_v4(path)
+        store = open_inline(path)
+        self.addCleanup(lambda: self.successResultOf(store.stop()))
+        self.assertEqual(schema_version(path), SCHEMA_VERSION)
+        self.assertEqual(tables(path), V5_TABLES)
+        self.assertIn("offline_messages_by_sender", indexes(path))
+
+        alice = Account("Alice", KEY, WEAK, STRONG, False, NOW, 350, NOW + 2, False)
+        bob = Account("Bob", KEY, WEAK, STRONG, False, NOW + 3, 0, 0, True)
+        self.assertEqual(self.successResultOf(store.list_accounts()), [alice, bob])
+        bag = self.successResultOf(store.get_feedbag("alice"))
+        self.assertEqual(bag, Feedbag((item(1, 2, "Bob", 0, b"\x01\x31\x00\x00"),), NOW + 1))
+        self.assertEqual(self.successResultOf(store.get_or_create_secret("cookie", 32)), b"k" * 32)
+        waiting = self.successResultOf(store.get_offline_messages("alice"))
+        self.assertEqual(
+            [(m.sender, m.cookie, m.channel, m.tlvs, m.sent_at) for m in waiting],
+            [
+                ("Bob Smith", COOKIE, 1, TLVS, NOW + n)
+                for n in range(MAX_OFFLINE_MESSAGES_PER_SENDER)
+            ]
+            + [("Carol", COOKIE, 1, TLVS, NOW)],
+        )
+
+        for spelling in ("Bob Smith", "bobsmith"):
+            self.failureResultOf(
+                store.store_offline_message("alice", spelling, COOKIE, 1, b"", NOW),
+                OfflineSenderMessagesFull,
+            )
+        later = self.successResultOf(
+            store.store_offline_message("alice", "CAROL", COOKIE, 1, b"", NOW)
+        )
+        self.assertGreater(later.message_id, waiting[-1].message_id)
+        self.assertEqual(
+            self.successResultOf(store.get_offline_messages("alice")), [*waiting, later]
+        )
+
+        backup = path + ".v4.bak"
+        self.assertEqual(schema_version(backup), 4)
+        self.assertNotIn("sender_key", columns(backup, "offline_messages"))
+        self.assertNotIn("offline_messages_by_sender", indexes(backup))
+        self.assertEqual(stat.S_IMODE(os.stat(backup).st_mode), 0o600)
+
+    def test_failed_upgrade_leaves_v4(self) -> None:
+        """A v5 upgrade failing after its ALTER TABLE and UPDATE is rolled back
+        entirely, and the next start upgrades it."""
+        path = self.mktemp()
+        make_v4(path)
+        real = sqlite_store._schema_text
+
+        def broken(name: str) -> str | None:
+            if name == "upgrade-to-v5.sql":
+                return real(name) + "\nNOT VALID SQL;\n"  # type: ignore[operator]
+            return real(name)
+
+        self.patch(sqlite_store, "_schema_text", broken)
+        error = self.assertRaises(SchemaError, connect, path)
+        self.assertIn("still at v4", str(error))
+        self.assertEqual(schema_version(path), 4)
+        self.assertNotIn("sender_key", columns(path, "offline_messages"))
+        self.assertNotIn("offline_messages_by_sender", indexes(path))
+        self.patch(sqlite_store, "_schema_text", real)
+        store = open_inline(path)
+        self.addCleanup(lambda: self.successResultOf(store.stop()))
+        waiting = self.successResultOf(store.get_offline_messages("alice"))
+        self.assertEqual(len(waiting), MAX_OFFLINE_MESSAGES_PER_SENDER + 1)
+
     def test_bot_column_checked(self) -> None:
         """The database itself refuses a bot value other than 0 or 1."""
         conn = connect(":memory:")
@@ -1124,15 +1512,17 @@ class SchemaTests(SynchronousTestCase):
         self.assertFalse(transact(conn, sqlite_store._get_account, "alice").bot)
 
     def test_created_equals_upgraded(self) -> None:
-        """A database created fresh and ones upgraded from v1 and v3 end with the same schema."""
+        """A database created fresh and ones upgraded from v1, v3 and v4 end with
+        the same schema, indexes included."""
         fresh = self.mktemp()
         connect(fresh).close()
-        for make in (make_v1, make_v3):
+        for make in (make_v1, make_v3, make_v4):
             upgraded = self.mktemp()
             make(upgraded)
             connect(upgraded).close()
-            for table in V4_TABLES:
+            for table in V5_TABLES:
                 self.assertEqual(columns(fresh, table), columns(upgraded, table), table)
+            self.assertEqual(indexes(fresh), indexes(upgraded))
 
     def test_backup_not_overwritten(self) -> None:
         """An earlier backup is kept; the new one gets the next free name."""
@@ -1358,6 +1748,68 @@ class SQLiteDurabilityTests(SynchronousTestCase):
 
         self.assertRaises(StoreError, transact, conn, op)
         self.assertEqual(conn.execute("SELECT COUNT(*) FROM secrets").fetchone()[0], 0)
+
+
+class SQLiteOfflineQuotaTests(SynchronousTestCase):
+    """How the SQLite store enforces the offline-message caps."""
+
+    def test_counts_read_through_indexes(self) -> None:
+        """Both counts of a store go through an index (never a scan of the
+        table), the sender's through (recipient, sender_key)."""
+        conn = connect(":memory:")
+        self.addCleanup(conn.close)
+        transact(conn, sqlite_store._create_account, "alice", "secret", NOW)
+        seen: list[str] = []
+        conn.set_trace_callback(seen.append)
+        transact(conn, sqlite_store._store_offline_message, "alice", "Bob", COOKIE, 1, TLVS, NOW)
+        conn.set_trace_callback(None)
+        reads = [sql for sql in seen if sql.startswith("SELECT") and "offline_messages" in sql]
+        self.assertEqual(len(reads), 2)
+        plans = []
+        for sql in reads:
+            (plan,) = [row[-1] for row in conn.execute("EXPLAIN QUERY PLAN " + sql)]
+            self.assertTrue(plan.startswith("SEARCH offline_messages USING INDEX"), plan)
+            plans.append(plan)
+        self.assertIn("offline_messages_by_sender (recipient=? AND sender_key=?)", plans[1])
+
+    def test_check_and_insert_in_one_write_transaction(self) -> None:
+        """While the caps are checked the store holds the write lock, so no other
+        connection (another process: the CLI) can add a message before the insert."""
+        path = self.mktemp()
+        store = open_inline(path)
+        self.addCleanup(lambda: self.successResultOf(store.stop()))
+        self.successResultOf(store.create_account("alice", "secret"))
+        other = sqlite3.connect(path, timeout=0, isolation_level=None)
+        self.addCleanup(other.close)
+        real = sqlite_store.check_offline_quota
+        attempts: list[str] = []
+
+        def spy(*args: Any) -> None:
+            try:
+                other.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as e:
+                attempts.append(str(e))
+            else:
+                other.execute("ROLLBACK")
+                attempts.append("got the lock")
+            real(*args)
+
+        self.patch(sqlite_store, "check_offline_quota", spy)
+        self.successResultOf(store.store_offline_message("alice", "Bob", COOKIE, 1, TLVS, NOW))
+        self.assertEqual(attempts, ["database is locked"])
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("ROLLBACK")
+
+    def test_sender_key_stored(self) -> None:
+        """Each row keeps the normalized sender beside the display form."""
+        conn = connect(":memory:")
+        self.addCleanup(conn.close)
+        transact(conn, sqlite_store._create_account, "alice", "secret", NOW)
+        transact(
+            conn, sqlite_store._store_offline_message, "alice", "Bob Smith", COOKIE, 1, b"", NOW
+        )
+        rows = conn.execute("SELECT sender, sender_key FROM offline_messages").fetchall()
+        self.assertEqual(rows, [("Bob Smith", "bobsmith")])
 
 
 class SQLiteThreadTests(TestCase):

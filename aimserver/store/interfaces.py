@@ -32,7 +32,10 @@ __all__ = [
     "MAX_FEEDBAG_ITEMS",
     "MAX_ITEM_ATTRIBUTES_BYTES",
     "MAX_ITEM_NAME_BYTES",
+    "MAX_OFFLINE_BYTES_PER_RECIPIENT",
+    "MAX_OFFLINE_BYTES_PER_SENDER",
     "MAX_OFFLINE_MESSAGES_PER_RECIPIENT",
+    "MAX_OFFLINE_MESSAGES_PER_SENDER",
     "MAX_OFFLINE_MESSAGE_BYTES",
     "MAX_OFFLINE_SENDER_BYTES",
     "MAX_SECRET_NAME_BYTES",
@@ -46,12 +49,17 @@ __all__ = [
     "InvalidPassword",
     "InvalidScreenName",
     "NoSuchAccount",
+    "OfflineInboxBytesFull",
     "OfflineInboxFull",
+    "OfflineInboxMessagesFull",
     "OfflineMessage",
+    "OfflineSenderBytesFull",
+    "OfflineSenderMessagesFull",
     "StoreError",
     "check_credentials",
     "check_feedbag_item",
     "check_offline_message",
+    "check_offline_quota",
     "check_up_to_id",
     "check_secret_request",
     "check_warning",
@@ -69,9 +77,28 @@ MAX_AUTH_KEY_LENGTH = 255
 DIGEST_SIZE = 16
 MAX_WARNING_LEVEL = 1000
 """Warning levels are tenths of a percent: 0 (none) to 1000 (100%)."""
-MAX_OFFLINE_MESSAGES_PER_RECIPIENT = 100
 MAX_OFFLINE_MESSAGE_BYTES = 8 * 1024
 """The most TLV bytes one offline message may carry."""
+# The offline inbox of one recipient is shared by everyone who writes to them,
+# so it has caps of its own and a smaller share for each sender: one sender
+# filling their share leaves the rest of the inbox to the others. It takes at
+# least 5 senders to fill an inbox by count (100 / 20) and 4 to fill it by bytes
+# (256 KiB / 64 KiB). Bytes are those of the TLV blocks (``OfflineMessage.tlvs``);
+# the rest of a message is at most MAX_OFFLINE_SENDER_BYTES + 8 + a few ints.
+MAX_OFFLINE_MESSAGES_PER_RECIPIENT = 100
+"""The most messages waiting for one recipient, from everyone together."""
+MAX_OFFLINE_BYTES_PER_RECIPIENT = 256 * 1024
+"""The most TLV bytes waiting for one recipient, from everyone together: 100
+ordinary IMs (a few hundred bytes each) fit many times over, 32 of the biggest
+(:data:`MAX_OFFLINE_MESSAGE_BYTES`) fill it. It bounds what one account can hold
+on disk and what the first session to sign on is sent in one go."""
+MAX_OFFLINE_MESSAGES_PER_SENDER = 20
+"""The most messages one sender may have waiting for one recipient: a fifth of
+the inbox, still a long backlog of "while you were away" IMs from one person."""
+MAX_OFFLINE_BYTES_PER_SENDER = 64 * 1024
+"""The most TLV bytes one sender may have waiting for one recipient: a quarter of
+:data:`MAX_OFFLINE_BYTES_PER_RECIPIENT`, 3.2 KiB a message at the message cap
+(ordinary IMs are far smaller), or 8 of the biggest messages."""
 MAX_OFFLINE_SENDER_BYTES = 255
 ICBM_COOKIE_SIZE = 8
 _U16_MAX = 0xFFFF
@@ -104,9 +131,39 @@ class InvalidPassword(StoreError):  # noqa: N818 (the name is the API)
 
 class OfflineInboxFull(StoreError):  # noqa: N818 (the name is the API)
     """
-    The recipient already has :data:`MAX_OFFLINE_MESSAGES_PER_RECIPIENT`
-    undelivered offline messages; the new one was not stored.
+    An offline message was refused because it would go over one of the inbox
+    caps; nothing was stored. Stores raise one of the subclasses, which says
+    which cap (:attr:`cap`, for logs); callers may handle them all as this.
     """
+
+    cap = "offline inbox"
+    """Which cap was hit, in a few words (for logs)."""
+
+
+class OfflineInboxMessagesFull(OfflineInboxFull):  # noqa: N818 (the name is the API)
+    """The recipient already has :data:`MAX_OFFLINE_MESSAGES_PER_RECIPIENT` messages waiting."""
+
+    cap = "messages per recipient"
+
+
+class OfflineInboxBytesFull(OfflineInboxFull):  # noqa: N818 (the name is the API)
+    """The message would take the recipient past :data:`MAX_OFFLINE_BYTES_PER_RECIPIENT`."""
+
+    cap = "bytes per recipient"
+
+
+class OfflineSenderMessagesFull(OfflineInboxFull):  # noqa: N818 (the name is the API)
+    """The sender already has :data:`MAX_OFFLINE_MESSAGES_PER_SENDER` messages
+    waiting for this recipient."""
+
+    cap = "messages per sender"
+
+
+class OfflineSenderBytesFull(OfflineInboxFull):  # noqa: N818 (the name is the API)
+    """The message would take what the sender has waiting for this recipient past
+    :data:`MAX_OFFLINE_BYTES_PER_SENDER`."""
+
+    cap = "bytes per sender"
 
 
 @attrs.frozen
@@ -278,6 +335,49 @@ def check_offline_message(
     if not isinstance(tlvs, bytes) or len(tlvs) > MAX_OFFLINE_MESSAGE_BYTES:
         raise StoreError(f"offline message TLVs longer than {MAX_OFFLINE_MESSAGE_BYTES} bytes")
     _check_timestamp("offline message time", sent_at)
+
+
+def check_offline_quota(
+    recipient: str,
+    sender: str,
+    size: int,
+    inbox: tuple[int, int],
+    from_sender: tuple[int, int],
+) -> None:
+    """
+    Refuse a message of ``size`` TLV bytes that would take an inbox over a cap.
+    The caller counts what is already stored and must store the message in the
+    same step (same transaction), or another message could slip in between.
+    The sender's caps are checked first: when both apply, the log names the
+    sender who used up their share.
+
+    :param inbox: (messages, TLV bytes) waiting for ``recipient``, from anyone.
+    :param from_sender: (messages, TLV bytes) of those from ``sender``, as
+        identified by :func:`~aimserver.wire.screenname.normalize`.
+    :raises OfflineInboxFull: one of its subclasses, naming the cap.
+    """
+    count, stored = from_sender
+    if count >= MAX_OFFLINE_MESSAGES_PER_SENDER:
+        raise OfflineSenderMessagesFull(
+            f"{sender} already has {count} offline messages waiting for {recipient}"
+            f" (at most {MAX_OFFLINE_MESSAGES_PER_SENDER})"
+        )
+    if stored + size > MAX_OFFLINE_BYTES_PER_SENDER:
+        raise OfflineSenderBytesFull(
+            f"{sender} already has {stored} bytes of offline messages waiting for {recipient};"
+            f" {size} more would pass {MAX_OFFLINE_BYTES_PER_SENDER}"
+        )
+    count, stored = inbox
+    if count >= MAX_OFFLINE_MESSAGES_PER_RECIPIENT:
+        raise OfflineInboxMessagesFull(
+            f"{recipient} already has {count} offline messages"
+            f" (at most {MAX_OFFLINE_MESSAGES_PER_RECIPIENT})"
+        )
+    if stored + size > MAX_OFFLINE_BYTES_PER_RECIPIENT:
+        raise OfflineInboxBytesFull(
+            f"{recipient} already has {stored} bytes of offline messages;"
+            f" {size} more would pass {MAX_OFFLINE_BYTES_PER_RECIPIENT}"
+        )
 
 
 def check_up_to_id(up_to_id: int) -> int:
@@ -460,8 +560,15 @@ class IUserStore(Interface):
             ``message_id`` higher than that of every message stored before.
         :rtype: Deferred[OfflineMessage]
         :raises NoSuchAccount: there is no such recipient.
-        :raises OfflineInboxFull: the recipient already has
-            :data:`MAX_OFFLINE_MESSAGES_PER_RECIPIENT` messages; nothing is stored.
+        :raises OfflineInboxFull: storing it would go over a cap
+            (:func:`check_offline_quota`): the recipient's
+            :data:`MAX_OFFLINE_MESSAGES_PER_RECIPIENT` messages or
+            :data:`MAX_OFFLINE_BYTES_PER_RECIPIENT` TLV bytes, or the sender's
+            :data:`MAX_OFFLINE_MESSAGES_PER_SENDER` messages or
+            :data:`MAX_OFFLINE_BYTES_PER_SENDER` TLV bytes to this recipient.
+            Senders are told apart by their normalized name. The check and the
+            store are one step: nothing is stored, and nothing already stored
+            changes, when it is refused.
         :raises StoreError: the message is malformed or too big
             (:func:`check_offline_message`).
         """

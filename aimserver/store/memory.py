@@ -21,7 +21,6 @@ from zope.interface import implementer
 from aimserver.passwords import Credentials, new_credentials
 from aimserver.store.interfaces import (
     MAX_FEEDBAG_ITEMS,
-    MAX_OFFLINE_MESSAGES_PER_RECIPIENT,
     Account,
     AccountExists,
     Feedbag,
@@ -29,12 +28,12 @@ from aimserver.store.interfaces import (
     InvalidScreenName,
     IUserStore,
     NoSuchAccount,
-    OfflineInboxFull,
     OfflineMessage,
     StoreError,
     check_credentials,
     check_feedbag_item,
     check_offline_message,
+    check_offline_quota,
     check_secret_request,
     check_up_to_id,
     check_warning,
@@ -235,11 +234,17 @@ class MemoryUserStore:
     ) -> OfflineMessage:
         normalized = self._existing(recipient)
         check_offline_message(sender, cookie, channel, tlvs, sent_at)
-        inbox = self._offline.setdefault(normalized, [])
-        if len(inbox) >= MAX_OFFLINE_MESSAGES_PER_RECIPIENT:
-            raise OfflineInboxFull(
-                f"{recipient} already has {MAX_OFFLINE_MESSAGES_PER_RECIPIENT} offline messages"
-            )
+        inbox = self._offline.get(normalized, [])
+        # An inbox holds at most MAX_OFFLINE_MESSAGES_PER_RECIPIENT: cheap to add up.
+        sender_key = normalize(sender)
+        from_sender = [m for m in inbox if normalize(m.sender) == sender_key]
+        check_offline_quota(
+            recipient,
+            sender,
+            len(tlvs),
+            (len(inbox), sum(len(m.tlvs) for m in inbox)),
+            (len(from_sender), sum(len(m.tlvs) for m in from_sender)),
+        )
         self._last_message_id += 1
         message = OfflineMessage(
             message_id=self._last_message_id,
@@ -250,7 +255,7 @@ class MemoryUserStore:
             tlvs=bytes(tlvs),
             sent_at=sent_at,
         )
-        inbox.append(message)
+        self._offline.setdefault(normalized, []).append(message)
         return message
 
     def count_offline_messages(self) -> Deferred[dict[str, int]]:

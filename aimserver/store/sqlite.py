@@ -39,7 +39,6 @@ from zope.interface import implementer
 from aimserver.passwords import Credentials, new_credentials
 from aimserver.store.interfaces import (
     MAX_FEEDBAG_ITEMS,
-    MAX_OFFLINE_MESSAGES_PER_RECIPIENT,
     Account,
     AccountExists,
     Feedbag,
@@ -47,12 +46,12 @@ from aimserver.store.interfaces import (
     InvalidScreenName,
     IUserStore,
     NoSuchAccount,
-    OfflineInboxFull,
     OfflineMessage,
     StoreError,
     check_credentials,
     check_feedbag_item,
     check_offline_message,
+    check_offline_quota,
     check_secret_request,
     check_up_to_id,
     check_warning,
@@ -69,7 +68,7 @@ __all__ = [
     "transact",
 ]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """The schema version this code reads and writes."""
 
 BUSY_TIMEOUT = 5.0
@@ -618,17 +617,26 @@ def _store_offline_message(
 ) -> OfflineMessage:
     normalized = _existing(conn, recipient)
     check_offline_message(sender, cookie, channel, tlvs, sent_at)
-    (count,) = conn.execute(
-        "SELECT COUNT(*) FROM offline_messages WHERE recipient = ?", (normalized,)
+    sender_key = normalize(sender)
+    # Counted and inserted in this one (write) transaction, so no other message
+    # slips in between. Each query reads only the rows it counts, through an
+    # index, and the caps keep those few: length() reads a BLOB's size from the
+    # row header, not its bytes.
+    inbox = conn.execute(
+        "SELECT COUNT(*), COALESCE(SUM(length(tlvs)), 0) FROM offline_messages WHERE recipient = ?",
+        (normalized,),
     ).fetchone()
-    if count >= MAX_OFFLINE_MESSAGES_PER_RECIPIENT:
-        raise OfflineInboxFull(
-            f"{recipient} already has {MAX_OFFLINE_MESSAGES_PER_RECIPIENT} offline messages"
-        )
+    from_sender = conn.execute(
+        "SELECT COUNT(*), COALESCE(SUM(length(tlvs)), 0) FROM offline_messages"
+        " WHERE recipient = ? AND sender_key = ?",
+        (normalized, sender_key),
+    ).fetchone()
+    check_offline_quota(recipient, sender, len(tlvs), inbox, from_sender)
     cursor = conn.execute(
-        "INSERT INTO offline_messages (recipient, sender, cookie, channel, tlvs, sent_at)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
-        (normalized, sender, cookie, channel, tlvs, sent_at),
+        "INSERT INTO offline_messages"
+        " (recipient, sender, sender_key, cookie, channel, tlvs, sent_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (normalized, sender, sender_key, cookie, channel, tlvs, sent_at),
     )
     message_id = cursor.lastrowid
     assert message_id is not None
