@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import random
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import attrs
 from twisted.internet import defer
@@ -32,6 +33,18 @@ from aimserver.wire.screenname import normalize
 MULTICONN_LEGACY = 0x00
 MULTICONN_MULTI = 0x01
 MULTICONN_SINGLE = 0x03
+
+#: Class-1 SNACs a session may send before its client-ready (01,02) without
+#: counting against the user's shared rate state: a real client's sign-on is
+#: a burst of 30-50 of them (libpurple), and with the state shared per user,
+#: two sessions signing on together would otherwise be rate limited before
+#: either is online. Bounded and per session (service connections draw on
+#: the same allowance), so it is no way around the limits.
+SIGNON_ALLOWANCE = 64
+#: Service connections one session may hold per family (alerts today; BART,
+#: ChatNav later). Clients open one each; a few allow a reconnect that
+#: overlaps the old connection's close.
+MAX_SERVICE_CONNECTIONS = 2
 
 
 class ISessionConnection(Interface):
@@ -86,12 +99,47 @@ class SessionInstance:
     #: Feedbag "use" (13,07) seen: the stored list governs this session's buddies.
     uses_feedbag: bool = False
     #: Service connections (BART, alerts, chat, ...) opened with a cookie from
-    #: this session's 01,04; they belong to it and close with it.
+    #: this session's 01,04; they belong to it and close with it. At most
+    #: ``MAX_SERVICE_CONNECTIONS`` per family (``service_connections``).
     secondary: list[ISessionConnection] = attrs.Factory(list)
+    #: Family of each connection in ``secondary``, in the same order.
+    secondary_families: list[int] = attrs.Factory(list)
+    #: Sign-on SNACs this session and its service connections may still send
+    #: before their client-ready without counting against the rate limits:
+    #: one allowance per session, not per connection (each new service
+    #: connection would otherwise bring a fresh one).
+    signon_allowance: int = SIGNON_ALLOWANCE
+    #: Hashes of the latest 04,06 bodies this session had delivered or stored,
+    #: oldest first, to drop a retransmission (created at the first IM). Per
+    #: session: only the connection that sent a message can resend it.
+    recent_ims: dict[int, None] | None = None
+    #: Rendezvous conversations this session proposed: ``(cookie, peer key)``
+    #: -> ``Conversation`` (created at the first proposal, bounded, freed with
+    #: the session).
+    rendezvous: dict[tuple[bytes, str], Any] | None = None
 
     @property
     def away(self) -> bool:
         return bool(self.away_message)
+
+    def service_connections(self, family: int) -> int:
+        return self.secondary_families.count(family)
+
+    def add_service_connection(self, connection: ISessionConnection, family: int) -> bool:
+        """Attach a service connection; False (nothing attached) when the
+        session is gone or already has ``MAX_SERVICE_CONNECTIONS`` of that family."""
+        if self.closed or self.service_connections(family) >= MAX_SERVICE_CONNECTIONS:
+            return False
+        self.secondary.append(connection)
+        self.secondary_families.append(family)
+        return True
+
+    def remove_service_connection(self, connection: ISessionConnection) -> None:
+        for index, held in enumerate(self.secondary):
+            if held is connection:
+                del self.secondary[index]
+                del self.secondary_families[index]
+                return
 
 
 @attrs.define(eq=False, slots=True)
@@ -112,15 +160,12 @@ class User:
     #: Derived from the online sessions, rebuilt lazily after any change
     #: (``Presence.invalidate``): the packed user-info block others see (with
     #: the warning level it was built with), and
-    #: the sessions an IM goes to with whether all of them are away.
+    #: where an IM goes (``presence.Routing``).
     info_block: tuple[int, bytes] | None = None
-    routing: tuple[list[SessionInstance], bool] | None = None
+    routing: tuple[Any, ...] | None = None
     #: Offline messages were handed to a session of this sign-on (they go to
     #: the first session that comes online; a failed hand-over leaves it False).
     offline_delivered: bool = False
-    #: Hashes of (recipient, cookie) of the latest IMs this user sent, oldest
-    #: first, to drop a retransmission (created at the first IM).
-    recent_ims: dict[int, None] | None = None
 
     def online_instances(self) -> list[SessionInstance]:
         return [i for i in self.instances.values() if i.online and not i.closed]
@@ -243,6 +288,9 @@ class UserRegistry:
         for connection in instance.secondary:
             connection.disconnect(None)
         instance.secondary.clear()
+        instance.secondary_families.clear()
+        instance.recent_ims = None
+        instance.rendezvous = None
         self.unwatch(instance, instance.buddies)
         instance.buddies.clear()
         if not user.instances and not keep_user:

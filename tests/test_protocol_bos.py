@@ -16,7 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from aimserver import ratelimit
 from aimserver.config import load_config
-from aimserver.protocols.bos import SIGNON_ALLOWANCE
+from aimserver.registry import SIGNON_ALLOWANCE
 from aimserver.services.oservice import BOS_FAMILIES
 from aimserver.wire.flap import Channel, SignonPayload
 from aimserver.wire.icbm import ChannelMessageToHost
@@ -504,7 +504,7 @@ class RateLimitTests(BosTestCase):
 
     def test_signon_burst_is_not_counted_up_to_the_allowance(self) -> None:
         """Class-1 SNACs before client-ready (a sign-on burst) do not count,
-        up to SIGNON_ALLOWANCE per connection, so sessions signing on together
+        up to SIGNON_ALLOWANCE per session, so sessions signing on together
         are not limited; the same burst after client-ready is."""
         burst = b"".join(snac_frame(0x01, 0x0E, request_id=i) for i in range(SIGNON_ALLOWANCE))
         for _ in range(3):

@@ -33,12 +33,6 @@ from aimserver.wire.flap import SignonPayload
 from aimserver.wire.snac import SnacHeader
 from aimserver.wire.tlv import Tlv
 
-#: Class-1 SNACs a connection may send before its client-ready (01,02)
-#: without counting against the user's shared rate state: a real client's
-#: sign-on is a burst of 30-50 of them (libpurple), and with the state shared
-#: per user, two sessions signing on together would otherwise be rate limited
-#: before either is online. Bounded, so it is no way around the limits.
-SIGNON_ALLOWANCE = 64
 #: The sign-on SNACs that allowance covers: queries and settings that affect
 #: only the session itself. Anything relayed to another user (IMs, typing,
 #: client errors, warnings, info lookups) always counts.
@@ -97,7 +91,6 @@ class BosConnection(FlapConnection):
         #: A service connection (alerts, ...) rather than the session's BOS connection.
         self.secondary = False
         self._client_ready = False
-        self._signon_allowance = SIGNON_ALLOWANCE
         self.snac_handlers = factory.handlers
 
     # -- sign-on ------------------------------------------------------------------------
@@ -145,9 +138,19 @@ class BosConnection(FlapConnection):
             )
             self.close()
             return
+        if not session.add_service_connection(self, cookie.service):
+            self.log.info(
+                "bos: {peer} refused: {screen_name} instance {instance} already has its"
+                " service connections for {family:#06x}",
+                peer=self.peer,
+                screen_name=cookie.screen_name,
+                instance=session.instance_id,
+                family=cookie.service,
+            )
+            self.close()
+            return
         self.session = session
         self.secondary = True
-        session.secondary.append(self)
         self.authenticated()
         families, self.snac_handlers = self.bos.services[cookie.service]
         self.log.info(
@@ -233,10 +236,10 @@ class BosConnection(FlapConnection):
             self._client_ready = True
         elif (
             not self._client_ready
-            and self._signon_allowance > 0
+            and self.session.signon_allowance > 0
             and (header.family, header.subtype) in SIGNON_SNACS
         ):
-            self._signon_allowance -= 1
+            self.session.signon_allowance -= 1
             return True
         limiter = limits.limiter(self.session.user_key)
         now_ms = limits.now_ms()
@@ -290,8 +293,7 @@ class BosConnection(FlapConnection):
         if session is None:
             return
         if self.secondary:
-            if self in session.secondary:
-                session.secondary.remove(self)
+            session.remove_service_connection(self)
             return
         user = self.bos.registry.detach(session)
         if user is not None:
@@ -318,8 +320,11 @@ class BosFactory(FlapFactory):
         settings: ConnectionSettings,
         clock: IReactorTime,
         keepalive_interval: float,
+        on_stop: Iterable[Callable[[], object]] = (),
     ) -> None:
         super().__init__(settings, clock, keepalive_interval)
+        #: Called when the listener stops (services write what they counted).
+        self.on_stop = tuple(on_stop)
         self.registry = registry
         self.presence = presence
         self.store = store
@@ -335,6 +340,8 @@ class BosFactory(FlapFactory):
     def stopFactory(self) -> None:
         super().stopFactory()
         self.session_log.stop()
+        for stop in self.on_stop:
+            stop()
 
     def buildProtocol(self, addr: object) -> BosConnection:
         connection = BosConnection(self)

@@ -51,6 +51,9 @@ MAX_QUEUED_FRAMES = 256
 MAX_SEQUENCE = 0x7FFF
 #: Send buffer asked of the kernel per connection (it doubles the figure).
 KERNEL_SEND_BUFFER = 128 * 1024
+#: What a data frame too short for a SNAC header counts as against the rate
+#: limits: family 0 is in no rate class's list, so the default class.
+SHORT_SNAC = SnacHeader(0, 0, 0, 0)
 
 
 @attrs.frozen
@@ -88,6 +91,7 @@ class FlapConnection(Protocol, TimeoutMixin):
         self._signed_on = False
         self._authenticated = False
         self._closing = False
+        self._short_snac_logged = False
         self._paused = False
         self._unsent_while_paused = 0
         self._busy: defer.Deferred[Any] | None = None
@@ -236,8 +240,14 @@ class FlapConnection(Protocol, TimeoutMixin):
 
     def _snac_frame(self, payload: bytes) -> None:
         if len(payload) < SNAC_HEADER_SIZE:
+            # Counted like any SNAC (in the default class) before anything
+            # else, and logged once per connection: a flood of them must
+            # neither write a log line each nor stay under the rate limits.
+            if not self.snac_allowed(SHORT_SNAC) or self._short_snac_logged:
+                return
+            self._short_snac_logged = True
             self.log.info(
-                "{service}: {peer} sent a {size}-byte SNAC, ignored",
+                "{service}: {peer} sent a {size}-byte SNAC, ignored (and any more like it)",
                 service=self.service_name,
                 peer=self.peer,
                 size=len(payload),

@@ -38,6 +38,9 @@ TAG_REDIRECT_FAMILY = 0x000D
 TAG_REDIRECT_ADDRESS = 0x0005
 TAG_REDIRECT_COOKIE = 0x0006
 _PAIR = struct.Struct("!HH")
+_RATE_CLASS_IDS = frozenset(c.class_id for c in ratelimit.DEFAULT_RATE_CLASSES)
+#: The longest 01,08/01,09 read: each class listed twice.
+MAX_RATE_CLASS_IDS = 2 * len(_RATE_CLASS_IDS)
 
 
 @functools.cache
@@ -60,6 +63,16 @@ def parse_u16_list(body: bytes, what: str) -> list[int]:
     while not reader.at_end():
         values.append(reader.u16(what))
     return values
+
+
+def rate_class_ids(body: bytes) -> set[int]:
+    """The rate classes an 01,08/01,09 names that exist: a session's
+    subscriptions are bounded by the classes the server has, whatever ids a
+    client sends. A list longer than every class twice over is refused
+    unread (clients list each class once)."""
+    if len(body) > MAX_RATE_CLASS_IDS * 2:
+        raise SnacError(SnacErrorCode.BUSTED_SNAC_PAYLOAD)
+    return _RATE_CLASS_IDS.intersection(parse_u16_list(body, "rate class IDs"))
 
 
 def parse_versions(body: bytes) -> list[tuple[int, int]]:
@@ -153,12 +166,12 @@ class OServiceService:
         self, session: SessionInstance, request: SnacHeader, body: bytes
     ) -> None:
         # aimpyfly sends this empty; that is a valid (empty) subscription.
-        session.rate_subscriptions.update(parse_u16_list(body, "rate class IDs"))
+        session.rate_subscriptions.update(rate_class_ids(body))
 
     def rate_params_sub_del(
         self, session: SessionInstance, request: SnacHeader, body: bytes
     ) -> None:
-        session.rate_subscriptions.difference_update(parse_u16_list(body, "rate class IDs"))
+        session.rate_subscriptions.difference_update(rate_class_ids(body))
 
     def client_online(self, session: SessionInstance, request: SnacHeader, body: bytes) -> None:
         """Client ready: the session now counts for presence and receives IMs.
