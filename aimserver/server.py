@@ -100,6 +100,7 @@ class AimServer:
             settings=settings,
             clock=clock,
             keepalive_interval=keepalive,
+            on_stop=[lambda: self.icbm.dropped.flush(final=True), self.presence.flush],
         )
 
     def redirect(self, session: SessionInstance, family: int) -> tuple[str, bytes] | None:

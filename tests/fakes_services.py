@@ -329,7 +329,12 @@ class ServiceWorld:
             im_body(recipient, text, **kw),
         )
 
+    def end_turn(self) -> None:
+        """End the reactor turn: presence changes made in it are announced."""
+        self.clock.advance(0)
+
     def set_info(self, session: SessionInstance, *tlvs: Tlv) -> None:
+        """02,04 in a reactor turn of its own."""
         self.call(
             self.locate.set_info,
             session,
@@ -337,6 +342,7 @@ class ServiceWorld:
             Locate.SET_INFO,
             TlvList(tlvs).pack_list(),
         )
+        self.end_turn()
 
     def set_away(self, session: SessionInstance, message: bytes | None) -> None:
         self.set_info(
@@ -353,6 +359,7 @@ class ServiceWorld:
             OService.IDLE_NOTIFICATION,
             struct.pack("!I", seconds),
         )
+        self.end_turn()
 
 
 def replies_kinds(replies: list[Reply] | None) -> list[tuple[int, int]]:

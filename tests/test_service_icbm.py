@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import struct
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase
 
 from aimserver.registry import MULTICONN_LEGACY, MULTICONN_MULTI, MULTICONN_SINGLE
 from aimserver.services.base import SnacError
-from aimserver.services.icbm import RECENT_IMS_PER_SENDER, message_targets
-from aimserver.store.interfaces import MAX_OFFLINE_MESSAGES_PER_RECIPIENT
+from aimserver.services.icbm import RECENT_IMS_PER_SESSION, message_targets
+from aimserver.store.interfaces import (
+    MAX_OFFLINE_MESSAGES_PER_RECIPIENT,
+    MAX_OFFLINE_MESSAGES_PER_SENDER,
+)
 from aimserver.wire.codes import ICBM, FoodGroup
 from aimserver.wire.icbm import (
     TAG_AUTO_RESPONSE,
@@ -25,7 +26,6 @@ from aimserver.wire.icbm import (
     TAG_STORE_IF_OFFLINE,
     ChannelMessageToHost,
     ClientEvent,
-    HostAck,
     Rendezvous,
     pack_im_data,
 )
@@ -137,7 +137,8 @@ class RoutingTests(SynchronousTestCase):
         """A sender who asks for an ack gets one naming the recipient as written."""
         replies = self.world.send_im(self.alice, "B O B", b"hi", cookie=b"12345678", ack=True)
         self.assertEqual(replies_kinds(replies), [(FoodGroup.ICBM, ICBM.HOST_ACK)])
-        self.assertEqual(replies[0].body, HostAck(b"12345678", 1, "B O B").pack())
+        # 04,0C: cookie, channel 1, the recipient as string08 (FAMILIES.md, 04,0C).
+        self.assertEqual(replies[0].body, b"12345678" + b"\x00\x01" + b"\x05B O B")
         self.assertEqual(self.world.send_im(self.alice, "bob", b"again"), [])
 
     def test_recipient_offline(self) -> None:
@@ -153,20 +154,31 @@ class RoutingTests(SynchronousTestCase):
         message = ims(self.bob[0][1])[0]
         self.assertEqual([t.tag for t in message.tlvs], [TAG_IM_DATA])
 
-    @settings(max_examples=50)
-    @given(st.lists(st.tuples(st.booleans(), st.booleans()), min_size=1, max_size=5))
-    def test_targets_property(self, states) -> None:
+    def test_targets_table(self) -> None:
         """IMs go to the sessions that are neither away nor idle, or to all
-        sessions when there are none."""
-        world = IcbmWorld()
-        sessions = [world.sign_on("Bob")[0] for _ in states]
-        for session, (away, idle) in zip(sessions, states, strict=True):
-            session.away_message = b"x" if away else None
-            session.idle_since = 0.0 if idle else None
-        active = [
-            s for s, (away, idle) in zip(sessions, states, strict=True) if not away and not idle
+        sessions when there are none (docs/multisession.md, Messages)."""
+        # (away, idle) per session -> indexes of the sessions that get the IM
+        table = [
+            ([(False, False)], [0]),
+            ([(True, False)], [0]),
+            ([(False, True)], [0]),
+            ([(True, False), (False, False)], [1]),
+            ([(False, True), (False, False), (True, True)], [1]),
+            ([(True, False), (False, True)], [0, 1]),
+            ([(True, True), (True, False), (False, True)], [0, 1, 2]),
+            ([(False, False), (False, False), (True, False)], [0, 1]),
         ]
-        self.assertEqual(message_targets(world.registry.get("bob")), active or sessions)
+        for states, expected in table:
+            world = IcbmWorld()
+            sessions = [world.sign_on("Bob")[0] for _ in states]
+            for session, (away, idle) in zip(sessions, states, strict=True):
+                session.away_message = b"x" if away else None
+                session.idle_since = 0.0 if idle else None
+            self.assertEqual(
+                message_targets(world.registry.get("bob")),
+                [sessions[i] for i in expected],
+                states,
+            )
 
 
 class AutoResponseTests(SynchronousTestCase):
@@ -240,14 +252,13 @@ class RetransmissionTests(SynchronousTestCase):
         self.world.send_im(self.alice, "Bob", b"two", cookie=b"cookie02")
         self.assertEqual(texts(self.bob_conn), [b"one", b"two"])
 
-    def test_retransmission_memory_bounded_per_sender(self) -> None:
-        """The sender's latest RECENT_IMS_PER_SENDER messages are remembered,
+    def test_retransmission_memory_bounded_per_session(self) -> None:
+        """The session's latest RECENT_IMS_PER_SESSION messages are remembered,
         no more: a resend of an older one is delivered again."""
         self.world.send_im(self.alice, "Bob", b"old", cookie=b"oldcooki")
-        for n in range(RECENT_IMS_PER_SENDER):
+        for n in range(RECENT_IMS_PER_SESSION):
             self.world.send_im(self.alice, "Bob", b"n", cookie=b"c%07d" % n)
-        user = self.world.registry.users["alice"]
-        self.assertEqual(len(user.recent_ims or ()), RECENT_IMS_PER_SENDER)
+        self.assertEqual(len(self.alice.recent_ims or ()), 32)
         self.world.send_im(self.alice, "Bob", b"old", cookie=b"oldcooki")
         self.assertEqual(texts(self.bob_conn).count(b"old"), 2)
 
@@ -260,6 +271,59 @@ class RetransmissionTests(SynchronousTestCase):
         self.assertEqual(texts(self.bob_conn), [b"a", b"c"])
         self.world.sign_off(self.alice)
         self.assertNotIn("alice", self.world.registry.users)
+        self.assertIsNone(self.alice.recent_ims)
+
+    def test_same_cookie_from_two_sessions_both_delivered(self) -> None:
+        """Issue 13 §1: two sessions of one user are two clients, whose
+        cookies may repeat each other's (libpurple's are 7 digits from an
+        equally seeded generator). Both messages arrive, and both are acked."""
+        alice2, _ = self.world.sign_on("Alice")
+        first = self.world.send_im(self.alice, "Bob", b"hi", cookie=b"1234567\x00", ack=True)
+        second = self.world.send_im(alice2, "Bob", b"hi", cookie=b"1234567\x00", ack=True)
+        self.assertEqual(texts(self.bob_conn), [b"hi", b"hi"])
+        self.assertEqual(replies_kinds(first), [(FoodGroup.ICBM, ICBM.HOST_ACK)])
+        self.assertEqual(replies_kinds(second), [(FoodGroup.ICBM, ICBM.HOST_ACK)])
+
+    def test_same_cookie_different_text_is_another_message(self) -> None:
+        """The filter compares the message itself: the same cookie with
+        other text from the same session is delivered."""
+        self.world.send_im(self.alice, "Bob", b"one", cookie=b"samecook")
+        self.world.send_im(self.alice, "Bob", b"two", cookie=b"samecook")
+        self.assertEqual(texts(self.bob_conn), [b"one", b"two"])
+
+    def test_pidgin_sequence_from_two_sessions_delivers_each_once(self) -> None:
+        """The sequence found with two Pidgins of one screen name: both draw
+        the same cookies, the second session's IMs interleave with the
+        first's, and one of them resends once. Each distinct message arrives
+        exactly once; of 7 from the second session, none is lost."""
+        alice2, _ = self.world.sign_on("Alice")
+        cookies = [b"%07d\x00" % n for n in (4081520, 1734811, 6095313, 2227012)]
+        sent = []
+        for n in range(7):
+            cookie = cookies[n % len(cookies)]
+            first_text, second_text = b"from one %d" % n, b"from two %d" % n
+            self.world.send_im(self.alice, "Bob", first_text, cookie=cookie, ack=True)
+            replies = self.world.send_im(alice2, "Bob", second_text, cookie=cookie, ack=True)
+            self.assertEqual(replies_kinds(replies), [(FoodGroup.ICBM, ICBM.HOST_ACK)])
+            sent += [first_text, second_text]
+        # A true resend of the second session's last message: dropped, acked.
+        replies = self.world.send_im(alice2, "Bob", b"from two 6", cookie=cookies[2], ack=True)
+        self.assertEqual(replies_kinds(replies), [(FoodGroup.ICBM, ICBM.HOST_ACK)])
+        self.assertEqual(texts(self.bob_conn), sent)
+
+    def test_dropped_retransmissions_counted_in_one_line(self) -> None:
+        """Each drop is counted; the first of a burst is logged, the rest go
+        into one line per interval."""
+        events: list[dict] = []
+        self.world.icbm.dropped.log.observer = events.append
+        for _ in range(4):
+            self.world.send_im(self.alice, "Bob", b"hi", cookie=b"samecook")
+        self.assertEqual(texts(self.bob_conn), [b"hi"])
+        self.assertEqual(len(events), 1)
+        self.assertIn("retransmitted", events[0]["log_format"])
+        self.world.clock.advance(10)
+        self.assertEqual(len(events), 2)
+        self.assertEqual(events[1]["counts"], "2 retransmissions")
 
     def test_other_channels_not_deduplicated(self) -> None:
         """Only channel-1 IMs are checked for retransmission."""
@@ -417,13 +481,31 @@ class OfflineMessageTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(self.world.store_im(self.alice, "Bob", b"x")), [])
         self.assertEqual(len(self.stored()), 1)
 
-    def test_inbox_full(self) -> None:
-        """Beyond the inbox limit the sender hears "not logged on" with
-        subcode 0x000F, and nothing more is kept."""
-        for n in range(MAX_OFFLINE_MESSAGES_PER_RECIPIENT):
+    def test_sender_share_full(self) -> None:
+        """Beyond one sender's share of an inbox that sender hears "not logged
+        on" with subcode 0x000F and nothing more is kept; others still get in."""
+        for n in range(MAX_OFFLINE_MESSAGES_PER_SENDER):
             self.successResultOf(self.world.store_im(self.alice, "Bob", b"%d" % n))
         failure = self.failureResultOf(
             self.world.store_im(self.alice, "Bob", b"one more"), SnacError
+        )
+        self.assertEqual((failure.value.code, failure.value.subcode), (0x0004, 0x000F))
+        self.assertEqual(len(self.stored()), MAX_OFFLINE_MESSAGES_PER_SENDER)
+        carol, _ = self.world.sign_on("Carol")
+        self.successResultOf(self.world.store_im(carol, "Bob", b"hi"))
+        self.assertEqual(len(self.stored()), MAX_OFFLINE_MESSAGES_PER_SENDER + 1)
+
+    def test_inbox_full(self) -> None:
+        """Beyond the inbox limit a sender with room in their own share hears
+        "not logged on" with subcode 0x000F, and nothing more is kept."""
+        shares = MAX_OFFLINE_MESSAGES_PER_RECIPIENT // MAX_OFFLINE_MESSAGES_PER_SENDER
+        senders = [self.alice] + [self.world.sign_on(f"Sender{n}")[0] for n in range(1, shares)]
+        for n in range(MAX_OFFLINE_MESSAGES_PER_SENDER):
+            for sender in senders:
+                self.successResultOf(self.world.store_im(sender, "Bob", b"%d" % n))
+        latecomer, _ = self.world.sign_on("Latecomer")
+        failure = self.failureResultOf(
+            self.world.store_im(latecomer, "Bob", b"one more"), SnacError
         )
         self.assertEqual((failure.value.code, failure.value.subcode), (0x0004, 0x000F))
         self.assertEqual(len(self.stored()), MAX_OFFLINE_MESSAGES_PER_RECIPIENT)

@@ -51,6 +51,7 @@ class PresenceWorld(ServiceWorld):
             OService.SET_USER_INFO_FIELDS,
             TlvList((Tlv.u32(0x0006, status),)).pack_list(),
         )
+        self.end_turn()
 
 
 class AggregateStateTests(SynchronousTestCase):

@@ -17,23 +17,27 @@ Routing to a user with several sessions (MULTISESSION.md §7, §10-§12, §16,
   accepted, the proposer's further messages go only to that session;
 * "store if offline" IMs to a signed-off user are kept and handed, in order,
   to the first session that comes online;
-* a retransmitted IM (same sender, recipient and cookie, among the sender's
-  latest) is delivered once.
+* a retransmitted IM (the same 04,06 again, byte for byte, from the same
+  session, among its latest) is delivered once;
+* a user whose every session is invisible gets from everyone else exactly the
+  answers an offline user gets; an IM over the size a recipient's session
+  asked for (04,02) is refused with 0x000A, never acknowledged and lost.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections import OrderedDict
 from collections.abc import Sequence
 
+import attrs
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from aimserver.registry import MULTICONN_MULTI, SessionInstance, User, UserRegistry
 from aimserver.services.base import HandlerTable, Replies, Reply, SnacError
+from aimserver.services.countedlog import CountedLog
 from aimserver.services.presence import Presence, message_targets
 from aimserver.services.warnings import WarningService
 from aimserver.store.interfaces import (
@@ -70,6 +74,11 @@ from aimserver.wire.tlv import Tlv, TlvList
 from aimserver.wire.userinfo import CLASS_FREE, TAG_USER_CLASS, UserInfo
 
 MAX_MESSAGE_LENGTH = 8000
+#: The smallest ICBM length a client may ask for in 04,02 (NINA: 80-8000).
+MIN_MESSAGE_LENGTH = 80
+#: TLVs besides the message text that a channel-1 IM may carry (features,
+#: icon hints, BART ids: tens of bytes in practice).
+MAX_IM_EXTRAS = 1024
 #: What the server offers in 04,05: 2 parameter slots, channel messages and
 #: missed-call notices allowed, 8000-byte messages, any warning level.
 DEFAULT_PARAMETERS = IcbmParameters(2, 0x00000003, MAX_MESSAGE_LENGTH, 999, 999, 0)
@@ -91,10 +100,10 @@ MULTISESSION_NOTICE = (
     " in {count} locations. Click here for more information."
 )
 
-#: How many of a user's latest IMs (recipient and cookie) are remembered to
-#: drop retransmissions, and how many rendezvous conversations are tracked.
-RECENT_IMS_PER_SENDER = 32
-MAX_RENDEZVOUS = 10_000
+#: How many of a session's latest IMs are remembered to drop
+#: retransmissions, and how many rendezvous conversations it may have open.
+RECENT_IMS_PER_SESSION = 32
+MAX_RENDEZVOUS_PER_SESSION = 32
 
 CANCEL_ACCEPTED_ELSEWHERE = 3
 CHANNEL_IM = 1
@@ -137,20 +146,70 @@ def system_message(registry: UserRegistry, text: str, sender: str = SYSTEM_SENDE
     return pack_snac(FoodGroup.ICBM, ICBM.CHANNEL_MSG_TO_CLIENT, body, registry.next_request_id())
 
 
-def remember(sender: User, seen: int) -> None:
-    """Note the hash of (recipient, cookie) of an IM ``sender`` had delivered or
-    stored. The memory belongs to the signed-on user, so it is freed at
-    sign-off (a server-wide cache grew RSS by ~5 MB under churn), and a
-    retransmission is one of the user's latest messages; a 64-bit collision
-    among 32 of them is negligible. A dict (insertion-ordered): every IM asks
-    it, and a hash lookup is 45 ns where a scan of a 32-int list is 565 ns."""
-    recent = sender.recent_ims
+def remember(session: SessionInstance, seen: int) -> None:
+    """Note the hash of a 04,06 body that ``session`` had delivered or stored.
+
+    Only the connection that sent a message can resend it: another session
+    of the same user is another client, whose cookies may well repeat its
+    sibling's (libpurple's are 7 digits from an equally seeded generator), so
+    the memory is the session's, freed when it closes. It compares the whole
+    body (cookie, recipient, every TLV), so no two distinct messages are one;
+    Python's bytes hash is keyed per process, and a 64-bit collision among 32
+    entries is negligible. A dict (insertion-ordered): a hash lookup is
+    45 ns where a scan of a 32-int list is 565 ns."""
+    recent = session.recent_ims
     if recent is None:
-        sender.recent_ims = {seen: None}
+        session.recent_ims = {seen: None}
         return
-    if len(recent) >= RECENT_IMS_PER_SENDER:
+    if len(recent) >= RECENT_IMS_PER_SESSION:
         del recent[next(iter(recent))]
     recent[seen] = None
+
+
+@attrs.define(slots=True, eq=False)
+class Conversation:
+    """One rendezvous this session proposed, kept on the proposing session
+    (so it goes with it) and naming the peer's sessions by instance id (so it
+    keeps none of them alive)."""
+
+    #: The peer's sessions the proposal went to.
+    offered: tuple[int, ...]
+    #: The peer's session that accepted, once one has.
+    accepted: int | None = None
+
+
+def _conversation(
+    user: User, cookie: bytes, peer_key: str
+) -> tuple[SessionInstance, Conversation] | None:
+    """The conversation about ``cookie`` that one of ``user``'s sessions
+    proposed to ``peer_key``, with that session."""
+    for session in user.instances.values():
+        table = session.rendezvous
+        if table is not None:
+            conversation = table.get((cookie, peer_key))
+            if conversation is not None:
+                return session, conversation
+    return None
+
+
+def _live(user: User, instance_ids: Sequence[int]) -> list[SessionInstance]:
+    sessions = []
+    for instance_id in instance_ids:
+        session = user.instances.get(instance_id)
+        if session is not None and not session.closed:
+            sessions.append(session)
+    return sessions
+
+
+def im_text_size(channel: int, relayed: bytes) -> int:
+    """What an ICBM's size is measured by against a recipient's 04,02 limit:
+    the message text (TLV 0x0002) of a channel-1 IM, everything relayed on
+    other channels. Only called for messages longer than the smallest limit;
+    an IM whose other TLVs alone are oversize counts as its whole length."""
+    if channel != CHANNEL_IM or len(relayed) > MAX_MESSAGE_LENGTH + MAX_IM_EXTRAS:
+        return len(relayed)
+    data = TlvList.unpack_list(relayed, "IM TLVs").get(TAG_IM_DATA)
+    return 0 if data is None else len(data)
 
 
 class IcbmService:
@@ -176,10 +235,9 @@ class IcbmService:
         self._inbox_counts_loaded = False
         #: Offline deliveries under way, by user key.
         self._deliveries: dict[str, defer.Deferred[None]] = {}
-        #: (cookie, proposer key, recipient key) -> [proposing session, accepting session]
-        self._rendezvous: OrderedDict[tuple[bytes, str, str], list[SessionInstance | None]] = (
-            OrderedDict()
-        )
+        #: Retransmissions dropped and messages refused, one log line a burst.
+        self.dropped = CountedLog(self.log, clock, "IMs not delivered")
+        presence.on_visible.append(self.became_visible)
 
     def handlers(self) -> HandlerTable:
         f = FoodGroup.ICBM
@@ -204,7 +262,12 @@ class IcbmService:
     def add_parameters(self, session: SessionInstance, request: SnacHeader, body: bytes) -> None:
         params = IcbmParameters.unpack(body)
         session.typing_events = bool(params.flags & PARAM_FLAG_TYPING)
-        session.max_message_length = min(params.max_message_length, MAX_MESSAGE_LENGTH)
+        session.max_message_length = max(
+            MIN_MESSAGE_LENGTH, min(params.max_message_length, MAX_MESSAGE_LENGTH)
+        )
+        user = self.registry.user_of(session)
+        if user is not None:
+            self.presence.invalidate(user)
 
     def del_parameters(self, session: SessionInstance, request: SnacHeader, body: bytes) -> None:
         pass
@@ -222,7 +285,8 @@ class IcbmService:
     ) -> Replies | defer.Deferred[Replies]:
         """The hot path: split the body without building TLV objects, find the
         recipient's sessions from the cached routing, and send one payload
-        built once around the sender's cached user-info block."""
+        built once around the sender's cached user-info block. The host ack
+        goes back only for a message delivered or stored (or a resend of one)."""
         cookie, channel, raw_name, tags, relayed = split_message(body, _NOT_RELAYED)
         sender = self.registry.user_of(session)
         if sender is None:
@@ -238,19 +302,42 @@ class IcbmService:
             # The server answers for away users itself (one per away session);
             # a client's own auto-response would be a duplicate.
             return ack
-        seen = hash((recipient_key, cookie))
-        recent = sender.recent_ims
+        seen = hash(body) if is_im else 0
+        recent = session.recent_ims
         if is_im and recent is not None and seen in recent:
-            # A retransmission of a message already delivered or stored.
+            # This session sent exactly this message already, and it was
+            # delivered or stored: a retransmission.
+            self.dropped.note(
+                "retransmissions",
+                "dropped a retransmitted IM from {sender} (instance {instance}) to {recipient}",
+                sender=sender.screen_name,
+                instance=session.instance_id,
+                recipient=recipient_key,
+            )
             return ack
+        size = len(relayed)
         recipient = self.registry.users.get(recipient_key)
-        targets, all_away = (
-            self.presence.routing(recipient) if recipient is not None else ([], False)
-        )
+        if recipient is None:
+            targets: list[SessionInstance] = []
+        else:
+            targets, all_away, visible, limit = self.presence.routing(recipient)
+            if not visible and recipient is not sender:
+                # Invisible: everyone else gets the answers for an offline user.
+                targets = []
+            elif size > limit and targets:
+                size = im_text_size(channel, relayed)
+                if size > limit:
+                    targets = [t for t in targets if size <= t.max_message_length]
+                    if not targets:
+                        raise self._too_big(sender, recipient_key, size)
         if not targets:
             if is_im and tags & _BIT_STORE:
+                if size > MAX_MESSAGE_LENGTH:
+                    size = im_text_size(channel, relayed)
+                    if size > MAX_MESSAGE_LENGTH:
+                        raise self._too_big(sender, recipient_key, size)
                 return self._store_offline(
-                    sender, recipient_key, cookie, channel, relayed, ack, seen
+                    session, sender, recipient_key, cookie, channel, relayed, ack, seen
                 )
             # Not remembered as seen: a retry once the recipient is back is delivered.
             raise SnacError(SnacErrorCode.NOT_LOGGED_ON)
@@ -268,16 +355,29 @@ class IcbmService:
         )
         running = self._deliveries.get(recipient.key)
         if running is None:
-            self.registry.deliver(targets, payload)
+            if not self.registry.deliver(targets, payload):
+                raise SnacError(SnacErrorCode.NOT_LOGGED_ON)
         else:
             # Stored messages are still being handed over: this one goes after them.
             running.addBoth(lambda result: (self.registry.deliver(targets, payload), result)[1])
         if is_im:
-            remember(sender, seen)
+            remember(session, seen)
             self.warnings.im_sent(sender.key, recipient.key)
             if all_away:
                 self._auto_respond(session, recipient)
         return ack
+
+    def _too_big(self, sender: User, recipient_key: str, size: int) -> SnacError:
+        """An IM larger than the recipient asked for (04,02): 0x000A, "refused
+        by client", and no ack."""
+        self.dropped.note(
+            "over the recipient's size",
+            "refused a {size}-byte IM from {sender} to {recipient}: over its limit",
+            size=size,
+            sender=sender.screen_name,
+            recipient=recipient_key,
+        )
+        return SnacError(SnacErrorCode.REFUSED_BY_CLIENT)
 
     def _auto_respond(self, to_session: SessionInstance, recipient: User) -> None:
         """Every session of the recipient is away: each one with an away
@@ -307,42 +407,44 @@ class IcbmService:
     ) -> tuple[list[SessionInstance], Sequence[Tlv]]:
         """Where a channel-2 message goes (docs/multisession.md, Rendezvous).
 
-        A conversation is remembered as ``[proposing session, accepting
-        session, sessions the proposal went to]`` under (cookie, proposer,
-        recipient)."""
+        A conversation lives on the session that proposed it, under (cookie,
+        recipient key), naming the recipient's sessions by instance id."""
         try:
             rendezvous = Rendezvous.unpack(message.tlvs.get(TAG_RENDEZVOUS) or b"")
         except MalformedData:
             return message_targets(recipient), message.tlvs
-        forward = (message.cookie, sender.key, recipient.key)
-        backward = (message.cookie, recipient.key, sender.key)
-        if backward in self._rendezvous:
+        found = _conversation(recipient, message.cookie, sender.key)
+        if found is not None:
             # A reply from the recipient's side: only the proposing session hears it.
-            proposer, _, offered = self._rendezvous[backward]
-            if proposer is None or proposer.closed:
+            proposer, conversation = found
+            if proposer.closed:
                 raise SnacError(SnacErrorCode.NOT_LOGGED_ON)
             if rendezvous.kind == Rendezvous.ACCEPT:
-                self._rendezvous[backward][1] = session
-                others = [s for s in offered if s is not session and not s.closed]
+                conversation.accepted = session.instance_id
+                others = [s for s in _live(sender, conversation.offered) if s is not session]
                 if others:
                     # This message goes to the proposer: ``recipient`` proposed.
                     self._cancel_elsewhere(recipient, rendezvous, message.cookie, others)
             return [proposer], message.tlvs
-        entry = self._rendezvous.get(forward)
-        if entry is not None:
+        found = _conversation(sender, message.cookie, recipient.key)
+        if found is not None:
             # The proposer again (a cancel, a retry): the accepting session,
             # or else the sessions the proposal reached.
-            accepter, offered = entry[1], entry[2]
-            targets = (
-                [accepter]
-                if accepter is not None and not accepter.closed
-                else [s for s in offered if not s.closed]
+            conversation = found[1]
+            accepted = (
+                _live(recipient, (conversation.accepted,))
+                if conversation.accepted is not None
+                else []
             )
+            targets = accepted or _live(recipient, conversation.offered)
             if not targets:
                 raise SnacError(SnacErrorCode.NOT_LOGGED_ON)
             return targets, message.tlvs
         if rendezvous.kind != Rendezvous.PROPOSE:
-            return message_targets(recipient), message.tlvs
+            # An answer or cancel about a conversation nobody here proposed:
+            # its proposing session is gone (with it, its conversations), or
+            # it never was. Only that session may hear it.
+            raise SnacError(SnacErrorCode.NOT_LOGGED_ON)
         capable = [
             s for s in recipient.online_instances() if rendezvous.capability in s.capabilities
         ]
@@ -350,9 +452,12 @@ class IcbmService:
             raise SnacError(SnacErrorCode.NOT_LOGGED_ON)
         active = [s for s in capable if not s.away and s.idle_since is None]
         targets = active or capable
-        self._rendezvous[forward] = [session, None, targets]
-        if len(self._rendezvous) > MAX_RENDEZVOUS:
-            self._rendezvous.popitem(last=False)
+        table = session.rendezvous
+        if table is None:
+            table = session.rendezvous = {}
+        elif len(table) >= MAX_RENDEZVOUS_PER_SESSION:
+            del table[next(iter(table))]
+        table[(message.cookie, recipient.key)] = Conversation(tuple(s.instance_id for s in targets))
         tlvs = message.tlvs
         if rendezvous.tlvs.has(Rendezvous.TAG_CLIENT_IP) and session.ip:
             tlvs = self._with_verified_ip(message.tlvs, rendezvous, session.ip)
@@ -417,6 +522,7 @@ class IcbmService:
 
     def _store_offline(
         self,
+        session: SessionInstance,
         sender: User,
         recipient_key: str,
         cookie: bytes,
@@ -426,21 +532,23 @@ class IcbmService:
         seen: int,
     ) -> defer.Deferred[Replies]:
         """Keep the IM for the recipient; ``seen`` is its retransmission hash,
-        remembered once it is stored."""
+        remembered for ``session`` once it is stored."""
         d = self.store.store_offline_message(
             recipient_key, sender.screen_name, cookie, channel, relayed, int(self.clock.seconds())
         )
 
         def stored(_: object) -> Replies:
-            remember(sender, seen)
+            remember(session, seen)
             self._count_inbox(recipient_key, 1)
             # The user may be between sessions (one signed off or displaced,
             # the next not ready yet): the next one to come online takes it.
+            # An invisible user's messages wait until it is seen again
+            # (``became_visible``) or its next sign-on, as an offline user's do.
             waiting = self.registry.users.get(recipient_key)
             if waiting is not None:
                 waiting.offline_delivered = False
                 online = waiting.online_instances()
-                if online:
+                if online and self.presence.routing(waiting).visible:
                     # A session came online while the write was in flight; its
                     # hand-over may have read the store before the write landed.
                     self.deliver_offline(online[0], force=True)
@@ -453,6 +561,13 @@ class IcbmService:
 
         def refused(failure: object) -> Replies:
             if failure.check(OfflineInboxFull):  # type: ignore[attr-defined]
+                self.dropped.note(
+                    "offline inbox full",
+                    "offline message from {sender} to {recipient} refused: {cap} full",
+                    sender=sender.screen_name,
+                    recipient=recipient_key,
+                    cap=failure.value.cap,  # type: ignore[attr-defined]
+                )
                 raise SnacError(SnacErrorCode.NOT_LOGGED_ON, SUBCODE_OFFLINE_INBOX_FULL)
             if not failure.check(NoSuchAccount):  # type: ignore[attr-defined]
                 failure.trap(StoreError)  # type: ignore[attr-defined]
@@ -550,6 +665,12 @@ class IcbmService:
             self._deliveries[user.key] = d
         return d
 
+    def became_visible(self, user: User) -> None:
+        """An invisible user is seen again: what was stored for it meanwhile."""
+        online = user.online_instances()
+        if online and not user.offline_delivered:
+            self.deliver_offline(online[0], force=True)
+
     def _offline_payload(self, message: OfflineMessage) -> bytes:
         online = self.registry.get(message.sender)
         sender = (
@@ -583,7 +704,7 @@ class IcbmService:
         event = ClientEvent.unpack(body)
         sender = self._sender(session)
         recipient = self.registry.users.get(normalize(event.screen_name))
-        if recipient is None:
+        if recipient is None or not self.presence.visible_to(recipient, sender.key):
             return
         relayed = ClientEvent(event.cookie, event.channel, sender.screen_name, event.event)
         payload = pack_snac(
@@ -596,7 +717,7 @@ class IcbmService:
         error = ClientError.unpack(body)
         sender = self._sender(session)
         recipient = self.registry.users.get(normalize(error.screen_name))
-        if recipient is None:
+        if recipient is None or not self.presence.visible_to(recipient, sender.key):
             return
         relayed = ClientError(
             error.cookie, error.channel, sender.screen_name, error.reason, error.data
@@ -604,10 +725,10 @@ class IcbmService:
         payload = pack_snac(
             FoodGroup.ICBM, ICBM.CLIENT_ERROR, relayed.pack(), self.registry.next_request_id()
         )
-        entry = self._rendezvous.get((error.cookie, recipient.key, sender.key))
+        found = _conversation(recipient, error.cookie, sender.key)
         targets = (
-            [entry[0]]
-            if entry is not None and entry[0] is not None and not entry[0].closed
+            [found[0]]
+            if found is not None and not found[0].closed
             else recipient.online_instances()
         )
         self.registry.deliver(targets, payload)

@@ -12,8 +12,10 @@ the aggregate they see changes.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
+from typing import NamedTuple
 
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from aimserver.registry import SessionInstance, User, UserRegistry
@@ -63,6 +65,21 @@ def decayed(level: int, since: float, now: float) -> tuple[int, float]:
     return max(0, level - DECAY_STEP * steps), since + steps * DECAY_INTERVAL
 
 
+class Routing(NamedTuple):
+    """Where an IM to a user goes, derived from its online sessions and
+    cached on the ``User`` until one of them changes."""
+
+    #: The sessions an IM goes to (``message_targets``).
+    targets: list[SessionInstance]
+    #: Every online session is away (the server sends the auto-responses).
+    all_away: bool
+    #: Others can see the user (not every session invisible): when False,
+    #: everyone but the user gets the answers for an offline user.
+    visible: bool
+    #: The smallest ICBM length one of ``targets`` accepts (04,02).
+    limit: int
+
+
 def message_targets(user: User) -> list[SessionInstance]:
     """Sessions that get an IM: the active ones (not away, not idle), else all."""
     sessions = user.online_instances()
@@ -99,6 +116,13 @@ class Presence:
     def __init__(self, registry: UserRegistry, clock: IReactorTime) -> None:
         self.registry = registry
         self.clock = clock
+        #: Users whose sessions changed this reactor turn, announced together
+        #: at its end (``session_changed``).
+        self._changed: dict[str, User] = {}
+        self._flush_call: IDelayedCall | None = None
+        #: Called with a user that was online but invisible and is now seen
+        #: by others (the ICBM service hands over what was held meanwhile).
+        self.on_visible: list[Callable[[User], object]] = []
 
     # -- what others see ----------------------------------------------------------------
 
@@ -163,17 +187,27 @@ class Presence:
             user.info_block = (level, block)
         return block
 
-    def routing(self, user: User) -> tuple[list[SessionInstance], bool]:
-        """``(sessions an IM goes to, every online session away)``: the active
-        sessions (neither away nor idle), or all when none is active."""
+    def routing(self, user: User) -> Routing:
+        """Where an IM to ``user`` goes: the active sessions (neither away nor
+        idle), or all when none is active; cached until a session changes."""
         routing = user.routing
         if routing is None:
             sessions = user.online_instances()
-            routing = user.routing = (
-                message_targets(user),
+            targets = message_targets(user)
+            routing = user.routing = Routing(
+                targets,
                 bool(sessions) and all(s.away for s in sessions),
+                aggregate_state(user) is not None,
+                min((s.max_message_length for s in targets), default=0),
             )
         return routing
+
+    def visible_to(self, user: User, viewer_key: str) -> bool:
+        """Whether ``viewer_key`` may see that ``user`` is online: everyone
+        when it is visible, only itself when every session is invisible. The
+        one rule behind every answer that could tell an invisible user from
+        an offline one (IMs, warnings, lookups, rendezvous)."""
+        return user.key == viewer_key or self.routing(user).visible
 
     def invalidate(self, user: User) -> None:
         user.info_block = None
@@ -201,10 +235,33 @@ class Presence:
         self.send_arrivals_to(session, session.buddies)
 
     def session_changed(self, session: SessionInstance) -> None:
-        """Away, idle, capabilities or status of one session changed."""
+        """Away, idle, capabilities or status of one session changed. Routing
+        follows at once; watchers are told at the end of the reactor turn, so
+        what a client changes in one burst (libpurple's away is a 02,04 and
+        an 01,1E) reaches them as one update with the final state."""
         user = self.registry.user_of(session)
-        if user is not None and session.online:
+        if user is None or not session.online:
+            return
+        self.invalidate(user)
+        self._changed[user.key] = user
+        if self._flush_call is None:
+            self._flush_call = self.clock.callLater(0, self.flush)
+
+    def flush(self) -> None:
+        """Announce the users whose sessions changed since the last flush."""
+        call, self._flush_call = self._flush_call, None
+        if call is not None and call.active():
+            call.cancel()
+        changed, self._changed = self._changed, {}
+        for user in changed.values():
+            was_visible = user.announced is not None
             self.announce(user)
+            if user.announced is not None and not was_visible:
+                for hook in self.on_visible:
+                    with self.log.failuresHandled(
+                        "after {screen_name} became visible", screen_name=user.screen_name
+                    ):
+                        hook(user)
 
     def session_gone(self, user: User | None) -> None:
         """A session of ``user`` was detached from the registry."""

@@ -96,7 +96,12 @@ class WarningService:
         if target_key == warner.key:
             raise SnacError(SnacErrorCode.NOT_SUPPORTED_BY_HOST)
         target = self.registry.users.get(target_key)
-        if target is None or not target.online_instances():
+        if (
+            target is None
+            or not target.online_instances()
+            or not self.presence.visible_to(target, warner.key)
+        ):
+            # Offline and invisible get the same answer, before any other check.
             raise SnacError(SnacErrorCode.NOT_LOGGED_ON)
         level = self.presence.warning_level(target)
         if (
