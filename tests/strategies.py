@@ -180,3 +180,156 @@ def fuzz(valid: st.SearchStrategy[bytes], max_size: int = 48) -> st.SearchStrate
     """Random bytes or near misses of ``valid``: input for "decodes or raises
     MalformedData, nothing else" properties."""
     return st.one_of(st.binary(max_size=max_size), mangled(valid))
+
+
+# -- ICBM (0x0004) and feedbag (0x0013) bodies ---------------------------------------------
+# Imported here rather than at the top so that this block stays an append.
+
+from aimserver.wire.feedbag import WireFeedbagItem  # noqa: E402
+from aimserver.wire.icbm import (  # noqa: E402
+    ChannelMessageToHost,
+    ClientError,
+    ClientEvent,
+    IcbmParameters,
+    Rendezvous,
+)
+
+__all__ += [
+    "icbm_cookies",
+    "ascii_name_bytes",
+    "channel_messages_to_host",
+    "channel_message_bytes",
+    "client_events",
+    "client_event_bytes",
+    "client_errors",
+    "client_error_bytes",
+    "icbm_parameters",
+    "icbm_parameter_bytes",
+    "rendezvous_blocks",
+    "rendezvous_bytes",
+    "im_charsets",
+    "feedbag_items",
+    "feedbag_item_bytes",
+]
+
+icbm_cookies = st.binary(min_size=8, max_size=8)
+_capabilities = st.binary(min_size=16, max_size=16)
+#: The three charsets clients use (ASCII, UCS-2, Latin-1), then any u16.
+im_charsets = st.one_of(st.sampled_from([0x0000, 0x0002, 0x0003]), u16s)
+
+
+def ascii_name_bytes(max_size: int = 20) -> st.SearchStrategy[bytes]:
+    """A string08 name's bytes as a decoder accepts them: any ASCII."""
+    return st.binary(max_size=max_size).map(lambda raw: bytes(b & 0x7F for b in raw))
+
+
+def _icbm_head(cookie: bytes, channel: int, name: bytes) -> bytes:
+    """cookie, u16 channel, string08 name: the head of 04,06, 04,0B, 04,0C and 04,14."""
+    return cookie + struct.pack("!HB", channel, len(name)) + name
+
+
+def channel_messages_to_host() -> st.SearchStrategy[ChannelMessageToHost]:
+    return st.builds(ChannelMessageToHost, icbm_cookies, u16s, screen_names(), tlv_lists())
+
+
+def channel_message_bytes() -> st.SearchStrategy[bytes]:
+    """A 04,06 body: cookie, u16 channel, string08 ASCII recipient, TLV list."""
+    return st.builds(
+        lambda cookie, channel, name, raw: _icbm_head(cookie, channel, name) + b"".join(raw),
+        icbm_cookies,
+        u16s,
+        ascii_name_bytes(),
+        tlv_list_bytes(),
+    )
+
+
+def client_events() -> st.SearchStrategy[ClientEvent]:
+    return st.builds(ClientEvent, icbm_cookies, u16s, screen_names(), u16s)
+
+
+def client_event_bytes() -> st.SearchStrategy[bytes]:
+    """A 04,14 body: the ICBM head, then a u16 event."""
+    return st.builds(
+        lambda cookie, channel, name, event: (
+            _icbm_head(cookie, channel, name) + struct.pack("!H", event)
+        ),
+        icbm_cookies,
+        u16s,
+        ascii_name_bytes(),
+        u16s,
+    )
+
+
+def client_errors() -> st.SearchStrategy[ClientError]:
+    return st.builds(ClientError, icbm_cookies, u16s, screen_names(), u16s, st.binary(max_size=16))
+
+
+def client_error_bytes() -> st.SearchStrategy[bytes]:
+    """A 04,0B body: the ICBM head, u16 reason, channel-specific data to the end."""
+    return st.builds(
+        lambda cookie, channel, name, reason, data: (
+            _icbm_head(cookie, channel, name) + struct.pack("!H", reason) + data
+        ),
+        icbm_cookies,
+        u16s,
+        ascii_name_bytes(),
+        u16s,
+        st.binary(max_size=16),
+    )
+
+
+def icbm_parameters() -> st.SearchStrategy[IcbmParameters]:
+    return st.builds(IcbmParameters, u16s, u32s, u16s, u16s, u16s, u32s)
+
+
+def icbm_parameter_bytes() -> st.SearchStrategy[bytes]:
+    """A 04,02 / 04,05 body: u16, u32 flags, three u16s, u32 interval."""
+    return st.tuples(u16s, u32s, u16s, u16s, u16s, u32s).map(
+        lambda fields: struct.pack("!HIHHHI", *fields)
+    )
+
+
+def rendezvous_blocks() -> st.SearchStrategy[Rendezvous]:
+    return st.builds(Rendezvous, u16s, icbm_cookies, _capabilities, tlv_lists())
+
+
+def rendezvous_bytes() -> st.SearchStrategy[bytes]:
+    """A rendezvous block (TLV 0x05 of a channel-2 ICBM): u16 kind, 8-byte
+    cookie, 16-byte capability, TLV list."""
+    return st.builds(
+        lambda kind, cookie, capability, raw: (
+            struct.pack("!H", kind) + cookie + capability + b"".join(raw)
+        ),
+        u16s,
+        icbm_cookies,
+        _capabilities,
+        tlv_list_bytes(),
+    )
+
+
+def feedbag_items(max_attributes: int = 24) -> st.SearchStrategy[WireFeedbagItem]:
+    return st.builds(
+        WireFeedbagItem,
+        st.binary(max_size=20),
+        u16s,
+        u16s,
+        u16s,
+        st.binary(max_size=max_attributes),
+    )
+
+
+def feedbag_item_bytes() -> st.SearchStrategy[bytes]:
+    """One feedbag item: string16 name, u16 group ID, u16 item ID, u16 class,
+    attributes as an L-block (a real TLV list, or any bytes: the codec keeps
+    them opaque)."""
+    return st.builds(
+        lambda name, ids, attributes: (
+            struct.pack("!H", len(name))
+            + name
+            + struct.pack("!HHHH", *ids, len(attributes))
+            + attributes
+        ),
+        st.binary(max_size=20),
+        st.tuples(u16s, u16s, u16s),
+        st.one_of(tlv_list_bytes(max_tlvs=3).map(b"".join), st.binary(max_size=24)),
+    )

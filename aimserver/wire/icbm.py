@@ -205,7 +205,9 @@ def split_message(body: bytes, not_relayed: frozenset[int]) -> tuple[bytes, int,
 
     ``tags seen`` has bit ``1 << tag`` set for each tag below 32 that occurs;
     ``relayed`` is the TLVs except those in ``not_relayed``, byte for byte.
-    Raises ``MalformedData`` exactly where ``ChannelMessageToHost.unpack`` would.
+    Raises ``MalformedData`` exactly where ``ChannelMessageToHost.unpack`` would,
+    except for a recipient that is not ASCII: the name is returned raw, and the
+    caller's ``decode_screen_name`` refuses it.
     """
     size = len(body)
     if size < COOKIE_SIZE + 3:
