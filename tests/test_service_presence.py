@@ -119,6 +119,51 @@ class ArrivalDepartureTests(SynchronousTestCase):
         self.world.sign_on("Alice")
         self.assertEqual(len(self.watcher.arrivals()), 1)
 
+    def test_one_burst_is_one_update_with_the_final_state(self) -> None:
+        """Issue 13 §2: libpurple goes away with a 02,04 (away text) and an
+        01,1E (away status bit) back to back, and comes back the same way;
+        each change reaches watchers as one 03,0B with the final state,
+        where before the first of two was wrong (still away on the way back)."""
+        alice, _ = self.world.sign_on("Alice")
+        self.watcher.clear()
+        mime = Tlv(0x0003, b'text/aolrtf; charset="us-ascii"')
+        for text, status, away in ((b"brb", 0x10020001, True), (b"", 0x10020000, False)):
+            self.world.call(
+                self.world.locate.set_info,
+                alice,
+                FoodGroup.LOCATE,
+                0x0004,
+                TlvList((mime, Tlv(0x0004, text))).pack_list(),
+            )
+            self.world.call(
+                self.world.oservice.set_user_info_fields,
+                alice,
+                FoodGroup.OSERVICE,
+                OService.SET_USER_INFO_FIELDS,
+                TlvList((Tlv.u32(0x0006, status),)).pack_list(),
+            )
+            self.assertEqual(self.watcher.payloads, [], "announced before the turn ended")
+            self.world.end_turn()
+            [update] = self.watcher.arrivals()
+            self.assertEqual(is_away(update), away)
+            self.assertEqual(update.tlvs.get_u32(0x0006), status)
+            self.watcher.clear()
+
+    def test_changes_undone_within_a_turn_send_nothing(self) -> None:
+        """Away and back within one turn: watchers saw nothing change."""
+        alice, _ = self.world.sign_on("Alice")
+        self.watcher.clear()
+        for text in (b"brb", b""):
+            self.world.call(
+                self.world.locate.set_info,
+                alice,
+                FoodGroup.LOCATE,
+                0x0004,
+                TlvList((Tlv(0x0004, text),)).pack_list(),
+            )
+        self.world.end_turn()
+        self.assertEqual(self.watcher.payloads, [])
+
     def test_not_online_until_client_ready(self) -> None:
         """A session that has not finished signing on is not announced."""
         session, _ = self.world.sign_on("Alice", online=False)
