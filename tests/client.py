@@ -4,7 +4,11 @@ sign-on sequence, IMs, buddies. Built on our own codecs, speaking real TCP
 
 Frames the tests do not ask for are kept in order, so a test waits for what
 it expects (``wait_snac``) and can assert that nothing else arrived
-(``unexpected``).
+(``unexpected``) once a round trip (``BosClient.sync``) has proved that the
+server wrote everything it was going to.
+
+Every wait here is bounded (``TIMEOUT`` unless told otherwise) and fails with
+a ``WaitTimeout`` that says what was awaited.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
+from twisted.trial.unittest import FailTest
 
 from aimserver.passwords import SIGNATURE, roast
 from aimserver.wire.flap import FLAP_HEADER_SIZE, Channel, FlapFrame, SignonPayload, parse_header
@@ -32,6 +37,11 @@ from aimserver.wire.userinfo import UserInfo
 T = TypeVar("T")
 TIMEOUT = 5.0
 CLIENT_ID = b"AOL Instant Messenger, version 5.1.3036/WIN32"
+
+
+class WaitTimeout(FailTest):
+    """A bounded wait ran out: trial reports the test as failed (not as an
+    error), with the message saying what never came."""
 
 
 def deferred_test(f: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., defer.Deferred[T]]:
@@ -56,12 +66,21 @@ class FlapClient(Protocol):
         self.sequence = 0
         self.received: list[FlapFrame] = []
         self.waiters: list[tuple[Callable[[FlapFrame], bool], defer.Deferred[FlapFrame]]] = []
-        self.lost: defer.Deferred[None] = defer.Deferred()
+        self._lost_waiters: list[defer.Deferred[None]] = []
         self.connected_now = False
+        #: The connection was made and has ended.
+        self.disconnected = False
+        #: "local -> peer" once connected.
+        self.addresses = "(not connected)"
 
     def connectionMade(self) -> None:
         self.connected_now = True
         FlapClient.open_clients.add(self)
+        local, peer = self.transport.getHost(), self.transport.getPeer()
+        self.addresses = (
+            f"{getattr(local, 'host', '?')}:{getattr(local, 'port', '?')}"
+            f" -> {getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
+        )
 
     def dataReceived(self, data: bytes) -> None:
         self.buffer += data
@@ -85,12 +104,46 @@ class FlapClient(Protocol):
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self.connected_now = False
+        self.disconnected = True
         FlapClient.open_clients.discard(self)
-        self.lost.callback(None)
+        waiters, self._lost_waiters = self._lost_waiters, []
+        for d in waiters:
+            d.callback(None)
+
+    def describe(self) -> str:
+        """``client local -> peer``, for failure messages."""
+        return f"client {self.addresses}"
+
+    def wait_lost(self, timeout: float = TIMEOUT) -> defer.Deferred[None]:
+        """Fires once the connection has ended (at once if it already has);
+        fails with ``WaitTimeout`` if it is still open after ``timeout``."""
+        if self.disconnected:
+            return defer.succeed(None)
+        d: defer.Deferred[None] = defer.Deferred()
+        self._lost_waiters.append(d)
+
+        def timed_out(result: object, timeout: float) -> None:
+            if d in self._lost_waiters:
+                self._lost_waiters.remove(d)
+            raise WaitTimeout(f"{self.describe()} still open {timeout:g}s later")
+
+        d.addTimeout(timeout, self.clock, onTimeoutCancel=timed_out)
+        return d
+
+    @property
+    def lost(self) -> defer.Deferred[None]:
+        """``wait_lost()`` with the default bound: there is no unbounded way
+        to wait for the end of a connection."""
+        return self.wait_lost()
 
     def wait(
-        self, predicate: Callable[[FlapFrame], bool], timeout: float = TIMEOUT
+        self,
+        predicate: Callable[[FlapFrame], bool],
+        timeout: float = TIMEOUT,
+        what: str = "the awaited frame",
     ) -> defer.Deferred[FlapFrame]:
+        """The first received frame ``predicate`` accepts, taken out of
+        ``received``; ``WaitTimeout`` naming ``what`` after ``timeout``."""
         for frame in self.received:
             if predicate(frame):
                 self.received.remove(frame)
@@ -104,12 +157,19 @@ class FlapClient(Protocol):
                 self.waiters.remove(entry)
             return result
 
-        d.addTimeout(timeout, self.clock)
+        def timed_out(result: object, timeout: float) -> None:
+            state = "open" if self.connected_now else "closed"
+            raise WaitTimeout(
+                f"no {what} on {self.describe()} ({state}) within {timeout:g}s;"
+                f" unclaimed SNACs: {self.unexpected()}"
+            )
+
+        d.addTimeout(timeout, self.clock, onTimeoutCancel=timed_out)
         d.addErrback(forget)
         return d
 
     def wait_channel(self, channel: int, timeout: float = TIMEOUT) -> defer.Deferred[FlapFrame]:
-        return self.wait(lambda f: f.channel == channel, timeout)
+        return self.wait(lambda f: f.channel == channel, timeout, f"channel-{channel} frame")
 
     async def wait_snac(
         self, family: int, subtype: int, timeout: float = TIMEOUT
@@ -120,7 +180,7 @@ class FlapClient(Protocol):
             header, _ = SnacHeader.unpack(frame.payload)
             return (header.family, header.subtype) == (family, subtype)
 
-        frame = await self.wait(matches, timeout)
+        frame = await self.wait(matches, timeout, f"{family:02x},{subtype:02x}")
         return SnacHeader.unpack(frame.payload)
 
     def snacs(self, family: int, subtype: int) -> list[tuple[SnacHeader, bytes]]:
@@ -152,14 +212,28 @@ class FlapClient(Protocol):
     def send_snac(self, family: int, subtype: int, body: bytes = b"", request_id: int = 1) -> None:
         self.send_frame(Channel.DATA, pack_snac(family, subtype, body, request_id))
 
-    def close(self) -> defer.Deferred[None]:
+    def close(self, timeout: float = TIMEOUT) -> defer.Deferred[None]:
+        """Close; fires when the connection has ended (bounded, as ``wait_lost``).
+        The server may not have processed the close yet when this fires."""
         self.transport.loseConnection()
-        return self.lost
+        return self.wait_lost(timeout)
 
 
-async def connect(host: str, port: int) -> FlapClient:
-    endpoint = TCP4ClientEndpoint(reactor, host, port)
-    return await connectProtocol(endpoint, FlapClient())
+async def connect(
+    host: str, port: int, *, bind: str | None = None, timeout: float = TIMEOUT
+) -> FlapClient:
+    """A connected client; ``bind``: the local address to connect from (any
+    127.x.y.z reaches a server on 127.0.0.1)."""
+    endpoint = TCP4ClientEndpoint(
+        reactor, host, port, timeout=timeout, bindAddress=(bind, 0) if bind else None
+    )
+    d = connectProtocol(endpoint, FlapClient())
+
+    def timed_out(result: object, timeout: float) -> None:
+        raise WaitTimeout(f"no TCP connection to {host}:{port} within {timeout:g}s")
+
+    d.addTimeout(timeout, reactor, onTimeoutCancel=timed_out)
+    return await d
 
 
 def bucp_digest(key: bytes, password: bytes, strong: bool = True) -> bytes:
@@ -176,27 +250,31 @@ async def bucp_login(
     *,
     flags: int | None = 0x01,
     strong: bool = True,
+    client_id: bytes = CLIENT_ID,
+    bind: str | None = None,
 ) -> TlvList:
     """The whole BUCP exchange; returns the TLVs of the 17,03 reply (the
-    connection is then closed by the server)."""
-    client = await connect(host, port)
+    connection is then closed by the server). ``client_id`` goes in TLV 0x03;
+    ``bind`` is the local address to connect from."""
+    client = await connect(host, port, bind=bind)
     await client.wait_channel(Channel.SIGNON)
     client.send_frame(Channel.SIGNON, SignonPayload().pack())
     client.send_snac(0x17, 0x06, Tlv(0x01, screen_name.encode()).pack() + Tlv(0x4B, b"").pack())
     frame = await client.wait(
         lambda f: (
             f.channel == Channel.DATA and SnacHeader.unpack(f.payload)[0].subtype in (0x03, 0x07)
-        )
+        ),
+        what="17,07 or 17,03",
     )
     header, body = SnacHeader.unpack(frame.payload)
     if header.subtype == 0x03:
-        await client.lost
+        await client.wait_lost()
         return TlvList.unpack_list(body)
     key = Reader(body, "challenge").string16("key")
     tlvs = [
         Tlv(0x01, screen_name.encode()),
         Tlv(0x25, bucp_digest(key, password.encode(), strong)),
-        Tlv(0x03, CLIENT_ID),
+        Tlv(0x03, client_id),
         Tlv.u16(0x16, 0x0109),
     ]
     if strong:
@@ -206,7 +284,7 @@ async def bucp_login(
     client.send_snac(0x17, 0x02, TlvList(tuple(tlvs)).pack_list(), request_id=2)
     _, body = await client.wait_snac(0x17, 0x03)
     await client.wait_channel(Channel.SIGNOFF)
-    await client.lost
+    await client.wait_lost()
     return TlvList.unpack_list(body)
 
 
@@ -225,7 +303,7 @@ async def roasted_login(
         tlvs.append(Tlv.u8(0x4A, flags))
     client.send_frame(Channel.SIGNON, SignonPayload(1, TlvList(tuple(tlvs))).pack())
     frame = await client.wait_channel(Channel.SIGNOFF)
-    await client.lost
+    await client.wait_lost()
     return TlvList.unpack_list(frame.payload)
 
 
@@ -241,6 +319,8 @@ class BosClient:
         self.flap = flap
         self.screen_name = screen_name
         self.request_id = 100
+        #: The body of the 01,07 rate-parameters reply of the sign-on.
+        self.rate_info = b""
 
     def next_id(self) -> int:
         self.request_id += 1
@@ -262,10 +342,12 @@ class BosClient:
         *,
         buddies: Sequence[str] = (),
         client_ready: bool = True,
+        bind: str | None = None,
     ) -> BosClient:
-        """Connect with the login reply's cookie and walk the classic sign-on."""
+        """Connect (from ``bind`` if given) with the login reply's cookie and
+        walk the classic sign-on."""
         host, port = split_address(login)
-        flap = await connect(host, port)
+        flap = await connect(host, port, bind=bind)
         await flap.wait_channel(Channel.SIGNON)
         flap.send_frame(
             Channel.SIGNON, SignonPayload(1, TlvList((Tlv(0x06, login.get(0x06)),))).pack()
@@ -276,7 +358,7 @@ class BosClient:
             struct.pack("!HH", f, v) for f, v in ((1, 3), (2, 1), (3, 1), (4, 1), (9, 1), (0x13, 4))
         )
         await client.request(0x01, 0x17, versions, 0x18)
-        await client.request(0x01, 0x06, b"", 0x07)
+        _, client.rate_info = await client.request(0x01, 0x06, b"", 0x07)
         flap.send_snac(0x01, 0x08, struct.pack("!5H", 1, 2, 3, 4, 5), client.next_id())
         await client.request(0x01, 0x0E, b"", 0x0F)
         await client.request(0x02, 0x02, b"", 0x03)

@@ -6,13 +6,22 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet import reactor, task
+from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 
 from aimserver.config import load_config
-from aimserver.wire.flap import Channel, SignonPayload
+from aimserver.passwords import roast
+from aimserver.wire.flap import Channel, FlapFrame, SignonPayload
 from aimserver.wire.tlv import Tlv, TlvList
-from tests.client import BosClient, connect, deferred_test, split_address
-from tests.harness import LoopbackServer
+from tests.client import (
+    BosClient,
+    FlapClient,
+    WaitTimeout,
+    connect,
+    deferred_test,
+    split_address,
+)
+from tests.harness import LoopbackServer, wait_until
 
 
 class FoundationTests(unittest.TestCase):
@@ -54,10 +63,12 @@ class FoundationTests(unittest.TestCase):
         self.assertEqual(header.request_id, request_id)
         self.assertEqual(body, b"12345678" + b"\x00\x01" + b"\x09bob smith")
 
-        # Bob -> Alice without an ack: no 04,0C comes back.
+        # Bob -> Alice without an ack: no 04,0C comes back (Bob's round trip
+        # proves the server has answered everything before it).
         bob.send_im("Alice", b"hello back")
         sender, text, _ = await alice.receive_im()
         self.assertEqual((sender.screen_name, text), ("Bob Smith", b"hello back"))
+        await bob.sync()
         self.assertEqual(bob.flap.snacs(0x04, 0x0C), [])
 
         # Bob signs off: Alice sees one departure; an IM to Bob is refused.
@@ -78,7 +89,7 @@ class FoundationTests(unittest.TestCase):
         second = await BosClient.sign_on(await server.bucp("Alice", "secret", flags=None))
         frame = await first.flap.wait_channel(Channel.SIGNOFF)
         self.assertEqual(TlvList.unpack_list(frame.payload).get_u16(0x0009), 0x0001)
-        await first.flap.lost
+        await first.flap.wait_lost()
         self.assertTrue(second.flap.connected_now)
 
     @deferred_test
@@ -113,7 +124,7 @@ class BadInputTests(unittest.TestCase):
         client = await connect(*address)
         await client.wait_channel(Channel.SIGNON)
         client.transport.write(data)
-        await client.lost
+        await client.wait_lost()
         return [frame.channel for frame in client.received]
 
     @deferred_test
@@ -131,17 +142,48 @@ class BadInputTests(unittest.TestCase):
                 self.assertEqual(await self._raw(address, data), [Channel.SIGNOFF])
         await self._still_served(alice, bob)
 
+    async def _held(self, server: LoopbackServer, client: FlapClient, partial: bytes) -> Any:
+        """Wait until the server has read ``partial`` from ``client`` and
+        holds it, unprocessed, as the start of a frame; its connection."""
+
+        def holding() -> bool:
+            connection = server.server_side(client)
+            # White box: what a connection has read but not yet framed.
+            return connection is not None and connection._buffer == partial
+
+        await wait_until(holding, f"the server never held {partial.hex()} from {client.describe()}")
+        return server.server_side(client)
+
     @deferred_test
     async def test_truncated_frame_then_disconnect_harms_nobody(self) -> None:
-        """A frame cut short is held until the client goes away: no reply, no
-        crash, and the others are still served."""
+        """A frame cut short is held, unanswered: when the rest comes, the
+        answer to the whole frame is the first thing the client gets after
+        the hello. Held until the client goes away, it causes no reply and
+        no crash, and the others are still served."""
         server, alice, bob = await self._online_pair()
+        login = SignonPayload(1, TlvList((Tlv(0x01, b"Nobody"), Tlv(0x02, roast(b"x"))))).pack()
+        whole = FlapFrame(Channel.SIGNON, 1, login).pack()
+        partial = whole[:8]
+
         client = await connect(*server.auth_address)
         await client.wait_channel(Channel.SIGNON)
-        client.transport.write(b"\x2a\x01\x00\x01\x00\x20\x00\x00")
-        await task.deferLater(reactor, 0.05, lambda: None)
-        self.assertEqual(client.received, [])
+        client.transport.write(partial)
+        await self._held(server, client, partial)
+        client.transport.write(whole[8:])
+        frame = await client.wait_channel(Channel.SIGNOFF)
+        self.assertEqual(TlvList.unpack_list(frame.payload).get_u16(0x0008), 0x0001)
+        self.assertEqual(client.received, [], "the server answered the partial frame")
+        await client.wait_lost()
+
+        client = await connect(*server.auth_address)
+        await client.wait_channel(Channel.SIGNON)
+        client.transport.write(partial)
+        connection = await self._held(server, client, partial)
         await client.close()
+        await wait_until(
+            lambda: connection not in server.server_connections(),
+            "the server never saw the client with a partial frame go",
+        )
         await self._still_served(alice, bob)
 
     @deferred_test
@@ -161,7 +203,7 @@ class BadInputTests(unittest.TestCase):
         client.send_frame(Channel.SIGNON, SignonPayload(1, TlvList((Tlv(0x06, cookie),))).pack())
         frame = await client.wait_channel(Channel.SIGNOFF)
         self.assertEqual(frame.channel, Channel.SIGNOFF)
-        await client.lost
+        await client.wait_lost()
         self.assertIsNone(server.server.registry.get("Carol"))
 
     @deferred_test
@@ -235,3 +277,68 @@ class AccountCacheTests(unittest.TestCase):
         alice.send_im("bob", b"through the cache")
         sender, text, _ = await bob.receive_im()
         self.assertEqual((sender.screen_name, text), ("Alice", b"through the cache"))
+
+
+class StuckConnection:
+    """A server connection that ignores loseConnection (as a hung one would)."""
+
+    service_name = "bos"
+    peer = "192.0.2.9:4242"
+    wrote_since_sweep = True
+
+    def __init__(self) -> None:
+        self.transport = StringTransport()
+        self.transport.loseConnection = lambda: None  # type: ignore[method-assign]
+
+
+class HarnessTests(unittest.TestCase):
+    """The test tools themselves: teardown and waits fail loudly, in bounded time."""
+
+    @deferred_test
+    async def test_stop_fails_naming_connections_still_open(self) -> None:
+        """``LoopbackServer.stop`` fails, naming each end still open, instead
+        of giving up quietly when a connection does not close."""
+        server = await LoopbackServer.start()
+        stuck = StuckConnection()
+        connections = server.server.bos_factory.sweeper.connections
+        connections.add(stuck)  # type: ignore[arg-type]
+        self.addCleanup(connections.discard, stuck)
+        client = FlapClient()
+        client.addresses = "127.0.0.1:1111 -> 127.0.0.1:2222"
+        client.transport = StringTransport()
+        client.transport.loseConnection = lambda: None  # type: ignore[method-assign]
+        FlapClient.open_clients.add(client)
+        self.addCleanup(FlapClient.open_clients.discard, client)
+        started = reactor.seconds()
+        with self.assertRaises(WaitTimeout) as caught:
+            await server.stop(timeout=0.2)
+        self.assertLess(reactor.seconds() - started, 2)
+        message = str(caught.exception)
+        self.assertIn("server bos connection from 192.0.2.9:4242", message)
+        self.assertIn("client 127.0.0.1:1111 -> 127.0.0.1:2222", message)
+
+    @deferred_test
+    async def test_wait_lost_is_bounded(self) -> None:
+        """Waiting for a connection the server keeps open fails with a
+        message naming it, after the bound; once it has ended it fires."""
+        server = await LoopbackServer.start()
+        self.addCleanup(server.stop)
+        client = await connect(*server.auth_address)
+        with self.assertRaises(WaitTimeout) as caught:
+            await client.wait_lost(0.1)
+        self.assertIn(client.describe(), str(caught.exception))
+        self.assertIn("still open", str(caught.exception))
+        await client.close()
+        await client.wait_lost(0.1)
+        await client.lost
+
+    @deferred_test
+    async def test_wait_for_a_frame_names_what_never_came(self) -> None:
+        """A frame wait that runs out says which SNAC never came."""
+        server = await LoopbackServer.start()
+        self.addCleanup(server.stop)
+        client = await connect(*server.auth_address)
+        await client.wait_channel(Channel.SIGNON)
+        with self.assertRaises(WaitTimeout) as caught:
+            await client.wait_snac(0x17, 0x07, timeout=0.1)
+        self.assertIn("no 17,07", str(caught.exception))
