@@ -6,16 +6,25 @@ from __future__ import annotations
 
 import struct
 
+from twisted.internet import task
 from twisted.trial import unittest
 
 from aimserver.config import load_config
+from aimserver.ratelimit import RateChange
 from aimserver.wire.flap import Channel, SignonPayload
 from aimserver.wire.icbm import Rendezvous
 from aimserver.wire.reader import Reader
 from aimserver.wire.tlv import Tlv, TlvList
 from aimserver.wire.userinfo import UserInfo
-from tests.client import BosClient, connect, deferred_test
-from tests.harness import LoopbackServer
+from tests.client import BosClient, connect, deferred_test, parse_im
+from tests.harness import LoopbackServer, wait_until
+from tests.test_relogin_rate_state import (
+    IM_CLASS,
+    LONE_SESSION_RAPID_IMS,
+    RECOVERY_PAUSE,
+    rate_change,
+    rate_record,
+)
 
 FILE_TRANSFER = bytes.fromhex("094613434C7F11D1822244455354" + "0000")
 DIRECT_IM = bytes.fromhex("094613454C7F11D1822244455354" + "0000")
@@ -58,25 +67,41 @@ class ConcurrentSessionTests(MultisessionTestCase):
 
     @deferred_test
     async def test_concurrent_session_support_sessions_tracked_by_screen_name(self) -> None:
-        """§1, §3: sessions of one screen name are grouped under it, each with
-        its own unique instance id and its own connection state."""
+        """§1, §3, §4: sessions of one screen name (however it is spelled),
+        signed on from two addresses with two different clients, are grouped
+        under it; each is its own instance, with its own instance id and its
+        own connection state: the IP address it came from and the client id
+        string it logged in with. Another user's session stays apart."""
         server = await self.start()
-        await server.session("Alice")
-        await server.session("ALICE")
-        await server.session("Bob")
-        user = server.server.registry.get("a l i c e")
-        self.assertEqual(len(user.instances), 2)
-        ids = [i for u in server.server.registry for i in u.instances]
-        self.assertEqual(len(ids), len(set(ids)))
-        ports = {s.ip for s in user.instances.values()}
-        self.assertEqual(ports, {"127.0.0.1"})
+        home = await server.session("Alice", client_id=b"AIM 5.1 at home", bind="127.0.0.1")
+        work = await server.session("ALICE", client_id=b"AIM 5.9 at work", bind="127.0.0.2")
+        bob = await server.session("Bob", client_id=b"Bob's client", bind="127.0.0.3")
+        await self.settle(home, work, bob)
+        sessions = {}
+        for client, ip, client_id in (
+            (home, "127.0.0.1", "AIM 5.1 at home"),
+            (work, "127.0.0.2", "AIM 5.9 at work"),
+            (bob, "127.0.0.3", "Bob's client"),
+        ):
+            connection = server.server_side(client.flap)
+            self.assertIsNotNone(connection, client.flap.describe())
+            session = connection.session
+            self.assertEqual((session.ip, session.client_id), (ip, client_id))
+            sessions[client] = session
+        alice = server.server.registry.get("a l i c e")
+        self.assertEqual(set(alice.instances.values()), {sessions[home], sessions[work]})
+        self.assertEqual(
+            list(server.server.registry.get("bob").instances.values()), [sessions[bob]]
+        )
+        ids = {session.instance_id for session in sessions.values()}
+        self.assertEqual(len(ids), 3)
 
 
 class NewSessionHandlingTests(MultisessionTestCase):
     async def _kicked(self, old: BosClient) -> None:
         frame = await old.flap.wait_channel(Channel.SIGNOFF)
         self.assertEqual(TlvList.unpack_list(frame.payload).get_u16(0x0009), 0x0001)
-        await old.flap.lost
+        await old.flap.wait_lost()
 
     @deferred_test
     async def test_new_session_handling_legacy_client_disconnects_existing(self) -> None:
@@ -148,7 +173,7 @@ class SessionInstanceTests(MultisessionTestCase):
         header, _ = await service.wait_snac(0x01, 0x01)
         self.assertEqual(header.request_id, 6)
         await alice1.close()
-        await service.lost
+        await service.wait_lost()
         await alice2.sync()
         self.assertTrue(alice2.flap.connected_now)
 
@@ -236,8 +261,15 @@ class PresenceTests(MultisessionTestCase):
     async def test_presence_broadcasting_first_online_last_offline(self) -> None:
         """§9: one arrival for the first session, no duplicate for the second,
         no departure while one session remains, one when the last leaves."""
-        _, carol, bob1, bob2 = await self._watched_bob()
+        server, carol, bob1, bob2 = await self._watched_bob()
         await bob1.close()
+        # The client seeing its end closed does not mean the server has: wait
+        # until it has dropped the session, so that a departure it sent for it
+        # would come before the answer to Carol's round trip.
+        await wait_until(
+            lambda: len(server.server.registry.get("bob").instances) == 1,
+            "the server still has both of Bob's sessions",
+        )
         await self.settle(bob2, carol)
         self.assertNothing(carol, 0x03, 0x0C)
         self.assertNothing(carol, 0x03, 0x0B)
@@ -505,32 +537,64 @@ class RendezvousTests(MultisessionTestCase):
 class RateLimitTests(MultisessionTestCase):
     @deferred_test
     async def test_global_rate_limiting_shared_across_sessions(self) -> None:
-        """§19: IMs from two sessions of one user count against one allowance
-        (the second session is limited sooner than a lone session would be),
-        and signing everything off and on again does not reset it."""
+        """§19: IMs from two sessions of one user count against one allowance:
+        the second session gets the 01,0A "limited" notice for the IM class
+        before it alone has sent as many IMs as a lone session may. After
+        every session has signed off, a new session is told in its 01,07
+        that the class is still limited, its IM is dropped, and once the
+        state clears that session is the one sent the 01,0A "cleared" notice
+        (which a fresh state could never send) and its IMs go through again.
+
+        The rate limiter runs on a ``task.Clock`` that only this test moves:
+        IMs are exactly simultaneous, and the pause is not waited out. The
+        arithmetic (9 rapid IMs for a lone session, the pause that clears)
+        is proven in ``tests.test_relogin_rate_state``."""
         server = await self.start(**{"ratelimit.enabled": True})
+        server.server.rate_limits.clock = task.Clock()
         alice1, alice2 = await server.session("Alice"), await server.session("Alice")
-        await server.session("Bob")
+        bob = await server.session("Bob")
         for _ in range(6):
             alice1.send_im("Bob", b"x")
         await alice1.sync()
         sent = 0
-        limited = False
-        while sent < 8 and not limited:
+        limited: list[tuple[int, int, int, bool]] = []
+        while sent < LONE_SESSION_RAPID_IMS - 1 and not limited:
             alice2.send_im("Bob", b"y")
             sent += 1
             await alice2.sync()
-            limited = any(body[:2] == b"\x00\x03" for _, body in alice2.flap.snacs(0x01, 0x0A))
-        self.assertTrue(limited)
-        # A lone session is limited only after 9 rapid IMs (class 3: window 20,
-        # limit 4000 of 6000); the second session got there within 3-4.
-        self.assertLessEqual(sent, 5)
+            notices = [rate_change(body) for _, body in alice2.flap.snacs(0x01, 0x0A)]
+            limited = [n for n in notices if n[0] == RateChange.LIMITED]
+        self.assertEqual(
+            [(code, class_id, dropping) for code, class_id, _, dropping in limited],
+            [(RateChange.LIMITED, IM_CLASS, True)],
+            f"no 01,0A limited notice after {sent} IMs of the second session",
+        )
+
         await alice1.close()
         await alice2.close()
+        await wait_until(
+            lambda: server.server.registry.get("alice") is None,
+            "the server still has a session of Alice",
+        )
         alice3 = await server.session("Alice")
+        current, dropping = rate_record(alice3.rate_info, IM_CLASS)
+        self.assertTrue(dropping, "the new session's 01,07 says the IM class is not limited")
+        self.assertEqual(current, limited[0][2])
         alice3.send_im("Bob", b"after re-login", ack=True)
         await alice3.sync()
+        await bob.sync()
         self.assertNothing(alice3, 0x04, 0x0C)
+        self.assertNothing(alice3, 0x01, 0x0A)
+        texts = [parse_im(body)[1] for _, body in bob.flap.snacs(0x04, 0x07)]
+        self.assertNotIn(b"after re-login", texts)
+
+        server.server.rate_limits.clock.advance(RECOVERY_PAUSE)
+        request_id = alice3.send_im("Bob", b"after the pause", ack=True)
+        _, body = await alice3.flap.wait_snac(0x01, 0x0A)
+        self.assertEqual(rate_change(body)[:2], (RateChange.CLEARED, IM_CLASS))
+        header, _ = await alice3.flap.wait_snac(0x04, 0x0C)
+        self.assertEqual(header.request_id, request_id)
+        self.assertEqual((await bob.receive_im())[1], b"after the pause")
 
 
 class LoadTests(MultisessionTestCase):
@@ -552,19 +616,24 @@ class LoadTests(MultisessionTestCase):
                 for client in clients:
                     client.send_im(target[name], f"{client.tag}#{n}".encode())
         senders_per_target = {target[name]: per_account for name in accounts}
+        everyone = [client for clients in sessions.values() for client in clients]
+        seen: dict[BosClient, dict[str, list[int]]] = {}
         for name, clients in sessions.items():
             expected = senders_per_target[name] * rounds
             for client in clients:
-                seen: dict[str, list[int]] = {}
+                by_sender = seen[client] = {}
                 for _ in range(expected):
                     _, text, _ = await client.receive_im(timeout=20)
                     tag, n = text.decode().split("#")
-                    seen.setdefault(tag, []).append(int(n))
-                await client.sync()
-                self.assertNothing(client, 0x04, 0x07)
-                self.assertEqual(len(seen), per_account)
-                for numbers in seen.values():
-                    self.assertEqual(numbers, list(range(rounds)))
+                    by_sender.setdefault(tag, []).append(int(n))
+        # Every sender's round trip proves the server has handled all of its
+        # IMs; each receiver's then proves it has been sent every copy.
+        await self.settle(*everyone, *everyone)
+        for client in everyone:
+            self.assertNothing(client, 0x04, 0x07)
+            self.assertEqual(len(seen[client]), per_account)
+            for numbers in seen[client].values():
+                self.assertEqual(numbers, list(range(rounds)))
 
     @deferred_test
     async def test_load_ten_sessions_on_one_account(self) -> None:
@@ -591,8 +660,10 @@ class LoadTests(MultisessionTestCase):
         self.assertEqual(sorted(seen), sorted(b"many/%d" % i for i in range(10)))
         for numbers in seen.values():
             self.assertEqual(numbers, list(range(20)))
-        await peer.sync()
+        await self.settle(*many, peer, *many)
         self.assertNothing(peer, 0x04, 0x07)
+        for client in many:
+            self.assertNothing(client, 0x04, 0x07)
 
     @deferred_test
     async def test_load_hundred_sessions_over_ten_accounts(self) -> None:
