@@ -9,7 +9,10 @@ the SNACs the session is known to have carried. tests/README.md has the same
 check by hand.
 
 Skipped when ``tshark`` or ``dumpcap`` is not on PATH, or when no capture can
-be started on ``lo`` (no permission, no such interface).
+be started on ``lo`` (no permission, no such interface), with a reason that
+says what to install or allow; under CI (``CI=true``, which ``.ci/run`` sets
+after installing tshark) each of these is a failure instead, so CI cannot
+pass without having run the check.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import subprocess
+import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from twisted.internet import defer, error, reactor, task
@@ -32,6 +37,11 @@ from tests.harness import LoopbackServer
 TSHARK = shutil.which("tshark")
 DUMPCAP = shutil.which("dumpcap")
 INTERFACE = "lo"
+INSTALL_HINT = (
+    "install Wireshark's command-line tools: apt-get install tshark (Debian/Ubuntu;"
+    " .ci/run does it when run as root), dnf install wireshark-cli (Fedora),"
+    " brew install wireshark (macOS)"
+)
 
 #: Bounds on the waits, in seconds.
 CAPTURE_START_TIMEOUT = 10.0
@@ -206,6 +216,30 @@ def _without_lower_layers(detail: list[str]) -> list[str]:
     return kept
 
 
+def in_ci(environ: Mapping[str, str] | None = None) -> bool:
+    """``CI=true`` (or 1/yes), as GitHub Actions, GitLab CI and ``.ci/run`` set it."""
+    value = (os.environ if environ is None else environ).get("CI", "")
+    return value.strip().lower() in ("true", "1", "yes")
+
+
+def missing_tools() -> str | None:
+    """Why the check cannot run on this machine's PATH, or None."""
+    missing = [name for name, path in (("tshark", TSHARK), ("dumpcap", DUMPCAP)) if path is None]
+    if not missing:
+        return None
+    return f"needs {' and '.join(missing)} on PATH; {INSTALL_HINT}"
+
+
+def unavailable(reason: str, environ: Mapping[str, str] | None = None) -> Exception:
+    """What to raise when the check cannot run: a skip on a developer's
+    machine, a failure under CI."""
+    if in_ci(environ):
+        return unittest.FailTest(
+            f"CI=true but the Wireshark conformance check cannot run: {reason}"
+        )
+    return unittest.SkipTest(reason)
+
+
 def sleep(seconds: float) -> defer.Deferred[None]:
     return task.deferLater(reactor, seconds, lambda: None)
 
@@ -217,10 +251,12 @@ def _reap(process: Process) -> defer.Deferred[Any] | None:
 
 
 class TsharkConformanceTests(unittest.TestCase):
-    if TSHARK is None or DUMPCAP is None:
-        skip = "needs tshark and dumpcap on PATH (Debian/Ubuntu: apt-get install tshark)"
-
     timeout = 60
+
+    def setUp(self) -> None:
+        reason = missing_tools()
+        if reason is not None:
+            raise unavailable(reason)
 
     def spawn(self, process: Process, executable: str, args: Sequence[str]) -> Process:
         reactor.spawnProcess(process, executable, [executable, *args], env=dict(os.environ))
@@ -243,9 +279,10 @@ class TsharkConformanceTests(unittest.TestCase):
             running = False
         if not running:
             await capture.stop("KILL")
-            raise unittest.SkipTest(
+            raise unavailable(
                 f"cannot capture on {INTERFACE!r} with {DUMPCAP} {' '.join(args)}: "
-                f"{capture.stderr_text() or 'no output'}"
+                f"{capture.stderr_text() or 'no output'} (as a non-root user on Debian/Ubuntu:"
+                " dpkg-reconfigure wireshark-common, usermod -aG wireshark $USER, log in again)"
             )
         return capture, path
 
@@ -261,7 +298,7 @@ class TsharkConformanceTests(unittest.TestCase):
             await sleep(0.05)
         await capture.stop("INT")
         if "Packets captured: 0" in capture.stderr_text():
-            raise unittest.SkipTest(
+            raise unavailable(
                 f"the capture on {INTERFACE!r} sees no loopback traffic: {capture.stderr_text()}"
             )
         self.fail(
@@ -463,3 +500,136 @@ class TsharkConformanceTests(unittest.TestCase):
         self.assertLessEqual({0x0001, 0x0004}, decoded.snac_errors, "SNAC error codes decoded")
 
         os.remove(path)
+
+
+class AvailabilityTests(unittest.SynchronousTestCase):
+    """Without tshark the conformance check is skipped on a developer's
+    machine, saying what to install, and fails under CI."""
+
+    def without_tools(self) -> None:
+        self.patch(sys.modules[__name__], "TSHARK", None)
+        self.patch(sys.modules[__name__], "DUMPCAP", None)
+
+    def set_ci(self, value: str | None) -> None:
+        old = os.environ.get("CI")
+
+        def restore() -> None:
+            if old is None:
+                os.environ.pop("CI", None)
+            else:
+                os.environ["CI"] = old
+
+        self.addCleanup(restore)
+        if value is None:
+            os.environ.pop("CI", None)
+        else:
+            os.environ["CI"] = value
+
+    def test_skipped_with_what_to_install_outside_ci(self) -> None:
+        self.without_tools()
+        self.set_ci(None)
+        case = TsharkConformanceTests("test_wireshark_decodes_a_whole_session_cleanly")
+        with self.assertRaises(unittest.SkipTest) as caught:
+            case.setUp()
+        self.assertIn("needs tshark and dumpcap on PATH", str(caught.exception))
+        self.assertIn("apt-get install tshark", str(caught.exception))
+
+    def test_fails_under_ci(self) -> None:
+        self.without_tools()
+        for value in ("true", "TRUE", "1"):
+            self.set_ci(value)
+            case = TsharkConformanceTests("test_wireshark_decodes_a_whole_session_cleanly")
+            with self.assertRaises(self.failureException) as caught:
+                case.setUp()
+            self.assertIn("CI=true", str(caught.exception))
+            self.assertIn("apt-get install tshark", str(caught.exception))
+
+    def test_ci_is_read_from_the_environment(self) -> None:
+        self.assertTrue(in_ci({"CI": "true"}))
+        self.assertFalse(in_ci({"CI": "false"}))
+        self.assertFalse(in_ci({}))
+        self.assertIsInstance(unavailable("x", {"CI": "false"}), unittest.SkipTest)
+        self.assertIsInstance(unavailable("x", {"CI": "true"}), unittest.FailTest)
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: The shell command each fake records its name and arguments with, as
+#: "name|DEBIAN_FRONTEND|CI|arguments".
+RECORD = 'echo "$(basename "$0")|${DEBIAN_FRONTEND:-}|${CI:-}|$*" >> "$LOG"'
+
+
+class CiScriptTests(unittest.SynchronousTestCase):
+    """``.ci/run``, run against fakes (apt-get, id, python3, the venv's pip
+    and python) in a scratch copy: it installs tshark when missing and root,
+    then runs exactly the README's test command, with CI set."""
+
+    def readme_command(self) -> str:
+        with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+            lines = f.read().splitlines()
+        start = lines.index("## Run the tests")
+        return next(line.strip() for line in lines[start + 1 :] if line.strip())
+
+    def test_last_line_is_the_readme_command(self) -> None:
+        with open(os.path.join(REPO, ".ci", "run"), encoding="utf-8") as f:
+            lines = [line for line in f.read().splitlines() if line.strip()]
+        self.assertEqual(lines[-1], self.readme_command())
+
+    def run_script(self, *, uid: int, have_tshark: bool) -> tuple[list[list[str]], str]:
+        root = os.path.abspath(self.mktemp())
+        bin_dir = os.path.join(root, "bin")
+        venv_bin = os.path.join(root, ".venv", "bin")
+        os.makedirs(os.path.join(root, ".ci"))
+        os.makedirs(bin_dir)
+        os.makedirs(venv_bin)
+        shutil.copy(os.path.join(REPO, ".ci", "run"), os.path.join(root, ".ci", "run"))
+        fakes = {
+            os.path.join(bin_dir, "apt-get"): RECORD,
+            os.path.join(bin_dir, "id"): f"echo {uid}",
+            os.path.join(bin_dir, "python3"): RECORD,
+            os.path.join(venv_bin, "pip"): RECORD,
+            os.path.join(venv_bin, "python"): RECORD,
+        }
+        if have_tshark:
+            fakes[os.path.join(bin_dir, "tshark")] = RECORD
+            fakes[os.path.join(bin_dir, "dumpcap")] = RECORD
+        for path, body in fakes.items():
+            with open(path, "w") as f:
+                f.write(f"#!/bin/sh\n{body}\n")
+            os.chmod(path, 0o755)
+        for tool in ("dirname", "basename"):
+            os.symlink(shutil.which(tool) or f"/usr/bin/{tool}", os.path.join(bin_dir, tool))
+        log = os.path.join(root, "log")
+        env = {"PATH": bin_dir, "LOG": log, "HOME": root}
+        done = subprocess.run(
+            ["/bin/bash", os.path.join(root, ".ci", "run")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        self.assertEqual(done.returncode, 0, done.stderr)
+        with open(log) as f:
+            calls = [line.split("|") for line in f.read().splitlines()]
+        return calls, done.stderr
+
+    def test_installs_tshark_as_root_before_the_tests(self) -> None:
+        calls, _ = self.run_script(uid=0, have_tshark=False)
+        self.assertEqual(
+            calls,
+            [
+                ["apt-get", "", "true", "update"],
+                ["apt-get", "noninteractive", "true", "install -y tshark"],
+                ["python3", "", "true", "-m venv .venv"],
+                ["pip", "", "true", "install -q -e .[test]"],
+                ["python", "", "true", "-m twisted.trial tests"],
+            ],
+        )
+
+    def test_no_install_when_present(self) -> None:
+        calls, _ = self.run_script(uid=0, have_tshark=True)
+        self.assertEqual([call[0] for call in calls], ["python3", "pip", "python"])
+
+    def test_no_install_when_not_root_but_says_so(self) -> None:
+        calls, stderr = self.run_script(uid=1000, have_tshark=False)
+        self.assertEqual([call[0] for call in calls], ["python3", "pip", "python"])
+        self.assertIn("install tshark", stderr)
