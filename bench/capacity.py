@@ -872,16 +872,7 @@ async def scenario_s8(harness: Harness, profile: Profile) -> list[Row]:
             if len(steady) >= 2
             else None
         )
-        problems = (
-            dict(churn.problems)
-            | {
-                "lost": report.lost,
-                "duplicated": report.duplicated,
-                "reordered": report.reordered,
-                "unexpected": report.unexpected + report.garbled,
-            }
-            | overflow(measured)
-        )
+        problems = dict(churn.problems) | report.problem_counts() | overflow(measured)
         problems |= {f"skipped: {k}": v for k, v in skipped.items()}
         run = Run.measured(
             measured,
@@ -1109,10 +1100,7 @@ class SlowConsumer:
             value=delivered / measured.wall,
             count=delivered,
             problems={
-                "lost": report.lost,
-                "duplicated": report.duplicated,
-                "reordered": report.reordered,
-                "unexpected": report.unexpected + report.garbled,
+                **report.problem_counts(),
                 "not drained": 0 if drained else 1,
             }
             | overflow(measured),

@@ -9,7 +9,8 @@ its CPU on the server, not on itself.
 An IM's text is ``BM|<sender>|<instance>|<seq>|<send time ns>``: the receiver
 finds the sending session, the per-(sender session -> receiving session)
 sequence number and the latency in the message itself, and ``Accounting``
-turns that into lost / duplicated / reordered counts and latency percentiles.
+turns that into lost / duplicated / reordered / never-sent / stale counts and
+latency percentiles.
 
 uvloop is imported only by ``new_event_loop``, so this module (and its
 accounting) is importable without it.
@@ -44,7 +45,8 @@ MARK = b"BM|"
 #: The fixed part of an IM's data TLV (0x0002) before the text fragment:
 #: features fragment 05 01 (4 bytes), then the text fragment header 01 01.
 IM_DATA_HEAD = b"\x05\x01\x00\x04\x01\x01\x01\x02\x01\x01"
-#: A gap this large in one stream's sequence numbers is garbage, not loss.
+#: A sequence number this far above the last one sent is garbage (a mangled
+#: text), not merely a number that was never sent.
 MAX_GAP = 1_000_000
 
 
@@ -527,34 +529,56 @@ class AccountingReport:
     reordered: int
     unexpected: int
     garbled: int
+    #: deliveries of a sequence number the sender had not sent (yet)
+    never_sent: int = 0
+    #: deliveries of a sequence number from before this run (``route``'s ``after``)
+    stale: int = 0
     #: up to 10 streams with a problem: "(sender) -> (receiver): lost n, ..."
     problems: list[str] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
-        return not (
-            self.lost or self.duplicated or self.reordered or self.unexpected or self.garbled
-        )
+        return not any(self.problem_counts().values())
+
+    def problem_counts(self) -> dict[str, int]:
+        """Every kind of fault, for a run's ``problems``: all must be 0."""
+        return {
+            "lost": self.lost,
+            "duplicated": self.duplicated,
+            "reordered": self.reordered,
+            "unexpected": self.unexpected + self.garbled,
+            "never sent": self.never_sent,
+            "stale": self.stale,
+        }
 
 
 class Accounting:
-    """Per (sender session -> receiving session) stream: lost, duplicated and
-    reordered messages, and latencies.
+    """Per (sender session -> receiving session) stream: lost, duplicated,
+    reordered, never-sent and stale messages, and latencies.
 
     ``route(sender, receivers)`` declares who must receive what ``sender``
     sends; ``sent(sender, seq)`` records the last sequence number sent (they
-    are 1, 2, 3, ... per sender); ``received(...)`` is called once per
-    delivered copy. A stream remembers its highest sequence number and the
-    holes below it: a hole filled later is a reordered message, a number seen
-    twice is a duplicate, and holes plus the numbers past the highest seen
-    that were sent are lost (``report`` after the traffic has drained).
+    are 1, 2, 3, ... per sender) and must be called before that message can
+    arrive (right after writing it: the reply comes through the same event
+    loop, later); ``received(...)`` is called once per delivered copy.
 
-    Latencies (ns) are appended to ``latencies`` while it is a list.
+    A stream remembers its highest sequence number and the holes below it: a
+    hole filled later is a reordered message, a number seen twice is a
+    duplicate, and holes plus the numbers past the highest seen that were
+    sent are lost (``report`` after the traffic has drained). A number above
+    the last one sent is *never sent* (*garbled* when it is absurdly far
+    above), one at or below ``route``'s ``after`` is *stale* (a late copy
+    from an earlier run): neither moves the stream, so they cannot hide or
+    invent a loss.
+
+    Latencies (ns) are appended to ``latencies`` while it is a list, for
+    every copy that belongs to this run (not for never-sent or stale ones).
     """
 
     def __init__(self) -> None:
         self._routes: dict[Hashable, list[Hashable]] = {}
-        #: (sender, receiver) -> [highest seq seen, holes (set) or None, copies received]
+        #: (sender, receiver) -> [highest seq seen, holes (set) or None, copies
+        #: received, never-sent copies, stale copies]
         self._streams: dict[tuple[Hashable, Hashable], list[Any]] = {}
         self._last_sent: dict[Hashable, int] = {}
         self._first: dict[Hashable, int] = {}
@@ -562,6 +586,8 @@ class Accounting:
         self.reordered = 0
         self.unexpected = 0
         self.garbled = 0
+        self.never_sent = 0
+        self.stale = 0
         self.received_total = 0
         self.latencies: list[int] | None = None
 
@@ -570,7 +596,7 @@ class Accounting:
         sequence number ``after + 1`` on (``after``: what an earlier run sent)."""
         for receiver in receivers:
             if (sender, receiver) not in self._streams:
-                self._streams[sender, receiver] = [after, None, 0]
+                self._streams[sender, receiver] = [after, None, 0, 0, 0]
                 self._routes.setdefault(sender, []).append(receiver)
         self._first[sender] = after
         self._last_sent.setdefault(sender, after)
@@ -587,6 +613,17 @@ class Accounting:
             self.unexpected += 1
             return
         state[2] += 1
+        if seq > self._last_sent[sender]:
+            if seq - self._last_sent[sender] > MAX_GAP:
+                self.garbled += 1
+            else:
+                self.never_sent += 1
+            state[3] += 1
+            return
+        if seq <= self._first[sender]:
+            self.stale += 1
+            state[4] += 1
+            return
         latencies = self.latencies
         if latencies is not None:
             latencies.append(now_ns - sent_ns)
@@ -594,9 +631,6 @@ class Accounting:
         if seq == high + 1:
             state[0] = seq
         elif seq > high:
-            if seq - high > MAX_GAP:
-                self.garbled += 1
-                return
             holes = state[1]
             if holes is None:
                 holes = state[1] = set()
@@ -618,16 +652,19 @@ class Accounting:
         lost = 0
         expected = 0
         problems: list[str] = []
-        for (sender, receiver), (high, holes, _copies) in self._streams.items():
+        for (sender, receiver), (high, holes, _copies, never, stale) in self._streams.items():
             last = self._last_sent[sender]
-            expected += last - self._first[sender]
+            count = last - self._first[sender]
+            expected += count
             stream_lost = len(holes or ()) + max(0, last - high)
             lost += stream_lost
-            if stream_lost and len(problems) < 10:
-                count = last - self._first[sender]
-                problems.append(f"{sender!r} -> {receiver!r}: lost {stream_lost} of {count}")
-            if high > last and len(problems) < 10:
-                problems.append(f"{sender!r} -> {receiver!r}: seq {high} never sent")
+            faults = [
+                f"{what} {n}"
+                for what, n in (("lost", stream_lost), ("never sent", never), ("stale", stale))
+                if n
+            ]
+            if faults and len(problems) < 10:
+                problems.append(f"{sender!r} -> {receiver!r}: {', '.join(faults)} of {count}")
         return AccountingReport(
             streams=len(self._streams),
             sent=sum(self._last_sent[s] - self._first[s] for s in self._routes),
@@ -638,6 +675,8 @@ class Accounting:
             reordered=self.reordered,
             unexpected=self.unexpected,
             garbled=self.garbled,
+            never_sent=self.never_sent,
+            stale=self.stale,
             problems=problems,
         )
 

@@ -656,10 +656,7 @@ class ImTraffic:
     ) -> Run:
         report = self.acc.report()
         problems = {
-            "lost": report.lost,
-            "duplicated": report.duplicated,
-            "reordered": report.reordered,
-            "unexpected": report.unexpected + report.garbled,
+            **report.problem_counts(),
             "not drained": 0 if drained else 1,
         }
         for sender in self.senders:

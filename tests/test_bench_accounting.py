@@ -1,16 +1,23 @@
 """The benchmark generator's accounting (bench/loadgen.py) catches a lost, a
-duplicated and a reordered message per (sender session -> receiving session),
-and counts a clean stream as clean. No network, no uvloop."""
+duplicated, a reordered, a never-sent and a stale message per (sender session
+-> receiving session), and counts a clean stream as clean, including when the
+messages come as the server's own FLAP bytes through the generator's parser.
+No network, no uvloop."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import sys
+from collections.abc import Callable, Sequence
 
 from twisted.trial import unittest
 
+from aimserver.config import load_config
+from aimserver.wire.flap import FLAP_HEADER_SIZE, parse_header
 from bench import capacity, loadgen
 from bench.loadgen import Accounting, Sender, parse_im_text, percentiles
+from tests.fakes import frame, make_server, signed_on_bos
 
 A = (b"alice", b"1")
 B = (b"bob", b"2")
@@ -152,14 +159,215 @@ class AccountingTests(unittest.SynchronousTestCase):
         self.assertEqual(report.garbled, 1)
         self.assertFalse(report.clean)
 
+    def test_sequence_number_never_sent_is_a_fault(self) -> None:
+        """A copy numbered past the last message the sender sent is a fault
+        (an IM the server made up or mixed up), even right after the last one."""
+        acc = Accounting()
+        acc.route(A, ["r1"])
+        send(acc, A, 3)
+        deliver(acc, A, "r1", [1, 2, 3, 4])
+        report = acc.report()
+        self.assertEqual(report.never_sent, 1)
+        self.assertEqual((report.lost, report.duplicated, report.reordered), (0, 0, 0))
+        self.assertFalse(report.clean)
+        self.assertEqual(report.problem_counts()["never sent"], 1)
+        self.assertIn("never sent 1", report.problems[0])
+
+    def test_never_sent_number_neither_hides_nor_invents_loss(self) -> None:
+        """A bogus number does not move the stream: the real message missing
+        is one loss, and the real ones after the bogus one are in order."""
+        acc = Accounting()
+        acc.route(A, ["r1"])
+        send(acc, A, 3)
+        deliver(acc, A, "r1", [1, 5, 3])
+        report = acc.report()
+        self.assertEqual(
+            (report.lost, report.never_sent, report.duplicated, report.reordered), (1, 1, 0, 0)
+        )
+
+    def test_sequence_number_not_yet_sent_is_never_sent(self) -> None:
+        """The check is against what was sent when the copy arrived: a copy of
+        number 2 before number 2 was sent is a fault even if 2 is sent later."""
+        acc = Accounting()
+        acc.route(A, ["r1"])
+        send(acc, A, 1)
+        deliver(acc, A, "r1", [1, 2])
+        send(acc, A, 1, after=1)
+        deliver(acc, A, "r1", [2])
+        report = acc.report()
+        self.assertEqual((report.never_sent, report.lost, report.duplicated), (1, 0, 0))
+        self.assertFalse(report.clean)
+
+    def test_stale_sequence_number_is_a_fault(self) -> None:
+        """A copy from before this run (at or below route's ``after``: a late
+        delivery of an earlier run) is a fault of its own, not a duplicate,
+        and does not disturb the run's stream."""
+        acc = Accounting()
+        acc.route(A, ["r1"], after=100)
+        send(acc, A, 3, after=100)
+        deliver(acc, A, "r1", [100, 101, 42, 102, 103])
+        report = acc.report()
+        self.assertEqual(report.stale, 2)
+        self.assertEqual(
+            (report.lost, report.duplicated, report.reordered, report.never_sent), (0, 0, 0, 0)
+        )
+        self.assertFalse(report.clean)
+        self.assertEqual(report.problem_counts()["stale"], 2)
+        self.assertIn("stale 2", report.problems[0])
+
+    def test_never_sent_and_stale_copies_have_no_latency(self) -> None:
+        acc = Accounting()
+        acc.route(A, ["r1"], after=10)
+        send(acc, A, 1, after=10)
+        acc.latencies = []
+        acc.received(A, "r1", 11, 100, 150)
+        acc.received(A, "r1", 10, 0, 10_000)
+        acc.received(A, "r1", 12, 0, 10_000)
+        self.assertEqual(acc.latencies, [50])
+
+    def test_every_fault_is_a_problem_count(self) -> None:
+        """What the scenarios put in a run's problems: each fault the report
+        counts, so a run with any of them is not "ok"."""
+        acc = Accounting()
+        acc.route(A, ["r1"], after=5)
+        send(acc, A, 3, after=5)
+        deliver(acc, A, "r1", [7, 6, 6, 9, 1, 10**9])
+        deliver(acc, B, "r1", [1])
+        counts = acc.report().problem_counts()
+        self.assertEqual(
+            counts,
+            {
+                "lost": 1,
+                "duplicated": 1,
+                "reordered": 1,
+                "unexpected": 2,
+                "never sent": 1,
+                "stale": 1,
+            },
+        )
+
     def test_latencies_only_while_recording(self) -> None:
         acc = Accounting()
         acc.route(A, ["r1"])
+        send(acc, A, 3)
         acc.received(A, "r1", 1, 0, 5)
         acc.latencies = []
         acc.received(A, "r1", 2, 10, 30)
         acc.received(A, "r1", 3, 10, 50)
         self.assertEqual(acc.latencies, [20, 40])
+
+
+def split_frames(data: bytes) -> list[bytes]:
+    """``data`` cut into whole FLAP frames, each exactly as written."""
+    frames = []
+    offset = 0
+    while offset < len(data):
+        _, _, length = parse_header(data, offset)
+        end = offset + FLAP_HEADER_SIZE + length
+        frames.append(data[offset:end])
+        offset = end
+    return frames
+
+
+def through_bench_parser(
+    acc: Accounting, receiver: str, data: bytes, chunk: int
+) -> loadgen.FlapClient:
+    """Feed ``data`` to the generator's own ``FlapClient`` in ``chunk``-byte
+    reads, with the frame callback the scenarios use (an IM found by its mark
+    goes to the accounting)."""
+
+    def on_frame(client: loadgen.FlapClient, channel: int, payload: bytes) -> None:
+        if channel != 2:
+            return
+        parsed = parse_im_text(payload)
+        if parsed is not None:
+            key, seq, sent = parsed
+            acc.received(key, client.label, seq, sent, sent + 1)
+
+    async def feed() -> loadgen.FlapClient:
+        client = loadgen.FlapClient(receiver)
+        client.on_frame = on_frame
+        for start in range(0, len(data), chunk):
+            client.data_received(data[start : start + chunk])
+        return client
+
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(feed())
+    finally:
+        loop.close()
+
+
+class ServerFramesTests(unittest.SynchronousTestCase):
+    """The real server's 04,07 bytes, with faults injected between the
+    server and the generator, through the generator's parser and accounting."""
+
+    COUNT = 6
+
+    def server_frames(self) -> list[bytes]:
+        """The bytes the server writes to Bob's connection when a bench
+        ``Sender`` on Alice's connection sends ``COUNT`` IMs, frame by frame."""
+        config = load_config(None, {"ratelimit.enabled": False})
+        server, _, _ = make_server(config, {"Alice": "secret", "Bob": "secret"})
+        alice = signed_on_bos(server, "Alice")
+        bob = signed_on_bos(server, "Bob")
+        for wire in (alice, bob):
+            wire.send_snac(0x01, 0x02, b"", request_id=1)
+            wire.raw()
+
+        class ToServer:
+            sequence = 0
+
+            def send(self, channel: int, payload: bytes) -> None:
+                self.sequence += 1
+                alice.feed(frame(channel, payload, self.sequence))
+
+        sender = Sender(ToServer(), "Alice", 1, "Bob")  # type: ignore[arg-type]
+        for n in range(self.COUNT):
+            self.acc.sent(sender.key, sender.send(1_000 * (n + 1)))
+        frames = split_frames(bob.raw())
+        self.assertEqual(len(frames), self.COUNT, "one 04,07 per IM, nothing else")
+        return frames
+
+    def setUp(self) -> None:
+        self.acc = Accounting()
+        self.acc.route((b"Alice", b"1"), ["bob"])
+
+    def run_stream(self, order: Callable[[list[bytes]], Sequence[bytes]], chunk: int) -> None:
+        frames = self.server_frames()
+        through_bench_parser(self.acc, "bob", b"".join(order(frames)), chunk)
+
+    def test_unaltered_stream_is_clean(self) -> None:
+        """The server's frames as written, in awkward reads: all counted, clean."""
+        self.run_stream(lambda frames: frames, chunk=7)
+        report = self.acc.report()
+        self.assertTrue(report.clean, report)
+        self.assertEqual((report.sent, report.received), (self.COUNT, self.COUNT))
+
+    def test_drop_duplicate_and_reorder_are_each_counted(self) -> None:
+        """IMs 1..6 as the server wrote them; on the way, the 2nd is dropped,
+        the 4th delivered twice and the 5th and 6th swapped: one lost, one
+        duplicated, one reordered, nothing else."""
+
+        def tamper(frames: list[bytes]) -> list[bytes]:
+            first, _second, third, fourth, fifth, sixth = frames
+            return [first, third, fourth, fourth, sixth, fifth]
+
+        for chunk in (1, 5, 4096):
+            self.setUp()
+            self.run_stream(tamper, chunk)
+            report = self.acc.report()
+            self.assertEqual(
+                (report.lost, report.duplicated, report.reordered),
+                (1, 1, 1),
+                f"{chunk}-byte reads: {report}",
+            )
+            self.assertEqual(
+                (report.unexpected, report.garbled, report.never_sent, report.stale),
+                (0, 0, 0, 0),
+                f"{chunk}-byte reads: {report}",
+            )
+            self.assertFalse(report.clean)
 
 
 class PercentileTests(unittest.SynchronousTestCase):
