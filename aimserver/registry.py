@@ -166,6 +166,10 @@ class User:
     #: Offline messages were handed to a session of this sign-on (they go to
     #: the first session that comes online; a failed hand-over leaves it False).
     offline_delivered: bool = False
+    #: Users this user messaged while invisible (created at the first such
+    #: IM, bounded, oldest first): they know it is online, so they may answer
+    #: (``Presence.visible_to``). Gone at sign-off.
+    revealed_to: dict[str, None] | None = None
 
     def online_instances(self) -> list[SessionInstance]:
         return [i for i in self.instances.values() if i.online and not i.closed]

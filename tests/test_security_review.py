@@ -182,6 +182,19 @@ class InvisibleLooksOfflineTests(SynchronousTestCase):
         )
         self.assertEqual(self.bob_conn.snacs(), [])
 
+    def test_those_it_messaged_may_answer_others_still_may_not(self) -> None:
+        """Bob, invisible, IMs Alice: she knows he is on, so her answer
+        reaches him; Carol, whom he never messaged, still gets 0x0004."""
+        self.world.send(self.bob, im("Alice", b"psst"))
+        self.assertEqual([m.text for m in self.alice_conn.messages()], [b"psst"])
+        self.assertEqual(
+            replies_kinds(self.world.send(self.alice, im("Bob", b"hey you", ACK))),
+            [(FoodGroup.ICBM, ICBM.HOST_ACK)],
+        )
+        self.assertEqual([m.text for m in self.bob_conn.messages()], [b"hey you"])
+        carol, _ = self.world.sign_on("Carol")
+        self.world.refused(NOT_LOGGED_ON, self.world.send, carol, im("Bob", b"hi?"))
+
     def test_invisible_user_still_messages_its_own_sessions(self) -> None:
         """The user itself can see it is online: an IM to itself arrives."""
         bob2, _ = self.world.sign_on("Bob")

@@ -321,7 +321,7 @@ class IcbmService:
             targets: list[SessionInstance] = []
         else:
             targets, all_away, visible, limit = self.presence.routing(recipient)
-            if not visible and recipient is not sender:
+            if not visible and not self.presence.visible_to(recipient, sender.key):
                 # Invisible: everyone else gets the answers for an offline user.
                 targets = []
             elif size > limit and targets:
@@ -360,6 +360,9 @@ class IcbmService:
         else:
             # Stored messages are still being handed over: this one goes after them.
             running.addBoth(lambda result: (self.registry.deliver(targets, payload), result)[1])
+        if not self.presence.routing(sender).visible:
+            # The recipient now knows the sender is online: it may answer.
+            self.presence.reveal(sender, recipient.key)
         if is_im:
             remember(session, seen)
             self.warnings.im_sent(sender.key, recipient.key)

@@ -49,6 +49,9 @@ _WARNING_AND_COUNT = struct.Struct("!HH")
 DEPARTURE_TLVS = TlvList((Tlv.u16(TAG_USER_CLASS, 0),))
 
 
+#: Users an invisible user may have messaged and so be answered by.
+MAX_REVEALED = 256
+
 #: A warning level drops by 5 % (50) every 5 minutes.
 DECAY_STEP = 50
 DECAY_INTERVAL = 300.0
@@ -204,10 +207,26 @@ class Presence:
 
     def visible_to(self, user: User, viewer_key: str) -> bool:
         """Whether ``viewer_key`` may see that ``user`` is online: everyone
-        when it is visible, only itself when every session is invisible. The
-        one rule behind every answer that could tell an invisible user from
-        an offline one (IMs, warnings, lookups, rendezvous)."""
-        return user.key == viewer_key or self.routing(user).visible
+        when it is visible; when every session is invisible, only the user
+        itself and those it has messaged since (they know already, and may
+        answer). The one rule behind every answer that could tell an
+        invisible user from an offline one (IMs, warnings, lookups,
+        rendezvous)."""
+        if user.key == viewer_key or self.routing(user).visible:
+            return True
+        revealed = user.revealed_to
+        return revealed is not None and viewer_key in revealed
+
+    def reveal(self, user: User, viewer_key: str) -> None:
+        """``user``, invisible, messaged ``viewer_key``: let it answer."""
+        revealed = user.revealed_to
+        if revealed is None:
+            revealed = user.revealed_to = {}
+        elif viewer_key in revealed:
+            return
+        elif len(revealed) >= MAX_REVEALED:
+            del revealed[next(iter(revealed))]
+        revealed[viewer_key] = None
 
     def invalidate(self, user: User) -> None:
         user.info_block = None
