@@ -25,7 +25,7 @@ from typing import Any
 import attrs
 from twisted.internet import defer
 from twisted.logger import Logger
-from zope.interface import Interface
+from zope.interface import Attribute, Interface
 
 from aimserver.store.interfaces import Account
 from aimserver.wire.screenname import normalize
@@ -48,7 +48,10 @@ MAX_SERVICE_CONNECTIONS = 2
 
 
 class ISessionConnection(Interface):
-    """What the registry needs from a session's BOS connection."""
+    """What a session needs from a connection of any kind (BOS, a service
+    connection, later chat and the browser client)."""
+
+    closing = Attribute("True once the connection is closing: it sends nothing more.")
 
     def send_payload(payload: bytes) -> None:
         """Queue one SNAC (header and body) to the client."""

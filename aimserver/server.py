@@ -14,9 +14,9 @@ from aimserver.config import Config
 from aimserver.cookies import CookieJar
 from aimserver.loginlimit import LoginLimiter
 from aimserver.protocols.auth import AuthFactory
-from aimserver.protocols.bos import BosFactory, RateLimits
+from aimserver.protocols.bos import BosFactory
 from aimserver.protocols.flap import ConnectionSettings
-from aimserver.registry import SessionInstance, UserRegistry
+from aimserver.registry import UserRegistry
 from aimserver.services import alert as alert_service
 from aimserver.services.auth import Authorizer
 from aimserver.services.base import HandlerTable
@@ -27,6 +27,7 @@ from aimserver.services.locate import LocateService
 from aimserver.services.oservice import BOS_FAMILIES, OServiceService
 from aimserver.services.permitdeny import PermitDenyService
 from aimserver.services.presence import Presence
+from aimserver.services.session import RateLimits, SessionService
 from aimserver.services.stats import StatsService
 from aimserver.services.warnings import WarningService
 from aimserver.store.interfaces import IUserStore
@@ -74,8 +75,26 @@ class AimServer:
         #: listening on port 0.
         self.bos_address = config.advertised_address("bos")
         self.warnings = WarningService(self.registry, self.presence, store, clock)
-        self.icbm = IcbmService(self.registry, self.presence, store, self.warnings, clock)
+        self.icbm = IcbmService(
+            self.registry,
+            self.presence,
+            store,
+            self.warnings,
+            clock,
+            notify=config.multisession.notify,
+        )
         self.icbm.load_inbox_counts()
+        self.sessions = SessionService(
+            registry=self.registry,
+            presence=self.presence,
+            store=store,
+            cookies=self.cookies,
+            rate_limits=self.rate_limits,
+            clock=clock,
+            address=lambda: self.bos_address,
+            service_families=SERVICE_FAMILIES,
+        )
+        self.sessions.observe(self.icbm)
         settings = connection_settings(config)
         keepalive = config.connection.keepalive_interval
         self.authorizer = Authorizer(
@@ -89,56 +108,30 @@ class AimServer:
         )
         self.auth_factory = AuthFactory(self.authorizer, settings, clock, keepalive)
         self.bos_factory = BosFactory(
-            registry=self.registry,
-            presence=self.presence,
-            store=store,
-            cookies=self.cookies,
+            sessions=self.sessions,
             handlers=self.bos_handlers(),
             families=BOS_FAMILIES,
             services=self.service_handlers(),
-            rate_limits=self.rate_limits,
             settings=settings,
             clock=clock,
             keepalive_interval=keepalive,
-            on_stop=[lambda: self.icbm.dropped.flush(final=True), self.presence.flush],
+            on_stop=[
+                self.sessions.stop,
+                lambda: self.icbm.dropped.flush(final=True),
+                self.presence.flush,
+            ],
         )
-
-    def redirect(self, session: SessionInstance, family: int) -> tuple[str, bytes] | None:
-        """Address and cookie for a service connection of ``session`` (01,05),
-        or None for a service this server does not run."""
-        if family not in SERVICE_FAMILIES:
-            return None
-        user = self.registry.user_of(session)
-        if user is None:
-            return None
-        cookie = self.cookies.issue(
-            screen_name=user.screen_name,
-            instance_id=session.instance_id,
-            multiconn_flags=session.multiconn_flags,
-            service=family,
-            client_id=session.client_id,
-        )
-        return self.bos_address, cookie
 
     def service_handlers(self) -> dict[int, tuple[tuple[int, ...], HandlerTable]]:
         """Service connections the BOS listener also accepts, by family."""
-        oservice = OServiceService(self.registry, self.presence, self.clock)
+        oservice = OServiceService(self.registry, self.presence, self.clock, self.sessions)
         alert = oservice.secondary_handlers(alert_service.FAMILIES)
         alert.update(alert_service.AlertService().handlers())
         return {FoodGroup.ALERT: (alert_service.FAMILIES, alert)}
 
     def bos_handlers(self) -> HandlerTable:
-        notify = self.config.multisession.notify
         services = (
-            OServiceService(
-                self.registry,
-                self.presence,
-                self.clock,
-                BOS_FAMILIES,
-                on_online=[lambda session: self.icbm.session_online(session, notify)],
-                redirect=self.redirect,
-                rate_snapshots=self.rate_limits.snapshots,
-            ),
+            OServiceService(self.registry, self.presence, self.clock, self.sessions, BOS_FAMILIES),
             LocateService(self.registry, self.presence),
             BuddyService(self.registry, self.presence),
             self.icbm,

@@ -19,6 +19,7 @@ from twisted.internet import defer
 from twisted.internet.task import Clock
 from zope.interface import implementer
 
+from aimserver.cookies import CookieJar
 from aimserver.registry import (
     MULTICONN_MULTI,
     ISessionConnection,
@@ -31,6 +32,7 @@ from aimserver.services.icbm import IcbmService
 from aimserver.services.locate import LocateService
 from aimserver.services.oservice import OServiceService
 from aimserver.services.presence import Presence
+from aimserver.services.session import RateLimits, SessionService
 from aimserver.services.warnings import WarningService
 from aimserver.store.interfaces import Account, OfflineMessage
 from aimserver.store.memory import MemoryUserStore
@@ -86,6 +88,7 @@ class FakeConnection:
         self.broken = broken
         self.payloads: list[bytes] = []
         self.disconnects: list[int | None] = []
+        self.closing = False
 
     def __repr__(self) -> str:
         return f"<FakeConnection {self.label}>"
@@ -97,6 +100,7 @@ class FakeConnection:
 
     def disconnect(self, reason: int | None) -> None:
         self.disconnects.append(reason)
+        self.closing = True
 
     def snacs(self, family: int | None = None, subtype: int | None = None) -> list[Snac]:
         """What was pushed, decoded; only ``family``/``subtype`` if given."""
@@ -241,15 +245,23 @@ class ServiceWorld:
         self.registry = UserRegistry(max_sessions=max_sessions)
         self.presence = Presence(self.registry, self.clock)
         self.warnings = WarningService(self.registry, self.presence, self.store, self.clock)
-        self.icbm = IcbmService(self.registry, self.presence, self.store, self.warnings, self.clock)
+        self.icbm = IcbmService(
+            self.registry, self.presence, self.store, self.warnings, self.clock, notify=notify
+        )
         self.locate = LocateService(self.registry, self.presence)
         self.buddy = BuddyService(self.registry, self.presence)
-        self.oservice = OServiceService(
-            self.registry,
-            self.presence,
-            self.clock,
-            on_online=[lambda session: self.icbm.session_online(session, notify)],
+        self.cookies = CookieJar(b"k" * 32, self.clock)
+        self.sessions = SessionService(
+            registry=self.registry,
+            presence=self.presence,
+            store=self.store,
+            cookies=self.cookies,
+            rate_limits=RateLimits(self.clock),
+            clock=self.clock,
+            address=lambda: "192.0.2.1:5191",
         )
+        self.sessions.observe(self.icbm)
+        self.oservice = OServiceService(self.registry, self.presence, self.clock, self.sessions)
         self._connections = 0
 
     def account(self, screen_name: str) -> Account:
@@ -309,7 +321,7 @@ class ServiceWorld:
         self.call(self.oservice.client_online, session, FoodGroup.OSERVICE, OService.CLIENT_ONLINE)
 
     def sign_off(self, session: SessionInstance) -> None:
-        self.presence.session_gone(self.registry.detach(session))
+        self.sessions.connection_lost(session, session.connection)
 
     @staticmethod
     def call(

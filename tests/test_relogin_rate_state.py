@@ -5,7 +5,7 @@ signed off, so signing off and on again buys no fresh allowance.
 This is where the arithmetic lives that the end-to-end test
 (``tests.test_e2e_multisession.RateLimitTests``) relies on: how many rapid
 IMs a lone user may send, how long a pause clears a limited user. Everything
-runs on a ``task.Clock``: ``RateLimits`` (``aimserver/protocols/bos.py``) over
+runs on a ``task.Clock``: ``RateLimits`` (``aimserver/services/session.py``) over
 ``RateLimiter`` (``aimserver/ratelimit.py``) directly, then the BOS protocol
 on ``StringTransport``s with sessions that sign off and a new one that signs
 on.
@@ -19,9 +19,9 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from aimserver import ratelimit
-from aimserver.protocols import bos
-from aimserver.protocols.bos import RateLimits
 from aimserver.ratelimit import RateChange, RateState
+from aimserver.services import session as session_service
+from aimserver.services.session import RateLimits
 from aimserver.wire.snac import SnacHeader
 from tests.fakes import Wire, make_server, signed_on_bos
 from tests.fakes_services import decode_message_to_client, im_body
@@ -137,7 +137,7 @@ class RateArithmeticTests(SynchronousTestCase):
         """State outlives sessions, for the ``MAX_REMEMBERED_RATE_STATES``
         most recently active users: a limited user who comes back while
         within that bound is still limited; one pushed out starts fresh."""
-        self.patch(bos, "MAX_REMEMBERED_RATE_STATES", 2)
+        self.patch(session_service, "MAX_REMEMBERED_RATE_STATES", 2)
         im_results(self.limits, "alice", LONE_SESSION_RAPID_IMS, self.clock)
         im_results(self.limits, "bob", 1, self.clock)
         self.assertEqual(self.limits.limiter("alice").state(IM_CLASS), RateState.LIMITED)

@@ -92,6 +92,7 @@ class FlapConnection(Protocol, TimeoutMixin):
         self._authenticated = False
         self._closing = False
         self._short_snac_logged = False
+        self._push_id = 0
         self._paused = False
         self._unsent_while_paused = 0
         self._busy: defer.Deferred[Any] | None = None
@@ -148,6 +149,17 @@ class FlapConnection(Protocol, TimeoutMixin):
         self._queued.clear()
         if self.sweeper is not None:
             self.sweeper.connections.discard(self)
+
+    @property
+    def closing(self) -> bool:
+        """The connection is closing or closed: it sends nothing more."""
+        return self._closing
+
+    def next_request_id(self) -> int:
+        """A request ID for a SNAC the server starts (a push, not a reply):
+        high bit set, never 0, counted per connection."""
+        self._push_id = (self._push_id + 1) & 0x7FFFFFFF or 1
+        return 0x80000000 | self._push_id
 
     def authenticated(self) -> None:
         """The peer proved who it is: lift the login timeout and the small frame limit."""

@@ -222,8 +222,11 @@ class IcbmService:
         store: IUserStore,
         warnings: WarningService,
         clock: IReactorTime,
+        notify: bool = True,
     ) -> None:
         self.registry = registry
+        #: Send the multisession notice (``[multisession] notify``).
+        self.notify = notify
         self.presence = presence
         self.store = store
         self.warnings = warnings
@@ -736,7 +739,7 @@ class IcbmService:
         )
         self.registry.deliver(targets, payload)
 
-    def session_online(self, session: SessionInstance, notify: bool) -> None:
+    def session_online(self, session: SessionInstance) -> None:
         """After client ready: offline messages (first session only), then the
         multisession notice when a 2nd or later multi-capable session joined."""
         user = self.registry.user_of(session)
@@ -744,7 +747,7 @@ class IcbmService:
             return
         self.deliver_offline(session)
         if (
-            notify
+            self.notify
             and session.multiconn_flags == MULTICONN_MULTI
             and len(user.online_instances()) >= 2
         ):

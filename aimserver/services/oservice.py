@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 import struct
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -16,6 +16,7 @@ from aimserver import ratelimit
 from aimserver.registry import SessionInstance, UserRegistry
 from aimserver.services.base import HandlerTable, Replies, Reply, SnacError
 from aimserver.services.presence import Presence, idle_since
+from aimserver.services.session import SessionService
 from aimserver.wire.codes import FoodGroup, OService, SnacErrorCode
 from aimserver.wire.reader import Reader
 from aimserver.wire.snac import SnacHeader
@@ -98,22 +99,16 @@ class OServiceService:
         registry: UserRegistry,
         presence: Presence,
         clock: IReactorTime,
+        sessions: SessionService,
         families: Sequence[int] = BOS_FAMILIES,
-        on_online: Sequence[Callable[[SessionInstance], object]] = (),
-        redirect: Callable[[SessionInstance, int], tuple[str, bytes] | None] | None = None,
-        rate_snapshots: Callable[[str], Mapping[int, ratelimit.RateSnapshot] | None] | None = None,
     ) -> None:
         self.registry = registry
         self.presence = presence
         self.clock = clock
+        #: Client-ready, redirects (01,04) and the live rate levels (01,07)
+        #: belong to the session's life.
+        self.sessions = sessions
         self.families = tuple(families)
-        #: Called, in order, after a session came online and got its arrivals
-        #: (warning decay, offline messages, the multisession notice, ...).
-        self.on_online = tuple(on_online)
-        #: ``(session, family) -> (address, cookie)`` for services with a listener.
-        self.redirect = redirect
-        #: ``user key -> live rate levels or None`` (per-user state lives in the protocol layer).
-        self.rate_snapshots = rate_snapshots
 
     def handlers(self) -> HandlerTable:
         f = FoodGroup.OSERVICE
@@ -131,9 +126,6 @@ class OServiceService:
             (f, OService.SET_USER_INFO_FIELDS): self.set_user_info_fields,
         }
 
-    def host_online(self) -> bytes:
-        return pack_families(self.families)
-
     # -- sign-on sequence ---------------------------------------------------------------
 
     def client_versions(
@@ -150,7 +142,7 @@ class OServiceService:
         extended = ratelimit.wants_extended_rate_records(
             session.family_versions.get(FoodGroup.OSERVICE)
         )
-        snapshots = self.rate_snapshots(session.user_key) if self.rate_snapshots else None
+        snapshots = self.sessions.rate_limits.snapshots(session.user_key)
         if snapshots is None:
             body = default_rate_reply(extended)
         else:
@@ -176,17 +168,7 @@ class OServiceService:
     def client_online(self, session: SessionInstance, request: SnacHeader, body: bytes) -> None:
         """Client ready: the session now counts for presence and receives IMs.
         The body (family/version/tool entries, 4 or 8 bytes each) is not needed."""
-        if session.online:
-            return
-        user = self.registry.user_of(session)
-        if user is None:
-            return
-        self.presence.session_online(session)
-        for hook in self.on_online:
-            with self.log.failuresHandled(
-                "after {screen_name} came online", screen_name=user.screen_name
-            ):
-                hook(session)
+        self.sessions.client_ready(session)
 
     # -- self info, idle, status --------------------------------------------------------
 
@@ -233,7 +215,7 @@ class OServiceService:
         that belongs to this session. Services not built yet (ChatNav, chat,
         BART, ...) get "service unavailable", which clients tolerate."""
         family = Reader(body, "service request").u16("family")
-        redirect = self.redirect(session, family) if self.redirect is not None else None
+        redirect = self.sessions.redirect(session, family)
         if redirect is None:
             self.log.info(
                 "instance {instance} asked for unavailable service {family:#06x}",

@@ -282,7 +282,7 @@ class Presence:
                     ):
                         hook(user)
 
-    def session_gone(self, user: User | None) -> None:
+    def session_gone(self, user: User | None, session: SessionInstance | None = None) -> None:
         """A session of ``user`` was detached from the registry."""
         if user is not None:
             self.announce(user)
