@@ -53,8 +53,9 @@ class ISessionConnection(Interface):
 
     closing = Attribute("True once the connection is closing: it sends nothing more.")
 
-    def send_payload(payload: bytes) -> None:
-        """Queue one SNAC (header and body) to the client."""
+    def send_event(event: Any) -> None:
+        """Queue one push (a ``services.events.Event``), rendered in the
+        connection's own format, with a request id of its own."""
 
     def disconnect(reason: int | None) -> None:
         """Close with a channel-4 frame, carrying TLV 0x0009 ``reason`` if given."""
@@ -175,7 +176,14 @@ class User:
     revealed_to: dict[str, None] | None = None
 
     def online_instances(self) -> list[SessionInstance]:
+        """Sessions that sent client-ready: they count for presence and get IMs."""
         return [i for i in self.instances.values() if i.online and not i.closed]
+
+    def live_instances(self) -> list[SessionInstance]:
+        """Every attached session that is not closing, online or still
+        signing on: user-level changes (a warning) reach them all, so a
+        session between its sign-on snapshot and its client-ready misses none."""
+        return [i for i in self.instances.values() if not i.closed]
 
 
 class UserRegistry:
@@ -191,13 +199,8 @@ class UserRegistry:
         # A random start: instance ids in cookies issued before a restart do
         # not collide with the new process's.
         self._instance_ids = itertools.count(random.randint(1, 1 << 30))
-        self._request_ids = itertools.count(1)
 
     # -- identity -----------------------------------------------------------------------
-
-    def next_request_id(self) -> int:
-        """A request ID for a server-initiated SNAC: high bit set, never 0."""
-        return 0x80000000 | (next(self._request_ids) & 0x7FFFFFFF)
 
     def new_instance_id(self) -> int:
         """A fresh instance id, unique for the life of the process."""
@@ -338,18 +341,22 @@ class UserRegistry:
 
     # -- delivery -----------------------------------------------------------------------
 
-    def fan_out(self, sessions: Iterable[SessionInstance], payload: bytes) -> defer.Deferred[int]:
-        """Queue the same SNAC to every session. One broken connection is logged
-        and skipped; the rest still get it. Fires with the number queued, once
-        every write is queued (writes never wait)."""
-        return defer.succeed(self.deliver(sessions, payload))
+    def fan_out(self, sessions: Iterable[SessionInstance], event: Any) -> defer.Deferred[int]:
+        """Queue ``event`` to every session, for callers that must wait
+        (an admin broadcast reporting how many it reached, a feedbag change
+        acknowledged after its commit): fires with the number queued once
+        every write is queued (writes never wait). One Deferred per event,
+        none per recipient; hot paths call ``deliver``."""
+        return defer.succeed(self.deliver(sessions, event))
 
-    def deliver(self, sessions: Iterable[SessionInstance], payload: bytes) -> int:
-        """The synchronous core of ``fan_out`` for hot paths that need no Deferred."""
+    def deliver(self, sessions: Iterable[SessionInstance], event: Any) -> int:
+        """The one delivery guard: queue ``event`` to every session; one broken
+        connection is logged and skipped, the rest still get it. Returns the
+        number queued."""
         count = 0
         for session in sessions:
             try:
-                session.connection.send_payload(payload)
+                session.connection.send_event(event)
             except Exception:
                 self.log.failure(
                     "delivery to instance {instance} failed", instance=session.instance_id

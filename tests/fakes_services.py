@@ -44,7 +44,7 @@ from aimserver.wire.icbm import (
     pack_im_data,
 )
 from aimserver.wire.reader import Reader, string08
-from aimserver.wire.snac import SnacHeader
+from aimserver.wire.snac import SnacHeader, pack_snac
 from aimserver.wire.tlv import Tlv, TlvList
 from aimserver.wire.userinfo import UserInfo
 from tests.fakes import result_of
@@ -81,22 +81,28 @@ class ClientMessage:
 @implementer(ISessionConnection)
 class FakeConnection:
     """Records every payload queued to it and every disconnect asked of it.
-    With ``broken`` set, ``send_payload`` raises like a dead transport."""
+    With ``broken`` set, ``send_event`` raises like a dead transport. Events
+    are kept as the SNAC a FLAP connection would write, with request ids of
+    its own (high bit set), so the tests decode them with our codecs."""
 
     def __init__(self, label: str = "", broken: bool = False) -> None:
         self.label = label
         self.broken = broken
         self.payloads: list[bytes] = []
+        self.events: list[Any] = []
         self.disconnects: list[int | None] = []
         self.closing = False
 
     def __repr__(self) -> str:
         return f"<FakeConnection {self.label}>"
 
-    def send_payload(self, payload: bytes) -> None:
+    def send_event(self, event: Any) -> None:
         if self.broken:
             raise ConnectionError(f"{self.label}: transport is gone")
-        self.payloads.append(payload)
+        self.events.append(event)
+        family, subtype, body = event.snac()
+        request_id = 0x80000000 | len(self.events)
+        self.payloads.append(pack_snac(family, subtype, body, request_id))
 
     def disconnect(self, reason: int | None) -> None:
         self.disconnects.append(reason)

@@ -17,6 +17,7 @@ from aimserver.registry import (
     TooManySessions,
     UserRegistry,
 )
+from aimserver.services.events import BuddyArrived
 from aimserver.store.interfaces import Account
 from tests.fakes_services import FakeConnection
 
@@ -113,14 +114,6 @@ class MultisessionPolicyTests(SynchronousTestCase):
         registry = UserRegistry()
         ids = {registry.new_instance_id() for _ in range(100)}
         self.assertEqual(len(ids), 100)
-
-    def test_request_ids_are_server_initiated(self) -> None:
-        """Server pushes carry request IDs with the high bit set, never 0."""
-        registry = UserRegistry()
-        for _ in range(10):
-            request_id = registry.next_request_id()
-            self.assertTrue(request_id & 0x80000000)
-            self.assertNotEqual(request_id & 0x7FFFFFFF, 0)
 
     def test_lookup_ignores_case_and_spaces(self) -> None:
         """A user is found by any spelling of the screen name."""
@@ -285,15 +278,17 @@ class DeliveryTests(SynchronousTestCase):
         registry = UserRegistry()
         sessions = [attach(registry, MULTICONN_MULTI)[0] for _ in range(3)]
         sessions[1].connection.broken = True
-        count = registry.deliver(sessions, b"payload")
+        event = BuddyArrived(b"payload")
+        count = registry.deliver(sessions, event)
         self.assertEqual(count, 2)
-        self.assertEqual(sessions[0].connection.payloads, [b"payload"])
-        self.assertEqual(sessions[2].connection.payloads, [b"payload"])
+        self.assertEqual(sessions[0].connection.events, [event])
+        self.assertEqual(sessions[2].connection.events, [event])
         self.assertEqual(len(self.flushLoggedErrors(ConnectionError)), 1)
 
     def test_fan_out_fires_with_count(self) -> None:
         """The Deferred form of delivery fires once every write is queued."""
         registry = UserRegistry()
         sessions = [attach(registry, MULTICONN_MULTI)[0] for _ in range(2)]
-        self.assertEqual(self.successResultOf(registry.fan_out(sessions, b"x")), 2)
-        self.assertEqual(self.successResultOf(registry.fan_out([], b"x")), 0)
+        event = BuddyArrived(b"x")
+        self.assertEqual(self.successResultOf(registry.fan_out(sessions, event)), 2)
+        self.assertEqual(self.successResultOf(registry.fan_out([], event)), 0)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import random
 import socket
+import struct
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -51,6 +52,8 @@ MAX_QUEUED_FRAMES = 256
 MAX_SEQUENCE = 0x7FFF
 #: Send buffer asked of the kernel per connection (it doubles the figure).
 KERNEL_SEND_BUFFER = 128 * 1024
+#: A FLAP header and a SNAC header in one: a push costs one pack per recipient.
+_FLAP_AND_SNAC = struct.Struct("!BBHHHHHI")
 #: What a data frame too short for a SNAC header counts as against the rate
 #: limits: family 0 is in no rate class's list, so the default class.
 SHORT_SNAC = SnacHeader(0, 0, 0, 0)
@@ -157,7 +160,8 @@ class FlapConnection(Protocol, TimeoutMixin):
 
     def next_request_id(self) -> int:
         """A request ID for a SNAC the server starts (a push, not a reply):
-        high bit set, never 0, counted per connection."""
+        high bit set, never 0, counted per connection (``send_event`` counts
+        the same way)."""
         self._push_id = (self._push_id + 1) & 0x7FFFFFFF or 1
         return 0x80000000 | self._push_id
 
@@ -374,29 +378,66 @@ class FlapConnection(Protocol, TimeoutMixin):
 
     # -- sending ------------------------------------------------------------------------
 
+    def send_event(self, event: Any) -> None:
+        """A push (``services.events.Event``): its SNAC rendering, built once
+        for every recipient, under a request id of this connection's own.
+        The FLAP and SNAC headers are packed in one go: this is every
+        fan-out's per-recipient cost."""
+        if self._closing:
+            return
+        family, subtype, body = event.snac()
+        size = SNAC_HEADER_SIZE + len(body)
+        if size > MAX_PAYLOAD:
+            self._oversize(size)
+            return
+        self._push_id = (self._push_id + 1) & 0x7FFFFFFF or 1
+        sequence = self._sequence
+        self._sequence = 0 if sequence >= MAX_SEQUENCE else sequence + 1
+        self._write(
+            _FLAP_AND_SNAC.pack(
+                FLAP_START,
+                Channel.DATA,
+                sequence,
+                size,
+                family,
+                subtype,
+                0,
+                0x80000000 | self._push_id,
+            )
+            + body,
+            Channel.DATA,
+        )
+
+    def _oversize(self, size: int) -> None:
+        # A bug upstream, never the peer's fault: drop the frame, keep the connection.
+        self.log.error(
+            "{service}: not sending a {size}-byte frame to {peer}",
+            service=self.service_name,
+            peer=self.peer,
+            size=size,
+        )
+
     def send_frame(self, channel: int, payload: bytes) -> None:
         if self._closing and channel != Channel.SIGNOFF:
             return
         if len(payload) > MAX_PAYLOAD:
-            # A bug upstream, never the peer's fault: drop the frame, keep the connection.
-            self.log.error(
-                "{service}: not sending a {size}-byte frame to {peer}",
-                service=self.service_name,
-                peer=self.peer,
-                size=len(payload),
-            )
+            self._oversize(len(payload))
             return
         sequence = self._sequence
         self._sequence = 0 if sequence >= MAX_SEQUENCE else sequence + 1
+        self._write(pack_header(channel, sequence, len(payload)) + payload, channel)
+
+    def _write(self, data: bytes, channel: int) -> None:
+        """One whole frame to the transport; a reader that stops reading is
+        cut off once ``max_send_queue`` bytes wait for it."""
         if self.settings.trace:
             self.log.debug(
                 "{service} {peer} -> ch{channel} {payload}",
                 service=self.service_name,
                 peer=self.peer,
                 channel=channel,
-                payload=payload.hex(),
+                payload=data[FLAP_HEADER_SIZE:].hex(),
             )
-        data = pack_header(channel, sequence, len(payload)) + payload
         self.wrote_since_sweep = True
         if self._paused:
             self._unsent_while_paused += len(data)
@@ -411,11 +452,6 @@ class FlapConnection(Protocol, TimeoutMixin):
                 self.transport.abortConnection()
                 return
         self.transport.write(data)
-
-    def send_payload(self, payload: bytes) -> None:
-        """A ready-made SNAC (header and body): the fan-out path builds the body
-        once and each connection only adds its FLAP header."""
-        self.send_frame(Channel.DATA, payload)
 
     def send_snac(
         self, family: int, subtype: int, body: bytes = b"", request_id: int = 0, flags: int = 0

@@ -38,6 +38,7 @@ from twisted.logger import Logger
 from aimserver.registry import MULTICONN_MULTI, SessionInstance, User, UserRegistry
 from aimserver.services.base import HandlerTable, Replies, Reply, SnacError
 from aimserver.services.countedlog import CountedLog
+from aimserver.services.events import ClientErrorRelayed, MessageReceived, TypingRelayed
 from aimserver.services.presence import Presence, message_targets
 from aimserver.services.warnings import WarningService
 from aimserver.store.interfaces import (
@@ -65,11 +66,10 @@ from aimserver.wire.icbm import (
     IcbmParameters,
     Rendezvous,
     pack_im_data,
-    pack_message_to_client,
     split_message,
 )
 from aimserver.wire.screenname import decode_screen_name, normalize
-from aimserver.wire.snac import SNAC_HEADER, SnacHeader, pack_snac
+from aimserver.wire.snac import SnacHeader
 from aimserver.wire.tlv import Tlv, TlvList
 from aimserver.wire.userinfo import CLASS_FREE, TAG_USER_CLASS, UserInfo
 
@@ -89,9 +89,6 @@ _BIT_ACK = 1 << TAG_REQUEST_HOST_ACK
 _BIT_AUTO_RESPONSE = 1 << TAG_AUTO_RESPONSE
 _BIT_RENDEZVOUS = 1 << TAG_RENDEZVOUS
 _BIT_STORE = 1 << TAG_STORE_IF_OFFLINE
-_SNAC_HEADER = SNAC_HEADER
-_ICBM = int(FoodGroup.ICBM)
-_TO_CLIENT = int(ICBM.CHANNEL_MSG_TO_CLIENT)
 SUBCODE_OFFLINE_INBOX_FULL = 0x000F
 
 SYSTEM_SENDER = "AOL System Msg"
@@ -134,16 +131,15 @@ def offline_sender_info(screen_name: str) -> UserInfo:
     return UserInfo(screen_name, 0, TlvList((Tlv.u16(TAG_USER_CLASS, CLASS_FREE),)))
 
 
-def system_message(registry: UserRegistry, text: str, sender: str = SYSTEM_SENDER) -> bytes:
-    """A 04,07 from a pseudo user (the multisession notice; later MOTD and
+def system_message(text: str, sender: str = SYSTEM_SENDER) -> MessageReceived:
+    """A message from a pseudo user (the multisession notice; later MOTD and
     broadcasts): plain ASCII text on channel 1."""
-    body = pack_message_to_client(
+    return MessageReceived(
         b"\x00" * 8,
         CHANNEL_IM,
         offline_sender_info(sender).pack(),
         Tlv(TAG_IM_DATA, pack_im_data(text.encode("ascii", "replace"), 0x0000)).pack(),
     )
-    return pack_snac(FoodGroup.ICBM, ICBM.CHANNEL_MSG_TO_CLIENT, body, registry.next_request_id())
 
 
 def remember(session: SessionInstance, seen: int) -> None:
@@ -350,19 +346,16 @@ class IcbmService:
             relayed = b"".join(t.pack() for t in tlvs if t.tag not in _NOT_RELAYED)
         if session.typing_events:
             relayed += _WANT_EVENTS
-        payload = (
-            _SNAC_HEADER.pack(_ICBM, _TO_CLIENT, 0, self.registry.next_request_id())
-            + body[: COOKIE_SIZE + 2]
-            + self.presence.info_block(sender)
-            + relayed
+        event = MessageReceived.relayed(
+            body[: COOKIE_SIZE + 2], self.presence.info_block(sender), relayed
         )
         running = self._deliveries.get(recipient.key)
         if running is None:
-            if not self.registry.deliver(targets, payload):
+            if not self.registry.deliver(targets, event):
                 raise SnacError(SnacErrorCode.NOT_LOGGED_ON)
         else:
             # Stored messages are still being handed over: this one goes after them.
-            running.addBoth(lambda result: (self.registry.deliver(targets, payload), result)[1])
+            running.addBoth(lambda result: (self.registry.deliver(targets, event), result)[1])
         if not self.presence.routing(sender).visible:
             # The recipient now knows the sender is online: it may answer.
             self.presence.reveal(sender, recipient.key)
@@ -392,15 +385,8 @@ class IcbmService:
         for away in recipient.online_instances():
             im_data = pack_im_data(away.away_message or b"", charset_of(away.away_mime))
             tlvs = Tlv(TAG_IM_DATA, im_data).pack() + Tlv.empty(TAG_AUTO_RESPONSE).pack()
-            body = pack_message_to_client(os.urandom(8), CHANNEL_IM, sender_info, tlvs)
-            to_session.connection.send_payload(
-                pack_snac(
-                    FoodGroup.ICBM,
-                    ICBM.CHANNEL_MSG_TO_CLIENT,
-                    body,
-                    self.registry.next_request_id(),
-                )
-            )
+            event = MessageReceived(os.urandom(8), CHANNEL_IM, sender_info, tlvs)
+            self.registry.deliver((to_session,), event)
 
     # -- rendezvous ---------------------------------------------------------------------
 
@@ -485,18 +471,13 @@ class IcbmService:
             rendezvous.capability,
             TlvList((Tlv.u16(Rendezvous.TAG_CANCEL_REASON, CANCEL_ACCEPTED_ELSEWHERE),)),
         ).pack()
-        body = pack_message_to_client(
+        event = MessageReceived(
             cookie,
             CHANNEL_RENDEZVOUS,
             self.presence.info_block(proposer),
             Tlv(TAG_RENDEZVOUS, data).pack(),
         )
-        self.registry.deliver(
-            sessions,
-            pack_snac(
-                FoodGroup.ICBM, ICBM.CHANNEL_MSG_TO_CLIENT, body, self.registry.next_request_id()
-            ),
-        )
+        self.registry.deliver(sessions, event)
 
     @staticmethod
     def _with_verified_ip(tlvs: TlvList, rendezvous: Rendezvous, ip: str) -> TlvList:
@@ -641,7 +622,7 @@ class IcbmService:
             for message in messages:
                 if session.closed:
                     break
-                session.connection.send_payload(self._offline_payload(message))
+                self.registry.deliver((session,), self._offline_event(message))
                 last_id = message.message_id
             if session.closed:
                 return None
@@ -677,22 +658,19 @@ class IcbmService:
         if online and not user.offline_delivered:
             self.deliver_offline(online[0], force=True)
 
-    def _offline_payload(self, message: OfflineMessage) -> bytes:
+    def _offline_event(self, message: OfflineMessage) -> MessageReceived:
         online = self.registry.get(message.sender)
         sender = (
-            self.presence.user_info(online)
+            self.presence.info_block(online)
             if online is not None and online.announced
-            else offline_sender_info(message.sender)
+            else offline_sender_info(message.sender).pack()
         )
         tlvs = (
             message.tlvs
             + Tlv.empty(TAG_STORE_IF_OFFLINE).pack()
             + Tlv.u32(TAG_OFFLINE_TIME, message.sent_at).pack()
         )
-        body = pack_message_to_client(message.cookie, message.channel, sender.pack(), tlvs)
-        return pack_snac(
-            FoodGroup.ICBM, ICBM.CHANNEL_MSG_TO_CLIENT, body, self.registry.next_request_id()
-        )
+        return MessageReceived(message.cookie, message.channel, sender, tlvs)
 
     def offline_retrieve(
         self, session: SessionInstance, request: SnacHeader, body: bytes
@@ -713,10 +691,7 @@ class IcbmService:
         if recipient is None or not self.presence.visible_to(recipient, sender.key):
             return
         relayed = ClientEvent(event.cookie, event.channel, sender.screen_name, event.event)
-        payload = pack_snac(
-            FoodGroup.ICBM, ICBM.CLIENT_EVENT, relayed.pack(), self.registry.next_request_id()
-        )
-        self.registry.deliver(typing_targets(recipient), payload)
+        self.registry.deliver(typing_targets(recipient), TypingRelayed(relayed.pack()))
 
     def client_error(self, session: SessionInstance, request: SnacHeader, body: bytes) -> None:
         """Relayed to the named user with the name replaced by the reporter's."""
@@ -728,16 +703,13 @@ class IcbmService:
         relayed = ClientError(
             error.cookie, error.channel, sender.screen_name, error.reason, error.data
         )
-        payload = pack_snac(
-            FoodGroup.ICBM, ICBM.CLIENT_ERROR, relayed.pack(), self.registry.next_request_id()
-        )
         found = _conversation(recipient, error.cookie, sender.key)
         targets = (
             [found[0]]
             if found is not None and not found[0].closed
             else recipient.online_instances()
         )
-        self.registry.deliver(targets, payload)
+        self.registry.deliver(targets, ClientErrorRelayed(relayed.pack()))
 
     def session_online(self, session: SessionInstance) -> None:
         """After client ready: offline messages (first session only), then the
@@ -757,4 +729,4 @@ class IcbmService:
         """Tell every online session how many places the user is signed on in."""
         sessions = user.online_instances()
         text = MULTISESSION_NOTICE.format(screen_name=user.screen_name, count=len(sessions))
-        self.registry.deliver(sessions, system_message(self.registry, text))
+        self.registry.deliver(sessions, system_message(text))

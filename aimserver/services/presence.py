@@ -19,10 +19,9 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from aimserver.registry import SessionInstance, User, UserRegistry
-from aimserver.wire.codes import Buddy, FoodGroup
+from aimserver.services.events import BuddyArrived, BuddyDeparted
 from aimserver.wire.reader import string08
 from aimserver.wire.screenname import encode_screen_name
-from aimserver.wire.snac import pack_snac
 from aimserver.wire.tlv import Tlv, TlvList
 from aimserver.wire.userinfo import (
     CLASS_BOT,
@@ -302,14 +301,12 @@ class Presence:
         watchers = self.registry.watching_sessions(user.key)
         if not watchers:
             return
-        if state is None:
-            body = self.departure_block(user)
-            subtype = Buddy.DEPARTED
-        else:
-            body = self.info_block(user)
-            subtype = Buddy.ARRIVED
-        payload = pack_snac(FoodGroup.BUDDY, subtype, body, self.registry.next_request_id())
-        self.registry.deliver(watchers, payload)
+        event = (
+            BuddyDeparted(self.departure_block(user))
+            if state is None
+            else BuddyArrived(self.info_block(user))
+        )
+        self.registry.deliver(watchers, event)
 
     def send_arrivals_to(self, session: SessionInstance, keys: object) -> None:
         """One 03,0B per buddy in ``keys`` that is visible now."""
@@ -319,10 +316,7 @@ class Presence:
             buddy = self.registry.users.get(key)
             if buddy is None or buddy.announced is None:
                 continue
-            body = self.info_block(buddy)
-            session.connection.send_payload(
-                pack_snac(FoodGroup.BUDDY, Buddy.ARRIVED, body, self.registry.next_request_id())
-            )
+            self.registry.deliver((session,), BuddyArrived(self.info_block(buddy)))
 
 
 def idle_since(now: float, idle_seconds: int) -> float | None:

@@ -19,12 +19,13 @@ from twisted.logger import Logger
 
 from aimserver.registry import SessionInstance, User, UserRegistry
 from aimserver.services.base import Replies, Reply, SnacError
+from aimserver.services.events import SelfInfoChanged, Warned
 from aimserver.services.presence import Presence, decayed
 from aimserver.store.interfaces import IUserStore
-from aimserver.wire.codes import ICBM, FoodGroup, OService, SnacErrorCode
+from aimserver.wire.codes import ICBM, FoodGroup, SnacErrorCode
 from aimserver.wire.reader import Reader
 from aimserver.wire.screenname import decode_screen_name, normalize
-from aimserver.wire.snac import SnacHeader, pack_snac
+from aimserver.wire.snac import SnacHeader
 from aimserver.wire.userinfo import UserInfo
 
 MAX_LEVEL = 1000
@@ -122,18 +123,15 @@ class WarningService:
             kind="anonymous" if anonymous else "named",
             new_level=new_level,
         )
-        notice = struct.pack("!H", new_level)
-        if not anonymous:
-            notice += UserInfo(warner.screen_name, self.presence.warning_level(warner)).pack()
-        self.registry.deliver(
-            target.online_instances(),
-            pack_snac(
-                FoodGroup.OSERVICE,
-                OService.EVIL_NOTIFICATION,
-                notice,
-                self.registry.next_request_id(),
-            ),
+        warner_info = (
+            None
+            if anonymous
+            else UserInfo(warner.screen_name, self.presence.warning_level(warner)).pack()
         )
+        # Every attached session, those still signing on included: the level
+        # is the user's, and a session that took its snapshot already must
+        # not keep the old one.
+        self.registry.deliver(target.live_instances(), Warned(new_level, warner_info))
         self.presence.warning_changed(target)
         self.persist(target)
         return [Reply(FoodGroup.ICBM, ICBM.EVIL_REPLY, struct.pack("!HH", delta, new_level))]
@@ -162,15 +160,6 @@ class WarningService:
             return
         self.persist(user)
         self.presence.warning_changed(user)
-        for session in user.online_instances():
+        for session in user.live_instances():
             info = self.presence.self_info_block(user, session)
-            # One dead connection must not keep the others uninformed.
-            self.registry.deliver(
-                [session],
-                pack_snac(
-                    FoodGroup.OSERVICE,
-                    OService.USER_INFO_UPDATE,
-                    info,
-                    self.registry.next_request_id(),
-                ),
-            )
+            self.registry.deliver((session,), SelfInfoChanged(info))

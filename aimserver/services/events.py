@@ -1,0 +1,168 @@
+# -*- test-case-name: tests.test_service_events -*-
+"""What services push to sessions, as values.
+
+A service says what happened (an IM arrived, a buddy came or went, the user
+was warned); each connection kind renders it in its own format: the FLAP
+connection as a SNAC (``snac()``: family, subtype and body, the request id
+is the connection's own), the browser client as JSON next. A rendering is
+built once per event and format and cached on the event, so a fan-out to a
+thousand sessions packs once. Pushes go through ``UserRegistry.deliver``,
+the one delivery guard.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from aimserver.wire.codes import ICBM, Buddy, FoodGroup, OService
+
+_U16 = struct.Struct("!H")
+
+
+class Event:
+    """A push. Subclasses set ``family``/``subtype`` and build the body in
+    ``_snac_body``; the rest of their fields are what happened."""
+
+    __slots__ = ("_body",)
+    family: int = 0
+    subtype: int = 0
+
+    def snac(self) -> tuple[int, int, bytes]:
+        """The OSCAR rendering: ``(family, subtype, body)``, built once."""
+        try:
+            body = self._body
+        except AttributeError:
+            body = self._body = self._snac_body()
+        return self.family, self.subtype, body
+
+    def _snac_body(self) -> bytes:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        fields = ", ".join(
+            f"{name}={getattr(self, name)!r}"
+            for cls in type(self).__mro__
+            for name in getattr(cls, "__slots__", ())
+            if name != "_body"
+        )
+        return f"{type(self).__name__}({fields})"
+
+
+class MessageReceived(Event):
+    """04,07: a message for the session (an IM, an auto-response, a stored
+    message, a rendezvous, a notice from the system), from ``sender``."""
+
+    __slots__ = ("cookie", "channel", "sender", "tlvs")
+    family = int(FoodGroup.ICBM)
+    subtype = int(ICBM.CHANNEL_MSG_TO_CLIENT)
+
+    def __init__(self, cookie: bytes, channel: int, sender: bytes, tlvs: bytes) -> None:
+        #: The 8-byte ICBM cookie.
+        self.cookie = cookie
+        self.channel = channel
+        #: The sender's packed user-info block, as its watchers see it.
+        self.sender = sender
+        #: The packed TLVs relayed to the recipient.
+        self.tlvs = tlvs
+
+    @classmethod
+    def relayed(cls, head: bytes, sender: bytes, tlvs: bytes) -> MessageReceived:
+        """From the first 10 bytes of a 04,06 (cookie and channel) as they
+        came: the hot path's shortcut, nothing parsed twice."""
+        event = cls(head[:8], _U16.unpack_from(head, 8)[0], sender, tlvs)
+        event._body = head + sender + tlvs
+        return event
+
+    def _snac_body(self) -> bytes:
+        return self.cookie + _U16.pack(self.channel) + self.sender + self.tlvs
+
+
+class TypingRelayed(Event):
+    """04,14: a typing event (or another client event), already packed with
+    the typing user's name."""
+
+    __slots__ = ("event",)
+    family = int(FoodGroup.ICBM)
+    subtype = int(ICBM.CLIENT_EVENT)
+
+    def __init__(self, event: bytes) -> None:
+        self.event = event
+
+    def _snac_body(self) -> bytes:
+        return self.event
+
+
+class ClientErrorRelayed(Event):
+    """04,0B: a client's error report about a message, already packed with
+    the reporter's name."""
+
+    __slots__ = ("error",)
+    family = int(FoodGroup.ICBM)
+    subtype = int(ICBM.CLIENT_ERROR)
+
+    def __init__(self, error: bytes) -> None:
+        self.error = error
+
+    def _snac_body(self) -> bytes:
+        return self.error
+
+
+class BuddyArrived(Event):
+    """03,0B: a watched user is online, or what watchers see of it changed."""
+
+    __slots__ = ("info",)
+    family = int(FoodGroup.BUDDY)
+    subtype = int(Buddy.ARRIVED)
+
+    def __init__(self, info: bytes) -> None:
+        #: The packed user-info block watchers see.
+        self.info = info
+
+    def _snac_body(self) -> bytes:
+        return self.info
+
+
+class BuddyDeparted(Event):
+    """03,0C: a watched user is no longer visible."""
+
+    __slots__ = ("info",)
+    family = int(FoodGroup.BUDDY)
+    subtype = int(Buddy.DEPARTED)
+
+    def __init__(self, info: bytes) -> None:
+        #: The departure block: the name and a user class of 0.
+        self.info = info
+
+    def _snac_body(self) -> bytes:
+        return self.info
+
+
+class SelfInfoChanged(Event):
+    """01,0F pushed: what the session is told about itself changed (its
+    warning level decayed)."""
+
+    __slots__ = ("info",)
+    family = int(FoodGroup.OSERVICE)
+    subtype = int(OService.USER_INFO_UPDATE)
+
+    def __init__(self, info: bytes) -> None:
+        self.info = info
+
+    def _snac_body(self) -> bytes:
+        return self.info
+
+
+class Warned(Event):
+    """01,10: the user's warning level is now ``level``; ``warner`` is the
+    packed user-info block of who warned, or None (anonymous, or decay)."""
+
+    __slots__ = ("level", "warner")
+    family = int(FoodGroup.OSERVICE)
+    subtype = int(OService.EVIL_NOTIFICATION)
+
+    def __init__(self, level: int, warner: bytes | None) -> None:
+        self.level = level
+        self.warner = warner
+
+    def _snac_body(self) -> bytes:
+        return _U16.pack(self.level) + (self.warner or b"")
