@@ -76,6 +76,26 @@ class EvilRequestTests(SynchronousTestCase):
             self.assertEqual(warner.warning_level, 0)
         self.assertEqual(notices(self.bob_conn), [])
 
+    def test_session_between_snapshot_and_client_ready_is_told(self) -> None:
+        """The sign-on race: a third session of Alice has taken its 01,0F
+        snapshot (warning 0) but not yet sent client-ready when Bob warns
+        her. It is told the new level too, or it would show 0 for good."""
+        pending, pending_conn = self.world.sign_on("Alice", online=False)
+        self.world.call(
+            self.world.oservice.user_info_query,
+            pending,
+            FoodGroup.OSERVICE,
+            OService.USER_INFO_QUERY,
+        )
+        self.world.send_im(self.alice1, "Bob")
+        self.world.warn(self.bob, "Alice")
+        [(level, warner)] = notices(pending_conn)
+        self.assertEqual(level, 100)
+        self.assertFalse(pending.online)
+        # IMs still follow the online rules: none reaches it before client-ready.
+        self.world.send_im(self.bob, "Alice", b"sorry")
+        self.assertEqual(pending_conn.messages(), [])
+
     def test_anonymous_notice_has_no_warner(self) -> None:
         """An anonymous warning does not say who warned."""
         self.world.send_im(self.alice1, "Bob")
@@ -219,6 +239,14 @@ class DecayTests(SynchronousTestCase):
             (account.warning_level, account.warning_updated_at),
             (50, int(self.world.clock.seconds())),
         )
+
+    def test_decay_reaches_a_session_still_signing_on(self) -> None:
+        """A session attached but not yet ready gets the decayed self info."""
+        pending, pending_conn = self.world.sign_on("Alice", online=False)
+        pending_conn.clear()
+        self.world.clock.advance(DECAY_INTERVAL)
+        self.world.warnings.sweep()
+        self.assertEqual(self.self_levels(pending_conn), [50])
 
     def test_sweep_to_zero(self) -> None:
         """The level decays to 0 and stops there; later sweeps are silent."""
