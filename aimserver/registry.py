@@ -152,7 +152,11 @@ class User:
 
     key: str
     screen_name: str
-    account: Account
+    #: What presence shows of the account: no credentials are kept here
+    #: (the auth key and digests stay in the store for as long as the user
+    #: is signed on, not in memory).
+    bot: bool
+    member_since: float
     signon_time: float
     instances: dict[int, SessionInstance] = attrs.Factory(dict)
     #: Warning ("evil") level in tenths of a percent, as of ``warning_at``
@@ -207,7 +211,16 @@ class UserRegistry:
         return next(self._instance_ids)
 
     def get(self, screen_name: str) -> User | None:
+        """The signed-on user of any spelling of ``screen_name``."""
         return self.users.get(normalize(screen_name))
+
+    def by_key(self, key: str) -> User | None:
+        """The signed-on user whose normalised screen name is ``key``."""
+        return self.users.get(key)
+
+    def holds(self, user: User) -> bool:
+        """``user`` is still the registry's (not signed off, not replaced)."""
+        return self.users.get(user.key) is user
 
     def __iter__(self) -> Iterator[User]:
         return iter(self.users.values())
@@ -256,7 +269,8 @@ class UserRegistry:
             user = User(
                 key=key,
                 screen_name=account.screen_name,
-                account=account,
+                bot=account.bot,
+                member_since=account.created_at,
                 signon_time=now,
                 warning_level=account.warning_level,
                 warning_at=account.warning_updated_at,
@@ -271,7 +285,7 @@ class UserRegistry:
             # Nobody is left signed on: this is a new sign-on for everyone
             # watching, and messages stored meanwhile go to the new session.
             user.signon_time = now
-            user.account = account
+            user.bot = account.bot
             user.offline_delivered = False
         instance = SessionInstance(
             instance_id=instance_id,

@@ -397,7 +397,7 @@ class SelfInfoTests(SynchronousTestCase):
         world.clock.advance(120)
         user = world.registry.get("Ali Ce")
         signon = int(user.signon_time)
-        member = int(user.account.created_at)
+        member = int(user.member_since)
         head = (
             b"\x06Ali Ce" + struct.pack("!H", 0)  # name, warning level
         )

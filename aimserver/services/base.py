@@ -10,12 +10,16 @@ other sessions go through the registry.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import attrs
 from twisted.internet.defer import Deferred
 
+from aimserver.wire.codes import SnacErrorCode
 from aimserver.wire.snac import SnacHeader
+
+if TYPE_CHECKING:
+    from aimserver.registry import SessionInstance, User, UserRegistry
 
 
 def then(value: Any, f: Callable[..., Any], *args: Any) -> Any:
@@ -33,6 +37,15 @@ class SnacError(Exception):
         super().__init__(code, subcode)
         self.code = code
         self.subcode = subcode
+
+
+def acting_user(registry: UserRegistry, session: SessionInstance) -> User:
+    """The user ``session`` acts for; a request from a session that is gone
+    (signed off while its request waited) is answered "not logged on"."""
+    user = registry.user_of(session)
+    if user is None:
+        raise SnacError(SnacErrorCode.NOT_LOGGED_ON)
+    return user
 
 
 @attrs.frozen

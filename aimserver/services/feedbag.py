@@ -15,11 +15,11 @@ import struct
 from twisted.internet import defer
 
 from aimserver.registry import SessionInstance, UserRegistry
-from aimserver.services.base import HandlerTable, Replies, Reply, SnacError
+from aimserver.services.base import HandlerTable, Replies, Reply, acting_user
 from aimserver.services.presence import Presence
 from aimserver.store.interfaces import Feedbag as StoredFeedbag
 from aimserver.store.interfaces import IUserStore
-from aimserver.wire.codes import Feedbag, FoodGroup, SnacErrorCode
+from aimserver.wire.codes import Feedbag, FoodGroup
 from aimserver.wire.feedbag import WireFeedbagItem, pack_not_modified, pack_reply_parts
 from aimserver.wire.reader import Reader
 from aimserver.wire.screenname import normalize
@@ -93,10 +93,7 @@ class FeedbagService:
         return [Reply(FoodGroup.FEEDBAG, Feedbag.RIGHTS_REPLY, rights_reply())]
 
     def _screen_name(self, session: SessionInstance) -> str:
-        user = self.registry.user_of(session)
-        if user is None:
-            raise SnacError(SnacErrorCode.NOT_LOGGED_ON)
-        return user.screen_name
+        return acting_user(self.registry, session).screen_name
 
     @staticmethod
     def _list_replies(feedbag: StoredFeedbag) -> Replies:

@@ -36,7 +36,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from aimserver.registry import MULTICONN_MULTI, SessionInstance, User, UserRegistry
-from aimserver.services.base import HandlerTable, Replies, Reply, SnacError
+from aimserver.services.base import HandlerTable, Replies, Reply, SnacError, acting_user
 from aimserver.services.countedlog import CountedLog
 from aimserver.services.events import ClientErrorRelayed, MessageReceived, TypingRelayed
 from aimserver.services.presence import Presence, message_targets
@@ -271,12 +271,6 @@ class IcbmService:
     def del_parameters(self, session: SessionInstance, request: SnacHeader, body: bytes) -> None:
         pass
 
-    def _sender(self, session: SessionInstance) -> User:
-        user = self.registry.user_of(session)
-        if user is None:
-            raise SnacError(SnacErrorCode.NOT_LOGGED_ON)
-        return user
-
     # -- messages -----------------------------------------------------------------------
 
     def channel_msg_to_host(
@@ -287,9 +281,7 @@ class IcbmService:
         built once around the sender's cached user-info block. The host ack
         goes back only for a message delivered or stored (or a resend of one)."""
         cookie, channel, raw_name, tags, relayed = split_message(body, _NOT_RELAYED)
-        sender = self.registry.user_of(session)
-        if sender is None:
-            raise SnacError(SnacErrorCode.NOT_LOGGED_ON)
+        sender = acting_user(self.registry, session)
         recipient_key = normalize(decode_screen_name(raw_name))
         ack = (
             [Reply(FoodGroup.ICBM, ICBM.HOST_ACK, body[: COOKIE_SIZE + 3 + len(raw_name)])]
@@ -315,7 +307,7 @@ class IcbmService:
             )
             return ack
         size = len(relayed)
-        recipient = self.registry.users.get(recipient_key)
+        recipient = self.registry.by_key(recipient_key)
         if recipient is None:
             targets: list[SessionInstance] = []
         else:
@@ -531,7 +523,7 @@ class IcbmService:
             # the next not ready yet): the next one to come online takes it.
             # An invisible user's messages wait until it is seen again
             # (``became_visible``) or its next sign-on, as an offline user's do.
-            waiting = self.registry.users.get(recipient_key)
+            waiting = self.registry.by_key(recipient_key)
             if waiting is not None:
                 waiting.offline_delivered = False
                 online = waiting.online_instances()
@@ -686,8 +678,8 @@ class IcbmService:
         """Typing events come from the session that typed; silently dropped
         when the recipient is not there (they are not worth an error)."""
         event = ClientEvent.unpack(body)
-        sender = self._sender(session)
-        recipient = self.registry.users.get(normalize(event.screen_name))
+        sender = acting_user(self.registry, session)
+        recipient = self.registry.get(event.screen_name)
         if recipient is None or not self.presence.visible_to(recipient, sender.key):
             return
         relayed = ClientEvent(event.cookie, event.channel, sender.screen_name, event.event)
@@ -696,8 +688,8 @@ class IcbmService:
     def client_error(self, session: SessionInstance, request: SnacHeader, body: bytes) -> None:
         """Relayed to the named user with the name replaced by the reporter's."""
         error = ClientError.unpack(body)
-        sender = self._sender(session)
-        recipient = self.registry.users.get(normalize(error.screen_name))
+        sender = acting_user(self.registry, session)
+        recipient = self.registry.get(error.screen_name)
         if recipient is None or not self.presence.visible_to(recipient, sender.key):
             return
         relayed = ClientError(

@@ -14,7 +14,7 @@ from twisted.logger import Logger
 
 from aimserver import ratelimit
 from aimserver.registry import SessionInstance, UserRegistry
-from aimserver.services.base import HandlerTable, Replies, Reply, SnacError
+from aimserver.services.base import HandlerTable, Replies, Reply, SnacError, acting_user
 from aimserver.services.presence import Presence, idle_since
 from aimserver.services.session import SessionService
 from aimserver.wire.codes import FoodGroup, OService, SnacErrorCode
@@ -175,9 +175,7 @@ class OServiceService:
     def user_info_query(
         self, session: SessionInstance, request: SnacHeader, body: bytes
     ) -> Replies:
-        user = self.registry.user_of(session)
-        if user is None:
-            raise SnacError(SnacErrorCode.NOT_LOGGED_ON)
+        user = acting_user(self.registry, session)
         info = self.presence.self_info_block(user, session)
         return [Reply(FoodGroup.OSERVICE, OService.USER_INFO_UPDATE, info)]
 

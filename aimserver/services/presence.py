@@ -144,7 +144,7 @@ class Presence:
         more than the rest of a 01,0E."""
         away, idle_since, capabilities, status = state or (False, None, (), 0)
         user_class = (
-            CLASS_FREE | (CLASS_UNAVAILABLE if away else 0) | (CLASS_BOT if user.account.bot else 0)
+            CLASS_FREE | (CLASS_UNAVAILABLE if away else 0) | (CLASS_BOT if user.bot else 0)
         )
         tlvs = [
             _TLV_U16.pack(TAG_USER_CLASS, 2, user_class),
@@ -161,7 +161,7 @@ class Presence:
             tlvs.append(_TLV_HEADER.pack(TAG_CAPABILITIES, len(joined)) + joined)
         if session is not None:
             tlvs.append(_TLV_U32.pack(TAG_STATUS, 4, session.status))
-            tlvs.append(_TLV_U32.pack(TAG_MEMBER_SINCE, 4, int(user.account.created_at)))
+            tlvs.append(_TLV_U32.pack(TAG_MEMBER_SINCE, 4, int(user.member_since)))
             length = max(0, int(now - session.connected_at))
             tlvs.append(_TLV_U32.pack(TAG_SESSION_LENGTH, 4, length))
         return (
@@ -293,7 +293,7 @@ class Presence:
         """Compare the aggregate with what watchers were last told and send the
         difference: an arrival/update, a departure, or nothing."""
         self.invalidate(user)
-        state = aggregate_state(user) if self.registry.users.get(user.key) is user else None
+        state = aggregate_state(user) if self.registry.holds(user) else None
         key = None if state is None else (*state, user.warning_level)
         if key == user.announced:
             return
@@ -313,7 +313,7 @@ class Presence:
         if not session.online:
             return
         for key in list(keys):  # type: ignore[call-overload]
-            buddy = self.registry.users.get(key)
+            buddy = self.registry.by_key(key)
             if buddy is None or buddy.announced is None:
                 continue
             self.registry.deliver((session,), BuddyArrived(self.info_block(buddy)))

@@ -18,7 +18,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from aimserver.registry import SessionInstance, User, UserRegistry
-from aimserver.services.base import Replies, Reply, SnacError
+from aimserver.services.base import Replies, Reply, SnacError, acting_user
 from aimserver.services.events import SelfInfoChanged, Warned
 from aimserver.services.presence import Presence, decayed
 from aimserver.store.interfaces import IUserStore
@@ -91,12 +91,10 @@ class WarningService:
         reader = Reader(body, "evil request")
         send_as = reader.u16("send as")
         target_key = normalize(decode_screen_name(reader.string08("screen name")))
-        warner = self.registry.user_of(session)
-        if warner is None:
-            raise SnacError(SnacErrorCode.NOT_LOGGED_ON)
+        warner = acting_user(self.registry, session)
         if target_key == warner.key:
             raise SnacError(SnacErrorCode.NOT_SUPPORTED_BY_HOST)
-        target = self.registry.users.get(target_key)
+        target = self.registry.by_key(target_key)
         if (
             target is None
             or not target.online_instances()
@@ -105,11 +103,7 @@ class WarningService:
             # Offline and invisible get the same answer, before any other check.
             raise SnacError(SnacErrorCode.NOT_LOGGED_ON)
         level = self.presence.warning_level(target)
-        if (
-            target.account.bot
-            or level >= MAX_LEVEL
-            or not self._spend_credit(warner.key, target_key)
-        ):
+        if target.bot or level >= MAX_LEVEL or not self._spend_credit(warner.key, target_key):
             raise SnacError(SnacErrorCode.REQUEST_DENIED)
         anonymous = bool(send_as & SEND_AS_ANONYMOUS)
         new_level = min(MAX_LEVEL, level + (ANONYMOUS_WARNING if anonymous else NAMED_WARNING))
