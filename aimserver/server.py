@@ -19,7 +19,7 @@ from aimserver.protocols.flap import ConnectionSettings
 from aimserver.registry import UserRegistry
 from aimserver.services import alert as alert_service
 from aimserver.services.auth import Authorizer
-from aimserver.services.base import HandlerTable
+from aimserver.services.base import HandlerTable, merge_handlers
 from aimserver.services.buddy import BuddyService
 from aimserver.services.feedbag import FeedbagService
 from aimserver.services.icbm import IcbmService
@@ -125,8 +125,10 @@ class AimServer:
     def service_handlers(self) -> dict[int, tuple[tuple[int, ...], HandlerTable]]:
         """Service connections the BOS listener also accepts, by family."""
         oservice = OServiceService(self.registry, self.presence, self.clock, self.sessions)
-        alert = oservice.secondary_handlers(alert_service.FAMILIES)
-        alert.update(alert_service.AlertService().handlers())
+        alert = merge_handlers(
+            oservice.secondary_handlers(alert_service.FAMILIES),
+            alert_service.AlertService().handlers(),
+        )
         return {FoodGroup.ALERT: (alert_service.FAMILIES, alert)}
 
     def bos_handlers(self) -> HandlerTable:
@@ -139,7 +141,4 @@ class AimServer:
             StatsService(),
             FeedbagService(self.registry, self.presence, self.store),
         )
-        table: HandlerTable = {}
-        for service in services:
-            table.update(service.handlers())
-        return table
+        return merge_handlers(*(service.handlers() for service in services))

@@ -59,3 +59,27 @@ class Reply:
 Replies: TypeAlias = list[Reply]
 Handler: TypeAlias = Callable[[Any, SnacHeader, bytes], Any]
 HandlerTable: TypeAlias = dict[tuple[int, int], Handler]
+
+
+class DuplicateHandler(ValueError):
+    """Two services claim one SNAC: a wiring mistake, refused at start-up
+    rather than one silently overriding the other."""
+
+
+def merge_handlers(*tables: HandlerTable) -> HandlerTable:
+    """One dispatch table from the services' own; a ``(family, subtype)`` in
+    two of them raises ``DuplicateHandler`` naming both handlers."""
+    merged: HandlerTable = {}
+    for table in tables:
+        for key, handler in table.items():
+            if key in merged:
+                raise DuplicateHandler(
+                    f"SNAC {key[0]:02x},{key[1]:02x} is handled by both"
+                    f" {_name_of(merged[key])} and {_name_of(handler)}"
+                )
+            merged[key] = handler
+    return merged
+
+
+def _name_of(handler: Handler) -> str:
+    return getattr(handler, "__qualname__", repr(handler))
