@@ -14,13 +14,23 @@ from __future__ import annotations
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
+_SIGNED_ON = (
+    "{screen_name} signed on from {peer} (instance {instance}, flags {flags:#04x}, {client})"
+)
+_SIGNED_OFF = "{screen_name} signed off (instance {instance})"
+
 
 class SessionLog:
+    """Records are structured events (``event``, ``screen_name``,
+    ``instance``, ...; a turn's several records as ``records``), so a JSON
+    log observer or the management API reads fields, not text."""
+
     log = Logger()
 
     def __init__(self, clock: IReactorTime) -> None:
         self.clock = clock
-        self._pending: list[str] = []
+        #: ``(format, fields)`` of each record this turn.
+        self._pending: list[tuple[str, dict[str, object]]] = []
         self._write_call: IDelayedCall | None = None
         #: After the listener stopped (shutdown): the reactor may run no more
         #: turns, so each record is written at once.
@@ -30,15 +40,20 @@ class SessionLog:
         self, screen_name: str, peer: str, instance: int, flags: int, client: str
     ) -> None:
         self._record(
-            f"{screen_name} signed on from {peer} (instance {instance}, flags {flags:#04x},"
-            f" {client})"
+            _SIGNED_ON,
+            event="signed on",
+            screen_name=screen_name,
+            peer=peer,
+            instance=instance,
+            flags=flags,
+            client=client,
         )
 
     def signed_off(self, screen_name: str, instance: int) -> None:
-        self._record(f"{screen_name} signed off (instance {instance})")
+        self._record(_SIGNED_OFF, event="signed off", screen_name=screen_name, instance=instance)
 
-    def _record(self, line: str) -> None:
-        self._pending.append(line)
+    def _record(self, format: str, **fields: object) -> None:
+        self._pending.append((format, fields))
         if self.stopped:
             self.flush()
         elif self._write_call is None:
@@ -57,10 +72,14 @@ class SessionLog:
             if self._write_call.active():
                 self._write_call.cancel()
             self._write_call = None
-        lines, self._pending = self._pending, []
-        if len(lines) == 1:
-            self.log.info("{line}", line=lines[0])
-        elif lines:
+        records, self._pending = self._pending, []
+        if len(records) == 1:
+            format, fields = records[0]
+            self.log.info(format, **fields)
+        elif records:
             self.log.info(
-                "{count} sign-ons and sign-offs:\n{lines}", count=len(lines), lines="\n".join(lines)
+                "{count} sign-ons and sign-offs:\n{lines}",
+                count=len(records),
+                lines="\n".join(format.format(**fields) for format, fields in records),
+                records=[fields for _, fields in records],
             )

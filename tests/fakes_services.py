@@ -324,7 +324,7 @@ class ServiceWorld:
         return session, connection
 
     def come_online(self, session: SessionInstance) -> None:
-        self.call(self.oservice.client_online, session, FoodGroup.OSERVICE, OService.CLIENT_ONLINE)
+        self.call(self.oservice.client_ready, session, FoodGroup.OSERVICE, OService.CLIENT_READY)
 
     def sign_off(self, session: SessionInstance) -> None:
         self.sessions.connection_lost(session, session.connection)

@@ -80,7 +80,7 @@ def kinds(snacs: list[tuple[SnacHeader, bytes]]) -> list[tuple[int, int]]:
 
 
 def client_ready(wire: Wire) -> None:
-    wire.send_snac(FoodGroup.OSERVICE, OService.CLIENT_ONLINE)
+    wire.send_snac(FoodGroup.OSERVICE, OService.CLIENT_READY)
 
 
 def server_over(store: MemoryUserStore, clock: Clock, *names: str) -> AimServer:

@@ -380,7 +380,7 @@ class ShortFrameTests(SynchronousTestCase):
     def test_flood_of_short_frames_logs_once_and_is_rate_limited(self) -> None:
         server, _, _ = make_server(None, {"Alice": "secret12"})
         wire = signed_on_bos(server, "Alice")
-        wire.send_snac(FoodGroup.OSERVICE, OService.CLIENT_ONLINE)
+        wire.send_snac(FoodGroup.OSERVICE, OService.CLIENT_READY)
         wire.raw()
         events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
         for _ in range(3500):
@@ -400,14 +400,14 @@ class SessionMemoryTests(SynchronousTestCase):
         server, _, _ = make_server(None, {"Alice": "secret12", "Bob": "secret12"})
         bob = signed_on_bos(server, "Bob")
         bob.send_snac(0x02, 0x04, TlvList((Tlv(0x0005, CAP_FILE),)).pack_list())
-        bob.send_snac(FoodGroup.OSERVICE, OService.CLIENT_ONLINE)
+        bob.send_snac(FoodGroup.OSERVICE, OService.CLIENT_READY)
         big = struct.pack("!4000H", *range(4000))
 
         def cycle(n: int) -> None:
             alice = signed_on_bos(server, "Alice")
             for _ in range(3):
                 alice.send_snac(FoodGroup.OSERVICE, OService.RATE_PARAMS_SUB_ADD, big)
-            alice.send_snac(FoodGroup.OSERVICE, OService.CLIENT_ONLINE)
+            alice.send_snac(FoodGroup.OSERVICE, OService.CLIENT_READY)
             alice.send_snac(
                 FoodGroup.ICBM, ICBM.CHANNEL_MSG_TO_HOST, proposal("Bob", b"rdv%05d" % n)
             )

@@ -47,6 +47,34 @@ class SessionLogTests(SynchronousTestCase):
         self.clock.advance(0)
         self.assertEqual(self.texts()[-1], "Dave signed off (instance 10)")
 
+    def test_records_are_structured_fields(self) -> None:
+        """A lone record carries its fields; a turn's several, each as a dict."""
+        self.log.signed_on("Alice", "10.0.0.1:5000", 7, 0x01, "AIM 5.1")
+        self.clock.advance(0)
+        [event] = [e for e in self.events if "sessionlog" in str(e.get("log_namespace"))]
+        self.assertEqual(
+            {k: event[k] for k in ("event", "screen_name", "peer", "instance", "flags", "client")},
+            {
+                "event": "signed on",
+                "screen_name": "Alice",
+                "peer": "10.0.0.1:5000",
+                "instance": 7,
+                "flags": 1,
+                "client": "AIM 5.1",
+            },
+        )
+        self.log.signed_off("Bob", 8)
+        self.log.signed_off("Carol", 9)
+        self.clock.advance(0)
+        batch = [e for e in self.events if "records" in e][-1]
+        self.assertEqual(
+            batch["records"],
+            [
+                {"event": "signed off", "screen_name": "Bob", "instance": 8},
+                {"event": "signed off", "screen_name": "Carol", "instance": 9},
+            ],
+        )
+
     def test_flush_writes_at_once_and_leaves_no_timer(self) -> None:
         """At shutdown nothing recorded is lost and no call stays pending."""
         self.log.signed_off("Bob", 8)

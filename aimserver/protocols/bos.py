@@ -91,7 +91,7 @@ class BosConnection(FlapConnection):
         limits; over the limit it is dropped, far over it the connection closes."""
         if self.session is None:
             return True
-        if (header.family, header.subtype) == (FoodGroup.OSERVICE, OService.CLIENT_ONLINE):
+        if (header.family, header.subtype) == (FoodGroup.OSERVICE, OService.CLIENT_READY):
             self._client_ready = True
         decision = self.sessions.rate_check(
             self.session, header.family, header.subtype, self._client_ready

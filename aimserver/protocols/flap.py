@@ -102,9 +102,12 @@ class FlapConnection(Protocol, TimeoutMixin):
         self._queued: deque[tuple[int, bytes]] = deque()
         self.wrote_since_sweep = False
         self.peer = "?"
-        #: ``(family, subtype) -> handler(header, body)``; a handler returns
-        #: None, bytes bodies are not returned (handlers send themselves), or a
-        #: Deferred to hold later frames until it fires.
+        #: ``(family, subtype) -> handler``, called by ``call_handler`` (the BOS
+        #: connection puts the session first). A handler returns the replies
+        #: to send (``Replies``, sent with the request's id), None, or a
+        #: Deferred of either, which holds this connection's later frames until
+        #: it fires; it raises ``SnacError`` for a protocol-level refusal and
+        #: ``MalformedData`` for a body that does not parse (answered 0x000E).
         self.snac_handlers: dict[tuple[int, int], Callable[[SnacHeader, bytes], Any]] = {}
 
     # -- TimeoutMixin uses our clock, so tests drive it with task.Clock -----------------

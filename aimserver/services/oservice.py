@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_service_oservice -*-
+# -*- test-case-name: tests.test_protocol_bos,tests.test_security_review -*-
 """OService (0x0001): the generic service control present on every connection:
 host online, versions, rate parameters, self info, idle, status, client ready
 and service requests."""
@@ -113,7 +113,7 @@ class OServiceService:
     def handlers(self) -> HandlerTable:
         f = FoodGroup.OSERVICE
         return {
-            (f, OService.CLIENT_ONLINE): self.client_online,
+            (f, OService.CLIENT_READY): self.client_ready,
             (f, OService.SERVICE_REQUEST): self.service_request,
             (f, OService.RATE_PARAMS_QUERY): self.rate_params_query,
             (f, OService.RATE_PARAMS_SUB_ADD): self.rate_params_sub_add,
@@ -165,7 +165,7 @@ class OServiceService:
     ) -> None:
         session.rate_subscriptions.difference_update(rate_class_ids(body))
 
-    def client_online(self, session: SessionInstance, request: SnacHeader, body: bytes) -> None:
+    def client_ready(self, session: SessionInstance, request: SnacHeader, body: bytes) -> None:
         """Client ready: the session now counts for presence and receives IMs.
         The body (family/version/tool entries, 4 or 8 bytes each) is not needed."""
         self.sessions.client_ready(session)
@@ -241,7 +241,7 @@ class OServiceService:
 
         f = FoodGroup.OSERVICE
         return {
-            (f, OService.CLIENT_ONLINE): self.noop,
+            (f, OService.CLIENT_READY): self.noop,
             (f, OService.RATE_PARAMS_QUERY): self.rate_params_query,
             (f, OService.RATE_PARAMS_SUB_ADD): self.rate_params_sub_add,
             (f, OService.RATE_PARAMS_SUB_DEL): self.rate_params_sub_del,

@@ -54,7 +54,7 @@ SIGNON_SNACS = frozenset(
         (0x13, 0x05), (0x13, 0x07), (0x18, 0x06), (0x18, 0x16),
     }
 )  # fmt: skip
-_CLIENT_READY = (int(FoodGroup.OSERVICE), int(OService.CLIENT_ONLINE))
+_CLIENT_READY = (int(FoodGroup.OSERVICE), int(OService.CLIENT_READY))
 
 #: Rate state outlives sessions (signing off and on must not reset it), so it
 #: is kept for this many users who are no longer signed on, oldest dropped first.

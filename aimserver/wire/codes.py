@@ -28,7 +28,7 @@ class FoodGroup(IntEnum):
 
 class OService(IntEnum):
     ERROR = 0x01
-    CLIENT_ONLINE = 0x02
+    CLIENT_READY = 0x02
     HOST_ONLINE = 0x03
     SERVICE_REQUEST = 0x04
     SERVICE_RESPONSE = 0x05
