@@ -234,14 +234,14 @@ def tail(path: Path, lines: int = 20) -> str:
 
 def create_database(path: Path, names: Sequence[str]) -> None:
     """Every account the scenarios sign on, password ``benchpw``, in one transaction."""
-    from aimserver.store import sqlite
+    from aimserver.store import accounts, sqlite
 
     conn = sqlite.connect(str(path))
     now = int(time.time())
 
     def create(c: Any) -> None:
         for name in names:
-            sqlite._create_account(c, name, sc.PASSWORD.decode(), now)
+            accounts._create_account(c, name, sc.PASSWORD.decode(), now)
 
     try:
         sqlite.transact(conn, create)

@@ -11,7 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from aimserver.admin import cli
 from aimserver.passwords import check_roasted_password, roast
-from aimserver.store import sqlite as sqlite_store
+from aimserver.store import accounts as accounts_store
 from aimserver.store.interfaces import Account
 from aimserver.store.sqlite import SCHEMA_VERSION, connect, transact
 
@@ -57,7 +57,7 @@ class CLITestCase(SynchronousTestCase):
     def account(self, name: str) -> Account | None:
         conn = connect(self.db, create=False)
         try:
-            return transact(conn, sqlite_store._get_account, name)
+            return transact(conn, accounts_store._get_account, name)
         finally:
             conn.close()
 

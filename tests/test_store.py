@@ -1,6 +1,8 @@
 """
-Tests for aimserver.store: one contract run against every IUserStore, then
-what only the SQLite store has (migrations, durability, its DB thread).
+Tests for aimserver.store: one contract per role (IAccountStore,
+IWarningStore, IFeedbagStore, IOfflineMessageStore, ISecretStore), all run
+against every IUserStore, then what only the SQLite store has (migrations,
+durability, its DB thread).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from aimserver.passwords import (
     roast,
     strong_digest,
 )
+from aimserver.store import accounts as accounts_store
+from aimserver.store import offline_messages as offline_store
 from aimserver.store import sqlite as sqlite_store
 from aimserver.store.interfaces import (
     MAX_FEEDBAG_ITEMS,
@@ -41,13 +45,19 @@ from aimserver.store.interfaces import (
     MAX_OFFLINE_SENDER_BYTES,
     MAX_SECRET_SIZE,
     MAX_WARNING_LEVEL,
+    USER_STORE_ROLES,
     Account,
     AccountExists,
     Feedbag,
     FeedbagItem,
+    IAccountStore,
+    IFeedbagStore,
     InvalidPassword,
     InvalidScreenName,
+    IOfflineMessageStore,
+    ISecretStore,
     IUserStore,
+    IWarningStore,
     NoSuchAccount,
     OfflineInboxBytesFull,
     OfflineInboxFull,
@@ -305,11 +315,13 @@ def contract_settings(max_examples: int) -> settings:
     )
 
 
-class UserStoreContractMixin:
+class StoreContractMixin:
     """
-    The IUserStore contract. A subclass supplies :meth:`make_store`, returning
-    a fresh, empty store whose Deferreds have fired by the time it returns,
-    with ``self.clock`` as its clock.
+    What every role's contract needs. A subclass supplies :meth:`make_store`,
+    returning a fresh, empty store whose Deferreds have fired by the time it
+    returns, with ``self.clock`` as its clock. The store provides
+    IAccountStore as well as the role under test: every role but the secrets
+    keeps data that belongs to an account.
     """
 
     clock: Clock
@@ -331,25 +343,13 @@ class UserStoreContractMixin:
     def add(self, name: str = "Bob Smith", password: str = "secret") -> Account:
         return self.ok(self.store.create_account(name, password))
 
-    def offline(
-        self,
-        recipient: str = "alice",
-        sender: str = "Bob Smith",
-        cookie: bytes = COOKIE,
-        channel: int = 1,
-        tlvs: bytes = TLVS,
-        sent_at: int = NOW,
-    ) -> Deferred[OfflineMessage]:
-        return self.store.store_offline_message(recipient, sender, cookie, channel, tlvs, sent_at)
 
-    def inbox(self, recipient: str = "alice") -> list[OfflineMessage]:
-        return self.ok(self.store.get_offline_messages(recipient))
+class AccountStoreContractMixin(StoreContractMixin):
+    """The IAccountStore contract."""
 
-    # --- accounts ------------------------------------------------------
-
-    def test_provides_interface(self) -> None:
-        """The store provides every IUserStore method."""
-        self.assertTrue(verifyObject(IUserStore, self.store))
+    def test_provides_account_store(self) -> None:
+        """The store provides every IAccountStore method."""
+        self.assertTrue(verifyObject(IAccountStore, self.store))
 
     def test_get_accounts_finds_many_at_once(self) -> None:
         """Found accounts keyed by normalized name, any spelling; unknown names
@@ -454,14 +454,6 @@ class UserStoreContractMixin:
         self.assertIsNone(self.ok(self.store.get_account("bobsmith")))
         self.assertFalse(self.ok(self.store.delete_account("bobsmith")))
 
-    def test_delete_removes_feedbag(self) -> None:
-        """A deleted account's feedbag does not come back with a new account of that name."""
-        self.add("alice")
-        self.ok(self.store.upsert_feedbag_items("alice", [item(1, 2)], NOW))
-        self.ok(self.store.delete_account("alice"))
-        self.add("alice")
-        self.assertEqual(self.ok(self.store.get_feedbag("alice")), EMPTY)
-
     def test_list_sorted(self) -> None:
         """Accounts are listed by normalized name, in their display form."""
         for name in ("zed", "Alice", "bob", "A Aron"):
@@ -502,7 +494,7 @@ class UserStoreContractMixin:
         self.assertEqual(self.ok(self.store.get_account("alice")), before)
         self.assertFalse(self.ok(self.store.set_suspended("nobody", True)))
 
-    # --- bots ------------------------------------------------------------
+    # --- bots --------------------------------------------------------------
 
     def test_bot_default(self) -> None:
         """New accounts are never bots, however they are created."""
@@ -544,21 +536,6 @@ class UserStoreContractMixin:
             [(a.screen_name, a.bot) for a in listed], [("alice", False), ("bob", True)]
         )
 
-    def test_bot_survives_other_changes(self) -> None:
-        """Password, suspension and warning changes keep the flag, and setting it
-        keeps them."""
-        self.add("alice")
-        self.ok(self.store.set_warning("alice", 100, NOW))
-        self.ok(self.store.set_suspended("alice", True))
-        self.ok(self.store.set_bot("alice", True))
-        self.ok(self.store.set_password("alice", "newpass"))
-        self.ok(self.store.set_warning("alice", 200, NOW + 1))
-        account = self.ok(self.store.get_account("alice"))
-        self.assertTrue(account.bot)
-        self.assertTrue(account.suspended)
-        self.assertEqual((account.warning_level, account.warning_updated_at), (200, NOW + 1))
-        self.assertTrue(check_roasted_password(account, roast(b"newpass")))
-
     def test_bot_deleted_with_account(self) -> None:
         """A new account under a deleted bot's name is not a bot."""
         self.add("alice")
@@ -575,7 +552,85 @@ class UserStoreContractMixin:
         self.assertEqual(account.screen_name, name)
         self.assertEqual(self.ok(store.get_account(name.replace(" ", "").upper())), account)
 
-    # --- feedbag -------------------------------------------------------
+
+class WarningStoreContractMixin(StoreContractMixin):
+    """The IWarningStore contract: levels are read back through the account."""
+
+    def test_provides_warning_store(self) -> None:
+        """The store provides every IWarningStore method."""
+        self.assertTrue(verifyObject(IWarningStore, self.store))
+
+    def test_warning_default(self) -> None:
+        """A new account has never been warned: level 0, set at 0."""
+        account = self.add("alice")
+        self.assertEqual((account.warning_level, account.warning_updated_at), (0, 0))
+        credentials = Credentials(auth_key=KEY, weak_md5=WEAK, strong_md5=STRONG)
+        other = self.ok(self.store.create_account_with_credentials("carol", credentials))
+        self.assertEqual((other.warning_level, other.warning_updated_at), (0, 0))
+
+    def test_set_warning(self) -> None:
+        """The level and its time are kept, under any spelling, and nothing else changes."""
+        before = self.add("Alice")
+        self.assertTrue(self.ok(self.store.set_warning("ALICE", 250, NOW + 3)))
+        after = self.ok(self.store.get_account("alice"))
+        self.assertEqual((after.warning_level, after.warning_updated_at), (250, NOW + 3))
+        self.assertEqual(attrs.evolve(after, warning_level=0, warning_updated_at=0), before)
+        self.assertEqual(self.ok(self.store.list_accounts()), [after])
+        self.assertTrue(self.ok(self.store.set_warning("alice", 0, NOW + 9)))
+        after = self.ok(self.store.get_account("alice"))
+        self.assertEqual((after.warning_level, after.warning_updated_at), (0, NOW + 9))
+
+    def test_warning_survives_other_changes(self) -> None:
+        """Changing the password or suspension keeps the warning level."""
+        self.add("alice")
+        self.ok(self.store.set_warning("alice", 100, NOW))
+        self.ok(self.store.set_password("alice", "newpass"))
+        self.ok(self.store.set_suspended("alice", True))
+        account = self.ok(self.store.get_account("alice"))
+        self.assertEqual((account.warning_level, account.warning_updated_at), (100, NOW))
+
+    def test_bot_survives_other_changes(self) -> None:
+        """Password, suspension and warning changes keep the flag, and setting it
+        keeps them."""
+        self.add("alice")
+        self.ok(self.store.set_warning("alice", 100, NOW))
+        self.ok(self.store.set_suspended("alice", True))
+        self.ok(self.store.set_bot("alice", True))
+        self.ok(self.store.set_password("alice", "newpass"))
+        self.ok(self.store.set_warning("alice", 200, NOW + 1))
+        account = self.ok(self.store.get_account("alice"))
+        self.assertTrue(account.bot)
+        self.assertTrue(account.suspended)
+        self.assertEqual((account.warning_level, account.warning_updated_at), (200, NOW + 1))
+        self.assertTrue(check_roasted_password(account, roast(b"newpass")))
+
+    def test_set_warning_unknown(self) -> None:
+        """Warning a missing account reports False."""
+        self.assertFalse(self.ok(self.store.set_warning("nobody", 100, NOW)))
+
+    def test_set_warning_clamped(self) -> None:
+        """Levels below 0 or above MAX_WARNING_LEVEL are kept as the nearer bound."""
+        self.add("alice")
+        for level, kept in ((-5, 0), (MAX_WARNING_LEVEL + 1, MAX_WARNING_LEVEL), (10**30, 1000)):
+            self.assertTrue(self.ok(self.store.set_warning("alice", level, NOW)))
+            self.assertEqual(self.ok(self.store.get_account("alice")).warning_level, kept)
+
+    def test_set_warning_invalid(self) -> None:
+        """A level that is not an integer or a negative time is refused; nothing changes."""
+        self.add("alice")
+        self.ok(self.store.set_warning("alice", 30, NOW))
+        for level, at in ((1.5, NOW), ("100", NOW), (None, NOW), (True, NOW), (10, -1), (10, 2.0)):
+            self.fails(self.store.set_warning("alice", level, at), StoreError)
+        account = self.ok(self.store.get_account("alice"))
+        self.assertEqual((account.warning_level, account.warning_updated_at), (30, NOW))
+
+
+class FeedbagStoreContractMixin(StoreContractMixin):
+    """The IFeedbagStore contract."""
+
+    def test_provides_feedbag_store(self) -> None:
+        """The store provides every IFeedbagStore method."""
+        self.assertTrue(verifyObject(IFeedbagStore, self.store))
 
     def test_feedbag_empty(self) -> None:
         """A never-written feedbag is empty with last_modified 0 (also for no account)."""
@@ -649,7 +704,15 @@ class UserStoreContractMixin:
         expected = Feedbag(tuple(model[k] for k in sorted(model)), len(ops))
         self.assertEqual(self.ok(store.get_feedbag("alice")), expected)
 
-    # --- bounds ----------------------------------------------------------
+    def test_delete_removes_feedbag(self) -> None:
+        """A deleted account's feedbag does not come back with a new account of that name."""
+        self.add("alice")
+        self.ok(self.store.upsert_feedbag_items("alice", [item(1, 2)], NOW))
+        self.ok(self.store.delete_account("alice"))
+        self.add("alice")
+        self.assertEqual(self.ok(self.store.get_feedbag("alice")), EMPTY)
+
+    # --- bounds ------------------------------------------------------------
 
     def assert_refused(self, bad: FeedbagItem) -> None:
         """``bad`` is refused with StoreError, and the valid item sent with it is not kept."""
@@ -689,58 +752,27 @@ class UserStoreContractMixin:
         # Replacing an existing item does not grow the list.
         self.ok(self.store.upsert_feedbag_items("alice", [item(0, 0, "y")], NOW + 2))
 
-    # --- warning levels --------------------------------------------------
 
-    def test_warning_default(self) -> None:
-        """A new account has never been warned: level 0, set at 0."""
-        account = self.add("alice")
-        self.assertEqual((account.warning_level, account.warning_updated_at), (0, 0))
-        credentials = Credentials(auth_key=KEY, weak_md5=WEAK, strong_md5=STRONG)
-        other = self.ok(self.store.create_account_with_credentials("carol", credentials))
-        self.assertEqual((other.warning_level, other.warning_updated_at), (0, 0))
+class OfflineMessageStoreContractMixin(StoreContractMixin):
+    """The IOfflineMessageStore contract."""
 
-    def test_set_warning(self) -> None:
-        """The level and its time are kept, under any spelling, and nothing else changes."""
-        before = self.add("Alice")
-        self.assertTrue(self.ok(self.store.set_warning("ALICE", 250, NOW + 3)))
-        after = self.ok(self.store.get_account("alice"))
-        self.assertEqual((after.warning_level, after.warning_updated_at), (250, NOW + 3))
-        self.assertEqual(attrs.evolve(after, warning_level=0, warning_updated_at=0), before)
-        self.assertEqual(self.ok(self.store.list_accounts()), [after])
-        self.assertTrue(self.ok(self.store.set_warning("alice", 0, NOW + 9)))
-        after = self.ok(self.store.get_account("alice"))
-        self.assertEqual((after.warning_level, after.warning_updated_at), (0, NOW + 9))
+    def offline(
+        self,
+        recipient: str = "alice",
+        sender: str = "Bob Smith",
+        cookie: bytes = COOKIE,
+        channel: int = 1,
+        tlvs: bytes = TLVS,
+        sent_at: int = NOW,
+    ) -> Deferred[OfflineMessage]:
+        return self.store.store_offline_message(recipient, sender, cookie, channel, tlvs, sent_at)
 
-    def test_warning_survives_other_changes(self) -> None:
-        """Changing the password or suspension keeps the warning level."""
-        self.add("alice")
-        self.ok(self.store.set_warning("alice", 100, NOW))
-        self.ok(self.store.set_password("alice", "newpass"))
-        self.ok(self.store.set_suspended("alice", True))
-        account = self.ok(self.store.get_account("alice"))
-        self.assertEqual((account.warning_level, account.warning_updated_at), (100, NOW))
+    def inbox(self, recipient: str = "alice") -> list[OfflineMessage]:
+        return self.ok(self.store.get_offline_messages(recipient))
 
-    def test_set_warning_unknown(self) -> None:
-        """Warning a missing account reports False."""
-        self.assertFalse(self.ok(self.store.set_warning("nobody", 100, NOW)))
-
-    def test_set_warning_clamped(self) -> None:
-        """Levels below 0 or above MAX_WARNING_LEVEL are kept as the nearer bound."""
-        self.add("alice")
-        for level, kept in ((-5, 0), (MAX_WARNING_LEVEL + 1, MAX_WARNING_LEVEL), (10**30, 1000)):
-            self.assertTrue(self.ok(self.store.set_warning("alice", level, NOW)))
-            self.assertEqual(self.ok(self.store.get_account("alice")).warning_level, kept)
-
-    def test_set_warning_invalid(self) -> None:
-        """A level that is not an integer or a negative time is refused; nothing changes."""
-        self.add("alice")
-        self.ok(self.store.set_warning("alice", 30, NOW))
-        for level, at in ((1.5, NOW), ("100", NOW), (None, NOW), (True, NOW), (10, -1), (10, 2.0)):
-            self.fails(self.store.set_warning("alice", level, at), StoreError)
-        account = self.ok(self.store.get_account("alice"))
-        self.assertEqual((account.warning_level, account.warning_updated_at), (30, NOW))
-
-    # --- offline messages ------------------------------------------------
+    def test_provides_offline_message_store(self) -> None:
+        """The store provides every IOfflineMessageStore method."""
+        self.assertTrue(verifyObject(IOfflineMessageStore, self.store))
 
     def test_offline_store(self) -> None:
         """A stored message comes back as given, addressed to the normalized name."""
@@ -1090,7 +1122,13 @@ class UserStoreContractMixin:
             counts = {name: len(messages) for name, messages in model.items() if messages}
             self.assertEqual(self.ok(store.count_offline_messages()), counts)
 
-    # --- secrets -------------------------------------------------------
+
+class SecretStoreContractMixin(StoreContractMixin):
+    """The ISecretStore contract."""
+
+    def test_provides_secret_store(self) -> None:
+        """The store provides every ISecretStore method."""
+        self.assertTrue(verifyObject(ISecretStore, self.store))
 
     def test_secret_kept(self) -> None:
         """A secret is random, of the asked size, and the same when asked again."""
@@ -1109,6 +1147,36 @@ class UserStoreContractMixin:
         """Sizes outside 1..MAX_SECRET_SIZE and empty or huge names are refused."""
         for name, size in (("k", 0), ("k", MAX_SECRET_SIZE + 1), ("", 32), ("k" * 256, 32)):
             self.fails(self.store.get_or_create_secret(name, size), StoreError)
+
+
+class UserStoreContractMixin(
+    AccountStoreContractMixin,
+    WarningStoreContractMixin,
+    FeedbagStoreContractMixin,
+    OfflineMessageStoreContractMixin,
+    SecretStoreContractMixin,
+):
+    """The IUserStore contract: every role's, on one store."""
+
+    def test_provides_interface(self) -> None:
+        """The store provides every IUserStore method."""
+        self.assertTrue(verifyObject(IUserStore, self.store))
+
+
+class RoleInterfaceTests(SynchronousTestCase):
+    """IUserStore is its roles and nothing else."""
+
+    def test_roles(self) -> None:
+        """IUserStore extends each role, declares nothing of its own, and no
+        method belongs to two roles."""
+        self.assertEqual(
+            USER_STORE_ROLES,
+            (IAccountStore, IWarningStore, IFeedbagStore, IOfflineMessageStore, ISecretStore),
+        )
+        self.assertEqual(list(IUserStore.names()), [])
+        names = [name for role in USER_STORE_ROLES for name in role.names()]
+        self.assertEqual(len(names), len(set(names)))
+        self.assertEqual(set(names), set(IUserStore.names(all=True)))
 
 
 def expected_refusal(
@@ -1507,9 +1575,9 @@ class SchemaTests(SynchronousTestCase):
         """The database itself refuses a bot value other than 0 or 1."""
         conn = connect(":memory:")
         self.addCleanup(conn.close)
-        transact(conn, sqlite_store._create_account, "alice", "secret", NOW)
+        transact(conn, accounts_store._create_account, "alice", "secret", NOW)
         self.assertRaises(sqlite3.IntegrityError, conn.execute, "UPDATE accounts SET bot = 2")
-        self.assertFalse(transact(conn, sqlite_store._get_account, "alice").bot)
+        self.assertFalse(transact(conn, accounts_store._get_account, "alice").bot)
 
     def test_created_equals_upgraded(self) -> None:
         """A database created fresh and ones upgraded from v1, v3 and v4 end with
@@ -1717,7 +1785,7 @@ class SQLiteDurabilityTests(SynchronousTestCase):
         store = open_inline(path)
         self.addCleanup(lambda: self.successResultOf(store.stop()))
         other = connect(path)
-        transact(other, sqlite_store._create_account, "carol", "secret", NOW)
+        transact(other, accounts_store._create_account, "carol", "secret", NOW)
         other.close()
         self.assertEqual(self.successResultOf(store.get_account("carol")).screen_name, "carol")
 
@@ -1758,10 +1826,10 @@ class SQLiteOfflineQuotaTests(SynchronousTestCase):
         table), the sender's through (recipient, sender_key)."""
         conn = connect(":memory:")
         self.addCleanup(conn.close)
-        transact(conn, sqlite_store._create_account, "alice", "secret", NOW)
+        transact(conn, accounts_store._create_account, "alice", "secret", NOW)
         seen: list[str] = []
         conn.set_trace_callback(seen.append)
-        transact(conn, sqlite_store._store_offline_message, "alice", "Bob", COOKIE, 1, TLVS, NOW)
+        transact(conn, offline_store._store_offline_message, "alice", "Bob", COOKIE, 1, TLVS, NOW)
         conn.set_trace_callback(None)
         reads = [sql for sql in seen if sql.startswith("SELECT") and "offline_messages" in sql]
         self.assertEqual(len(reads), 2)
@@ -1781,7 +1849,7 @@ class SQLiteOfflineQuotaTests(SynchronousTestCase):
         self.successResultOf(store.create_account("alice", "secret"))
         other = sqlite3.connect(path, timeout=0, isolation_level=None)
         self.addCleanup(other.close)
-        real = sqlite_store.check_offline_quota
+        real = offline_store.check_offline_quota
         attempts: list[str] = []
 
         def spy(*args: Any) -> None:
@@ -1794,7 +1862,7 @@ class SQLiteOfflineQuotaTests(SynchronousTestCase):
                 attempts.append("got the lock")
             real(*args)
 
-        self.patch(sqlite_store, "check_offline_quota", spy)
+        self.patch(offline_store, "check_offline_quota", spy)
         self.successResultOf(store.store_offline_message("alice", "Bob", COOKIE, 1, TLVS, NOW))
         self.assertEqual(attempts, ["database is locked"])
         other.execute("BEGIN IMMEDIATE")
@@ -1804,9 +1872,9 @@ class SQLiteOfflineQuotaTests(SynchronousTestCase):
         """Each row keeps the normalized sender beside the display form."""
         conn = connect(":memory:")
         self.addCleanup(conn.close)
-        transact(conn, sqlite_store._create_account, "alice", "secret", NOW)
+        transact(conn, accounts_store._create_account, "alice", "secret", NOW)
         transact(
-            conn, sqlite_store._store_offline_message, "alice", "Bob Smith", COOKIE, 1, b"", NOW
+            conn, offline_store._store_offline_message, "alice", "Bob Smith", COOKIE, 1, b"", NOW
         )
         rows = conn.execute("SELECT sender, sender_key FROM offline_messages").fetchall()
         self.assertEqual(rows, [("Bob Smith", "bobsmith")])
@@ -1835,17 +1903,39 @@ class SQLiteThreadTests(TestCase):
         """Every operation runs in the same thread, which is not the reactor's."""
         store = self.open()
         seen: list[threading.Thread] = []
-        real = sqlite_store._get_account
+        real = accounts_store._get_account
 
         def spy(conn: sqlite3.Connection, screen_name: str) -> Account | None:
             seen.append(threading.current_thread())
             return real(conn, screen_name)
 
-        self.patch(sqlite_store, "_get_account", spy)
+        self.patch(accounts_store, "_get_account", spy)
         yield store.get_account("a")
         yield store.get_account("b")
         self.assertEqual(len(set(seen)), 1)
         self.assertIsNot(seen[0], threading.current_thread())
+
+    @inlineCallbacks
+    def test_every_role_shares_the_thread_and_connection(self) -> Any:
+        """The operations of every role go through the one connection on the
+        one DB thread."""
+        store = self.open()
+        seen: set[tuple[threading.Thread, sqlite3.Connection]] = set()
+        real = sqlite_store.transact
+
+        def spy(conn: sqlite3.Connection, op: Any, *args: Any, write: bool = True) -> Any:
+            seen.add((threading.current_thread(), conn))
+            return real(conn, op, *args, write=write)
+
+        self.patch(sqlite_store, "transact", spy)
+        yield store.create_account("alice", "secret")
+        yield store.set_warning("alice", 10, NOW)
+        yield store.upsert_feedbag_items("alice", [item(1, 1)], NOW)
+        yield store.store_offline_message("alice", "bob", COOKIE, 1, TLVS, NOW)
+        yield store.get_or_create_secret("cookie", 32)
+        self.assertEqual(len(seen), 1)
+        ((thread, _),) = seen
+        self.assertIsNot(thread, threading.current_thread())
 
     def test_startup_secret_only_before_start(self) -> None:
         """Once the DB thread owns the connection, the synchronous path is refused."""

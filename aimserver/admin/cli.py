@@ -33,6 +33,7 @@ from typing import IO, Any, NoReturn
 from twisted.python import usage
 
 import aimserver
+from aimserver.store import accounts
 from aimserver.store import sqlite as db
 from aimserver.store.interfaces import InvalidScreenName, StoreError
 from aimserver.wire.screenname import is_valid_screen_name
@@ -263,7 +264,7 @@ def _user_add(cmd: _Command) -> None:
     password = cmd.password()
     bot = bool(cmd.options["bot"])
     now = int(time.time())
-    account = _in_db(cmd.options, db._create_account, name, password, now, bot, create=True)
+    account = _in_db(cmd.options, accounts._create_account, name, password, now, bot, create=True)
     cmd.say(f"added {account.screen_name}{' (bot)' if account.bot else ''}")
 
 
@@ -272,10 +273,10 @@ def _user_passwd(cmd: _Command) -> None:
     conn = _open(cmd.options)
     try:
         # Check the name before prompting, so a typo fails fast.
-        if db.transact(conn, db._get_account, name, write=False) is None:
+        if db.transact(conn, accounts._get_account, name, write=False) is None:
             raise _missing(name)
         password = cmd.password()
-        if not db.transact(conn, db._set_password, name, password):
+        if not db.transact(conn, accounts._set_password, name, password):
             raise _missing(name)
     finally:
         conn.close()
@@ -284,14 +285,14 @@ def _user_passwd(cmd: _Command) -> None:
 
 def _user_delete(cmd: _Command) -> None:
     name = cmd.options["name"]
-    if not _in_db(cmd.options, db._delete_account, name):
+    if not _in_db(cmd.options, accounts._delete_account, name):
         raise _missing(name)
     cmd.say(f"deleted {name}")
 
 
 def _set_suspended(cmd: _Command, suspended: bool) -> None:
     name = cmd.options["name"]
-    if not _in_db(cmd.options, db._set_suspended, name, suspended):
+    if not _in_db(cmd.options, accounts._set_suspended, name, suspended):
         raise _missing(name)
     cmd.say(f"{'suspended' if suspended else 'unsuspended'} {name}")
 
@@ -299,13 +300,13 @@ def _set_suspended(cmd: _Command, suspended: bool) -> None:
 def _user_set(cmd: _Command) -> None:
     name = cmd.options["name"]
     bot = bool(cmd.options["bot"])
-    if not _in_db(cmd.options, db._set_bot, name, bot):
+    if not _in_db(cmd.options, accounts._set_bot, name, bot):
         raise _missing(name)
     cmd.say(f"{name} is now {'a bot' if bot else 'not a bot'}")
 
 
 def _user_list(cmd: _Command) -> None:
-    for account in _in_db(cmd.options, db._list_accounts):
+    for account in _in_db(cmd.options, accounts._list_accounts):
         marks = [("bot", account.bot), ("suspended", account.suspended)]
         cmd.say(" ".join([account.screen_name, *(mark for mark, on in marks if on)]))
 

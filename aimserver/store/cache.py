@@ -8,13 +8,20 @@ drops the entry. Writes made by another process (the admin CLI while the
 server runs) take effect here within ``ttl`` seconds. Unknown names are never
 cached, so a user added with the CLI can sign on at once. Misses that
 arrive while a lookup is out are looked up together, in one query.
+
+Only accounts are cached, so the class defines only the account reads. Every
+other method of every role is made from the role interfaces when the class is
+defined (:func:`_by_role`): a method of a role in :data:`ACCOUNT_WRITERS`
+changes the account named by its first argument, so it goes to the wrapped
+store with that entry forgotten; a method of any other role *is* the wrapped
+store's, bound to it. Adding a method to a role needs no change here.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
@@ -22,13 +29,12 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from aimserver.passwords import Credentials
 from aimserver.store.interfaces import (
+    USER_STORE_ROLES,
     Account,
-    Feedbag,
-    FeedbagItem,
+    IAccountStore,
     IUserStore,
-    OfflineMessage,
+    IWarningStore,
 )
 from aimserver.wire.screenname import normalize
 
@@ -37,9 +43,52 @@ MAX_CACHED_ACCOUNTS = 20_000
 #: Names in one batched lookup; the rest wait for the next.
 MAX_BATCH = 500
 
+ACCOUNT_WRITERS = (IAccountStore, IWarningStore)
+"""The roles that write account records (the warning level is a field of the
+:class:`Account`): each of their methods the cache does not define is a write
+of the account named by its first argument."""
+
+
+class _Forwarded:
+    """A method the cache leaves alone: the wrapped store's own, bound to it
+    (no extra call, and ``verifyObject`` sees the real signature)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: CachedUserStore | None, owner: type | None = None) -> Any:
+        return self if instance is None else getattr(instance.store, self.name)
+
+
+def _account_write(name: str) -> Callable[..., Deferred[Any]]:
+    """The wrapped store's method ``name``, with the cached entry of the
+    account it changes forgotten before and after."""
+
+    def write(self: CachedUserStore, screen_name: str, *args: Any, **kwargs: Any) -> Deferred[Any]:
+        return self._writing(screen_name, getattr(self.store, name)(screen_name, *args, **kwargs))
+
+    write.__name__, write.__qualname__ = name, f"CachedUserStore.{name}"
+    return write
+
+
+def _by_role(cls: type[CachedUserStore]) -> type[CachedUserStore]:
+    """Give ``cls`` every role method it does not define itself."""
+    for role in USER_STORE_ROLES:
+        for name in role.names():
+            if name not in vars(cls):
+                method = _account_write(name) if role in ACCOUNT_WRITERS else _Forwarded(name)
+                setattr(cls, name, method)
+    return cls
+
 
 @implementer(IUserStore)
+@_by_role
 class CachedUserStore:
+    """
+    :class:`IUserStore` in front of another, keeping the accounts it looks up
+    for ``ttl`` seconds (at most ``max_entries`` of them).
+    """
+
     def __init__(
         self,
         store: IUserStore,
@@ -85,8 +134,9 @@ class CachedUserStore:
         d.addBoth(self._looked_up)
         return d
 
-    def get_accounts(self, screen_names: Sequence[str]) -> Deferred[dict[str, Account]]:
-        return self.store.get_accounts(screen_names)
+    # Account reads that are not cached: the wrapped store's own.
+    get_accounts = _Forwarded("get_accounts")
+    list_accounts = _Forwarded("list_accounts")
 
     def _looked_up(self, result: Any) -> Any:
         """The lookup in flight is done: send the names that waited meanwhile."""
@@ -138,65 +188,3 @@ class CachedUserStore:
             return result
 
         return d.addBoth(done)
-
-    # -- account writes -----------------------------------------------------------------
-
-    def create_account(self, screen_name: str, password: str) -> Deferred[Account]:
-        return self._writing(screen_name, self.store.create_account(screen_name, password))
-
-    def create_account_with_credentials(
-        self, screen_name: str, credentials: Credentials
-    ) -> Deferred[Account]:
-        return self._writing(
-            screen_name, self.store.create_account_with_credentials(screen_name, credentials)
-        )
-
-    def delete_account(self, screen_name: str) -> Deferred[bool]:
-        return self._writing(screen_name, self.store.delete_account(screen_name))
-
-    def set_password(self, screen_name: str, password: str) -> Deferred[bool]:
-        return self._writing(screen_name, self.store.set_password(screen_name, password))
-
-    def set_suspended(self, screen_name: str, suspended: bool) -> Deferred[bool]:
-        return self._writing(screen_name, self.store.set_suspended(screen_name, suspended))
-
-    def set_bot(self, screen_name: str, bot: bool) -> Deferred[bool]:
-        return self._writing(screen_name, self.store.set_bot(screen_name, bot))
-
-    def set_warning(self, screen_name: str, level: int, at: int) -> Deferred[bool]:
-        return self._writing(screen_name, self.store.set_warning(screen_name, level, at))
-
-    # -- everything else goes straight through ------------------------------------------
-
-    def list_accounts(self) -> Deferred[list[Account]]:
-        return self.store.list_accounts()
-
-    def get_feedbag(self, screen_name: str) -> Deferred[Feedbag]:
-        return self.store.get_feedbag(screen_name)
-
-    def upsert_feedbag_items(
-        self, screen_name: str, items: Sequence[FeedbagItem], now: int
-    ) -> Deferred[None]:
-        return self.store.upsert_feedbag_items(screen_name, items, now)
-
-    def delete_feedbag_items(
-        self, screen_name: str, keys: Sequence[tuple[int, int]], now: int
-    ) -> Deferred[None]:
-        return self.store.delete_feedbag_items(screen_name, keys, now)
-
-    def store_offline_message(
-        self, recipient: str, sender: str, cookie: bytes, channel: int, tlvs: bytes, sent_at: int
-    ) -> Deferred[OfflineMessage]:
-        return self.store.store_offline_message(recipient, sender, cookie, channel, tlvs, sent_at)
-
-    def count_offline_messages(self) -> Deferred[dict[str, int]]:
-        return self.store.count_offline_messages()
-
-    def get_offline_messages(self, recipient: str) -> Deferred[list[OfflineMessage]]:
-        return self.store.get_offline_messages(recipient)
-
-    def delete_offline_messages(self, recipient: str, up_to_id: int) -> Deferred[int]:
-        return self.store.delete_offline_messages(recipient, up_to_id)
-
-    def get_or_create_secret(self, name: str, size: int) -> Deferred[bytes]:
-        return self.store.get_or_create_secret(name, size)

@@ -2,12 +2,18 @@
 # zope.interface methods have no self:
 # ruff: noqa: N805
 """
-The contract between the server and whatever keeps user-level data.
+The contract between the server and whatever keeps user-level data: one
+interface per role (accounts, warning levels, feedbags, offline messages,
+server secrets) and :class:`IUserStore`, all of them at once.
 
 Everything here is free of Twisted at import time so that the pure modules
 (:mod:`aimserver.passwords`) can share the error types and value classes.
 Implementations: :mod:`aimserver.store.memory` (tests, the reference) and
-:mod:`aimserver.store.sqlite` (the embedded default).
+:mod:`aimserver.store.sqlite` (the embedded default), each assembled from one
+mixin per role; a role's two mixins live together in its own module
+(:mod:`~aimserver.store.accounts`, :mod:`~aimserver.store.warning_levels`,
+:mod:`~aimserver.store.feedbags`, :mod:`~aimserver.store.offline_messages`,
+:mod:`~aimserver.store.server_secrets`).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 from zope.interface import Interface
+from zope.interface.interface import InterfaceClass
 
 from aimserver.wire.screenname import normalize
 
@@ -41,11 +48,17 @@ __all__ = [
     "MAX_SECRET_NAME_BYTES",
     "MAX_SECRET_SIZE",
     "MAX_WARNING_LEVEL",
+    "USER_STORE_ROLES",
     "Account",
     "AccountExists",
     "Feedbag",
     "FeedbagItem",
+    "IAccountStore",
+    "IFeedbagStore",
+    "IOfflineMessageStore",
+    "ISecretStore",
     "IUserStore",
+    "IWarningStore",
     "InvalidPassword",
     "InvalidScreenName",
     "NoSuchAccount",
@@ -56,6 +69,7 @@ __all__ = [
     "OfflineSenderBytesFull",
     "OfflineSenderMessagesFull",
     "StoreError",
+    "account_now",
     "check_credentials",
     "check_feedbag_item",
     "check_offline_message",
@@ -193,7 +207,7 @@ class Account:
     """Unix seconds when ``warning_level`` was set; 0 if it never was."""
     bot: bool = False
     """A service bot: the server exempts it from rate limits and warnings.
-    Only an administrator sets it (:meth:`IUserStore.set_bot`)."""
+    Only an administrator sets it (:meth:`IAccountStore.set_bot`)."""
 
     @property
     def normalized(self) -> str:
@@ -405,14 +419,20 @@ def check_secret_request(name: str, size: int) -> None:
         raise StoreError(f"secret size must be 1-{MAX_SECRET_SIZE} bytes, not {size}")
 
 
-class IUserStore(Interface):
-    """
-    Persistent user-level data: accounts (with their warning levels),
-    feedbags, offline messages and server secrets.
+# --- the roles ----------------------------------------------------------------------
+#
+# A store is split into roles, one interface each, so that a consumer names the
+# part it needs and each part is implemented and tested in one place (one module
+# per role under aimserver.store, one contract per role in tests/test_store.py).
+# The rules every role follows are IUserStore's, below. The data of every role
+# but the secrets belongs to an account: deleting the account removes it.
 
-    Every method returns a Deferred; failures are :class:`StoreError`
-    subclasses. Screen-name arguments may be in any case and spacing.
-    Implementations must never keep a plaintext password.
+
+class IAccountStore(Interface):
+    """
+    Registered screen names, the credentials to check their passwords, and
+    the flags an administrator sets. Implementations must never keep a
+    plaintext password.
     """
 
     def get_account(screen_name: str) -> Deferred[Account | None]:
@@ -466,7 +486,8 @@ class IUserStore(Interface):
 
     def delete_account(screen_name: str) -> Deferred[bool]:
         """
-        Remove an account, its feedbag and its offline messages.
+        Remove an account and everything of the other roles that belongs to
+        it (its feedbag, its offline messages).
 
         :return: fires with ``True`` if it existed, ``False`` otherwise.
         :rtype: Deferred[bool]
@@ -506,6 +527,16 @@ class IUserStore(Interface):
         :rtype: Deferred[bool]
         """
 
+
+class IWarningStore(Interface):
+    """
+    The warning level of each account ("evil"), as the warning service last
+    set it. Written here, read back through :class:`Account`
+    (``warning_level``, ``warning_updated_at``) when the user signs on: the
+    level is part of the account record, so a cache of accounts must treat
+    these methods as account writes.
+    """
+
     def set_warning(screen_name: str, level: int, at: int) -> Deferred[bool]:
         """
         Record the account's warning level and when it was set (the server
@@ -517,6 +548,10 @@ class IUserStore(Interface):
         :rtype: Deferred[bool]
         :raises StoreError: ``level`` or ``at`` is malformed (:func:`check_warning`).
         """
+
+
+class IFeedbagStore(Interface):
+    """Each account's server-stored buddy list (feedbag), kept byte for byte."""
 
     def get_feedbag(screen_name: str) -> Deferred[Feedbag]:
         """
@@ -549,6 +584,11 @@ class IUserStore(Interface):
         :rtype: Deferred[None]
         :raises NoSuchAccount: there is no such account.
         """
+
+
+class IOfflineMessageStore(Interface):
+    """IMs kept for signed-off recipients ("store if offline"), within the caps
+    of :func:`check_offline_quota`."""
 
     def store_offline_message(
         recipient: str, sender: str, cookie: bytes, channel: int, tlvs: bytes, sent_at: int
@@ -602,6 +642,10 @@ class IUserStore(Interface):
         :raises StoreError: ``up_to_id`` is not an integer.
         """
 
+
+class ISecretStore(Interface):
+    """Server-wide random secrets that survive restarts (no account's)."""
+
     def get_or_create_secret(name: str, size: int) -> Deferred[bytes]:
         """
         A random secret that survives restarts (e.g. the cookie HMAC key):
@@ -613,7 +657,23 @@ class IUserStore(Interface):
         """
 
 
-def account_now(store: IUserStore, screen_name: str) -> Account | Deferred[Account | None]:
+class IUserStore(IAccountStore, IWarningStore, IFeedbagStore, IOfflineMessageStore, ISecretStore):
+    """
+    Every role at once: all user-level persistent data, as the server and its
+    wiring take it ("the store"); a consumer that needs one part may name
+    that role instead.
+
+    In every role, every method but ``peek_account`` returns a Deferred;
+    failures are :class:`StoreError` subclasses. Screen-name arguments may be
+    in any case and spacing.
+    """
+
+
+USER_STORE_ROLES: tuple[InterfaceClass, ...] = IUserStore.__bases__
+"""The role interfaces :class:`IUserStore` is made of, in order."""
+
+
+def account_now(store: IAccountStore, screen_name: str) -> Account | Deferred[Account | None]:
     """The account at once when ``store`` holds it ready (``peek_account``:
     the sign-on of a user seen in the last seconds), else the Deferred of
     ``get_account``."""

@@ -1,14 +1,18 @@
 # -*- test-case-name: tests.test_store -*-
 """
 The embedded default :class:`~aimserver.store.interfaces.IUserStore`: one
-SQLite file.
+SQLite file. This module is its core (schema, migrations, connections,
+transactions, the DB thread) and the store made of one mixin per role; each
+role's mixin and operations live in the role's module
+(:mod:`~aimserver.store.accounts`, ...).
 
 The work is done by module-level synchronous ``_op(conn, ...)`` functions,
 one per public method, each run inside :func:`transact`. The server runs them
-on one dedicated DB thread (sqlite3 connections must not be shared between
-threads, and SQLite must never block the reactor); the ``aimserver user`` CLI
-calls the very same functions on its own connection. Both can use the file at
-once: it is in WAL mode and writers wait up to :data:`BUSY_TIMEOUT` seconds.
+on one dedicated DB thread, through one connection, whatever the role
+(sqlite3 connections must not be shared between threads, and SQLite must
+never block the reactor); the ``aimserver user`` CLI calls the very same
+functions on its own connection. Both can use the file at once: it is in WAL
+mode and writers wait up to :data:`BUSY_TIMEOUT` seconds.
 
 Schema files live in ``schema/``: ``v<N>.sql`` creates version N from
 nothing, ``upgrade-to-v<N>.sql`` goes from N-1 to N. :func:`connect` creates,
@@ -20,10 +24,9 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import secrets
 import sqlite3
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from functools import partial
 from importlib import resources
 from typing import Any, TypeVar
@@ -36,27 +39,12 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
-from aimserver.passwords import Credentials, new_credentials
-from aimserver.store.interfaces import (
-    MAX_FEEDBAG_ITEMS,
-    Account,
-    AccountExists,
-    Feedbag,
-    FeedbagItem,
-    InvalidScreenName,
-    IUserStore,
-    NoSuchAccount,
-    OfflineMessage,
-    StoreError,
-    check_credentials,
-    check_feedbag_item,
-    check_offline_message,
-    check_offline_quota,
-    check_secret_request,
-    check_up_to_id,
-    check_warning,
-)
-from aimserver.wire.screenname import is_valid_screen_name, normalize
+from aimserver.store.accounts import SQLiteAccountStore
+from aimserver.store.feedbags import SQLiteFeedbagStore
+from aimserver.store.interfaces import IUserStore, StoreError
+from aimserver.store.offline_messages import SQLiteOfflineMessageStore
+from aimserver.store.server_secrets import SQLiteSecretStore, _get_or_create_secret
+from aimserver.store.warning_levels import SQLiteWarningStore
 
 __all__ = [
     "BUSY_TIMEOUT",
@@ -360,338 +348,20 @@ def transact(
     return result
 
 
-# --- operations: one per IUserStore method, run inside transact() ----------
-
-_ACCOUNT_COLUMNS = (
-    "screen_name, auth_key, weak_md5, strong_md5, suspended, created_at,"
-    " warning_level, warning_updated_at, bot"
-)
-
-
-def _account(row: tuple[Any, ...]) -> Account:
-    screen_name, auth_key, weak, strong, suspended, created_at, warning, warned_at, bot = row
-    return Account(
-        screen_name=screen_name,
-        auth_key=auth_key,
-        weak_md5=bytes(weak),
-        strong_md5=bytes(strong),
-        suspended=bool(suspended),
-        created_at=created_at,
-        warning_level=warning,
-        warning_updated_at=warned_at,
-        bot=bool(bot),
-    )
-
-
-def _get_account(conn: sqlite3.Connection, screen_name: str) -> Account | None:
-    row = conn.execute(
-        f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE normalized = ?",
-        (normalize(screen_name),),
-    ).fetchone()
-    return None if row is None else _account(row)
-
-
-#: Names per query of get_accounts (SQLite allows 32,766 parameters; a
-#: smaller IN list keeps each statement quick).
-_ACCOUNTS_PER_QUERY = 500
-
-
-def _get_accounts(conn: sqlite3.Connection, screen_names: Sequence[str]) -> dict[str, Account]:
-    keys = sorted({normalize(name) for name in screen_names})
-    found: dict[str, Account] = {}
-    for start in range(0, len(keys), _ACCOUNTS_PER_QUERY):
-        chunk = keys[start : start + _ACCOUNTS_PER_QUERY]
-        marks = ", ".join("?" * len(chunk))
-        rows = conn.execute(
-            f"SELECT normalized, {_ACCOUNT_COLUMNS} FROM accounts WHERE normalized IN ({marks})",
-            chunk,
-        )
-        for row in rows:
-            found[row[0]] = _account(tuple(row)[1:])
-    return found
-
-
-def _create_account(
-    conn: sqlite3.Connection, screen_name: str, password: str, now: int, bot: bool = False
-) -> Account:
-    """``bot`` is for the CLI (``user add --bot``); :meth:`SQLiteUserStore.create_account`
-    never passes it."""
-    _check_name(screen_name)
-    return _insert_account(conn, screen_name, new_credentials(password), now, bot)
-
-
-def _create_account_with_credentials(
-    conn: sqlite3.Connection, screen_name: str, credentials: Credentials, now: int
-) -> Account:
-    _check_name(screen_name)
-    check_credentials(credentials)
-    return _insert_account(conn, screen_name, credentials, now)
-
-
-def _check_name(screen_name: str) -> None:
-    if not is_valid_screen_name(screen_name):
-        raise InvalidScreenName(f"invalid screen name: {screen_name!r}")
-
-
-def _insert_account(
-    conn: sqlite3.Connection,
-    screen_name: str,
-    credentials: Credentials,
-    now: int,
-    bot: bool = False,
-) -> Account:
-    if _get_account(conn, screen_name) is not None:
-        raise AccountExists(f"screen name already registered: {screen_name}")
-    account = Account(
-        screen_name=screen_name,
-        auth_key=credentials.auth_key,
-        weak_md5=credentials.weak_md5,
-        strong_md5=credentials.strong_md5,
-        created_at=now,
-        bot=bool(bot),
-    )
-    try:
-        conn.execute(
-            f"INSERT INTO accounts (normalized, {_ACCOUNT_COLUMNS})"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                account.normalized,
-                account.screen_name,
-                account.auth_key,
-                account.weak_md5,
-                account.strong_md5,
-                int(account.suspended),
-                account.created_at,
-                account.warning_level,
-                account.warning_updated_at,
-                int(account.bot),
-            ),
-        )
-    except sqlite3.IntegrityError as e:
-        raise AccountExists(f"screen name already registered: {screen_name}") from e
-    return account
-
-
-def _delete_account(conn: sqlite3.Connection, screen_name: str) -> bool:
-    # Foreign keys cascade to feedbag_items, feedbag_meta and offline_messages.
-    cursor = conn.execute("DELETE FROM accounts WHERE normalized = ?", (normalize(screen_name),))
-    return cursor.rowcount > 0
-
-
-def _list_accounts(conn: sqlite3.Connection) -> list[Account]:
-    rows = conn.execute(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts ORDER BY normalized")
-    return [_account(row) for row in rows]
-
-
-def _set_password(conn: sqlite3.Connection, screen_name: str, password: str) -> bool:
-    credentials = new_credentials(password)
-    cursor = conn.execute(
-        "UPDATE accounts SET auth_key = ?, weak_md5 = ?, strong_md5 = ? WHERE normalized = ?",
-        (
-            credentials.auth_key,
-            credentials.weak_md5,
-            credentials.strong_md5,
-            normalize(screen_name),
-        ),
-    )
-    return cursor.rowcount > 0
-
-
-def _set_suspended(conn: sqlite3.Connection, screen_name: str, suspended: bool) -> bool:
-    cursor = conn.execute(
-        "UPDATE accounts SET suspended = ? WHERE normalized = ?",
-        (int(suspended), normalize(screen_name)),
-    )
-    return cursor.rowcount > 0
-
-
-def _set_bot(conn: sqlite3.Connection, screen_name: str, bot: bool) -> bool:
-    cursor = conn.execute(
-        "UPDATE accounts SET bot = ? WHERE normalized = ?",
-        (int(bool(bot)), normalize(screen_name)),
-    )
-    return cursor.rowcount > 0
-
-
-def _set_warning(conn: sqlite3.Connection, screen_name: str, level: int, at: int) -> bool:
-    level = check_warning(level, at)
-    cursor = conn.execute(
-        "UPDATE accounts SET warning_level = ?, warning_updated_at = ? WHERE normalized = ?",
-        (level, at, normalize(screen_name)),
-    )
-    return cursor.rowcount > 0
-
-
-def _get_feedbag(conn: sqlite3.Connection, screen_name: str) -> Feedbag:
-    normalized = normalize(screen_name)
-    rows = conn.execute(
-        "SELECT name, group_id, item_id, class_id, attributes FROM feedbag_items"
-        " WHERE normalized = ? ORDER BY group_id, item_id",
-        (normalized,),
-    )
-    items = tuple(
-        FeedbagItem(name=name, group_id=g, item_id=i, class_id=c, attributes=bytes(attributes))
-        for name, g, i, c, attributes in rows
-    )
-    meta = conn.execute(
-        "SELECT last_modified FROM feedbag_meta WHERE normalized = ?", (normalized,)
-    ).fetchone()
-    return Feedbag(items=items, last_modified=0 if meta is None else meta[0])
-
-
-def _existing(conn: sqlite3.Connection, screen_name: str) -> str:
-    """The normalized name of an account that must exist."""
-    normalized = normalize(screen_name)
-    row = conn.execute("SELECT 1 FROM accounts WHERE normalized = ?", (normalized,)).fetchone()
-    if row is None:
-        raise NoSuchAccount(f"no such account: {screen_name}")
-    return normalized
-
-
-def _touch_feedbag(conn: sqlite3.Connection, normalized: str, now: int) -> None:
-    conn.execute(
-        "INSERT INTO feedbag_meta (normalized, last_modified) VALUES (?, ?)"
-        " ON CONFLICT (normalized) DO UPDATE SET last_modified = excluded.last_modified",
-        (normalized, now),
-    )
-
-
-def _upsert_feedbag_items(
-    conn: sqlite3.Connection, screen_name: str, items: Sequence[FeedbagItem], now: int
-) -> None:
-    normalized = _existing(conn, screen_name)
-    for item in items:
-        check_feedbag_item(item)
-    conn.executemany(
-        "INSERT OR REPLACE INTO feedbag_items"
-        " (normalized, group_id, item_id, class_id, name, attributes)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
-        [
-            (normalized, item.group_id, item.item_id, item.class_id, item.name, item.attributes)
-            for item in items
-        ],
-    )
-    (count,) = conn.execute(
-        "SELECT COUNT(*) FROM feedbag_items WHERE normalized = ?", (normalized,)
-    ).fetchone()
-    if count > MAX_FEEDBAG_ITEMS:
-        raise StoreError(f"a feedbag holds at most {MAX_FEEDBAG_ITEMS} items")
-    _touch_feedbag(conn, normalized, now)
-
-
-def _delete_feedbag_items(
-    conn: sqlite3.Connection, screen_name: str, keys: Sequence[tuple[int, int]], now: int
-) -> None:
-    normalized = _existing(conn, screen_name)
-    conn.executemany(
-        "DELETE FROM feedbag_items WHERE normalized = ? AND group_id = ? AND item_id = ?",
-        [(normalized, group_id, item_id) for group_id, item_id in keys],
-    )
-    _touch_feedbag(conn, normalized, now)
-
-
-_MESSAGE_COLUMNS = "id, recipient, sender, cookie, channel, tlvs, sent_at"
-
-
-def _offline_message(row: tuple[Any, ...]) -> OfflineMessage:
-    message_id, recipient, sender, cookie, channel, tlvs, sent_at = row
-    return OfflineMessage(
-        message_id=message_id,
-        recipient=recipient,
-        sender=sender,
-        cookie=bytes(cookie),
-        channel=channel,
-        tlvs=bytes(tlvs),
-        sent_at=sent_at,
-    )
-
-
-def _store_offline_message(
-    conn: sqlite3.Connection,
-    recipient: str,
-    sender: str,
-    cookie: bytes,
-    channel: int,
-    tlvs: bytes,
-    sent_at: int,
-) -> OfflineMessage:
-    normalized = _existing(conn, recipient)
-    check_offline_message(sender, cookie, channel, tlvs, sent_at)
-    sender_key = normalize(sender)
-    # Counted and inserted in this one (write) transaction, so no other message
-    # slips in between. Each query reads only the rows it counts, through an
-    # index, and the caps keep those few: length() reads a BLOB's size from the
-    # row header, not its bytes.
-    inbox = conn.execute(
-        "SELECT COUNT(*), COALESCE(SUM(length(tlvs)), 0) FROM offline_messages WHERE recipient = ?",
-        (normalized,),
-    ).fetchone()
-    from_sender = conn.execute(
-        "SELECT COUNT(*), COALESCE(SUM(length(tlvs)), 0) FROM offline_messages"
-        " WHERE recipient = ? AND sender_key = ?",
-        (normalized, sender_key),
-    ).fetchone()
-    check_offline_quota(recipient, sender, len(tlvs), inbox, from_sender)
-    cursor = conn.execute(
-        "INSERT INTO offline_messages"
-        " (recipient, sender, sender_key, cookie, channel, tlvs, sent_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (normalized, sender, sender_key, cookie, channel, tlvs, sent_at),
-    )
-    message_id = cursor.lastrowid
-    assert message_id is not None
-    return OfflineMessage(
-        message_id=message_id,
-        recipient=normalized,
-        sender=sender,
-        cookie=cookie,
-        channel=channel,
-        tlvs=tlvs,
-        sent_at=sent_at,
-    )
-
-
-def _count_offline_messages(conn: sqlite3.Connection) -> dict[str, int]:
-    rows = conn.execute("SELECT recipient, COUNT(*) FROM offline_messages GROUP BY recipient")
-    return {recipient: count for recipient, count in rows}
-
-
-def _get_offline_messages(conn: sqlite3.Connection, recipient: str) -> list[OfflineMessage]:
-    rows = conn.execute(
-        f"SELECT {_MESSAGE_COLUMNS} FROM offline_messages WHERE recipient = ? ORDER BY id",
-        (normalize(recipient),),
-    )
-    return [_offline_message(row) for row in rows]
-
-
-def _delete_offline_messages(conn: sqlite3.Connection, recipient: str, up_to_id: int) -> int:
-    cursor = conn.execute(
-        "DELETE FROM offline_messages WHERE recipient = ? AND id <= ?",
-        (normalize(recipient), check_up_to_id(up_to_id)),
-    )
-    return cursor.rowcount
-
-
-def _get_or_create_secret(conn: sqlite3.Connection, name: str, size: int) -> bytes:
-    check_secret_request(name, size)
-    conn.execute(
-        "INSERT OR IGNORE INTO secrets (name, value) VALUES (?, ?)",
-        (name, secrets.token_bytes(size)),
-    )
-    (value,) = conn.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()
-    value = bytes(value)
-    if len(value) != size:
-        raise StoreError(f"secret {name!r} exists with {len(value)} bytes, not {size}")
-    return value
-
-
 # --- the store ---------------------------------------------------------------
 
 
 @implementer(IUserStore)
-class SQLiteUserStore:
+class SQLiteUserStore(
+    SQLiteAccountStore,
+    SQLiteWarningStore,
+    SQLiteFeedbagStore,
+    SQLiteOfflineMessageStore,
+    SQLiteSecretStore,
+):
     """
-    :class:`IUserStore` over one SQLite file, every operation on one DB thread.
+    :class:`IUserStore` over one SQLite file, every operation of every role
+    through one connection on one DB thread (:meth:`_call`).
 
     Make it with :meth:`open`. The thread runs between :meth:`start` and
     :meth:`stop` (or :class:`StoreService`); calls made before :meth:`start`
@@ -791,72 +461,6 @@ class SQLiteUserStore:
 
     def _now(self) -> int:
         return int(self._clock.seconds())
-
-    def get_account(self, screen_name: str) -> Deferred[Account | None]:
-        return self._call(_get_account, screen_name, write=False)
-
-    def get_accounts(self, screen_names: Sequence[str]) -> Deferred[dict[str, Account]]:
-        return self._call(_get_accounts, list(screen_names), write=False)
-
-    def peek_account(self, screen_name: str) -> Account | None:
-        return None
-
-    def create_account(self, screen_name: str, password: str) -> Deferred[Account]:
-        return self._call(_create_account, screen_name, password, self._now())
-
-    def create_account_with_credentials(
-        self, screen_name: str, credentials: Credentials
-    ) -> Deferred[Account]:
-        return self._call(_create_account_with_credentials, screen_name, credentials, self._now())
-
-    def delete_account(self, screen_name: str) -> Deferred[bool]:
-        return self._call(_delete_account, screen_name)
-
-    def list_accounts(self) -> Deferred[list[Account]]:
-        return self._call(_list_accounts, write=False)
-
-    def set_password(self, screen_name: str, password: str) -> Deferred[bool]:
-        return self._call(_set_password, screen_name, password)
-
-    def set_suspended(self, screen_name: str, suspended: bool) -> Deferred[bool]:
-        return self._call(_set_suspended, screen_name, suspended)
-
-    def set_bot(self, screen_name: str, bot: bool) -> Deferred[bool]:
-        return self._call(_set_bot, screen_name, bot)
-
-    def set_warning(self, screen_name: str, level: int, at: int) -> Deferred[bool]:
-        return self._call(_set_warning, screen_name, level, at)
-
-    def get_feedbag(self, screen_name: str) -> Deferred[Feedbag]:
-        return self._call(_get_feedbag, screen_name, write=False)
-
-    def upsert_feedbag_items(
-        self, screen_name: str, items: Sequence[FeedbagItem], now: int
-    ) -> Deferred[None]:
-        # Snapshot in the reactor thread: the caller may reuse its list.
-        return self._call(_upsert_feedbag_items, screen_name, tuple(items), now)
-
-    def delete_feedbag_items(
-        self, screen_name: str, keys: Sequence[tuple[int, int]], now: int
-    ) -> Deferred[None]:
-        return self._call(_delete_feedbag_items, screen_name, tuple(keys), now)
-
-    def store_offline_message(
-        self, recipient: str, sender: str, cookie: bytes, channel: int, tlvs: bytes, sent_at: int
-    ) -> Deferred[OfflineMessage]:
-        return self._call(_store_offline_message, recipient, sender, cookie, channel, tlvs, sent_at)
-
-    def count_offline_messages(self) -> Deferred[dict[str, int]]:
-        return self._call(_count_offline_messages, write=False)
-
-    def get_offline_messages(self, recipient: str) -> Deferred[list[OfflineMessage]]:
-        return self._call(_get_offline_messages, recipient, write=False)
-
-    def delete_offline_messages(self, recipient: str, up_to_id: int) -> Deferred[int]:
-        return self._call(_delete_offline_messages, recipient, up_to_id)
-
-    def get_or_create_secret(self, name: str, size: int) -> Deferred[bytes]:
-        return self._call(_get_or_create_secret, name, size)
 
 
 class StoreService(Service):

@@ -1,0 +1,160 @@
+# -*- test-case-name: tests.test_store -*-
+"""
+:class:`~aimserver.store.interfaces.IFeedbagStore`, in memory and in SQLite:
+each account's server-stored buddy list, items kept byte for byte.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from zope.interface import implementer
+
+from aimserver.store._base import MemoryBase, SQLiteBase, existing_account, fired
+from aimserver.store.interfaces import (
+    MAX_FEEDBAG_ITEMS,
+    Feedbag,
+    FeedbagItem,
+    IFeedbagStore,
+    StoreError,
+    check_feedbag_item,
+)
+from aimserver.wire.screenname import normalize
+
+__all__ = ["MemoryFeedbagStore", "SQLiteFeedbagStore"]
+
+
+@implementer(IFeedbagStore)
+class MemoryFeedbagStore(MemoryBase):
+    def __init__(self, clock: IReactorTime | None = None) -> None:
+        super().__init__(clock)
+        self._items: dict[str, dict[tuple[int, int], FeedbagItem]] = {}
+        self._last_modified: dict[str, int] = {}
+
+    def _drop_user_data(self, normalized: str) -> None:
+        self._items.pop(normalized, None)
+        self._last_modified.pop(normalized, None)
+        super()._drop_user_data(normalized)
+
+    def get_feedbag(self, screen_name: str) -> Deferred[Feedbag]:
+        normalized = normalize(screen_name)
+        items = self._items.get(normalized, {})
+        return defer.succeed(
+            Feedbag(
+                items=tuple(items[key] for key in sorted(items)),
+                last_modified=self._last_modified.get(normalized, 0),
+            )
+        )
+
+    def upsert_feedbag_items(
+        self, screen_name: str, items: Sequence[FeedbagItem], now: int
+    ) -> Deferred[None]:
+        def upsert() -> None:
+            normalized = self._existing(screen_name)
+            for item in items:
+                check_feedbag_item(item)
+            merged = dict(self._items.get(normalized, {}))
+            merged.update((item.key, item) for item in items)
+            if len(merged) > MAX_FEEDBAG_ITEMS:
+                raise StoreError(f"a feedbag holds at most {MAX_FEEDBAG_ITEMS} items")
+            self._items[normalized] = merged
+            self._last_modified[normalized] = now
+
+        return fired(upsert)
+
+    def delete_feedbag_items(
+        self, screen_name: str, keys: Sequence[tuple[int, int]], now: int
+    ) -> Deferred[None]:
+        def delete() -> None:
+            normalized = self._existing(screen_name)
+            items = self._items.setdefault(normalized, {})
+            for key in keys:
+                items.pop(tuple(key), None)
+            self._last_modified[normalized] = now
+
+        return fired(delete)
+
+
+# --- SQLite operations --------------------------------------------------------
+
+
+def _get_feedbag(conn: sqlite3.Connection, screen_name: str) -> Feedbag:
+    normalized = normalize(screen_name)
+    rows = conn.execute(
+        "SELECT name, group_id, item_id, class_id, attributes FROM feedbag_items"
+        " WHERE normalized = ? ORDER BY group_id, item_id",
+        (normalized,),
+    )
+    items = tuple(
+        FeedbagItem(name=name, group_id=g, item_id=i, class_id=c, attributes=bytes(attributes))
+        for name, g, i, c, attributes in rows
+    )
+    meta = conn.execute(
+        "SELECT last_modified FROM feedbag_meta WHERE normalized = ?", (normalized,)
+    ).fetchone()
+    return Feedbag(items=items, last_modified=0 if meta is None else meta[0])
+
+
+def _touch_feedbag(conn: sqlite3.Connection, normalized: str, now: int) -> None:
+    conn.execute(
+        "INSERT INTO feedbag_meta (normalized, last_modified) VALUES (?, ?)"
+        " ON CONFLICT (normalized) DO UPDATE SET last_modified = excluded.last_modified",
+        (normalized, now),
+    )
+
+
+def _upsert_feedbag_items(
+    conn: sqlite3.Connection, screen_name: str, items: Sequence[FeedbagItem], now: int
+) -> None:
+    normalized = existing_account(conn, screen_name)
+    for item in items:
+        check_feedbag_item(item)
+    conn.executemany(
+        "INSERT OR REPLACE INTO feedbag_items"
+        " (normalized, group_id, item_id, class_id, name, attributes)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (normalized, item.group_id, item.item_id, item.class_id, item.name, item.attributes)
+            for item in items
+        ],
+    )
+    (count,) = conn.execute(
+        "SELECT COUNT(*) FROM feedbag_items WHERE normalized = ?", (normalized,)
+    ).fetchone()
+    if count > MAX_FEEDBAG_ITEMS:
+        raise StoreError(f"a feedbag holds at most {MAX_FEEDBAG_ITEMS} items")
+    _touch_feedbag(conn, normalized, now)
+
+
+def _delete_feedbag_items(
+    conn: sqlite3.Connection, screen_name: str, keys: Sequence[tuple[int, int]], now: int
+) -> None:
+    normalized = existing_account(conn, screen_name)
+    conn.executemany(
+        "DELETE FROM feedbag_items WHERE normalized = ? AND group_id = ? AND item_id = ?",
+        [(normalized, group_id, item_id) for group_id, item_id in keys],
+    )
+    _touch_feedbag(conn, normalized, now)
+
+
+@implementer(IFeedbagStore)
+class SQLiteFeedbagStore(SQLiteBase):
+    """The ``feedbag_items`` and ``feedbag_meta`` tables."""
+
+    def get_feedbag(self, screen_name: str) -> Deferred[Feedbag]:
+        return self._call(_get_feedbag, screen_name, write=False)
+
+    def upsert_feedbag_items(
+        self, screen_name: str, items: Sequence[FeedbagItem], now: int
+    ) -> Deferred[None]:
+        # Snapshot in the reactor thread: the caller may reuse its list.
+        return self._call(_upsert_feedbag_items, screen_name, tuple(items), now)
+
+    def delete_feedbag_items(
+        self, screen_name: str, keys: Sequence[tuple[int, int]], now: int
+    ) -> Deferred[None]:
+        return self._call(_delete_feedbag_items, screen_name, tuple(keys), now)
