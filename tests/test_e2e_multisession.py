@@ -10,9 +10,9 @@ from twisted.internet import task
 from twisted.trial import unittest
 
 from aimserver.config import load_config
-from aimserver.ratelimit import RateChange
 from aimserver.wire.flap import Channel, SignonPayload
 from aimserver.wire.icbm import Rendezvous
+from aimserver.wire.ratelimit import RateChange
 from aimserver.wire.reader import Reader
 from aimserver.wire.tlv import Tlv, TlvList
 from aimserver.wire.userinfo import UserInfo

@@ -14,9 +14,10 @@ from twisted.internet import defer
 from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
 
-from aimserver import ratelimit
 from aimserver.config import load_config
 from aimserver.registry import SIGNON_ALLOWANCE
+from aimserver.services import ratelimit
+from aimserver.wire import ratelimit as rate_wire
 from aimserver.wire.flap import Channel, SignonPayload
 from aimserver.wire.icbm import ChannelMessageToHost
 from aimserver.wire.reader import Reader
@@ -53,7 +54,7 @@ def versions(*pairs: tuple[int, int]) -> bytes:
     return b"".join(struct.pack("!HH", f, v) for f, v in pairs)
 
 
-def expected_rate_levels(count: int, rate_class: ratelimit.RateClass) -> list[int]:
+def expected_rate_levels(count: int, rate_class: rate_wire.RateClass) -> list[int]:
     """The moving average after each of ``count`` SNACs sent at the same
     instant, by the formula of ERRORS.md §3.1 (the first SNAC counts as
     arriving after a long pause)."""
@@ -283,7 +284,7 @@ class SignonSequenceTests(BosTestCase):
             body = self.rate_reply(version)
             self.assertEqual(
                 body,
-                ratelimit.pack_rate_params_reply(
+                rate_wire.pack_rate_params_reply(
                     ratelimit.DEFAULT_RATE_CLASSES,
                     ratelimit.DEFAULT_CLASS_MEMBERS,
                     extended=extended,

@@ -1,5 +1,6 @@
 # -*- test-case-name: tests.test_ratelimit -*-
-"""Tests for aimserver.ratelimit: the rate table, 01,07/01,0A bodies, and the limiter."""
+"""The rate table and limiter (aimserver.services.ratelimit) and the 01,07/01,0A
+bodies (aimserver.wire.ratelimit)."""
 
 from __future__ import annotations
 
@@ -9,15 +10,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from aimserver.ratelimit import (
+from aimserver.services.ratelimit import (
     DEFAULT_CLASS_MEMBERS,
     DEFAULT_RATE_CLASSES,
-    RateChange,
-    RateClass,
     RateLimiter,
-    RateSnapshot,
     RateState,
     class_of,
+)
+from aimserver.wire.ratelimit import (
+    RateChange,
+    RateClass,
+    RateSnapshot,
     pack_rate_change,
     pack_rate_params_reply,
     pack_rate_record,

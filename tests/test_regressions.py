@@ -337,7 +337,7 @@ class SignonAllowanceTests(SynchronousTestCase):
         """Client errors, typing events, warnings and info lookups count
         against the user's rate limit even before client-ready, while the
         session's own sign-on queries (01,06) still do not."""
-        from aimserver import ratelimit
+        from aimserver.services import ratelimit
 
         bodies = {
             (0x04, 0x0B): self.client_error(),

@@ -6,7 +6,7 @@ This is where the arithmetic lives that the end-to-end test
 (``tests.test_e2e_multisession.RateLimitTests``) relies on: how many rapid
 IMs a lone user may send, how long a pause clears a limited user. Everything
 runs on a ``task.Clock``: ``RateLimits`` (``aimserver/services/session.py``) over
-``RateLimiter`` (``aimserver/ratelimit.py``) directly, then the BOS protocol
+``RateLimiter`` (``aimserver/services/ratelimit.py``) directly, then the BOS protocol
 on ``StringTransport``s with sessions that sign off and a new one that signs
 on.
 """
@@ -18,10 +18,11 @@ import struct
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from aimserver import ratelimit
-from aimserver.ratelimit import RateChange, RateState
+from aimserver.services import ratelimit
 from aimserver.services import session as session_service
+from aimserver.services.ratelimit import RateState
 from aimserver.services.session import RateLimits
+from aimserver.wire.ratelimit import RateChange
 from aimserver.wire.snac import SnacHeader
 from tests.fakes import Wire, make_server, signed_on_bos
 from tests.fakes_services import decode_message_to_client, im_body

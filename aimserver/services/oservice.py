@@ -12,11 +12,12 @@ from collections.abc import Sequence
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from aimserver import ratelimit
 from aimserver.registry import SessionInstance, UserRegistry
+from aimserver.services import ratelimit
 from aimserver.services.base import HandlerTable, Replies, Reply, SnacError, acting_user
 from aimserver.services.presence import Presence, idle_since
 from aimserver.services.session import SessionService
+from aimserver.wire import ratelimit as rate_wire
 from aimserver.wire.codes import FoodGroup, OService, SnacErrorCode
 from aimserver.wire.reader import Reader
 from aimserver.wire.snac import SnacHeader
@@ -48,7 +49,7 @@ MAX_RATE_CLASS_IDS = 2 * len(_RATE_CLASS_IDS)
 def default_rate_reply(extended: bool) -> bytes:
     """The 01,07 body for fresh rate state: the same for every sign-on, and
     packing its 220 class members costs ~50 us, so it is built once."""
-    return ratelimit.pack_rate_params_reply(
+    return rate_wire.pack_rate_params_reply(
         ratelimit.DEFAULT_RATE_CLASSES, ratelimit.DEFAULT_CLASS_MEMBERS, extended=extended
     )
 
@@ -139,14 +140,14 @@ class OServiceService:
     def rate_params_query(
         self, session: SessionInstance, request: SnacHeader, body: bytes
     ) -> Replies:
-        extended = ratelimit.wants_extended_rate_records(
+        extended = rate_wire.wants_extended_rate_records(
             session.family_versions.get(FoodGroup.OSERVICE)
         )
         snapshots = self.sessions.rate_limits.snapshots(session.user_key)
         if snapshots is None:
             body = default_rate_reply(extended)
         else:
-            body = ratelimit.pack_rate_params_reply(
+            body = rate_wire.pack_rate_params_reply(
                 ratelimit.DEFAULT_RATE_CLASSES,
                 ratelimit.DEFAULT_CLASS_MEMBERS,
                 extended=extended,

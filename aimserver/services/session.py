@@ -25,7 +25,6 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import Interface
 
-from aimserver import ratelimit
 from aimserver.cookies import CookieJar, CookiePayload, InvalidCookie
 from aimserver.registry import (
     InstanceInUse,
@@ -35,10 +34,12 @@ from aimserver.registry import (
     User,
     UserRegistry,
 )
+from aimserver.services import ratelimit
 from aimserver.services.base import then
 from aimserver.services.presence import Presence
 from aimserver.sessionlog import SessionLog
 from aimserver.store.interfaces import Account, IUserStore, account_now
+from aimserver.wire import ratelimit as rate_wire
 from aimserver.wire.codes import DisconnectReason, FoodGroup, LoginError, LoginTag, OService
 from aimserver.wire.tlv import Tlv
 
@@ -128,7 +129,7 @@ class RateLimits:
     def now_ms(self) -> int:
         return int(self.clock.seconds() * 1000)
 
-    def snapshots(self, key: str) -> dict[int, ratelimit.RateSnapshot] | None:
+    def snapshots(self, key: str) -> dict[int, rate_wire.RateSnapshot] | None:
         """The user's live levels for a 01,07 (a second session, or a quick
         re-login, must not be told it starts fresh); None when there is no
         state (or limiting is off): the fresh default reply applies."""
@@ -155,14 +156,14 @@ class RateLimits:
         change = result.changed_to
         notice = None
         if change is not None and (
-            change in (ratelimit.RateChange.LIMITED, ratelimit.RateChange.CLEARED)
+            change in (rate_wire.RateChange.LIMITED, rate_wire.RateChange.CLEARED)
             or class_id in session.rate_subscriptions
         ):
             snapshot = limiter.snapshot(class_id, now_ms)
-            extended = ratelimit.wants_extended_rate_records(
+            extended = rate_wire.wants_extended_rate_records(
                 session.family_versions.get(FoodGroup.OSERVICE)
             )
-            notice = ratelimit.pack_rate_change(
+            notice = rate_wire.pack_rate_change(
                 change, ratelimit.DEFAULT_RATE_CLASSES[class_id - 1], *snapshot, extended=extended
             )
         disconnect = result.state == ratelimit.RateState.DISCONNECT
