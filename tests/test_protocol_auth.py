@@ -13,7 +13,7 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from aimserver.config import load_config
-from aimserver.cookies import COOKIE_LENGTH
+from aimserver.cookies import COOKIE_LENGTH, MAX_CLIENT_ID_LENGTH
 from aimserver.protocols import auth as auth_module
 from aimserver.services import auth as auth_module_service
 from aimserver.wire.flap import Channel, FlapFrame
@@ -159,12 +159,12 @@ class BucpTests(AuthTestCase):
         self.assert_answer_then_close(wire, 7, error_tlvs(b"Nobody", 0x0001))
 
     def test_invalid_name_is_refused_at_the_challenge(self) -> None:
-        """A name no account can have gets 0x0001 too."""
+        """A name no account can have gets 0x0001 too, and is not sent back."""
         wire = self.connect()
         wire.raw()
         wire.feed(frame(Channel.SIGNON, HELLO_PAYLOAD))
         wire.send_snac(0x17, 0x06, Tlv(0x01, b"!").pack(), request_id=7)
-        self.assert_answer_then_close(wire, 7, error_tlvs(b"!", 0x0001))
+        self.assert_answer_then_close(wire, 7, error_tlvs(b"", 0x0001))
 
     def test_suspended_account(self) -> None:
         """A suspended account with the right password gets error 0x0011."""
@@ -487,3 +487,219 @@ class OverloadLogTests(AuthTestCase):
         counted = [e for e in events if e.get("counts")]
         self.assertEqual([e["counts"] for e in counted], ["2 login rate"])
         self.assertEqual(shed_timers(self.clock), [])
+
+
+class LoginInputTests(AuthTestCase):
+    """Logins no client makes are refused with a login error, never accepted,
+    and never echo garbage back: a 17,02 without its 17,06, or for another
+    name; a screen name no account can have (300 bytes, a NUL); a client id
+    string (TLV 0x03) that is oversize or not UTF-8. 0x0001 for the names,
+    0x0006 ("internal client error (bad input)", LOGIN.md §4) for the rest."""
+
+    LONG_NAME = b"a" * 300
+    NUL_NAMES = (b"alice\x00", b"al\x00ice", b"\x00")
+    LONG_CLIENT_ID = b"A" * (MAX_CLIENT_ID_LENGTH + 1)
+    NON_UTF8_CLIENT_IDS = (b"AIM \xff\xfe", b"AOL Instant Messenger \xe9", b"\xc3")
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(self.events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    def login_tlvs(self, name: bytes, key_of: str, password: bytes, client_id: bytes) -> bytes:
+        """A 17,02 body with the right digest for ``key_of``'s key and ``client_id``."""
+        tlvs = TlvList.unpack_list(bucp_login_tlvs(name, self.auth_key(key_of), password))
+        return TlvList([Tlv(t.tag, client_id) if t.tag == 0x03 else t for t in tlvs]).pack_list()
+
+    def assert_refused_once(self, wire: Wire, request_id: int, tlvs: bytes) -> None:
+        """17,03 with exactly ``tlvs``, channel 4, close; one log line, no
+        cookie issued."""
+        self.assert_answer_then_close(wire, request_id, tlvs)
+        self.assertEqual(len(self.events), 1, [e.get("log_format") for e in self.events])
+        self.events.clear()
+
+    def assert_roasted_refused_once(self, tlvs: bytes, *signon: Tlv) -> None:
+        answer = self.roasted(*signon)
+        self.assertEqual(answer.payload, tlvs)
+        self.assertEqual(len(self.events), 1, [e.get("log_format") for e in self.events])
+        self.events.clear()
+
+    def hello(self) -> Wire:
+        wire = self.connect()
+        wire.raw()
+        wire.feed(frame(Channel.SIGNON, HELLO_PAYLOAD))
+        return wire
+
+    # -- BUCP: the 17,02 must answer this connection's 17,06 --------------------------
+
+    def test_login_without_challenge_is_refused(self) -> None:
+        """A 17,02 with a digest that would check out, but no 17,06 before it
+        on this connection, gets 0x0006; no account is looked at."""
+        wire = self.hello()
+        body = bucp_login_tlvs(b"alice", self.auth_key("Alice"), b"secret")
+        wire.send_snac(0x17, 0x02, body, request_id=2)
+        self.assert_refused_once(wire, 2, error_tlvs(b"alice", 0x0006))
+
+    def test_login_for_another_name_than_the_challenge_is_refused(self) -> None:
+        """17,06 for Alice, then a 17,02 for Bob Smith with his right digest:
+        0x0006, Bob is not logged in."""
+        wire = self.connect()
+        login_key(wire, b"alice")
+        wire.send_snac(
+            0x17,
+            0x02,
+            bucp_login_tlvs(b"bobsmith", self.auth_key("Bob Smith"), b"hunter2"),
+            request_id=2,
+        )
+        self.assert_refused_once(wire, 2, error_tlvs(b"bobsmith", 0x0006))
+
+    def test_login_for_another_name_is_refused_with_alices_key_too(self) -> None:
+        """The same with Bob's password salted with the key the challenge gave."""
+        wire = self.connect()
+        key = login_key(wire, b"alice")
+        wire.send_snac(0x17, 0x02, bucp_login_tlvs(b"Bob Smith", key, b"hunter2"), request_id=2)
+        self.assert_refused_once(wire, 2, error_tlvs(b"Bob Smith", 0x0006))
+
+    def test_same_name_in_another_form_is_the_same_name(self) -> None:
+        """The 17,02 may spell the challenged name differently ("BOB SMITH"
+        for "bobsmith"): it is the same screen name, and logs in."""
+        wire = self.connect()
+        key = login_key(wire, b"bobsmith")
+        wire.send_snac(0x17, 0x02, bucp_login_tlvs(b"BOB SMITH", key, b"hunter2"), request_id=2)
+        self.assertEqual(self.answer_tlvs(wire).get(0x01), b"Bob Smith")
+
+    def test_auto_registration_follows_the_challenged_name_only(self) -> None:
+        """With auto-registration, a 17,06 for a new name then a 17,02 for
+        another new name creates no account."""
+        config = load_config(None, {"auth.auto_register": True})
+        self.server, self.store, self.clock = make_server(config, ACCOUNTS)
+        wire = self.connect()
+        key = login_key(wire, b"Newcomer")
+        wire.send_snac(0x17, 0x02, bucp_login_tlvs(b"Intruder", key, b"password"), request_id=2)
+        self.assert_refused_once(wire, 2, error_tlvs(b"Intruder", 0x0006))
+        self.assertIsNone(result_of(self.store.get_account("Intruder")))
+        self.assertIsNone(result_of(self.store.get_account("Newcomer")))
+
+    # -- screen names that no account can have are refused, never echoed --------------
+
+    def test_long_screen_name_at_the_challenge(self) -> None:
+        """A 300-byte screen name gets 0x0001 with an empty TLV 0x01."""
+        wire = self.hello()
+        wire.send_snac(0x17, 0x06, Tlv(0x01, self.LONG_NAME).pack(), request_id=3)
+        self.assert_refused_once(wire, 3, error_tlvs(b"", 0x0001))
+
+    def test_nul_in_screen_name_at_the_challenge(self) -> None:
+        """A screen name with a NUL gets 0x0001 with an empty TLV 0x01."""
+        for name in self.NUL_NAMES:
+            wire = self.hello()
+            wire.send_snac(0x17, 0x06, Tlv(0x01, name).pack(), request_id=3)
+            self.assert_refused_once(wire, 3, error_tlvs(b"", 0x0001))
+
+    def test_bad_screen_name_in_the_login_request(self) -> None:
+        """After a good 17,06, a 17,02 for a 300-byte or NUL-containing name
+        is refused and the name is not sent back."""
+        for name in (self.LONG_NAME, *self.NUL_NAMES):
+            wire = self.connect()
+            key = login_key(wire, b"alice")
+            self.events.clear()
+            wire.send_snac(0x17, 0x02, bucp_login_tlvs(name, key, b"secret"), request_id=2)
+            self.assert_refused_once(wire, 2, error_tlvs(b"", 0x0006))
+
+    def test_roasted_long_screen_name(self) -> None:
+        """The same 300-byte name in a channel-1 login: 0x0001, not echoed."""
+        self.assert_roasted_refused_once(
+            error_tlvs(b"", 0x0001), *roasted_signon_tlvs(self.LONG_NAME, b"secret")
+        )
+
+    def test_roasted_nul_in_screen_name(self) -> None:
+        """A NUL in the channel-1 login's name: 0x0001, not echoed."""
+        for name in self.NUL_NAMES:
+            self.assert_roasted_refused_once(
+                error_tlvs(b"", 0x0001), *roasted_signon_tlvs(name, b"secret")
+            )
+
+    def test_roasted_nul_name_with_auto_registration(self) -> None:
+        """Auto-registration does not change that: no account, 0x0001."""
+        config = load_config(None, {"auth.auto_register": True})
+        self.server, self.store, self.clock = make_server(config, ACCOUNTS)
+        self.assert_roasted_refused_once(
+            error_tlvs(b"", 0x0001), *roasted_signon_tlvs(b"newcomer\x00", b"password")
+        )
+        self.assertEqual(len(result_of(self.store.list_accounts())), len(ACCOUNTS))
+
+    # -- the client id string (TLV 0x03) -----------------------------------------------
+
+    def test_oversize_client_id_in_the_login_request(self) -> None:
+        """A client id string longer than a cookie carries gets 0x0006 (it was
+        cut and accepted)."""
+        wire = self.connect()
+        login_key(wire, b"alice")
+        self.events.clear()
+        body = self.login_tlvs(b"alice", "Alice", b"secret", self.LONG_CLIENT_ID)
+        wire.send_snac(0x17, 0x02, body, request_id=2)
+        self.assert_refused_once(wire, 2, error_tlvs(b"alice", 0x0006))
+
+    def test_non_utf8_client_id_in_the_login_request(self) -> None:
+        """A client id string that is not UTF-8 gets 0x0006."""
+        for client_id in self.NON_UTF8_CLIENT_IDS:
+            wire = self.connect()
+            login_key(wire, b"alice")
+            self.events.clear()
+            body = self.login_tlvs(b"alice", "Alice", b"secret", client_id)
+            wire.send_snac(0x17, 0x02, body, request_id=2)
+            self.assert_refused_once(wire, 2, error_tlvs(b"alice", 0x0006))
+
+    def test_roasted_bad_client_id(self) -> None:
+        """The same client id strings in a channel-1 login get 0x0006."""
+        for client_id in (self.LONG_CLIENT_ID, *self.NON_UTF8_CLIENT_IDS):
+            tlvs = [
+                Tlv(0x03, client_id) if t.tag == 0x03 else t
+                for t in roasted_signon_tlvs(b"alice", b"secret")
+            ]
+            self.assert_roasted_refused_once(error_tlvs(b"alice", 0x0006), *tlvs)
+
+    def test_client_id_at_the_limit_and_in_utf8_is_accepted(self) -> None:
+        """A client id of exactly MAX_CLIENT_ID_LENGTH bytes, or one in UTF-8
+        beyond ASCII, logs in and travels in the cookie."""
+        for client_id in (b"A" * MAX_CLIENT_ID_LENGTH, "AIM für Mac".encode()):
+            wire = self.connect()
+            login_key(wire, b"alice")
+            body = self.login_tlvs(b"alice", "Alice", b"secret", client_id)
+            wire.send_snac(0x17, 0x02, body, request_id=2)
+            cookie = self.answer_tlvs(wire).get(0x06) or b""
+            self.assertEqual(self.server.cookies.redeem(cookie, 1).client_id, client_id.decode())
+
+    # -- every refusal writes one log line ----------------------------------------------
+
+    def test_each_refusal_writes_one_log_line(self) -> None:
+        """Unknown name, wrong password, suspended, malformed request: one
+        line each, naming the reason."""
+        cases: list[tuple[bytes, Any]] = [
+            (b"\x00\x01\x00\x10Alice", "malformed"),
+            (bucp_login_tlvs(b"alice", self.auth_key("Alice"), b"wrong"), "wrong password"),
+            (TlvList([Tlv(0x01, b"Alice")]).pack_list(), "no digest"),
+        ]
+        for body, why in cases:
+            wire = self.connect()
+            login_key(wire, b"alice")
+            self.events.clear()
+            wire.send_snac(0x17, 0x02, body, request_id=2)
+            self.assertEqual(len(self.events), 1, why)
+            self.assertIn(why, self.events[0]["log_format"] + str(self.events[0].get("why")))
+            self.events.clear()
+        wire = self.hello()
+        wire.send_snac(0x17, 0x06, Tlv(0x01, b"Nobody").pack(), request_id=3)
+        self.assertEqual([e.get("why") for e in self.events], ["unknown screen name"])
+        self.events.clear()
+        self.roasted(*roasted_signon_tlvs(b"alice", b"wrong"))
+        self.assertEqual([e.get("why") for e in self.events], ["wrong password"])
+
+    def test_log_line_shows_a_bounded_name(self) -> None:
+        """The log line of a refused 300-byte name shows its start and length,
+        not all of it."""
+        wire = self.hello()
+        wire.send_snac(0x17, 0x06, Tlv(0x01, self.LONG_NAME).pack(), request_id=3)
+        (event,) = self.events
+        self.assertEqual(len(event["screen_name"]), auth_module_service.MAX_LOGGED_NAME)
+        self.assertIn("268", event["more"])

@@ -14,6 +14,7 @@ from aimserver.wire.codes import BUCP, FoodGroup, LoginError, LoginTag
 from aimserver.wire.errors import MalformedData
 from aimserver.wire.flap import SignonPayload
 from aimserver.wire.reader import string16
+from aimserver.wire.screenname import normalize
 from aimserver.wire.snac import SnacHeader
 from aimserver.wire.tlv import TlvList
 
@@ -28,7 +29,10 @@ class AuthConnection(FlapConnection):
         super().__init__(factory.settings, factory.clock, factory.sweeper)
         self.authorizer = factory.authorizer
         self._frames = 0
+        #: The 17,07 key sent, and for which screen name (normalised): the
+        #: 17,02 must answer that challenge, for that name.
         self._offered_key: str | None = None
+        self._challenged_name: str | None = None
         self._done = False
         self.snac_handlers = {
             (FoodGroup.BUCP, BUCP.CHALLENGE_REQUEST): self.challenge_request,
@@ -87,13 +91,18 @@ class AuthConnection(FlapConnection):
         refusal = self.authorizer.admit(screen_name, self.ip)
         if refusal is not None:
             return self._finish(request, refusal)
-        return then(self.authorizer.challenge(screen_name), self._answer_challenge, request)
+        return then(
+            self.authorizer.challenge(screen_name), self._answer_challenge, request, screen_name
+        )
 
-    def _answer_challenge(self, result: str | LoginResult, request: SnacHeader) -> None:
+    def _answer_challenge(
+        self, result: str | LoginResult, request: SnacHeader, screen_name: str
+    ) -> None:
         if isinstance(result, LoginResult):
             self._finish(request, result)
             return
         self._offered_key = result
+        self._challenged_name = normalize(screen_name)
         self.reply(request, BUCP.CHALLENGE_RESPONSE, string16(result.encode("ascii")))
 
     def login_request(self, request: SnacHeader, body: bytes) -> Any:
@@ -102,12 +111,19 @@ class AuthConnection(FlapConnection):
             screen_name = requested_name(tlvs)
         except MalformedData as e:
             return self._malformed(request, e)
-        if self._offered_key is None:
-            # No 17,06 on this connection: this is the login to count.
-            refusal = self.authorizer.admit(screen_name, self.ip)
-            if refusal is not None:
-                return self._finish(request, refusal)
         self._done = True
+        # The digest answers the 17,07 key sent on this connection, for the
+        # name it was asked for: a 17,02 without a challenge, or for another
+        # name, is no login a client makes. Refused before any lookup.
+        if self._offered_key is None:
+            why = "login request without a challenge"
+        elif normalize(screen_name) != self._challenged_name:
+            why = "login request for another name than the challenge"
+        else:
+            why = None
+        if why is not None:
+            refusal = self.authorizer.refuse(screen_name, LoginError.INTERNAL_CLIENT_ERROR, why)
+            return self._finish(request, refusal)
         return then(
             self.authorizer.login_bucp(tlvs, self._offered_key), self._login_answer, request
         )

@@ -49,6 +49,8 @@ from aimserver.wire.tlv import Tlv, TlvList
 DIGEST_SIZE = 16
 #: Seconds between the log lines that count overload refusals.
 SHED_LOG_INTERVAL = 10.0
+#: How much of a refused screen name a log line shows (it is the client's input).
+MAX_LOGGED_NAME = 32
 
 
 @attrs.frozen
@@ -61,12 +63,20 @@ class LoginResult:
     cookie: bytes = b""
 
     def tlvs(self) -> TlvList:
-        name = Tlv(LoginTag.SCREEN_NAME, self.screen_name.encode("ascii", "replace"))
         if self.error is not None:
-            return TlvList((name, Tlv.u16(LoginTag.ERROR_CODE, self.error)))
+            # A refusal names the screen name as the client sent it, but only
+            # one that could be a screen name: anything else (300 bytes, a
+            # NUL, "!") is the client's garbage and is not sent back.
+            echoed = self.screen_name if is_valid_screen_name(self.screen_name) else ""
+            return TlvList(
+                (
+                    Tlv(LoginTag.SCREEN_NAME, echoed.encode("ascii")),
+                    Tlv.u16(LoginTag.ERROR_CODE, self.error),
+                )
+            )
         return TlvList(
             (
-                name,
+                Tlv(LoginTag.SCREEN_NAME, self.screen_name.encode("ascii", "replace")),
                 Tlv(LoginTag.BOS_ADDRESS, self.bos_address.encode("ascii")),
                 Tlv(LoginTag.COOKIE, self.cookie),
             )
@@ -82,10 +92,27 @@ def multiconn_flags(tlvs: TlvList) -> int:
     return MULTICONN_LEGACY
 
 
+def client_id_problem(tlvs: TlvList) -> str | None:
+    """Why TLV 0x03 (client id string) is refused, or None when it is absent or
+    fine: it must be UTF-8 and fit the cookie (``MAX_CLIENT_ID_LENGTH``
+    bytes; real clients send 10-60 ASCII bytes)."""
+    raw = tlvs.get(LoginTag.CLIENT_ID_STRING)
+    if raw is None:
+        return None
+    if len(raw) > MAX_CLIENT_ID_LENGTH:
+        return f"client id string of {len(raw)} bytes"
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "client id string is not UTF-8"
+    return None
+
+
 def client_id_string(tlvs: TlvList) -> str:
-    """TLV 0x03, printable ASCII only and cut to what the cookie carries."""
-    raw = (tlvs.get(LoginTag.CLIENT_ID_STRING) or b"")[:MAX_CLIENT_ID_LENGTH]
-    return "".join(chr(b) if 32 <= b < 127 else "?" for b in raw)
+    """TLV 0x03 as text, once ``client_id_problem`` found nothing wrong with
+    it (so it fits the cookie); characters that do not print show as "?"."""
+    text = (tlvs.get(LoginTag.CLIENT_ID_STRING) or b"").decode("utf-8", "replace")
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def requested_name(tlvs: TlvList) -> str:
@@ -136,7 +163,7 @@ class Authorizer:
         account is created from the digest at 17,02. Synchronous when the
         account is cached: no Deferred on the common path."""
         if not is_valid_screen_name(screen_name):
-            return self._refuse(screen_name, LoginError.INVALID_SCREEN_NAME, "invalid name")
+            return self.refuse(screen_name, LoginError.INVALID_SCREEN_NAME, "invalid screen name")
         return then(account_now(self.store, screen_name), self._auth_key, screen_name)
 
     def _auth_key(self, account: Account | None, screen_name: str) -> str | LoginResult:
@@ -144,16 +171,32 @@ class Authorizer:
             return account.auth_key
         if self.auto_register:
             return os.urandom(16).hex()
-        return self._refuse(screen_name, LoginError.INVALID_SCREEN_NAME, "unknown screen name")
+        return self.refuse(screen_name, LoginError.INVALID_SCREEN_NAME, "unknown screen name")
+
+    def bad_input(self, screen_name: str, tlvs: TlvList) -> LoginResult | None:
+        """The refusal of a login request no client should send, or None: a
+        name that no account can have (0x0001), or a client id string that
+        is oversize or not UTF-8 (0x0006, "internal client error (bad
+        input)"). Checked before any lookup, for either method."""
+        if not is_valid_screen_name(screen_name):
+            return self.refuse(screen_name, LoginError.INVALID_SCREEN_NAME, "invalid screen name")
+        problem = client_id_problem(tlvs)
+        if problem is not None:
+            return self.refuse(screen_name, LoginError.INTERNAL_CLIENT_ERROR, problem)
+        return None
 
     def login_bucp(
         self, tlvs: TlvList, offered_key: str | None
     ) -> LoginResult | Deferred[LoginResult]:
-        """17,02: check the MD5 digest against the stored ones."""
+        """17,02: check the MD5 digest against the stored ones. The protocol
+        has checked that a 17,06 for this name came first (``offered_key``)."""
         screen_name = requested_name(tlvs)
+        refusal = self.bad_input(screen_name, tlvs)
+        if refusal is not None:
+            return refusal
         digest = tlvs.get(LoginTag.PASSWORD_MD5)
         if digest is None or len(digest) != DIGEST_SIZE:
-            return self._refuse(screen_name, LoginError.INVALID_SCREEN_NAME, "no digest")
+            return self.refuse(screen_name, LoginError.INVALID_SCREEN_NAME, "no digest")
         return then(
             account_now(self.store, screen_name),
             self._bucp_account,
@@ -184,14 +227,17 @@ class Authorizer:
         self, account: Account | None, screen_name: str, tlvs: TlvList, digest: bytes
     ) -> LoginResult:
         if account is None:
-            return self._refuse(screen_name, LoginError.INVALID_SCREEN_NAME, "unknown screen name")
+            return self.refuse(screen_name, LoginError.INVALID_SCREEN_NAME, "unknown screen name")
         if not check_bucp_digest(account, digest):
-            return self._refuse(account.screen_name, LoginError.BAD_PASSWORD, "wrong password")
+            return self.refuse(account.screen_name, LoginError.BAD_PASSWORD, "wrong password")
         return self._grant(account, tlvs)
 
     def login_roasted(self, tlvs: TlvList) -> LoginResult | Deferred[LoginResult]:
         """FLAP channel-1 login: un-roast the password and check the weak digest."""
         screen_name = requested_name(tlvs)
+        refusal = self.bad_input(screen_name, tlvs)
+        if refusal is not None:
+            return refusal
         roasted = tlvs.get(LoginTag.ROASTED_PASSWORD) or b""
         return then(
             account_now(self.store, screen_name), self._roasted_account, screen_name, tlvs, roasted
@@ -200,7 +246,7 @@ class Authorizer:
     def _roasted_account(
         self, account: Account | None, screen_name: str, tlvs: TlvList, roasted: bytes
     ) -> LoginResult | Deferred[LoginResult]:
-        if account is None and self.auto_register and is_valid_screen_name(screen_name):
+        if account is None and self.auto_register:
             created = Deferred.fromCoroutine(self._register(screen_name, roast(roasted)))
             return created.addCallback(self._check_roasted, screen_name, tlvs, roasted)
         return self._check_roasted(account, screen_name, tlvs, roasted)
@@ -209,19 +255,19 @@ class Authorizer:
         self, account: Account | None, screen_name: str, tlvs: TlvList, roasted: bytes
     ) -> LoginResult:
         if account is None:
-            return self._refuse(screen_name, LoginError.INVALID_SCREEN_NAME, "unknown screen name")
+            return self.refuse(screen_name, LoginError.INVALID_SCREEN_NAME, "unknown screen name")
         if not check_roasted_password(account, roasted):
-            return self._refuse(account.screen_name, LoginError.BAD_PASSWORD, "wrong password")
+            return self.refuse(account.screen_name, LoginError.BAD_PASSWORD, "wrong password")
         return self._grant(account, tlvs)
 
     def _grant(self, account: Account, tlvs: TlvList) -> LoginResult:
         if account.suspended:
-            return self._refuse(account.screen_name, LoginError.SUSPENDED, "suspended")
+            return self.refuse(account.screen_name, LoginError.SUSPENDED, "suspended")
         flags = multiconn_flags(tlvs)
         try:
             self.registry.check_login(account, flags)
         except TooManySessions:
-            return self._refuse(account.screen_name, LoginError.RATE_LIMIT, "too many sessions")
+            return self.refuse(account.screen_name, LoginError.RATE_LIMIT, "too many sessions")
         cookie = self.cookies.issue(
             screen_name=account.screen_name,
             instance_id=self.registry.new_instance_id(),
@@ -267,8 +313,16 @@ class Authorizer:
         if not final and self.clock is not None:
             self._shed_call = self.clock.callLater(SHED_LOG_INTERVAL, self.flush_shed)
 
-    def _refuse(self, screen_name: str, error: int, why: str) -> LoginResult:
-        self.log.info("login refused for {screen_name!r}: {why}", screen_name=screen_name, why=why)
+    def refuse(self, screen_name: str, error: int, why: str) -> LoginResult:
+        """A login refusal with ``error`` (LOGIN.md §4), and its one log line."""
+        cut = len(screen_name) - MAX_LOGGED_NAME
+        self.log.info(
+            "login refused for {screen_name!r}{more}: {why} ({error:#06x})",
+            screen_name=screen_name[:MAX_LOGGED_NAME],
+            more=f" (+{cut} characters)" if cut > 0 else "",
+            why=why,
+            error=error,
+        )
         return LoginResult(screen_name, error=error)
 
     async def _register(self, screen_name: str, password: bytes) -> Account | None:
