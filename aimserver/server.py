@@ -11,8 +11,6 @@ from __future__ import annotations
 from twisted.internet.interfaces import IReactorTime
 
 from aimserver.config import Config
-from aimserver.cookies import CookieJar
-from aimserver.loginlimit import LoginLimiter
 from aimserver.protocols.auth import AuthFactory
 from aimserver.protocols.bos import BosFactory
 from aimserver.protocols.flap import ConnectionSettings
@@ -21,9 +19,11 @@ from aimserver.services import alert as alert_service
 from aimserver.services.auth import Authorizer
 from aimserver.services.base import HandlerTable, merge_handlers
 from aimserver.services.buddy import BuddyService
+from aimserver.services.cookies import CookieJar
 from aimserver.services.feedbag import FeedbagService
 from aimserver.services.icbm import IcbmService
 from aimserver.services.locate import LocateService
+from aimserver.services.loginlimit import LoginLimiter
 from aimserver.services.oservice import BOS_FAMILIES, OServiceService
 from aimserver.services.permitdeny import PermitDenyService
 from aimserver.services.presence import Presence

@@ -26,7 +26,7 @@ from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from twisted.trial.unittest import FailTest
 
-from aimserver.passwords import SIGNATURE, roast
+from aimserver.store.credentials import SIGNATURE, roast
 from aimserver.wire.flap import FLAP_HEADER_SIZE, Channel, FlapFrame, SignonPayload, parse_header
 from aimserver.wire.icbm import ChannelMessageToHost
 from aimserver.wire.reader import Reader, string08

@@ -19,10 +19,10 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
 from aimserver.config import Config
-from aimserver.passwords import roast, strong_digest, weak_digest
 from aimserver.protocols.flap import ConnectionSettings, FlapConnection, FlapFactory
 from aimserver.server import AimServer
 from aimserver.services.base import Reply, SnacError
+from aimserver.store.credentials import roast, strong_digest, weak_digest
 from aimserver.store.memory import MemoryUserStore
 from aimserver.wire.errors import MalformedData
 from aimserver.wire.flap import FLAP_HEADER_SIZE, Channel, FlapFrame, SignonPayload, parse_header

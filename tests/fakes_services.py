@@ -19,7 +19,6 @@ from twisted.internet import defer
 from twisted.internet.task import Clock
 from zope.interface import implementer
 
-from aimserver.cookies import CookieJar
 from aimserver.registry import (
     MULTICONN_MULTI,
     ISessionConnection,
@@ -28,6 +27,7 @@ from aimserver.registry import (
 )
 from aimserver.services.base import Reply
 from aimserver.services.buddy import BuddyService
+from aimserver.services.cookies import CookieJar
 from aimserver.services.icbm import IcbmService
 from aimserver.services.locate import LocateService
 from aimserver.services.oservice import OServiceService

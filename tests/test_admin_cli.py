@@ -10,8 +10,8 @@ import sys
 from twisted.trial.unittest import SynchronousTestCase
 
 from aimserver.admin import cli
-from aimserver.passwords import check_roasted_password, roast
 from aimserver.store import accounts as accounts_store
+from aimserver.store.credentials import check_roasted_password, roast
 from aimserver.store.interfaces import Account
 from aimserver.store.sqlite import SCHEMA_VERSION, connect, transact
 

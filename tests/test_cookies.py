@@ -1,4 +1,4 @@
-"""Tests for aimserver.cookies: the login cookie carried from auth to BOS."""
+"""Tests for aimserver.services.cookies: the login cookie carried from auth to BOS."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from aimserver.cookies import (
+from aimserver.services.cookies import (
     COOKIE_LENGTH,
     MAX_CLIENT_ID_LENGTH,
     MAX_ROOM_LENGTH,

@@ -10,7 +10,7 @@ from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 
 from aimserver.config import load_config
-from aimserver.passwords import roast
+from aimserver.store.credentials import roast
 from aimserver.wire.flap import Channel, FlapFrame, SignonPayload
 from aimserver.wire.tlv import Tlv, TlvList
 from tests.client import (

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from aimserver.loginlimit import MAX_TRACKED_ADDRESSES, LoginLimiter
+from aimserver.services.loginlimit import MAX_TRACKED_ADDRESSES, LoginLimiter
 
 
 class LoginLimiterTests(SynchronousTestCase):

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from aimserver.passwords import (
+from aimserver.store.credentials import (
     ROAST_TABLE,
     SIGNATURE,
     Credentials,

@@ -13,9 +13,9 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from aimserver.config import load_config
-from aimserver.cookies import COOKIE_LENGTH, MAX_CLIENT_ID_LENGTH
 from aimserver.protocols import auth as auth_module
 from aimserver.services import auth as auth_module_service
+from aimserver.services.cookies import COOKIE_LENGTH, MAX_CLIENT_ID_LENGTH
 from aimserver.wire.flap import Channel, FlapFrame
 from aimserver.wire.reader import string16
 from aimserver.wire.snac import pack_snac

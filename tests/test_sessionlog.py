@@ -7,7 +7,7 @@ from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from aimserver.sessionlog import SessionLog
+from aimserver.services.sessionlog import SessionLog
 
 
 class SessionLogTests(SynchronousTestCase):

@@ -23,16 +23,16 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
-from aimserver.passwords import (
+from aimserver.store import accounts as accounts_store
+from aimserver.store import offline_messages as offline_store
+from aimserver.store import sqlite as sqlite_store
+from aimserver.store.credentials import (
     Credentials,
     check_bucp_digest,
     check_roasted_password,
     roast,
     strong_digest,
 )
-from aimserver.store import accounts as accounts_store
-from aimserver.store import offline_messages as offline_store
-from aimserver.store import sqlite as sqlite_store
 from aimserver.store.interfaces import (
     MAX_FEEDBAG_ITEMS,
     MAX_ITEM_ATTRIBUTES_BYTES,

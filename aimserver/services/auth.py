@@ -19,9 +19,17 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
-from aimserver.cookies import MAX_CLIENT_ID_LENGTH, CookieJar
-from aimserver.loginlimit import LoginLimiter
-from aimserver.passwords import (
+from aimserver.registry import (
+    MULTICONN_LEGACY,
+    MULTICONN_MULTI,
+    MULTICONN_SINGLE,
+    TooManySessions,
+    UserRegistry,
+)
+from aimserver.services.base import then
+from aimserver.services.cookies import MAX_CLIENT_ID_LENGTH, CookieJar
+from aimserver.services.loginlimit import LoginLimiter
+from aimserver.store.credentials import (
     MAX_PASSWORD_LENGTH,
     MIN_PASSWORD_LENGTH,
     Credentials,
@@ -32,14 +40,6 @@ from aimserver.passwords import (
     strong_digest,
     weak_digest,
 )
-from aimserver.registry import (
-    MULTICONN_LEGACY,
-    MULTICONN_MULTI,
-    MULTICONN_SINGLE,
-    TooManySessions,
-    UserRegistry,
-)
-from aimserver.services.base import then
 from aimserver.store.interfaces import Account, IUserStore, StoreError, account_now
 from aimserver.wire.codes import FoodGroup, LoginError, LoginTag
 from aimserver.wire.errors import MalformedData

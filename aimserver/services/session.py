@@ -25,7 +25,6 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import Interface
 
-from aimserver.cookies import CookieJar, CookiePayload, InvalidCookie
 from aimserver.registry import (
     InstanceInUse,
     ISessionConnection,
@@ -36,8 +35,9 @@ from aimserver.registry import (
 )
 from aimserver.services import ratelimit
 from aimserver.services.base import then
+from aimserver.services.cookies import CookieJar, CookiePayload, InvalidCookie
 from aimserver.services.presence import Presence
-from aimserver.sessionlog import SessionLog
+from aimserver.services.sessionlog import SessionLog
 from aimserver.store.interfaces import Account, IUserStore, account_now
 from aimserver.wire import ratelimit as rate_wire
 from aimserver.wire.codes import DisconnectReason, FoodGroup, LoginError, LoginTag, OService

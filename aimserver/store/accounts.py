@@ -18,8 +18,8 @@ from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
-from aimserver.passwords import Credentials, new_credentials
 from aimserver.store._base import MemoryBase, SQLiteBase, fired
+from aimserver.store.credentials import Credentials, new_credentials
 from aimserver.store.interfaces import (
     Account,
     AccountExists,

@@ -30,9 +30,8 @@ from aimserver.wire.screenname import normalize
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
 
-    from aimserver.passwords import Credentials
-
 __all__ = [
+    "Credentials",
     "DIGEST_SIZE",
     "ICBM_COOKIE_SIZE",
     "MAX_AUTH_KEY_LENGTH",
@@ -178,6 +177,15 @@ class OfflineSenderBytesFull(OfflineInboxFull):  # noqa: N818 (the name is the A
     :data:`MAX_OFFLINE_BYTES_PER_SENDER`."""
 
     cap = "bytes per sender"
+
+
+@attrs.frozen
+class Credentials:
+    """A fresh auth key and both digests of one password: what a store keeps."""
+
+    auth_key: str = attrs.field(repr=False)
+    weak_md5: bytes = attrs.field(repr=False)
+    strong_md5: bytes = attrs.field(repr=False)
 
 
 @attrs.frozen

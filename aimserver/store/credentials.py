@@ -15,9 +15,7 @@ import hmac
 import secrets
 from typing import Protocol
 
-import attrs
-
-from aimserver.store.interfaces import InvalidPassword
+from aimserver.store.interfaces import Credentials, InvalidPassword
 
 __all__ = [
     "MAX_PASSWORD_LENGTH",
@@ -56,15 +54,6 @@ class _HasCredentials(Protocol):
 
     @property
     def strong_md5(self) -> bytes: ...
-
-
-@attrs.frozen
-class Credentials:
-    """A fresh auth key and both digests of one password: what a store keeps."""
-
-    auth_key: str = attrs.field(repr=False)
-    weak_md5: bytes = attrs.field(repr=False)
-    strong_md5: bytes = attrs.field(repr=False)
 
 
 def roast(data: bytes) -> bytes:
