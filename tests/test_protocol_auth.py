@@ -9,13 +9,14 @@ from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
-from twisted.logger import globalLogPublisher
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from aimserver.config import load_config
 from aimserver.protocols import auth as auth_module
 from aimserver.services import auth as auth_module_service
 from aimserver.services.cookies import COOKIE_LENGTH, MAX_CLIENT_ID_LENGTH
+from aimserver.services.countedlog import CountedLog
 from aimserver.wire.flap import Channel, FlapFrame
 from aimserver.wire.reader import string16
 from aimserver.wire.snac import pack_snac
@@ -433,7 +434,11 @@ class LoginLimitsTests(AuthTestCase):
 
 def shed_timers(clock: Any) -> list[Any]:
     """Pending calls of the overload-refusal counter."""
-    return [c for c in clock.getDelayedCalls() if getattr(c.func, "__name__", "") == "flush_shed"]
+    return [
+        c
+        for c in clock.getDelayedCalls()
+        if isinstance(getattr(c.func, "__self__", None), CountedLog)
+    ]
 
 
 class OverloadLogTests(AuthTestCase):
@@ -456,7 +461,7 @@ class OverloadLogTests(AuthTestCase):
             return parse_snac(data[-1])[0].subtype
 
         def refusal_lines() -> list[dict[str, object]]:
-            return [e for e in events if "0x0018" in str(e.get("log_format", ""))]
+            return [e for e in events if "0x0018" in formatEvent(e)]
 
         self.assertEqual([challenge() for _ in range(60)], [0x07] * 60)
         self.assertEqual([challenge() for _ in range(6)], [0x03] * 6)

@@ -11,12 +11,11 @@ carries a fresh session instance id and the client's multi-connection flags
 from __future__ import annotations
 
 import os
-from collections import Counter
 from collections.abc import Callable
 
 import attrs
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from aimserver.registry import (
@@ -28,6 +27,7 @@ from aimserver.registry import (
 )
 from aimserver.services.base import then
 from aimserver.services.cookies import MAX_CLIENT_ID_LENGTH, CookieJar
+from aimserver.services.countedlog import CountedLog
 from aimserver.services.loginlimit import LoginLimiter
 from aimserver.store.credentials import (
     MAX_PASSWORD_LENGTH,
@@ -144,8 +144,12 @@ class Authorizer:
         self.auto_register = auto_register
         self.limiter = limiter
         self.clock = clock
-        self._shed_counts: Counter[str] = Counter()
-        self._shed_call: IDelayedCall | None = None
+        #: Overload refusals (0x0018), one log line a burst.
+        self.shed = (
+            CountedLog(self.log, clock, "logins refused with 0x0018 (overload)", SHED_LOG_INTERVAL)
+            if clock is not None
+            else None
+        )
 
     def admit(self, screen_name: str, ip: str) -> LoginResult | None:
         """A refusal (0x0018, "connecting too frequently") when the server or
@@ -282,36 +286,20 @@ class Authorizer:
         of thousands, and a log line costs as much as the refusal: the first
         after a quiet spell is logged, the next ones are counted into one line
         every SHED_LOG_INTERVAL while they go on."""
-        if self._shed_call is None and self.clock is not None:
-            self.log.info(
-                "login refused for {screen_name!r}: {why} (0x0018); more such refusals"
-                " are counted every {interval:.0f} s",
+        if self.shed is not None:
+            self.shed.note(
+                why,
+                "login refused for {screen_name!r}: {why} (0x0018)",
                 screen_name=screen_name,
                 why=why,
-                interval=SHED_LOG_INTERVAL,
             )
-            self._shed_call = self.clock.callLater(SHED_LOG_INTERVAL, self.flush_shed)
-        else:
-            self._shed_counts[why] += 1
         return LoginResult(screen_name, error=LoginError.RATE_LIMIT_RESERVATION)
 
     def flush_shed(self, final: bool = False) -> None:
-        """Log the overload refusals counted since the last line; while they go
-        on, count again for another interval. ``final`` (the listener stops):
-        log and leave no timer behind."""
-        call, self._shed_call = self._shed_call, None
-        if call is not None and call.active():
-            call.cancel()
-        if not self._shed_counts:
-            return
-        counts = ", ".join(f"{n} {reason}" for reason, n in sorted(self._shed_counts.items()))
-        self._shed_counts.clear()
-        self.log.info(
-            "logins refused with 0x0018 (overload) since the last such line: {counts}",
-            counts=counts,
-        )
-        if not final and self.clock is not None:
-            self._shed_call = self.clock.callLater(SHED_LOG_INTERVAL, self.flush_shed)
+        """Log the overload refusals counted so far (``final``: the listener
+        stops, leave no timer behind)."""
+        if self.shed is not None:
+            self.shed.flush(final)
 
     def refuse(self, screen_name: str, error: int, why: str) -> LoginResult:
         """A login refusal with ``error`` (LOGIN.md §4), and its one log line."""
