@@ -40,7 +40,7 @@ from aimserver.store.credentials import (
     strong_digest,
     weak_digest,
 )
-from aimserver.store.interfaces import Account, IUserStore, StoreError, account_now
+from aimserver.store.interfaces import Account, IAccountStore, StoreError, account_now
 from aimserver.wire.codes import FoodGroup, LoginError, LoginTag
 from aimserver.wire.errors import MalformedData
 from aimserver.wire.screenname import decode_screen_name, is_valid_screen_name
@@ -129,7 +129,7 @@ class Authorizer:
 
     def __init__(
         self,
-        store: IUserStore,
+        store: IAccountStore,
         registry: UserRegistry,
         cookies: CookieJar,
         bos_address: Callable[[], str],

@@ -18,7 +18,7 @@ from aimserver.registry import SessionInstance, UserRegistry
 from aimserver.services.base import HandlerTable, Replies, Reply, acting_user
 from aimserver.services.presence import Presence
 from aimserver.store.interfaces import Feedbag as StoredFeedbag
-from aimserver.store.interfaces import IUserStore
+from aimserver.store.interfaces import IFeedbagStore
 from aimserver.wire.codes import Feedbag, FoodGroup
 from aimserver.wire.feedbag import WireFeedbagItem, pack_not_modified, pack_reply_parts
 from aimserver.wire.reader import Reader
@@ -75,7 +75,7 @@ def to_wire(feedbag: StoredFeedbag) -> list[WireFeedbagItem]:
 
 
 class FeedbagService:
-    def __init__(self, registry: UserRegistry, presence: Presence, store: IUserStore) -> None:
+    def __init__(self, registry: UserRegistry, presence: Presence, store: IFeedbagStore) -> None:
         self.registry = registry
         self.presence = presence
         self.store = store

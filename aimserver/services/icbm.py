@@ -42,7 +42,7 @@ from aimserver.services.events import ClientErrorRelayed, MessageReceived, Typin
 from aimserver.services.presence import Presence, message_targets
 from aimserver.services.warnings import WarningService
 from aimserver.store.interfaces import (
-    IUserStore,
+    IOfflineMessageStore,
     NoSuchAccount,
     OfflineInboxFull,
     OfflineMessage,
@@ -215,7 +215,7 @@ class IcbmService:
         self,
         registry: UserRegistry,
         presence: Presence,
-        store: IUserStore,
+        store: IOfflineMessageStore,
         warnings: WarningService,
         clock: IReactorTime,
         notify: bool = True,

@@ -38,7 +38,7 @@ from aimserver.services.base import then
 from aimserver.services.cookies import CookieJar, CookiePayload, InvalidCookie
 from aimserver.services.presence import Presence
 from aimserver.services.sessionlog import SessionLog
-from aimserver.store.interfaces import Account, IUserStore, account_now
+from aimserver.store.interfaces import Account, IAccountStore, account_now
 from aimserver.wire import ratelimit as rate_wire
 from aimserver.wire.codes import DisconnectReason, FoodGroup, LoginError, LoginTag, OService
 from aimserver.wire.tlv import Tlv
@@ -182,7 +182,7 @@ class SessionService:
         *,
         registry: UserRegistry,
         presence: Presence,
-        store: IUserStore,
+        store: IAccountStore,
         cookies: CookieJar,
         rate_limits: RateLimits,
         clock: IReactorTime,

@@ -21,7 +21,7 @@ from aimserver.registry import SessionInstance, User, UserRegistry
 from aimserver.services.base import Replies, Reply, SnacError, acting_user
 from aimserver.services.events import SelfInfoChanged, Warned
 from aimserver.services.presence import Presence, decayed
-from aimserver.store.interfaces import IUserStore
+from aimserver.store.interfaces import IWarningStore
 from aimserver.wire.codes import ICBM, FoodGroup, SnacErrorCode
 from aimserver.wire.reader import Reader
 from aimserver.wire.screenname import decode_screen_name, normalize
@@ -44,7 +44,7 @@ class WarningService:
     log = Logger()
 
     def __init__(
-        self, registry: UserRegistry, presence: Presence, store: IUserStore, clock: IReactorTime
+        self, registry: UserRegistry, presence: Presence, store: IWarningStore, clock: IReactorTime
     ) -> None:
         self.registry = registry
         self.presence = presence
