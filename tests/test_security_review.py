@@ -195,6 +195,27 @@ class InvisibleLooksOfflineTests(SynchronousTestCase):
         carol, _ = self.world.sign_on("Carol")
         self.world.refused(NOT_LOGGED_ON, self.world.send, carol, im("Bob", b"hi?"))
 
+    def test_lookups_follow_the_same_rule(self) -> None:
+        """02,05 on an invisible user: "not logged on" for everyone, until it
+        messages someone, who may then look it up; others still may not."""
+
+        def lookup(session: SessionInstance) -> object:
+            body = struct.pack("!H", 0x0001) + bytes([3]) + b"Bob"
+            try:
+                return replies_kinds(
+                    self.world.call(
+                        self.world.locate.user_info_query, session, FoodGroup.LOCATE, 0x0005, body
+                    )
+                )
+            except SnacError as e:
+                return e.code
+
+        carol, _ = self.world.sign_on("Carol")
+        self.assertEqual(lookup(self.alice), NOT_LOGGED_ON)
+        self.world.send(self.bob, im("Alice", b"psst"))
+        self.assertEqual(lookup(self.alice), [(FoodGroup.LOCATE, 0x0006)])
+        self.assertEqual(lookup(carol), NOT_LOGGED_ON)
+
     def test_invisible_user_still_messages_its_own_sessions(self) -> None:
         """The user itself can see it is online: an IM to itself arrives."""
         bob2, _ = self.world.sign_on("Bob")

@@ -14,10 +14,10 @@ from twisted.logger import Logger
 
 from aimserver.registry import SessionInstance, User, UserRegistry
 from aimserver.services.base import HandlerTable, Replies, Reply, SnacError
-from aimserver.services.presence import Presence, aggregate_state
+from aimserver.services.presence import Presence
 from aimserver.wire.codes import FoodGroup, Locate, SnacErrorCode
 from aimserver.wire.reader import Reader
-from aimserver.wire.screenname import decode_screen_name, normalize
+from aimserver.wire.screenname import decode_screen_name
 from aimserver.wire.snac import SnacHeader
 from aimserver.wire.tlv import Tlv, TlvList
 
@@ -122,8 +122,8 @@ class LocateService:
             self.presence.session_changed(session)
 
     def _target(self, session: SessionInstance, raw_name: bytes) -> User:
-        user = self.registry.users.get(normalize(decode_screen_name(raw_name)))
-        if user is None or (aggregate_state(user) is None and user.key != session.user_key):
+        user = self.registry.get(decode_screen_name(raw_name))
+        if user is None or not self.presence.visible_to(user, session.user_key):
             # Offline and invisible look the same to others.
             raise SnacError(SnacErrorCode.NOT_LOGGED_ON)
         return user
