@@ -198,6 +198,10 @@ class UserRegistry:
     def __init__(self, max_sessions: int = 5) -> None:
         self.max_sessions = max_sessions
         self.users: dict[str, User] = {}
+        #: ``by_key(key)``: the signed-on user whose normalised screen name is
+        #: ``key``, or None. The dict's own ``get``: every IM asks, and a
+        #: method of ours would add a Python call.
+        self.by_key = self.users.get
         #: target key -> sessions that have the target on their buddy list.
         self.watchers: dict[str, set[SessionInstance]] = {}
         # A random start: instance ids in cookies issued before a restart do
@@ -213,10 +217,6 @@ class UserRegistry:
     def get(self, screen_name: str) -> User | None:
         """The signed-on user of any spelling of ``screen_name``."""
         return self.users.get(normalize(screen_name))
-
-    def by_key(self, key: str) -> User | None:
-        """The signed-on user whose normalised screen name is ``key``."""
-        return self.users.get(key)
 
     def holds(self, user: User) -> bool:
         """``user`` is still the registry's (not signed off, not replaced)."""

@@ -32,11 +32,6 @@ class RenderingTests(SynchronousTestCase):
         event = MessageReceived(b"12345678", 1, BOB, tlvs)
         self.assertEqual(event.snac(), (0x0004, 0x0007, b"12345678" + b"\x00\x01" + BOB + tlvs))
 
-    def test_relayed_message_keeps_the_head_as_sent(self) -> None:
-        event = MessageReceived.relayed(b"abcdefgh\x00\x02", BOB, b"")
-        self.assertEqual((event.cookie, event.channel), (b"abcdefgh", 2))
-        self.assertEqual(event.snac()[2], b"abcdefgh\x00\x02" + BOB)
-
     def test_the_others(self) -> None:
         self.assertEqual(BuddyArrived(BOB).snac(), (0x0003, 0x000B, BOB))
         self.assertEqual(BuddyDeparted(BOB).snac(), (0x0003, 0x000C, BOB))

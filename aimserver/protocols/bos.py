@@ -17,6 +17,7 @@ from aimserver.protocols.flap import ConnectionSettings, FlapConnection, FlapFac
 from aimserver.services.base import HandlerTable, then
 from aimserver.services.oservice import pack_families
 from aimserver.services.session import (
+    ALLOWED,
     Attached,
     ISessionConnection,
     SessionInstance,
@@ -27,6 +28,9 @@ from aimserver.wire.codes import FoodGroup, LoginTag, OService
 from aimserver.wire.flap import SignonPayload
 from aimserver.wire.snac import SnacHeader
 from aimserver.wire.tlv import Tlv
+
+_OSERVICE = int(FoodGroup.OSERVICE)
+_CLIENT_READY_SUBTYPE = int(OService.CLIENT_READY)
 
 
 @implementer(ISessionConnection)
@@ -42,6 +46,7 @@ class BosConnection(FlapConnection):
         #: A service connection (alerts, ...) rather than the session's own connection.
         self.service_connection = False
         self._client_ready = False
+        self._rate_check = factory.sessions.rate_limits.check
         self.snac_handlers = factory.handlers
 
     # -- sign-on ------------------------------------------------------------------------
@@ -91,11 +96,11 @@ class BosConnection(FlapConnection):
         limits; over the limit it is dropped, far over it the connection closes."""
         if self.session is None:
             return True
-        if (header.family, header.subtype) == (FoodGroup.OSERVICE, OService.CLIENT_READY):
+        if header.subtype == _CLIENT_READY_SUBTYPE and header.family == _OSERVICE:
             self._client_ready = True
-        decision = self.sessions.rate_check(
-            self.session, header.family, header.subtype, self._client_ready
-        )
+        decision = self._rate_check(self.session, header.family, header.subtype, self._client_ready)
+        if decision is ALLOWED:
+            return True
         if decision.notice is not None:
             self.send_snac(
                 FoodGroup.OSERVICE,

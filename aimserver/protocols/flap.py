@@ -54,6 +54,7 @@ MAX_SEQUENCE = 0x7FFF
 KERNEL_SEND_BUFFER = 128 * 1024
 #: A FLAP header and a SNAC header in one: a push costs one pack per recipient.
 _FLAP_AND_SNAC = struct.Struct("!BBHHHHHI")
+_DATA = int(Channel.DATA)
 #: What a data frame too short for a SNAC header counts as against the rate
 #: limits: family 0 is in no rate class's list, so the default class.
 SHORT_SNAC = SnacHeader(0, 0, 0, 0)
@@ -388,7 +389,7 @@ class FlapConnection(Protocol, TimeoutMixin):
         fan-out's per-recipient cost."""
         if self._closing:
             return
-        family, subtype, body = event.snac()
+        family, subtype, body = event._snac or event.snac()
         size = SNAC_HEADER_SIZE + len(body)
         if size > MAX_PAYLOAD:
             self._oversize(size)
@@ -396,20 +397,18 @@ class FlapConnection(Protocol, TimeoutMixin):
         self._push_id = (self._push_id + 1) & 0x7FFFFFFF or 1
         sequence = self._sequence
         self._sequence = 0 if sequence >= MAX_SEQUENCE else sequence + 1
-        self._write(
+        data = (
             _FLAP_AND_SNAC.pack(
-                FLAP_START,
-                Channel.DATA,
-                sequence,
-                size,
-                family,
-                subtype,
-                0,
-                0x80000000 | self._push_id,
+                FLAP_START, _DATA, sequence, size, family, subtype, 0, 0x80000000 | self._push_id
             )
-            + body,
-            Channel.DATA,
+            + body
         )
+        if self._paused or self.settings.trace:
+            self._write(data, _DATA)
+        else:
+            # _write's common case, inline: this is once per recipient.
+            self.wrote_since_sweep = True
+            self.transport.write(data)
 
     def _oversize(self, size: int) -> None:
         # A bug upstream, never the peer's fault: drop the frame, keep the connection.

@@ -20,20 +20,23 @@ _U16 = struct.Struct("!H")
 
 
 class Event:
-    """A push. Subclasses set ``family``/``subtype`` and build the body in
-    ``_snac_body``; the rest of their fields are what happened."""
+    """A push. Subclasses set ``family``/``subtype``, build the body in
+    ``_snac_body`` and set ``_snac = None`` in ``__init__``; their other
+    fields are what happened."""
 
-    __slots__ = ("_body",)
+    __slots__ = ("_snac",)
     family: int = 0
     subtype: int = 0
+    #: The OSCAR rendering once built (``snac()``); None before. A connection
+    #: reads it directly: on a fan-out every recipient after the first does.
+    _snac: tuple[int, int, bytes] | None
 
     def snac(self) -> tuple[int, int, bytes]:
         """The OSCAR rendering: ``(family, subtype, body)``, built once."""
-        try:
-            body = self._body
-        except AttributeError:
-            body = self._body = self._snac_body()
-        return self.family, self.subtype, body
+        snac = self._snac
+        if snac is None:
+            snac = self._snac = (self.family, self.subtype, self._snac_body())
+        return snac
 
     def _snac_body(self) -> bytes:
         raise NotImplementedError
@@ -43,7 +46,7 @@ class Event:
             f"{name}={getattr(self, name)!r}"
             for cls in type(self).__mro__
             for name in getattr(cls, "__slots__", ())
-            if name != "_body"
+            if name != "_snac"
         )
         return f"{type(self).__name__}({fields})"
 
@@ -57,6 +60,7 @@ class MessageReceived(Event):
     subtype = int(ICBM.CHANNEL_MSG_TO_CLIENT)
 
     def __init__(self, cookie: bytes, channel: int, sender: bytes, tlvs: bytes) -> None:
+        self._snac = None
         #: The 8-byte ICBM cookie.
         self.cookie = cookie
         self.channel = channel
@@ -64,14 +68,6 @@ class MessageReceived(Event):
         self.sender = sender
         #: The packed TLVs relayed to the recipient.
         self.tlvs = tlvs
-
-    @classmethod
-    def relayed(cls, head: bytes, sender: bytes, tlvs: bytes) -> MessageReceived:
-        """From the first 10 bytes of a 04,06 (cookie and channel) as they
-        came: the hot path's shortcut, nothing parsed twice."""
-        event = cls(head[:8], _U16.unpack_from(head, 8)[0], sender, tlvs)
-        event._body = head + sender + tlvs
-        return event
 
     def _snac_body(self) -> bytes:
         return self.cookie + _U16.pack(self.channel) + self.sender + self.tlvs
@@ -86,6 +82,7 @@ class TypingRelayed(Event):
     subtype = int(ICBM.CLIENT_EVENT)
 
     def __init__(self, event: bytes) -> None:
+        self._snac = None
         self.event = event
 
     def _snac_body(self) -> bytes:
@@ -101,6 +98,7 @@ class ClientErrorRelayed(Event):
     subtype = int(ICBM.CLIENT_ERROR)
 
     def __init__(self, error: bytes) -> None:
+        self._snac = None
         self.error = error
 
     def _snac_body(self) -> bytes:
@@ -115,6 +113,7 @@ class BuddyArrived(Event):
     subtype = int(Buddy.ARRIVED)
 
     def __init__(self, info: bytes) -> None:
+        self._snac = None
         #: The packed user-info block watchers see.
         self.info = info
 
@@ -130,6 +129,7 @@ class BuddyDeparted(Event):
     subtype = int(Buddy.DEPARTED)
 
     def __init__(self, info: bytes) -> None:
+        self._snac = None
         #: The departure block: the name and a user class of 0.
         self.info = info
 
@@ -146,6 +146,7 @@ class SelfInfoChanged(Event):
     subtype = int(OService.USER_INFO_UPDATE)
 
     def __init__(self, info: bytes) -> None:
+        self._snac = None
         self.info = info
 
     def _snac_body(self) -> bytes:
@@ -161,6 +162,7 @@ class Warned(Event):
     subtype = int(OService.EVIL_NOTIFICATION)
 
     def __init__(self, level: int, warner: bytes | None) -> None:
+        self._snac = None
         self.level = level
         self.warner = warner
 

@@ -71,7 +71,7 @@ from aimserver.wire.icbm import (
 from aimserver.wire.screenname import decode_screen_name, normalize
 from aimserver.wire.snac import SnacHeader
 from aimserver.wire.tlv import Tlv, TlvList
-from aimserver.wire.userinfo import CLASS_FREE, TAG_USER_CLASS, UserInfo
+from aimserver.wire.userinfo import CLASS_FREE, STATUS_INVISIBLE, TAG_USER_CLASS, UserInfo
 
 MAX_MESSAGE_LENGTH = 8000
 #: The smallest ICBM length a client may ask for in 04,02 (NINA: 80-8000).
@@ -89,6 +89,8 @@ _BIT_ACK = 1 << TAG_REQUEST_HOST_ACK
 _BIT_AUTO_RESPONSE = 1 << TAG_AUTO_RESPONSE
 _BIT_RENDEZVOUS = 1 << TAG_RENDEZVOUS
 _BIT_STORE = 1 << TAG_STORE_IF_OFFLINE
+_ICBM = int(FoodGroup.ICBM)
+_TO_CLIENT = int(ICBM.CHANNEL_MSG_TO_CLIENT)
 SUBCODE_OFFLINE_INBOX_FULL = 0x000F
 
 SYSTEM_SENDER = "AOL System Msg"
@@ -281,7 +283,10 @@ class IcbmService:
         built once around the sender's cached user-info block. The host ack
         goes back only for a message delivered or stored (or a resend of one)."""
         cookie, channel, raw_name, tags, relayed = split_message(body, _NOT_RELAYED)
-        sender = acting_user(self.registry, session)
+        # acting_user, inlined: this is every IM's path.
+        sender = self.registry.user_of(session)
+        if sender is None:
+            raise SnacError(SnacErrorCode.NOT_LOGGED_ON)
         recipient_key = normalize(decode_screen_name(raw_name))
         ack = (
             [Reply(FoodGroup.ICBM, ICBM.HOST_ACK, body[: COOKIE_SIZE + 3 + len(raw_name)])]
@@ -338,9 +343,10 @@ class IcbmService:
             relayed = b"".join(t.pack() for t in tlvs if t.tag not in _NOT_RELAYED)
         if session.typing_events:
             relayed += _WANT_EVENTS
-        event = MessageReceived.relayed(
-            body[: COOKIE_SIZE + 2], self.presence.info_block(sender), relayed
-        )
+        info = self.presence.info_block(sender)
+        event = MessageReceived(cookie, channel, info, relayed)
+        # Rendered here already: the 04,06 head is the 04,07's, as it came.
+        event._snac = (_ICBM, _TO_CLIENT, body[: COOKIE_SIZE + 2] + info + relayed)
         running = self._deliveries.get(recipient.key)
         if running is None:
             if not self.registry.deliver(targets, event):
@@ -348,7 +354,7 @@ class IcbmService:
         else:
             # Stored messages are still being handed over: this one goes after them.
             running.addBoth(lambda result: (self.registry.deliver(targets, event), result)[1])
-        if not self.presence.routing(sender).visible:
+        if session.status & STATUS_INVISIBLE and not self.presence.routing(sender).visible:
             # The recipient now knows the sender is online: it may answer.
             self.presence.reveal(sender, recipient.key)
         if is_im:

@@ -40,7 +40,7 @@ from aimserver.services.presence import Presence
 from aimserver.services.sessionlog import SessionLog
 from aimserver.store.interfaces import Account, IAccountStore, account_now
 from aimserver.wire import ratelimit as rate_wire
-from aimserver.wire.codes import DisconnectReason, FoodGroup, LoginError, LoginTag, OService
+from aimserver.wire.codes import DisconnectReason, FoodGroup, LoginError, LoginTag
 from aimserver.wire.tlv import Tlv
 
 #: The sign-on SNACs the sign-on allowance covers (``registry.SIGNON_ALLOWANCE``):
@@ -55,7 +55,6 @@ SIGNON_SNACS = frozenset(
         (0x13, 0x05), (0x13, 0x07), (0x18, 0x06), (0x18, 0x16),
     }
 )  # fmt: skip
-_CLIENT_READY = (int(FoodGroup.OSERVICE), int(OService.CLIENT_READY))
 
 #: Rate state outlives sessions (signing off and on must not reset it), so it
 #: is kept for this many users who are no longer signed on, oldest dropped first.
@@ -332,17 +331,6 @@ class SessionService:
             return
         session.online = True
         self._notify("session_online", session)
-
-    # -- rate limits ---------------------------------------------------------------------
-
-    def rate_check(
-        self, session: SessionInstance, family: int, subtype: int, client_ready: bool
-    ) -> RateDecision:
-        """See ``RateLimits.check``; ``client_ready``: this connection has
-        sent its 01,02 (or is sending it now)."""
-        return self.rate_limits.check(
-            session, family, subtype, client_ready or (family, subtype) == _CLIENT_READY
-        )
 
     # -- service connections -------------------------------------------------------------
 
