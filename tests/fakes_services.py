@@ -369,6 +369,17 @@ class ServiceWorld:
             Tlv(0x0004, message or b""),
         )
 
+    def set_status(self, session: SessionInstance, status: int) -> None:
+        """01,1E with a status word (e.g. invisible), in a turn of its own."""
+        self.call(
+            self.oservice.set_user_info_fields,
+            session,
+            FoodGroup.OSERVICE,
+            OService.SET_USER_INFO_FIELDS,
+            TlvList((Tlv.u32(0x0006, status),)).pack_list(),
+        )
+        self.end_turn()
+
     def set_idle(self, session: SessionInstance, seconds: int) -> None:
         self.call(
             self.oservice.idle_notification,

@@ -63,16 +63,6 @@ class World(ServiceWorld):
             self.icbm.channel_msg_to_host, session, FoodGroup.ICBM, ICBM.CHANNEL_MSG_TO_HOST, body
         )
 
-    def set_status(self, session: SessionInstance, status: int) -> None:
-        self.call(
-            self.oservice.set_user_info_fields,
-            session,
-            FoodGroup.OSERVICE,
-            OService.SET_USER_INFO_FIELDS,
-            TlvList((Tlv.u32(0x0006, status),)).pack_list(),
-        )
-        self.end_turn()
-
     def set_capabilities(self, session: SessionInstance, *caps: bytes) -> None:
         self.set_info(session, Tlv(0x0005, b"".join(caps)))
 

@@ -43,16 +43,6 @@ class PresenceWorld(ServiceWorld):
     def set_caps(self, session, *caps: bytes) -> None:
         self.set_info(session, Tlv(0x0005, b"".join(caps)))
 
-    def set_status(self, session, status: int) -> None:
-        self.call(
-            self.oservice.set_user_info_fields,
-            session,
-            FoodGroup.OSERVICE,
-            OService.SET_USER_INFO_FIELDS,
-            TlvList((Tlv.u32(0x0006, status),)).pack_list(),
-        )
-        self.end_turn()
-
 
 class AggregateStateTests(SynchronousTestCase):
     """The one presence others see, computed from every online session."""

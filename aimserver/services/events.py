@@ -73,84 +73,64 @@ class MessageReceived(Event):
         return self.cookie + _U16.pack(self.channel) + self.sender + self.tlvs
 
 
-class TypingRelayed(Event):
-    """04,14: a typing event (or another client event), already packed with
-    the typing user's name."""
+class PackedEvent(Event):
+    """An event whose one field is its whole body, already packed by the
+    service that made it (a user-info block, a relayed 04,14 or 04,0B); the
+    class says what it is."""
 
-    __slots__ = ("event",)
+    __slots__ = ("packed",)
+
+    def __init__(self, packed: bytes) -> None:
+        self._snac = None
+        self.packed = packed
+
+    def _snac_body(self) -> bytes:
+        return self.packed
+
+
+class TypingRelayed(PackedEvent):
+    """04,14: a typing event (or another client event), packed with the
+    typing user's name."""
+
+    __slots__ = ()
     family = int(FoodGroup.ICBM)
     subtype = int(ICBM.CLIENT_EVENT)
 
-    def __init__(self, event: bytes) -> None:
-        self._snac = None
-        self.event = event
 
-    def _snac_body(self) -> bytes:
-        return self.event
+class ClientErrorRelayed(PackedEvent):
+    """04,0B: a client's error report about a message, packed with the
+    reporter's name."""
 
-
-class ClientErrorRelayed(Event):
-    """04,0B: a client's error report about a message, already packed with
-    the reporter's name."""
-
-    __slots__ = ("error",)
+    __slots__ = ()
     family = int(FoodGroup.ICBM)
     subtype = int(ICBM.CLIENT_ERROR)
 
-    def __init__(self, error: bytes) -> None:
-        self._snac = None
-        self.error = error
 
-    def _snac_body(self) -> bytes:
-        return self.error
+class BuddyArrived(PackedEvent):
+    """03,0B: a watched user is online, or what watchers see of it changed;
+    the packed user-info block they see."""
 
-
-class BuddyArrived(Event):
-    """03,0B: a watched user is online, or what watchers see of it changed."""
-
-    __slots__ = ("info",)
+    __slots__ = ()
     family = int(FoodGroup.BUDDY)
     subtype = int(Buddy.ARRIVED)
 
-    def __init__(self, info: bytes) -> None:
-        self._snac = None
-        #: The packed user-info block watchers see.
-        self.info = info
 
-    def _snac_body(self) -> bytes:
-        return self.info
+class BuddyDeparted(PackedEvent):
+    """03,0C: a watched user is no longer visible; the departure block (the
+    name and a user class of 0)."""
 
-
-class BuddyDeparted(Event):
-    """03,0C: a watched user is no longer visible."""
-
-    __slots__ = ("info",)
+    __slots__ = ()
     family = int(FoodGroup.BUDDY)
     subtype = int(Buddy.DEPARTED)
 
-    def __init__(self, info: bytes) -> None:
-        self._snac = None
-        #: The departure block: the name and a user class of 0.
-        self.info = info
 
-    def _snac_body(self) -> bytes:
-        return self.info
-
-
-class SelfInfoChanged(Event):
+class SelfInfoChanged(PackedEvent):
     """01,0F pushed: what the session is told about itself changed (its
-    warning level decayed)."""
+    warning level decayed); its own user-info block."""
 
-    __slots__ = ("info",)
+    __slots__ = ()
     family = int(FoodGroup.OSERVICE)
     subtype = int(OService.USER_INFO_UPDATE)
-
-    def __init__(self, info: bytes) -> None:
-        self._snac = None
-        self.info = info
-
-    def _snac_body(self) -> bytes:
-        return self.info
 
 
 class Warned(Event):
