@@ -139,6 +139,6 @@ class AimServer:
             self.icbm,
             PermitDenyService(),
             StatsService(),
-            FeedbagService(self.registry, self.presence, self.store),
+            FeedbagService(self.registry, self.presence, self.store, self.clock),
         )
         return merge_handlers(*(service.handlers() for service in services))

@@ -117,7 +117,7 @@ class FeedbagWorld(ServiceWorld):
         clock = Clock()
         clock.advance(START)
         super().__init__(clock=clock, store=HoldingFeedbagStore(clock))
-        self.feedbag = FeedbagService(self.registry, self.presence, self.store)
+        self.feedbag = FeedbagService(self.registry, self.presence, self.store, self.clock)
 
     def store_items(self, screen_name: str, items: list[FeedbagItem], now: int) -> None:
         self.account(screen_name)
@@ -163,7 +163,7 @@ class FeedbagRightsTests(SynchronousTestCase):
         self.assertEqual(reply, Reply(FEEDBAG, 0x0003, expected))
 
     def test_handlers(self) -> None:
-        """Each read-side subtype reaches its handler."""
+        """Each subtype reaches its handler."""
         service = FeedbagWorld().feedbag
         self.assertEqual(
             service.handlers(),
@@ -172,6 +172,11 @@ class FeedbagRightsTests(SynchronousTestCase):
                 (FoodGroup.FEEDBAG, 0x04): service.query,
                 (FoodGroup.FEEDBAG, 0x05): service.query_if_modified,
                 (FoodGroup.FEEDBAG, 0x07): service.use,
+                (FoodGroup.FEEDBAG, 0x08): service.edit,
+                (FoodGroup.FEEDBAG, 0x09): service.edit,
+                (FoodGroup.FEEDBAG, 0x0A): service.edit,
+                (FoodGroup.FEEDBAG, 0x11): service.cluster,
+                (FoodGroup.FEEDBAG, 0x12): service.cluster,
             },
         )
 

@@ -148,3 +148,24 @@ class Warned(Event):
 
     def _snac_body(self) -> bytes:
         return _U16.pack(self.level) + (self.warner or b"")
+
+
+class FeedbagSynced(Event):
+    """13,08/13,09/13,0A (the items as stored) or 13,11/13,12 (cluster
+    bounds), pushed to a user's other sessions when one session edits the
+    shared list (MULTISESSION.md §13)."""
+
+    __slots__ = ("edit", "packed")
+    family = int(FoodGroup.FEEDBAG)
+
+    def __init__(self, edit: int, packed: bytes) -> None:
+        self._snac = None
+        #: The subtype of the edit the session made.
+        self.edit = edit
+        self.packed = packed
+
+    def snac(self) -> tuple[int, int, bytes]:
+        snac = self._snac
+        if snac is None:
+            snac = self._snac = (self.family, self.edit, self.packed)
+        return snac

@@ -1,32 +1,70 @@
 # -*- test-case-name: tests.test_service_feedbag -*-
-"""Feedbag (0x0013): the server-stored buddy list, read side.
+"""Feedbag (0x0013): the server-stored buddy list.
 
 The list is user-level and lives in the store. This module answers the
 sign-on queries (rights, query, query-if-modified) and "use", after which the
-stored buddy items govern the session's presence subscriptions. Edits
-(13,08-13,0A) come with the buddy-list issue.
+stored buddy items govern the session's presence subscriptions, and the edits
+(13,08 insert, 13,09 update, 13,0A delete, 13,11/13,12 clusters):
+
+* every item is checked against the stored list (``plan_edit``) and gets its
+  own 13,0E status, in order; the accepted items are written in one store
+  call, so an edit is never half-written, and 13,0E goes out only once the
+  store has committed it;
+* one user's edits are applied one at a time, whichever session makes them;
+* buddy items added or removed change the watch set of every session of the
+  user that uses the list, with arrivals for buddies online now;
+* every accepted edit, and the cluster bounds, are pushed to the user's other
+  live sessions, those still signing on included (MULTISESSION.md §13).
+
+The group order TLVs (0x00C8) are stored as the client sends them: clients
+keep them in step with their items themselves (FAMILIES.md, Root group).
 """
 
 from __future__ import annotations
 
 import functools
 import struct
+from collections.abc import Sequence
 
+import attrs
 from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 
 from aimserver.registry import SessionInstance, UserRegistry
 from aimserver.services.base import HandlerTable, Replies, Reply, acting_user
+from aimserver.services.events import FeedbagSynced
 from aimserver.services.presence import Presence
 from aimserver.store.interfaces import Feedbag as StoredFeedbag
-from aimserver.store.interfaces import IFeedbagStore
+from aimserver.store.interfaces import FeedbagItem, IFeedbagStore, StoreError
 from aimserver.wire.codes import Feedbag, FoodGroup
-from aimserver.wire.feedbag import WireFeedbagItem, pack_not_modified, pack_reply_parts
+from aimserver.wire.errors import MalformedData
+from aimserver.wire.feedbag import (
+    WireFeedbagItem,
+    pack_not_modified,
+    pack_reply_parts,
+    read_items,
+)
 from aimserver.wire.reader import Reader
-from aimserver.wire.screenname import normalize
+from aimserver.wire.screenname import is_valid_screen_name, normalize
 from aimserver.wire.snac import FLAG_MORE_REPLIES, SnacHeader
 from aimserver.wire.tlv import Tlv, TlvList
 
 CLASS_BUDDY = 0x0000
+CLASS_GROUP = 0x0001
+CLASS_PERMIT = 0x0002
+CLASS_DENY = 0x0003
+#: Classes whose item name is a screen name.
+_NAMED_CLASSES = frozenset({CLASS_BUDDY, CLASS_PERMIT, CLASS_DENY})
+#: 13,0E results (FAMILIES.md, Edits).
+OK = 0x0000
+NOT_FOUND = 0x0002
+ALREADY_EXISTS = 0x0003
+INVALID = 0x000A
+CLASS_LIMIT = 0x000C
+#: What 13,03 advertises (TLVs 0x0003 and 0x0006), enforced on every edit.
+MAX_ITEM_ATTRIBUTES = 200
+MAX_ITEM_NAME_LENGTH = 200
 #: Max items per class ID, indexed by class (13,03 TLV 0x0004): buddies,
 #: groups, permits, denies, PD info, buddy prefs, non-buddies, client prefs,
 #: ... generous where clients keep many, 1 where only one makes sense.
@@ -59,10 +97,10 @@ MAX_ITEMS_PER_CLASS = (
 def rights_reply() -> bytes:
     return TlvList(
         (
-            Tlv.u16(0x0003, 200),
+            Tlv.u16(0x0003, MAX_ITEM_ATTRIBUTES),
             Tlv(0x0004, struct.pack(f"!{len(MAX_ITEMS_PER_CLASS)}H", *MAX_ITEMS_PER_CLASS)),
             Tlv.u16(0x0005, 200),
-            Tlv.u16(0x0006, 200),
+            Tlv.u16(0x0006, MAX_ITEM_NAME_LENGTH),
         )
     ).pack_list()
 
@@ -74,11 +112,144 @@ def to_wire(feedbag: StoredFeedbag) -> list[WireFeedbagItem]:
     ]
 
 
+def _item_error(item: WireFeedbagItem, user_key: str) -> tuple[int, FeedbagItem | None]:
+    """The checks of one item on its own: ``(INVALID or CLASS_LIMIT, None)``,
+    or ``(OK, the item as stored)``."""
+    if item.class_id >= len(MAX_ITEMS_PER_CLASS):
+        return INVALID, None
+    if MAX_ITEMS_PER_CLASS[item.class_id] == 0:
+        return CLASS_LIMIT, None
+    try:
+        name = item.name.decode("utf-8")
+        attributes = TlvList.unpack_list(item.attributes, "item attributes")
+    except (UnicodeDecodeError, MalformedData):
+        return INVALID, None
+    if len(item.name) > MAX_ITEM_NAME_LENGTH or len(attributes) > MAX_ITEM_ATTRIBUTES:
+        return INVALID, None
+    if item.class_id == CLASS_GROUP:
+        # Groups have item ID 0; the root group (ID 0) has no name, others one.
+        if item.item_id != 0 or (item.group_id == 0) != (name == ""):
+            return INVALID, None
+    elif item.item_id == 0 or (item.class_id == CLASS_BUDDY) != (item.group_id != 0):
+        # Every other item has an item ID; buddies sit in a group, the rest in the root.
+        return INVALID, None
+    if item.class_id in _NAMED_CLASSES and not is_valid_screen_name(name):
+        return INVALID, None
+    if item.class_id == CLASS_DENY and normalize(name) == user_key:
+        return INVALID, None
+    stored = FeedbagItem(name, item.group_id, item.item_id, item.class_id, item.attributes)
+    return OK, stored
+
+
+def plan_edit(
+    stored: StoredFeedbag, subtype: int, items: Sequence[WireFeedbagItem], user_key: str
+) -> tuple[list[int], list[FeedbagItem]]:
+    """What an edit does to ``stored``: one 13,0E result per item, in order,
+    and the items to write (insert/update) or remove (delete). Each item is
+    checked against the list as the items before it in the same SNAC leave
+    it; a refused item changes nothing."""
+    current = {i.key: i for i in stored.items}
+    per_class: dict[int, int] = {}
+    for existing in current.values():
+        per_class[existing.class_id] = per_class.get(existing.class_id, 0) + 1
+    results: list[int] = []
+    accepted: list[FeedbagItem] = []
+    for wire in items:
+        status, item = _item_error(wire, user_key)
+        if item is None:
+            results.append(status)
+            continue
+        before = current.get(item.key)
+        if subtype == Feedbag.INSERT_ITEM and before is not None:
+            status = ALREADY_EXISTS
+        elif subtype != Feedbag.INSERT_ITEM and before is None:
+            status = NOT_FOUND
+        elif before is not None and before.class_id != item.class_id:
+            status = INVALID
+        elif subtype == Feedbag.DELETE_ITEM:
+            status = _delete_error(current, item)
+        else:
+            status = _placement_error(current, item)
+            if (
+                status == OK
+                and before is None
+                and per_class.get(item.class_id, 0) >= MAX_ITEMS_PER_CLASS[item.class_id]
+            ):
+                status = CLASS_LIMIT
+        results.append(status)
+        if status != OK:
+            continue
+        accepted.append(item)
+        if subtype == Feedbag.DELETE_ITEM:
+            del current[item.key]
+            per_class[item.class_id] -= 1
+        else:
+            if before is None:
+                per_class[item.class_id] = per_class.get(item.class_id, 0) + 1
+            current[item.key] = item
+    return results, accepted
+
+
+def _placement_error(current: dict[tuple[int, int], FeedbagItem], item: FeedbagItem) -> int:
+    """A buddy needs its group, and a group holds a screen name once."""
+    if item.class_id != CLASS_BUDDY:
+        return OK
+    group = current.get((item.group_id, 0))
+    if group is None or group.class_id != CLASS_GROUP:
+        return INVALID
+    key = normalize(item.name)
+    for other in current.values():
+        if (
+            other.class_id == CLASS_BUDDY
+            and other.group_id == item.group_id
+            and other.item_id != item.item_id
+            and normalize(other.name) == key
+        ):
+            return INVALID
+    return OK
+
+
+def _delete_error(current: dict[tuple[int, int], FeedbagItem], item: FeedbagItem) -> int:
+    """A group goes only once it is empty (the root once no other group is left)."""
+    if item.class_id != CLASS_GROUP:
+        return OK
+    for other in current.values():
+        if item.group_id == 0:
+            if other.class_id == CLASS_GROUP and other.group_id != 0:
+                return INVALID
+        elif other.group_id == item.group_id and other.class_id != CLASS_GROUP:
+            return INVALID
+    return OK
+
+
+def buddy_keys(items: Sequence[FeedbagItem]) -> set[str]:
+    return {normalize(i.name) for i in items if i.class_id == CLASS_BUDDY}
+
+
+@attrs.frozen
+class _Edit:
+    subtype: int
+    items: list[WireFeedbagItem]
+
+
 class FeedbagService:
-    def __init__(self, registry: UserRegistry, presence: Presence, store: IFeedbagStore) -> None:
+    log = Logger()
+
+    def __init__(
+        self,
+        registry: UserRegistry,
+        presence: Presence,
+        store: IFeedbagStore,
+        clock: IReactorTime,
+    ) -> None:
         self.registry = registry
         self.presence = presence
         self.store = store
+        self.clock = clock
+        #: The edit of each user that is being applied, so the next one of the
+        #: same user (from any session) starts only after it: each is checked
+        #: against the list the previous one left.
+        self._editing: dict[str, defer.Deferred[object]] = {}
 
     def handlers(self) -> HandlerTable:
         f = FoodGroup.FEEDBAG
@@ -87,6 +258,11 @@ class FeedbagService:
             (f, Feedbag.QUERY): self.query,
             (f, Feedbag.QUERY_IF_MODIFIED): self.query_if_modified,
             (f, Feedbag.USE): self.use,
+            (f, Feedbag.INSERT_ITEM): self.edit,
+            (f, Feedbag.UPDATE_ITEM): self.edit,
+            (f, Feedbag.DELETE_ITEM): self.edit,
+            (f, Feedbag.START_CLUSTER): self.cluster,
+            (f, Feedbag.END_CLUSTER): self.cluster,
         }
 
     def rights_query(self, session: SessionInstance, request: SnacHeader, body: bytes) -> Replies:
@@ -144,3 +320,128 @@ class FeedbagService:
             self.presence.send_arrivals_to(session, added)
 
         return self.store.get_feedbag(self._screen_name(session)).addCallback(activate)
+
+    # -- edits ---------------------------------------------------------------------------
+
+    def edit(
+        self, session: SessionInstance, request: SnacHeader, body: bytes
+    ) -> defer.Deferred[Replies]:
+        """13,08/13,09/13,0A: one 13,0E result per item, sent once the
+        accepted items are committed; the other sessions get the edit."""
+        user = acting_user(self.registry, session)
+        items = read_items(body)
+        edit = _Edit(request.subtype, items)
+        previous = self._editing.get(user.key)
+        if previous is None:
+            d = self._apply(session, user.key, user.screen_name, edit)
+        else:
+            waiting: defer.Deferred[Replies] = defer.Deferred()
+            previous.addBoth(
+                lambda result: (
+                    self._apply(session, user.key, user.screen_name, edit).chainDeferred(waiting),
+                    result,
+                )[1]
+            )
+            d = waiting
+        self._editing[user.key] = d
+
+        def done(result: object) -> object:
+            if self._editing.get(user.key) is d:
+                del self._editing[user.key]
+            return result
+
+        return d.addBoth(done)
+
+    def _apply(
+        self, session: SessionInstance, user_key: str, screen_name: str, edit: _Edit
+    ) -> defer.Deferred[Replies]:
+        d = self.store.get_feedbag(screen_name)
+
+        def write(stored: StoredFeedbag) -> defer.Deferred[Replies]:
+            results, accepted = plan_edit(stored, edit.subtype, edit.items, user_key)
+            if not accepted:
+                return defer.succeed(self._status(results))
+            now = int(self.clock.seconds())
+            if edit.subtype == Feedbag.DELETE_ITEM:
+                written = self.store.delete_feedbag_items(
+                    screen_name, [i.key for i in accepted], now
+                )
+            else:
+                written = self.store.upsert_feedbag_items(screen_name, accepted, now)
+
+            def committed(_: object) -> Replies:
+                after = {i.key: i for i in stored.items}
+                for item in accepted:
+                    if edit.subtype == Feedbag.DELETE_ITEM:
+                        after.pop(item.key, None)
+                    else:
+                        after[item.key] = item
+                self._follow(
+                    session,
+                    user_key,
+                    edit.subtype,
+                    accepted,
+                    buddy_keys(stored.items),
+                    buddy_keys(list(after.values())),
+                )
+                return self._status(results)
+
+            def refused(failure: object) -> Replies:
+                failure.trap(StoreError)  # type: ignore[attr-defined]
+                self.log.info(
+                    "feedbag edit of {screen_name} refused by the store: {error}",
+                    screen_name=screen_name,
+                    error=str(failure.value),  # type: ignore[attr-defined]
+                )
+                return self._status([INVALID] * len(results))
+
+            return written.addCallbacks(committed, refused)
+
+        return d.addCallback(write)
+
+    @staticmethod
+    def _status(results: list[int]) -> Replies:
+        return [
+            Reply(
+                FoodGroup.FEEDBAG, Feedbag.STATUS, struct.pack(f"!{len(results)}H", *results)
+            )
+        ]
+
+    def _follow(
+        self,
+        origin: SessionInstance,
+        user_key: str,
+        subtype: int,
+        accepted: list[FeedbagItem],
+        before: set[str],
+        after: set[str],
+    ) -> None:
+        """After a commit: the watch sets of the user's sessions that use the
+        list, and the edit pushed to the other live sessions."""
+        user = self.registry.by_key(user_key)
+        if user is None:
+            return
+        added, removed = after - before, before - after
+        for session in user.live_instances():
+            if session.uses_feedbag and (added or removed):
+                self.registry.unwatch(session, removed)
+                new = self.registry.watch(session, added)
+                self.presence.send_arrivals_to(session, new)
+        packed = b"".join(
+            WireFeedbagItem(
+                i.name.encode("utf-8"), i.group_id, i.item_id, i.class_id, i.attributes
+            ).pack()
+            for i in accepted
+        )
+        self._to_siblings(origin, user, FeedbagSynced(subtype, packed))
+
+    def _to_siblings(self, origin: SessionInstance, user: object, event: FeedbagSynced) -> None:
+        siblings = [s for s in user.live_instances() if s is not origin]  # type: ignore[attr-defined]
+        if siblings:
+            self.registry.deliver(siblings, event)
+
+    def cluster(self, session: SessionInstance, request: SnacHeader, body: bytes) -> None:
+        """13,11/13,12: no answer; the other sessions get them too, so they
+        batch the edits between them as the origin does."""
+        user = acting_user(self.registry, session)
+        self._to_siblings(session, user, FeedbagSynced(request.subtype, body))

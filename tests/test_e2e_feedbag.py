@@ -1,0 +1,87 @@
+"""Feedbag edits end to end over loopback TCP, the way libpurple adds a buddy
+(CLIENTS.md): 13,11, 13,08 (root, group, buddy), 13,12 on one session of a
+user; the other session of the user sees the whole edit (MULTISESSION.md
+§13), and the buddy then shows online on both."""
+
+from __future__ import annotations
+
+import struct
+
+from twisted.trial import unittest
+
+from aimserver.config import load_config
+from aimserver.wire.feedbag import WireFeedbagItem
+from aimserver.wire.tlv import Tlv
+from aimserver.wire.userinfo import UserInfo
+from tests.client import BosClient, deferred_test
+from tests.harness import LoopbackServer
+
+ACCOUNTS = {"Alice": "secret", "Bob": "secret"}
+ROOT = WireFeedbagItem(b"", 0, 0, 1, Tlv(0x00C8, b"\x0a\x1e").pack())
+BUDDIES = WireFeedbagItem(b"Buddies", 0x0A1E, 0, 1, Tlv(0x00C8, b"\x12\x34").pack())
+BOB = WireFeedbagItem(b"Bob", 0x0A1E, 0x1234, 0)
+
+
+class FeedbagEditTests(unittest.TestCase):
+    async def start(self) -> LoopbackServer:
+        config = load_config(None, {"multisession.notify": False})
+        server = await LoopbackServer.start(config, accounts=ACCOUNTS)
+        self.addCleanup(server.stop)
+        return server
+
+    async def feedbag_session(self, server: LoopbackServer) -> BosClient:
+        """A session that uses the stored list, as libpurple's does (no 03,04)."""
+        client = await server.session("Alice")
+        await client.request(0x13, 0x04, b"", 0x06)
+        client.flap.send_snac(0x13, 0x07, b"", client.next_id())
+        await client.sync()
+        return client
+
+    @deferred_test
+    async def test_add_a_buddy_the_libpurple_way_synced_to_the_other_session(self) -> None:
+        server = await self.start()
+        first = await self.feedbag_session(server)
+        second = await self.feedbag_session(server)
+        bob = await server.session("Bob")
+        first.flap.send_snac(0x13, 0x11, b"", first.next_id())
+        _, status = await first.request(0x13, 0x08, ROOT.pack() + BUDDIES.pack() + BOB.pack(), 0x0E)
+        first.flap.send_snac(0x13, 0x12, b"", first.next_id())
+        self.assertEqual(status, b"\x00\x00" * 3)
+        # Bob is online: both sessions of Alice see him arrive.
+        for client in (first, second):
+            info: UserInfo = await client.wait_arrival()
+            self.assertEqual(info.screen_name, "Bob")
+        # The other session got the edit as it was made, clusters included.
+        await first.sync()
+        await second.sync()
+        pushed = [(h.subtype, body) for h, body in second.flap.snacs(0x13, 0x11)]
+        pushed += [(h.subtype, body) for h, body in second.flap.snacs(0x13, 0x08)]
+        pushed += [(h.subtype, body) for h, body in second.flap.snacs(0x13, 0x12)]
+        self.assertEqual(
+            pushed,
+            [(0x11, b""), (0x08, ROOT.pack() + BUDDIES.pack() + BOB.pack()), (0x12, b"")],
+        )
+        self.assertEqual(first.flap.snacs(0x13, 0x08), [])
+        # And the list is stored: a new session reads it back.
+        third = await server.session("Alice")
+        _, body = await third.request(0x13, 0x04, b"", 0x06)
+        self.assertEqual(body[1:3], struct.pack("!H", 3))
+        await bob.sync()
+
+    @deferred_test
+    async def test_refusals_over_tcp(self) -> None:
+        """A buddy in a group that does not exist (0x000A) and an item that
+        already exists (0x0003) are answered in order; nothing is pushed."""
+        server = await self.start()
+        first = await self.feedbag_session(server)
+        second = await self.feedbag_session(server)
+        _, status = await first.request(0x13, 0x08, ROOT.pack(), 0x0E)
+        self.assertEqual(status, b"\x00\x00")
+        await second.flap.wait_snac(0x13, 0x08)
+        _, status = await first.request(0x13, 0x08, BOB.pack() + ROOT.pack(), 0x0E)
+        self.assertEqual(status, b"\x00\x0a\x00\x03")
+        _, status = await first.request(0x13, 0x0A, BOB.pack(), 0x0E)
+        self.assertEqual(status, b"\x00\x02")
+        await second.sync()
+        self.assertEqual(second.flap.snacs(0x13, 0x08), [])
+        self.assertEqual(second.flap.snacs(0x13, 0x0A), [])

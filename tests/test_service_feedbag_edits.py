@@ -1,0 +1,250 @@
+"""Feedbag edits (13,08 insert, 13,09 update, 13,0A delete, 13,11/13,12):
+every item checked and answered in order, nothing half-written, 13,0E only
+after the commit, presence following the buddy items, and every edit pushed
+to the user's other sessions (MULTISESSION.md §13)."""
+
+from __future__ import annotations
+
+import struct
+
+from twisted.internet import defer
+from twisted.trial.unittest import SynchronousTestCase
+
+from aimserver.services.feedbag import (
+    ALREADY_EXISTS,
+    CLASS_LIMIT,
+    INVALID,
+    MAX_ITEMS_PER_CLASS,
+    NOT_FOUND,
+    OK,
+    FeedbagService,
+    plan_edit,
+)
+from aimserver.store.interfaces import Feedbag, FeedbagItem
+from aimserver.wire.codes import FoodGroup
+from aimserver.wire.feedbag import WireFeedbagItem
+from aimserver.wire.tlv import Tlv
+from tests.fakes import result_of
+from tests.fakes_services import ServiceWorld
+
+INSERT, UPDATE, DELETE, START, END = 0x08, 0x09, 0x0A, 0x11, 0x12
+ORDER = Tlv(0x00C8, b"\x0a\x1e").pack()
+
+
+def wire(name: str, gid: int, iid: int, cls: int, attrs: bytes = b"") -> WireFeedbagItem:
+    return WireFeedbagItem(name.encode(), gid, iid, cls, attrs)
+
+
+ROOT = wire("", 0, 0, 1, ORDER)
+BUDDIES = wire("Buddies", 0x0A1E, 0, 1)
+BOB = wire("Bob", 0x0A1E, 0x1234, 0)
+
+
+def stored(*items: WireFeedbagItem) -> Feedbag:
+    return Feedbag(
+        tuple(
+            FeedbagItem(i.name.decode(), i.group_id, i.item_id, i.class_id, i.attributes)
+            for i in items
+        ),
+        1,
+    )
+
+
+class PlanEditTests(SynchronousTestCase):
+    """Each item gets the result FAMILIES.md gives for it."""
+
+    def plan(self, list_, subtype, *items):
+        return plan_edit(list_, subtype, items, "alice")[0]
+
+    def test_inserts_build_on_each_other_in_one_snac(self) -> None:
+        self.assertEqual(self.plan(stored(), INSERT, ROOT, BUDDIES, BOB), [OK, OK, OK])
+
+    def test_insert_refusals(self) -> None:
+        base = stored(ROOT, BUDDIES, BOB)
+        self.assertEqual(self.plan(base, INSERT, BOB), [ALREADY_EXISTS])
+        cases = {
+            "buddy in a group that does not exist": wire("Carol", 0x7777, 1, 0),
+            "buddy in the root": wire("Carol", 0, 5, 0),
+            "buddy without an item id": wire("Carol", 0x0A1E, 0, 0),
+            "the same screen name twice in a group": wire("B O B", 0x0A1E, 0x2222, 0),
+            "a buddy name no account can have": wire("!!", 0x0A1E, 0x2222, 0),
+            "a group with an item id": wire("Friends", 0x0B00, 7, 1),
+            "a named root": wire("root", 0, 0, 1),
+            "an unnamed group": wire("", 0x0B00, 0, 1),
+            "a class the server does not know": wire("x", 0, 9, 0x7000),
+            "attributes that are not TLVs": wire("Carol", 0x0A1E, 0x2222, 0, b"\x00\x01\x00"),
+            "a name over 200 bytes": wire("G" * 201, 0x0B00, 0, 1),
+            "denying yourself": wire("Alice", 0, 9, 3),
+            "a permit item in a group": wire("Carol", 0x0A1E, 9, 2),
+        }
+        for why, item in cases.items():
+            self.assertEqual(self.plan(base, INSERT, item), [INVALID], why)
+        # The classes 13,03 gives 0 items refuse with the class limit.
+        self.assertEqual(self.plan(base, INSERT, wire("", 0, 9, 0x0E)), [CLASS_LIMIT])
+
+    def test_per_class_limits_are_enforced(self) -> None:
+        """13,03 says one PD-info item; a second is refused (0x000C)."""
+        self.assertEqual(MAX_ITEMS_PER_CLASS[4], 1)
+        base = stored(ROOT, wire("", 0, 0x10, 4))
+        self.assertEqual(self.plan(base, INSERT, wire("", 0, 0x11, 4)), [CLASS_LIMIT])
+
+    def test_updates_and_deletes_need_the_item(self) -> None:
+        base = stored(ROOT, BUDDIES, BOB)
+        self.assertEqual(self.plan(base, UPDATE, wire("Carol", 0x0A1E, 0x4444, 0)), [NOT_FOUND])
+        self.assertEqual(self.plan(base, DELETE, wire("Carol", 0x0A1E, 0x4444, 0)), [NOT_FOUND])
+        self.assertEqual(self.plan(base, UPDATE, wire("Bob", 0x0A1E, 0x1234, 2)), [INVALID])
+        self.assertEqual(self.plan(base, UPDATE, wire("Robert", 0x0A1E, 0x1234, 0)), [OK])
+
+    def test_a_group_goes_only_when_empty(self) -> None:
+        base = stored(ROOT, BUDDIES, BOB)
+        self.assertEqual(self.plan(base, DELETE, BUDDIES), [INVALID])
+        self.assertEqual(self.plan(base, DELETE, BOB, BUDDIES), [OK, OK])
+        self.assertEqual(self.plan(base, DELETE, ROOT), [INVALID])
+
+    def test_results_in_order_refused_items_change_nothing(self) -> None:
+        results, accepted = plan_edit(
+            stored(ROOT, BUDDIES), INSERT, [BOB, wire("Bob", 0x0A1E, 0x9999, 0), BOB], "alice"
+        )
+        self.assertEqual(results, [OK, INVALID, ALREADY_EXISTS])
+        self.assertEqual([i.key for i in accepted], [(0x0A1E, 0x1234)])
+
+
+class HeldWrites:
+    """Store writes that wait until released: the 13,0E must wait too."""
+
+    def __init__(self, store) -> None:
+        self.held: list[tuple[defer.Deferred, defer.Deferred]] = []
+        original = store.upsert_feedbag_items
+
+        def upsert(*args):
+            d: defer.Deferred = defer.Deferred()
+            self.held.append((d, original(*args)))
+            return d
+
+        store.upsert_feedbag_items = upsert
+
+    def release(self) -> None:
+        held, self.held = self.held, []
+        for d, result in held:
+            result.chainDeferred(d)
+
+
+class EditWorld(ServiceWorld):
+    def __init__(self) -> None:
+        super().__init__()
+        self.feedbag = FeedbagService(self.registry, self.presence, self.store, self.clock)
+
+    def edit(self, session, subtype: int, *items: WireFeedbagItem):
+        return self.call(
+            self.feedbag.edit,
+            session,
+            FoodGroup.FEEDBAG,
+            subtype,
+            b"".join(i.pack() for i in items),
+        )
+
+    def use(self, session) -> None:
+        result_of(self.call(self.feedbag.use, session, FoodGroup.FEEDBAG, 0x07))
+
+
+def results(replies) -> list[int]:
+    [reply] = replies
+    assert (reply.family, reply.subtype) == (0x13, 0x0E), reply
+    return list(struct.unpack(f"!{len(reply.body) // 2}H", reply.body))
+
+
+def pushed(connection) -> list[tuple[int, bytes]]:
+    return [(s.header.subtype, s.body) for s in connection.snacs(0x13)]
+
+
+class EditServiceTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.world = EditWorld()
+        self.bob, self.bob_conn = self.world.sign_on("Bob")
+        self.alice1, self.conn1 = self.world.sign_on("Alice")
+        self.alice2, self.conn2 = self.world.sign_on("Alice")
+        for session in (self.alice1, self.alice2):
+            self.world.use(session)
+        for connection in (self.conn1, self.conn2, self.bob_conn):
+            connection.clear()
+
+    def test_insert_is_stored_answered_and_synced_to_siblings_only(self) -> None:
+        """§13: the other session gets the edit with the stored items; the
+        origin gets only its 13,0E; the list is stored."""
+        replies = result_of(self.world.edit(self.alice1, INSERT, ROOT, BUDDIES))
+        self.assertEqual(results(replies), [OK, OK])
+        self.assertEqual(pushed(self.conn1), [])
+        self.assertEqual(pushed(self.conn2), [(INSERT, ROOT.pack() + BUDDIES.pack())])
+        keys = [i.key for i in result_of(self.world.store.get_feedbag("Alice")).items]
+        self.assertEqual(keys, [(0, 0), (0x0A1E, 0)])
+
+    def test_refused_items_are_not_synced(self) -> None:
+        result_of(self.world.edit(self.alice1, INSERT, ROOT, BUDDIES))
+        self.conn2.clear()
+        replies = result_of(self.world.edit(self.alice1, INSERT, BUDDIES))
+        self.assertEqual(results(replies), [ALREADY_EXISTS])
+        self.assertEqual(pushed(self.conn2), [])
+
+    def test_buddy_items_change_every_sessions_watch_set(self) -> None:
+        """Adding Bob: both sessions watch him and get his arrival at once;
+        deleting him: neither watches him, and his next change reaches no one."""
+        result_of(self.world.edit(self.alice1, INSERT, ROOT, BUDDIES, BOB))
+        for session, connection in ((self.alice1, self.conn1), (self.alice2, self.conn2)):
+            self.assertIn("bob", session.buddies)
+            self.assertEqual([a.screen_name for a in connection.arrivals()], ["Bob"])
+        result_of(self.world.edit(self.alice2, DELETE, BOB))
+        self.assertEqual(self.alice1.buddies, set())
+        self.assertEqual(self.alice2.buddies, set())
+        self.assertNotIn("bob", self.world.registry.watchers)
+
+    def test_ack_waits_for_the_commit(self) -> None:
+        """No 13,0E, no push, before the store has committed."""
+        held = HeldWrites(self.world.store)
+        d = self.world.edit(self.alice1, INSERT, ROOT)
+        self.assertNoResult(d)
+        self.assertEqual(pushed(self.conn2), [])
+        held.release()
+        self.assertEqual(results(self.successResultOf(d)), [OK])
+        self.assertEqual(len(pushed(self.conn2)), 1)
+
+    def test_edits_of_one_user_apply_one_at_a_time(self) -> None:
+        """Two sessions insert the same item while the first write is still
+        out: the second is checked against the list the first left."""
+        held = HeldWrites(self.world.store)
+        first = self.world.edit(self.alice1, INSERT, ROOT)
+        second = self.world.edit(self.alice2, INSERT, ROOT)
+        held.release()
+        self.assertEqual(results(self.successResultOf(first)), [OK])
+        self.assertEqual(results(self.successResultOf(second)), [ALREADY_EXISTS])
+
+    def test_a_sibling_still_signing_on_misses_no_edit(self) -> None:
+        """The sign-on race: a session that has its 13,06 but has not sent
+        client-ready gets the edit too."""
+        pending, pending_conn = self.world.sign_on("Alice", online=False)
+        result_of(self.world.call(self.world.feedbag.query, pending, FoodGroup.FEEDBAG, 0x04))
+        pending_conn.clear()
+        result_of(self.world.edit(self.alice1, INSERT, ROOT))
+        self.assertEqual(pushed(pending_conn), [(INSERT, ROOT.pack())])
+        self.assertFalse(pending.online)
+
+    def test_clusters_are_relayed_to_siblings(self) -> None:
+        for subtype in (START, END):
+            self.assertIsNone(
+                self.world.call(self.world.feedbag.cluster, self.alice1, 0x13, subtype)
+            )
+        self.assertEqual(pushed(self.conn2), [(START, b""), (END, b"")])
+        self.assertEqual(pushed(self.conn1), [])
+
+    def test_malformed_body_changes_nothing(self) -> None:
+        from aimserver.wire.errors import MalformedData
+
+        self.assertRaises(
+            MalformedData,
+            self.world.call,
+            self.world.feedbag.edit,
+            self.alice1,
+            0x13,
+            INSERT,
+            b"\x00\x05Bo",
+        )
+        self.assertEqual(result_of(self.world.store.get_feedbag("Alice")).items, ())
