@@ -333,22 +333,60 @@ class RetransmissionTests(SynchronousTestCase):
         self.assertEqual(len(ims(self.bob_conn)), 2)
 
 
+def typing_received(connections) -> list[list[ClientEvent]]:
+    return [
+        [ClientEvent.unpack(s.body) for s in c.snacs(FoodGroup.ICBM, ICBM.CLIENT_EVENT)]
+        for c in connections
+    ]
+
+
 class TypingTests(SynchronousTestCase):
-    def test_typing_to_non_away_sessions(self) -> None:
-        """Typing events reach every session that is not away (idle ones
-        included), named after the typist."""
+    """§11: typing events follow IM routing (§10)."""
+
+    def test_typing_to_active_sessions(self) -> None:
+        """Typing events reach the sessions an IM would, named after the typist:
+        the active ones, not the away one or the idle one."""
         world = IcbmWorld()
         alice, _ = world.sign_on("Alice")
         bob = [world.sign_on("Bob") for _ in range(3)]
         world.set_away(bob[0][0], b"out")
         world.set_idle(bob[1][0], 600)
         world.typing(alice, "Bob", 2)
-        received = [
-            [ClientEvent.unpack(s.body) for s in c.snacs(FoodGroup.ICBM, ICBM.CLIENT_EVENT)]
-            for _, c in bob
-        ]
         event = ClientEvent(b"\0" * 8, 1, "Alice", 2)
-        self.assertEqual(received, [[], [event], [event]])
+        self.assertEqual(typing_received(c for _, c in bob), [[], [], [event]])
+
+    def test_typing_skips_idle_session_while_one_is_active(self) -> None:
+        """An idle session gets no typing event while an active sibling exists,
+        and gets them again once it is the only place an IM would go."""
+        world = IcbmWorld()
+        alice, _ = world.sign_on("Alice")
+        (idle, idle_conn), (active, active_conn) = world.sign_on("Bob"), world.sign_on("Bob")
+        world.set_idle(idle, 600)
+        world.typing(alice, "Bob", 2)
+        event = ClientEvent(b"\0" * 8, 1, "Alice", 2)
+        self.assertEqual(typing_received([idle_conn, active_conn]), [[], [event]])
+        world.sign_off(active)
+        world.typing(alice, "Bob", 0)
+        self.assertEqual(typing_received([idle_conn]), [[ClientEvent(b"\0" * 8, 1, "Alice", 0)]])
+
+    def test_typing_when_every_session_away(self) -> None:
+        """When no session is active (all away, or away and idle), every
+        session gets the event, as every one would get the IM."""
+        world = IcbmWorld()
+        alice, _ = world.sign_on("Alice")
+        bob = [world.sign_on("Bob") for _ in range(2)]
+        world.set_away(bob[0][0], b"out")
+        world.set_away(bob[1][0], b"lunch")
+        world.set_idle(bob[1][0], 600)
+        world.typing(alice, "Bob", 1)
+        event = ClientEvent(b"\0" * 8, 1, "Alice", 1)
+        self.assertEqual(typing_received(c for _, c in bob), [[event], [event]])
+        self.assertEqual(
+            sorted(
+                s.instance_id for s in world.presence.routing(world.registry.get("Bob")).targets
+            ),
+            sorted(s.instance_id for s, _ in bob),
+        )
 
     def test_typing_to_offline_user_dropped(self) -> None:
         """Typing to someone not signed on is silently dropped."""

@@ -113,8 +113,12 @@ ICBM_OFFLINE_RETRIEVE_DONE = 0x17
 _CHARSET = re.compile(rb'charset="?([A-Za-z0-9_.:-]+)', re.IGNORECASE)
 
 
-def typing_targets(user: User) -> list[SessionInstance]:
-    return [s for s in user.online_instances() if not s.away]
+def typing_targets(presence: Presence, user: User) -> list[SessionInstance]:
+    """The sessions a typing event for ``user`` reaches: exactly those an IM
+    would reach now (MULTISESSION.md §10, §11), so an idle or away session
+    hears nothing while an active sibling is there, and all of them do when
+    none is active."""
+    return presence.routing(user).targets
 
 
 def charset_of(mime: bytes) -> int:
@@ -681,15 +685,17 @@ class IcbmService:
     # -- typing, client errors, system messages -----------------------------------------
 
     def client_event(self, session: SessionInstance, request: SnacHeader, body: bytes) -> None:
-        """Typing events come from the session that typed; silently dropped
-        when the recipient is not there (they are not worth an error)."""
+        """Typing events come from the session that typed and go where an IM
+        would (``typing_targets``); silently dropped when the recipient is not
+        there or cannot be seen (they are not worth an error)."""
         event = ClientEvent.unpack(body)
         sender = acting_user(self.registry, session)
         recipient = self.registry.get(event.screen_name)
         if recipient is None or not self.presence.visible_to(recipient, sender.key):
             return
         relayed = ClientEvent(event.cookie, event.channel, sender.screen_name, event.event)
-        self.registry.deliver(typing_targets(recipient), TypingRelayed(relayed.pack()))
+        targets = typing_targets(self.presence, recipient)
+        self.registry.deliver(targets, TypingRelayed(relayed.pack()))
 
     def client_error(self, session: SessionInstance, request: SnacHeader, body: bytes) -> None:
         """Relayed to the named user with the name replaced by the reporter's."""
