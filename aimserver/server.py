@@ -134,7 +134,7 @@ class AimServer:
     def bos_handlers(self) -> HandlerTable:
         services = (
             OServiceService(self.registry, self.presence, self.clock, self.sessions, BOS_FAMILIES),
-            LocateService(self.registry, self.presence),
+            LocateService(self.registry, self.presence, self.store),
             BuddyService(self.registry, self.presence),
             self.icbm,
             PermitDenyService(),

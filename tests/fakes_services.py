@@ -254,7 +254,7 @@ class ServiceWorld:
         self.icbm = IcbmService(
             self.registry, self.presence, self.store, self.warnings, self.clock, notify=notify
         )
-        self.locate = LocateService(self.registry, self.presence)
+        self.locate = LocateService(self.registry, self.presence, self.store)
         self.buddy = BuddyService(self.registry, self.presence)
         self.cookies = CookieJar(b"k" * 32, self.clock)
         self.sessions = SessionService(

@@ -1,7 +1,7 @@
 """
 Tests for aimserver.store: one contract per role (IAccountStore,
-IWarningStore, IFeedbagStore, IOfflineMessageStore, ISecretStore), all run
-against every IUserStore, then what only the SQLite store has (migrations,
+IWarningStore, IFeedbagStore, IOfflineMessageStore, ISecretStore, IDirectoryStore),
+all run against every IUserStore, then what only the SQLite store has (migrations,
 durability, its DB thread).
 """
 
@@ -34,7 +34,10 @@ from aimserver.store.credentials import (
     strong_digest,
 )
 from aimserver.store.interfaces import (
+    DIRECTORY_TEXT_FIELDS,
+    MAX_DIRECTORY_FIELD_BYTES,
     MAX_FEEDBAG_ITEMS,
+    MAX_INTEREST_KEYWORDS,
     MAX_ITEM_ATTRIBUTES_BYTES,
     MAX_ITEM_NAME_BYTES,
     MAX_OFFLINE_BYTES_PER_RECIPIENT,
@@ -48,9 +51,12 @@ from aimserver.store.interfaces import (
     USER_STORE_ROLES,
     Account,
     AccountExists,
+    DirectoryFields,
+    DirectoryInfo,
     Feedbag,
     FeedbagItem,
     IAccountStore,
+    IDirectoryStore,
     IFeedbagStore,
     InvalidPassword,
     InvalidScreenName,
@@ -242,6 +248,19 @@ INSERT INTO version (version) VALUES (4);
 """
 # Version 5 adds a column (offline_messages.sender_key) and an index.
 V5_TABLES = V4_TABLES
+
+# Schema version 5 exactly as released (v4 plus offline_messages.sender_key and
+# its index), frozen for the same reason.
+V5_SCHEMA = (
+    V4_SCHEMA.replace("INSERT INTO version (version) VALUES (4);\n", "")
+    + """
+ALTER TABLE offline_messages ADD COLUMN sender_key TEXT NOT NULL DEFAULT '';
+CREATE INDEX offline_messages_by_sender ON offline_messages (recipient, sender_key);
+INSERT INTO version (version) VALUES (5);
+"""
+)
+# Version 6 adds the directory records.
+V6_TABLES = V5_TABLES | {"directory_info"}
 
 KEY = "1234567890"
 WEAK = bytes.fromhex("862A71EBC6B0913AC23B3ACE99CA9951")
@@ -1149,12 +1168,170 @@ class SecretStoreContractMixin(StoreContractMixin):
             self.fails(self.store.get_or_create_secret(name, size), StoreError)
 
 
+FULL_FIELDS = DirectoryFields(
+    first_name=b"Alice",
+    middle_name=b"B.",
+    last_name=b"Liddell",
+    maiden_name=b"Pleasance",
+    nickname=b"Al",
+    street=b"1 Rabbit Hole",
+    city=b"Oxford",
+    state=b"Oxon",
+    zip_code=b"OX1",
+    country=b"uk",
+    charset=b"us-ascii",
+    allow_search=True,
+)
+
+directory_fields = st.builds(
+    DirectoryFields,
+    **{name: st.binary(max_size=4) for name in DIRECTORY_TEXT_FIELDS},
+    allow_search=st.booleans(),
+)
+directory_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("fields"), directory_fields),
+        st.tuples(
+            st.just("keywords"),
+            st.lists(st.binary(min_size=1, max_size=4), max_size=MAX_INTEREST_KEYWORDS),
+        ),
+    ),
+    max_size=6,
+)
+
+
+class DirectoryStoreContractMixin(StoreContractMixin):
+    """The IDirectoryStore contract."""
+
+    def test_provides_directory_store(self) -> None:
+        """The store provides every IDirectoryStore method."""
+        self.assertTrue(verifyObject(IDirectoryStore, self.store))
+
+    def test_directory_empty(self) -> None:
+        """A never-written record is empty (also for no account)."""
+        self.add("alice")
+        self.assertEqual(self.ok(self.store.get_directory_info("alice")), DirectoryInfo())
+        self.assertEqual(self.ok(self.store.get_directory_info("nobody")), DirectoryInfo())
+
+    def test_directory_fields_kept(self) -> None:
+        """Every field comes back byte for byte, under any spelling of the name."""
+        self.add("Alice")
+        odd = attrs.evolve(FULL_FIELDS, nickname=bytes(range(256))[:MAX_DIRECTORY_FIELD_BYTES])
+        self.assertIsNone(self.ok(self.store.set_directory_fields("A LICE", odd)))
+        self.assertEqual(self.ok(self.store.get_directory_info("alice")), DirectoryInfo(odd))
+
+    def test_directory_fields_replaced(self) -> None:
+        """A write replaces every field: one left out is empty afterwards."""
+        self.add("alice")
+        self.ok(self.store.set_directory_fields("alice", FULL_FIELDS))
+        newer = DirectoryFields(first_name=b"Al")
+        self.ok(self.store.set_directory_fields("alice", newer))
+        self.assertEqual(self.ok(self.store.get_directory_info("alice")), DirectoryInfo(newer))
+
+    def test_keywords_kept_in_order(self) -> None:
+        """Keywords come back in the order given; a later write replaces them all."""
+        self.add("alice")
+        keywords = [b"Chess", b"Go", b"\x00\xff", b"Tea", b"Zen"]
+        self.ok(self.store.set_interest_keywords("alice", keywords))
+        self.assertEqual(
+            self.ok(self.store.get_directory_info("alice")), DirectoryInfo(keywords=tuple(keywords))
+        )
+        self.ok(self.store.set_interest_keywords("alice", [b"Go"]))
+        self.assertEqual(self.ok(self.store.get_directory_info("alice")).keywords, (b"Go",))
+        self.ok(self.store.set_interest_keywords("alice", []))
+        self.assertEqual(self.ok(self.store.get_directory_info("alice")), DirectoryInfo())
+
+    def test_parts_written_separately(self) -> None:
+        """Writing the fields keeps the keywords, and writing the keywords keeps the fields."""
+        self.add("alice")
+        self.ok(self.store.set_interest_keywords("alice", [b"Chess"]))
+        self.ok(self.store.set_directory_fields("alice", FULL_FIELDS))
+        self.ok(self.store.set_interest_keywords("alice", [b"Go", b"Tea"]))
+        self.assertEqual(
+            self.ok(self.store.get_directory_info("alice")),
+            DirectoryInfo(FULL_FIELDS, (b"Go", b"Tea")),
+        )
+
+    def test_directory_per_user(self) -> None:
+        """One user's record is not another's."""
+        self.add("alice")
+        self.add("bob")
+        self.ok(self.store.set_directory_fields("alice", FULL_FIELDS))
+        self.assertEqual(self.ok(self.store.get_directory_info("bob")), DirectoryInfo())
+
+    def test_directory_unknown_account(self) -> None:
+        """Writing the record of a missing account is NoSuchAccount."""
+        self.fails(self.store.set_directory_fields("nobody", FULL_FIELDS), NoSuchAccount)
+        self.fails(self.store.set_interest_keywords("nobody", [b"x"]), NoSuchAccount)
+
+    def test_delete_removes_directory(self) -> None:
+        """A deleted account's record does not come back with a new account of that name."""
+        self.add("alice")
+        self.ok(self.store.set_directory_fields("alice", FULL_FIELDS))
+        self.ok(self.store.set_interest_keywords("alice", [b"Chess"]))
+        self.ok(self.store.delete_account("alice"))
+        self.add("alice")
+        self.assertEqual(self.ok(self.store.get_directory_info("alice")), DirectoryInfo())
+
+    def test_directory_field_bounds(self) -> None:
+        """A field up to MAX_DIRECTORY_FIELD_BYTES is kept; a longer one, a value
+        that is not bytes or a flag that is not a bool is refused, changing nothing."""
+        self.add("alice")
+        self.ok(self.store.set_directory_fields("alice", FULL_FIELDS))
+        longest = DirectoryFields(street=b"x" * MAX_DIRECTORY_FIELD_BYTES)
+        bad = [
+            DirectoryFields(street=b"x" * (MAX_DIRECTORY_FIELD_BYTES + 1)),
+            DirectoryFields(city="Reno"),  # type: ignore[arg-type]
+            DirectoryFields(allow_search=1),  # type: ignore[arg-type]
+        ]
+        for fields in bad:
+            self.fails(self.store.set_directory_fields("alice", fields), StoreError)
+        self.assertEqual(self.ok(self.store.get_directory_info("alice")).fields, FULL_FIELDS)
+        self.ok(self.store.set_directory_fields("alice", longest))
+        self.assertEqual(self.ok(self.store.get_directory_info("alice")).fields, longest)
+
+    def test_keyword_bounds(self) -> None:
+        """More than MAX_INTEREST_KEYWORDS keywords, or an empty, too long or
+        non-bytes one, is refused, changing nothing."""
+        self.add("alice")
+        self.ok(self.store.set_interest_keywords("alice", [b"Chess"]))
+        bad = [
+            [b"k"] * (MAX_INTEREST_KEYWORDS + 1),
+            [b""],
+            [b"x" * (MAX_DIRECTORY_FIELD_BYTES + 1)],
+            ["Chess"],
+        ]
+        for keywords in bad:
+            self.fails(self.store.set_interest_keywords("alice", keywords), StoreError)
+        self.assertEqual(self.ok(self.store.get_directory_info("alice")).keywords, (b"Chess",))
+        longest = [b"x" * MAX_DIRECTORY_FIELD_BYTES] * MAX_INTEREST_KEYWORDS
+        self.ok(self.store.set_interest_keywords("alice", longest))
+        self.assertEqual(self.ok(self.store.get_directory_info("alice")).keywords, tuple(longest))
+
+    @contract_settings(max_examples=30)
+    @given(directory_ops)
+    def test_directory_model(self, ops: list[tuple[str, Any]]) -> None:
+        """Any sequence of writes leaves the last fields and the last keywords written."""
+        store = self.make_store()
+        self.ok(store.create_account("alice", "secret"))
+        expected = DirectoryInfo()
+        for kind, value in ops:
+            if kind == "fields":
+                self.ok(store.set_directory_fields("alice", value))
+                expected = attrs.evolve(expected, fields=value)
+            else:
+                self.ok(store.set_interest_keywords("alice", value))
+                expected = attrs.evolve(expected, keywords=tuple(value))
+        self.assertEqual(self.ok(store.get_directory_info("alice")), expected)
+
+
 class UserStoreContractMixin(
     AccountStoreContractMixin,
     WarningStoreContractMixin,
     FeedbagStoreContractMixin,
     OfflineMessageStoreContractMixin,
     SecretStoreContractMixin,
+    DirectoryStoreContractMixin,
 ):
     """The IUserStore contract: every role's, on one store."""
 
@@ -1171,7 +1348,14 @@ class RoleInterfaceTests(SynchronousTestCase):
         method belongs to two roles."""
         self.assertEqual(
             USER_STORE_ROLES,
-            (IAccountStore, IWarningStore, IFeedbagStore, IOfflineMessageStore, ISecretStore),
+            (
+                IAccountStore,
+                IWarningStore,
+                IFeedbagStore,
+                IOfflineMessageStore,
+                ISecretStore,
+                IDirectoryStore,
+            ),
         )
         self.assertEqual(list(IUserStore.names()), [])
         names = [name for role in USER_STORE_ROLES for name in role.names()]
@@ -1259,6 +1443,37 @@ def indexes(path: str) -> dict[str, tuple[str, list[str]]]:
             name: (table, [row[2] for row in conn.execute(f"PRAGMA index_info({name})")])
             for name, table in rows
         }
+    finally:
+        conn.close()
+
+
+def make_v5(path: str) -> None:
+    """A database as schema version 5 wrote it: alice (password "secret",
+    warned) with one feedbag item and one offline message from "Bob Smith",
+    bob (a bot), and a secret."""
+    conn = sqlite3.connect(path)
+    try:
+        conn.executescript(V5_SCHEMA)
+        conn.executemany(
+            "INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                ("alice", "Alice", KEY, WEAK, STRONG, 0, NOW, 350, NOW + 2, 0),
+                ("bob", "Bob", KEY, WEAK, STRONG, 0, NOW + 3, 0, 0, 1),
+            ],
+        )
+        conn.execute(
+            "INSERT INTO feedbag_items VALUES (?, ?, ?, ?, ?, ?)",
+            ("alice", 1, 2, 0, "Bob", b"\x01\x31\x00\x00"),
+        )
+        conn.execute("INSERT INTO feedbag_meta VALUES (?, ?)", ("alice", NOW + 1))
+        conn.execute("INSERT INTO secrets VALUES (?, ?)", ("cookie", b"k" * 32))
+        conn.execute(
+            "INSERT INTO offline_messages"
+            " (recipient, sender, cookie, channel, tlvs, sent_at, sender_key)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            ("alice", "Bob Smith", COOKIE, 1, TLVS, NOW + 4, "bobsmith"),
+        )
+        conn.commit()
     finally:
         conn.close()
 
@@ -1373,7 +1588,7 @@ class SchemaTests(SynchronousTestCase):
         path = os.path.join(directory, "aim.sqlite")
         connect(path).close()
         self.assertEqual(schema_version(path), SCHEMA_VERSION)
-        self.assertEqual(tables(path), V5_TABLES)
+        self.assertEqual(tables(path), V6_TABLES)
         self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
         self.assertEqual(os.listdir(directory), ["aim.sqlite"])
 
@@ -1414,7 +1629,7 @@ class SchemaTests(SynchronousTestCase):
         self.assertTrue(self.successResultOf(store.set_bot("alice", True)))
         self.assertTrue(self.successResultOf(store.get_account("alice")).bot)
         self.assertEqual(schema_version(path), SCHEMA_VERSION)
-        self.assertEqual(tables(path), V5_TABLES)
+        self.assertEqual(tables(path), V6_TABLES)
         self.assertIn("bot", columns(path, "accounts"))
 
         backup = path + ".v1.bak"
@@ -1425,6 +1640,7 @@ class SchemaTests(SynchronousTestCase):
         self.assertFalse(os.path.exists(path + ".v2.bak"))
         self.assertFalse(os.path.exists(path + ".v3.bak"))
         self.assertFalse(os.path.exists(path + ".v4.bak"))
+        self.assertFalse(os.path.exists(path + ".v5.bak"))
 
     def test_upgrade_v2(self) -> None:
         """A version-2 database is upgraded to the latest keeping accounts, feedbags
@@ -1435,7 +1651,7 @@ class SchemaTests(SynchronousTestCase):
         store = open_inline(path)
         self.addCleanup(lambda: self.successResultOf(store.stop()))
         self.assertEqual(schema_version(path), SCHEMA_VERSION)
-        self.assertEqual(tables(path), V5_TABLES)
+        self.assertEqual(tables(path), V6_TABLES)
         self.assertFalse(os.path.exists(path + ".v3.bak"))
 
         account = self.successResultOf(store.get_account("alice"))
@@ -1470,7 +1686,7 @@ class SchemaTests(SynchronousTestCase):
         store = open_inline(path)
         self.addCleanup(lambda: self.successResultOf(store.stop()))
         self.assertEqual(schema_version(path), SCHEMA_VERSION)
-        self.assertEqual(tables(path), V5_TABLES)
+        self.assertEqual(tables(path), V6_TABLES)
 
         alice = Account("Alice", KEY, WEAK, STRONG, True, NOW, 350, NOW + 2, False)
         bob = Account("Bob", KEY, WEAK, STRONG, False, NOW + 3, 0, 0, False)
@@ -1509,7 +1725,7 @@ class SchemaTests(SynchronousTestCase):
         store = open_inline(path)
         self.addCleanup(lambda: self.successResultOf(store.stop()))
         self.assertEqual(schema_version(path), SCHEMA_VERSION)
-        self.assertEqual(tables(path), V5_TABLES)
+        self.assertEqual(tables(path), V6_TABLES)
         self.assertIn("offline_messages_by_sender", indexes(path))
 
         alice = Account("Alice", KEY, WEAK, STRONG, False, NOW, 350, NOW + 2, False)
@@ -1571,6 +1787,81 @@ class SchemaTests(SynchronousTestCase):
         waiting = self.successResultOf(store.get_offline_messages("alice"))
         self.assertEqual(len(waiting), MAX_OFFLINE_MESSAGES_PER_SENDER + 1)
 
+    def test_upgrade_v5(self) -> None:
+        """A version-5 database is upgraded to the latest keeping everything;
+        accounts start with empty directory records, which can be written and
+        go with their account; the v5 file is backed up."""
+        path = self.mktemp()
+        make_v5(path)
+        store = open_inline(path)
+        self.addCleanup(lambda: self.successResultOf(store.stop()))
+        self.assertEqual(schema_version(path), SCHEMA_VERSION)
+        self.assertEqual(tables(path), V6_TABLES)
+
+        alice = Account("Alice", KEY, WEAK, STRONG, False, NOW, 350, NOW + 2, False)
+        bob = Account("Bob", KEY, WEAK, STRONG, False, NOW + 3, 0, 0, True)
+        self.assertEqual(self.successResultOf(store.list_accounts()), [alice, bob])
+        bag = self.successResultOf(store.get_feedbag("alice"))
+        self.assertEqual(bag, Feedbag((item(1, 2, "Bob", 0, b"\x01\x31\x00\x00"),), NOW + 1))
+        self.assertEqual(self.successResultOf(store.get_or_create_secret("cookie", 32)), b"k" * 32)
+        (message,) = self.successResultOf(store.get_offline_messages("alice"))
+        self.assertEqual(
+            attrs.evolve(message, message_id=0),
+            OfflineMessage(0, "alice", "Bob Smith", COOKIE, 1, TLVS, NOW + 4),
+        )
+        self.assertEqual(self.successResultOf(store.get_directory_info("alice")), DirectoryInfo())
+
+        fields = DirectoryFields(first_name=b"Alice", city=b"Reno", allow_search=True)
+        self.successResultOf(store.set_directory_fields("alice", fields))
+        self.successResultOf(store.set_interest_keywords("alice", [b"Chess"]))
+        self.assertEqual(
+            self.successResultOf(store.get_directory_info("alice")),
+            DirectoryInfo(fields, (b"Chess",)),
+        )
+        self.assertTrue(self.successResultOf(store.delete_account("alice")))
+        conn = sqlite3.connect(path)
+        self.addCleanup(conn.close)
+        self.assertEqual(conn.execute("SELECT COUNT(*) FROM directory_info").fetchone()[0], 0)
+
+        backup = path + ".v5.bak"
+        self.assertEqual(schema_version(backup), 5)
+        self.assertEqual(tables(backup), V5_TABLES)
+        self.assertEqual(stat.S_IMODE(os.stat(backup).st_mode), 0o600)
+
+    def test_failed_upgrade_leaves_v5(self) -> None:
+        """A v6 upgrade failing after its CREATE TABLE is rolled back entirely,
+        and the next start upgrades it."""
+        path = self.mktemp()
+        make_v5(path)
+        real = sqlite_store._schema_text
+
+        def broken(name: str) -> str | None:
+            if name == "upgrade-to-v6.sql":
+                return real(name) + "\nNOT VALID SQL;\n"  # type: ignore[operator]
+            return real(name)
+
+        self.patch(sqlite_store, "_schema_text", broken)
+        error = self.assertRaises(SchemaError, connect, path)
+        self.assertIn("still at v5", str(error))
+        self.assertEqual(schema_version(path), 5)
+        self.assertEqual(tables(path), V5_TABLES)
+        self.patch(sqlite_store, "_schema_text", real)
+        store = open_inline(path)
+        self.addCleanup(lambda: self.successResultOf(store.stop()))
+        self.assertEqual(tables(path), V6_TABLES)
+        self.assertEqual(len(self.successResultOf(store.get_offline_messages("alice"))), 1)
+
+    def test_allow_search_column_checked(self) -> None:
+        """The database itself refuses an allow_search value other than 0 or 1."""
+        conn = connect(":memory:")
+        self.addCleanup(conn.close)
+        transact(conn, accounts_store._create_account, "alice", "secret", NOW)
+        self.assertRaises(
+            sqlite3.IntegrityError,
+            conn.execute,
+            "INSERT INTO directory_info (normalized, allow_search) VALUES ('alice', 2)",
+        )
+
     def test_bot_column_checked(self) -> None:
         """The database itself refuses a bot value other than 0 or 1."""
         conn = connect(":memory:")
@@ -1580,15 +1871,15 @@ class SchemaTests(SynchronousTestCase):
         self.assertFalse(transact(conn, accounts_store._get_account, "alice").bot)
 
     def test_created_equals_upgraded(self) -> None:
-        """A database created fresh and ones upgraded from v1, v3 and v4 end with
-        the same schema, indexes included."""
+        """A database created fresh and ones upgraded from v1, v3, v4 and v5 end
+        with the same schema, indexes included."""
         fresh = self.mktemp()
         connect(fresh).close()
-        for make in (make_v1, make_v3, make_v4):
+        for make in (make_v1, make_v3, make_v4, make_v5):
             upgraded = self.mktemp()
             make(upgraded)
             connect(upgraded).close()
-            for table in V5_TABLES:
+            for table in V6_TABLES:
                 self.assertEqual(columns(fresh, table), columns(upgraded, table), table)
             self.assertEqual(indexes(fresh), indexes(upgraded))
 
@@ -1737,6 +2028,23 @@ class SQLiteDurabilityTests(SynchronousTestCase):
         self.assertEqual(bag, Feedbag((item(1, 2, "b"),), NOW))
         self.assertEqual(self.successResultOf(store.get_or_create_secret("cookie", 32)), secret)
         self.assertTrue(self.successResultOf(store.get_account("helper")).bot)
+
+    def test_reopen_directory(self) -> None:
+        """A directory record (fields and keywords) survives closing and
+        reopening: a restart keeps what the user set."""
+        path = self.mktemp()
+        store = open_inline(path)
+        self.successResultOf(store.create_account("alice", "secret"))
+        self.successResultOf(store.set_directory_fields("alice", FULL_FIELDS))
+        self.successResultOf(store.set_interest_keywords("alice", [b"Chess", b"Go"]))
+        self.successResultOf(store.stop())
+
+        store = open_inline(path)
+        self.addCleanup(lambda: self.successResultOf(store.stop()))
+        self.assertEqual(
+            self.successResultOf(store.get_directory_info("alice")),
+            DirectoryInfo(FULL_FIELDS, (b"Chess", b"Go")),
+        )
 
     def test_reopen_offline_and_warning(self) -> None:
         """Offline messages (order and bytes) and warning levels survive a reopen,

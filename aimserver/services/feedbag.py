@@ -402,9 +402,7 @@ class FeedbagService:
     @staticmethod
     def _status(results: list[int]) -> Replies:
         return [
-            Reply(
-                FoodGroup.FEEDBAG, Feedbag.STATUS, struct.pack(f"!{len(results)}H", *results)
-            )
+            Reply(FoodGroup.FEEDBAG, Feedbag.STATUS, struct.pack(f"!{len(results)}H", *results))
         ]
 
     def _follow(

@@ -13,7 +13,7 @@ Implementations: :mod:`aimserver.store.memory` (tests, the reference) and
 mixin per role; a role's two mixins live together in its own module
 (:mod:`~aimserver.store.accounts`, :mod:`~aimserver.store.warning_levels`,
 :mod:`~aimserver.store.feedbags`, :mod:`~aimserver.store.offline_messages`,
-:mod:`~aimserver.store.server_secrets`).
+:mod:`~aimserver.store.server_secrets`, :mod:`~aimserver.store.directory`).
 """
 
 from __future__ import annotations
@@ -33,9 +33,12 @@ if TYPE_CHECKING:
 __all__ = [
     "Credentials",
     "DIGEST_SIZE",
+    "DIRECTORY_TEXT_FIELDS",
     "ICBM_COOKIE_SIZE",
     "MAX_AUTH_KEY_LENGTH",
+    "MAX_DIRECTORY_FIELD_BYTES",
     "MAX_FEEDBAG_ITEMS",
+    "MAX_INTEREST_KEYWORDS",
     "MAX_ITEM_ATTRIBUTES_BYTES",
     "MAX_ITEM_NAME_BYTES",
     "MAX_OFFLINE_BYTES_PER_RECIPIENT",
@@ -50,9 +53,12 @@ __all__ = [
     "USER_STORE_ROLES",
     "Account",
     "AccountExists",
+    "DirectoryFields",
+    "DirectoryInfo",
     "Feedbag",
     "FeedbagItem",
     "IAccountStore",
+    "IDirectoryStore",
     "IFeedbagStore",
     "IOfflineMessageStore",
     "ISecretStore",
@@ -70,7 +76,9 @@ __all__ = [
     "StoreError",
     "account_now",
     "check_credentials",
+    "check_directory_fields",
     "check_feedbag_item",
+    "check_interest_keywords",
     "check_offline_message",
     "check_offline_quota",
     "check_up_to_id",
@@ -114,6 +122,11 @@ MAX_OFFLINE_BYTES_PER_SENDER = 64 * 1024
 (ordinary IMs are far smaller), or 8 of the biggest messages."""
 MAX_OFFLINE_SENDER_BYTES = 255
 ICBM_COOKIE_SIZE = 8
+MAX_DIRECTORY_FIELD_BYTES = 128
+"""The longest value of one directory field or interest keyword: 64 characters
+even in UTF-16, more than any AIM client's form takes."""
+MAX_INTEREST_KEYWORDS = 5
+"""Interest keywords per user: as many as the AIM clients' forms offer."""
 _U16_MAX = 0xFFFF
 # Times and ids must fit SQLite's signed 64-bit INTEGER.
 _TIMESTAMP_MAX = 2**63 - 1
@@ -275,6 +288,82 @@ class OfflineMessage:
     tlvs: bytes
     sent_at: int
     """Unix seconds."""
+
+
+@attrs.frozen
+class DirectoryFields:
+    """
+    The name-and-address part of a user's directory record (Locate 02,09), each
+    value as the client sent it: bytes in the client's charset (``charset``,
+    when it named one), ``b""`` for a field it left out. The store keeps them
+    byte for byte and never decodes them.
+    """
+
+    first_name: bytes = b""
+    middle_name: bytes = b""
+    last_name: bytes = b""
+    maiden_name: bytes = b""
+    nickname: bytes = b""
+    street: bytes = b""
+    city: bytes = b""
+    state: bytes = b""
+    zip_code: bytes = b""
+    country: bytes = b""
+    charset: bytes = b""
+    allow_search: bool = False
+    """Whether the user lets the directory be searched for them (02,09 TLV 0x000A)."""
+
+
+DIRECTORY_TEXT_FIELDS: tuple[str, ...] = tuple(
+    field.name for field in attrs.fields(DirectoryFields) if field.name != "allow_search"
+)
+"""The byte-string fields of :class:`DirectoryFields`, in declaration order."""
+
+
+@attrs.frozen
+class DirectoryInfo:
+    """
+    A user's whole directory record: one per user, whichever session wrote
+    it, kept across sign-off and restart. The fields (02,09) and the interest
+    keywords (02,0F) are written separately; each write replaces its part.
+    """
+
+    fields: DirectoryFields = attrs.field(factory=DirectoryFields)
+    keywords: tuple[bytes, ...] = ()
+    """Interest keywords in the order given, at most :data:`MAX_INTEREST_KEYWORDS`."""
+
+
+def check_directory_fields(fields: DirectoryFields) -> None:
+    """
+    Refuse directory fields no store should keep.
+
+    :raises StoreError: a field is not bytes or is longer than
+        :data:`MAX_DIRECTORY_FIELD_BYTES`, or ``allow_search`` is not a bool.
+    """
+    if not isinstance(fields, DirectoryFields):
+        raise StoreError(f"directory fields must be DirectoryFields, not {type(fields).__name__}")
+    for name in DIRECTORY_TEXT_FIELDS:
+        value = getattr(fields, name)
+        if not isinstance(value, bytes) or len(value) > MAX_DIRECTORY_FIELD_BYTES:
+            raise StoreError(
+                f"directory field {name} must be at most {MAX_DIRECTORY_FIELD_BYTES} bytes"
+            )
+    if not isinstance(fields.allow_search, bool):
+        raise StoreError(f"allow_search must be a bool, not {fields.allow_search!r}")
+
+
+def check_interest_keywords(keywords: Sequence[bytes]) -> None:
+    """
+    Refuse interest keywords no store should keep.
+
+    :raises StoreError: more than :data:`MAX_INTEREST_KEYWORDS`, or one that is
+        not bytes, is empty or is longer than :data:`MAX_DIRECTORY_FIELD_BYTES`.
+    """
+    if len(keywords) > MAX_INTEREST_KEYWORDS:
+        raise StoreError(f"at most {MAX_INTEREST_KEYWORDS} interest keywords")
+    for keyword in keywords:
+        if not isinstance(keyword, bytes) or not 0 < len(keyword) <= MAX_DIRECTORY_FIELD_BYTES:
+            raise StoreError(f"an interest keyword must be 1-{MAX_DIRECTORY_FIELD_BYTES} bytes")
 
 
 def check_feedbag_item(item: FeedbagItem) -> None:
@@ -495,7 +584,7 @@ class IAccountStore(Interface):
     def delete_account(screen_name: str) -> Deferred[bool]:
         """
         Remove an account and everything of the other roles that belongs to
-        it (its feedbag, its offline messages).
+        it (its feedbag, its offline messages, its directory record).
 
         :return: fires with ``True`` if it existed, ``False`` otherwise.
         :rtype: Deferred[bool]
@@ -665,7 +754,49 @@ class ISecretStore(Interface):
         """
 
 
-class IUserStore(IAccountStore, IWarningStore, IFeedbagStore, IOfflineMessageStore, ISecretStore):
+class IDirectoryStore(Interface):
+    """
+    Each account's directory record (:class:`DirectoryInfo`): user-level, one
+    record whichever session writes it, kept byte for byte.
+    """
+
+    def get_directory_info(screen_name: str) -> Deferred[DirectoryInfo]:
+        """
+        :return: fires with the user's record, or ``DirectoryInfo()`` (every
+            field empty, no keywords) if none was ever written or there is no
+            such account.
+        :rtype: Deferred[DirectoryInfo]
+        """
+
+    def set_directory_fields(screen_name: str, fields: DirectoryFields) -> Deferred[None]:
+        """
+        Replace the name-and-address part of the record; the keywords stay.
+
+        :rtype: Deferred[None]
+        :raises NoSuchAccount: there is no such account.
+        :raises StoreError: a field is out of bounds (:func:`check_directory_fields`);
+            nothing changes.
+        """
+
+    def set_interest_keywords(screen_name: str, keywords: Sequence[bytes]) -> Deferred[None]:
+        """
+        Replace the interest keywords of the record; the fields stay.
+
+        :rtype: Deferred[None]
+        :raises NoSuchAccount: there is no such account.
+        :raises StoreError: the keywords are out of bounds
+            (:func:`check_interest_keywords`); nothing changes.
+        """
+
+
+class IUserStore(
+    IAccountStore,
+    IWarningStore,
+    IFeedbagStore,
+    IOfflineMessageStore,
+    ISecretStore,
+    IDirectoryStore,
+):
     """
     Every role at once: all user-level persistent data, as the server and its
     wiring take it ("the store"); a consumer that needs one part may name

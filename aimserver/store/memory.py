@@ -11,6 +11,7 @@ from __future__ import annotations
 from zope.interface import implementer
 
 from aimserver.store.accounts import MemoryAccountStore
+from aimserver.store.directory import MemoryDirectoryStore
 from aimserver.store.feedbags import MemoryFeedbagStore
 from aimserver.store.interfaces import IUserStore
 from aimserver.store.offline_messages import MemoryOfflineMessageStore
@@ -27,10 +28,11 @@ class MemoryUserStore(
     MemoryFeedbagStore,
     MemoryOfflineMessageStore,
     MemorySecretStore,
+    MemoryDirectoryStore,
 ):
     """
-    Accounts, warning levels, feedbags, offline messages and secrets in
-    dictionaries, lost when the process ends. One object provides every
+    Accounts, warning levels, feedbags, offline messages, secrets and
+    directory records in dictionaries, lost when the process ends. One object provides every
     role, so test doubles can subclass it and override any method.
 
     :param clock: where ``created_at`` comes from; the wall clock if ``None``.

@@ -40,6 +40,7 @@ from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from aimserver.store.accounts import SQLiteAccountStore
+from aimserver.store.directory import SQLiteDirectoryStore
 from aimserver.store.feedbags import SQLiteFeedbagStore
 from aimserver.store.interfaces import IUserStore, StoreError
 from aimserver.store.offline_messages import SQLiteOfflineMessageStore
@@ -56,7 +57,7 @@ __all__ = [
     "transact",
 ]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """The schema version this code reads and writes."""
 
 BUSY_TIMEOUT = 5.0
@@ -358,6 +359,7 @@ class SQLiteUserStore(
     SQLiteFeedbagStore,
     SQLiteOfflineMessageStore,
     SQLiteSecretStore,
+    SQLiteDirectoryStore,
 ):
     """
     :class:`IUserStore` over one SQLite file, every operation of every role
