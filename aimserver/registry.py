@@ -29,6 +29,7 @@ from zope.interface import Attribute, Interface
 
 from aimserver.store.interfaces import Account
 from aimserver.wire.screenname import normalize
+from aimserver.wire.userinfo import STATUS_AWAY
 
 MULTICONN_LEGACY = 0x00
 MULTICONN_MULTI = 0x01
@@ -124,7 +125,10 @@ class SessionInstance:
 
     @property
     def away(self) -> bool:
-        return bool(self.away_message)
+        """Away by its away message (02,04) or by the status word's away bit
+        (01,1E): libpurple sets both, in two SNACs that may arrive apart, and
+        the session is away from the first of them to the last."""
+        return bool(self.away_message) or bool(self.status & STATUS_AWAY)
 
     def service_connections(self, family: int) -> int:
         return self.secondary_families.count(family)

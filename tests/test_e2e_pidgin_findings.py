@@ -138,6 +138,31 @@ class AwayUpdateTests(PidginTestCase):
         self.assertEqual(status_of(info), PURPLE_AVAILABLE)
 
     @deferred_test
+    async def test_back_in_two_reads_is_still_one_update(self) -> None:
+        """The real libpurple's 02,04 and 01,1E can reach the server in two
+        reads (seen in a capture of it coming back): a round trip between
+        them forces that here, and watchers still get one update, right."""
+        _, alice, bob = await self.watched_alice()
+        libpurple_set_away(alice, b"brb")
+        await bob.wait_arrival()
+        await alice.flap.wait_snac(0x01, 0x0F)
+        await alice.sync()
+        await bob.sync()
+        bob.flap.received.clear()
+        alice.flap.send_snac(0x02, 0x04, TlvList((Tlv(0x04, b""),)).pack_list(), alice.next_id())
+        await alice.sync()
+        alice.flap.send_snac(
+            0x01, 0x1E, TlvList((Tlv.u32(0x06, PURPLE_AVAILABLE),)).pack_list(), alice.next_id()
+        )
+        info = await bob.wait_arrival()
+        await alice.flap.wait_snac(0x01, 0x0F)
+        await alice.sync()
+        await bob.sync()
+        self.assertEqual(updates(bob), [], "a second 03,0B for one change")
+        self.assertFalse(info.tlvs.get_u16(0x01) & CLASS_AWAY)
+        self.assertEqual(status_of(info), PURPLE_AVAILABLE)
+
+    @deferred_test
     async def test_idle_report_with_no_change_sends_nothing(self) -> None:
         """libpurple's periodic 01,11 with idle 0 while active changes nothing
         watchers see: no 03,0B at all."""

@@ -216,6 +216,16 @@ class AutoResponseTests(SynchronousTestCase):
         self.assertEqual(len(ims(self.bob1_conn)), 1)
         self.assertEqual(len(ims(self.bob2_conn)), 1)
 
+    def test_away_by_status_bit_alone_sends_no_empty_auto_response(self) -> None:
+        """A session away only by its 01,1E status bit counts as away for
+        routing, but has no text to answer with: only sessions with an away
+        message auto-respond."""
+        self.world.set_away(self.bob1, b"lunch")
+        self.world.set_status(self.bob2, 0x0001)
+        self.alice_conn.clear()
+        self.world.send_im(self.alice, "Bob")
+        self.assertEqual([m.text for m in ims(self.alice_conn)], [b"lunch"])
+
     def test_client_auto_responses_dropped(self) -> None:
         """A client's own auto-response is not relayed (the server already
         answered), but the client still gets its ack."""

@@ -139,6 +139,30 @@ class ArrivalDepartureTests(SynchronousTestCase):
             self.assertEqual(update.tlvs.get_u32(0x0006), status)
             self.watcher.clear()
 
+    def test_the_two_snacs_in_separate_turns_still_make_one_update(self) -> None:
+        """Seen with the real libpurple: coming back, its 02,04 and 01,1E can
+        arrive in two reads. Away from the first of them to the last, and an
+        away bit that says what the class says: still one update per change,
+        never a wrong one."""
+        alice, _ = self.world.sign_on("Alice")
+        self.world.set_status(alice, 0x10020000)  # libpurple's sign-on status
+        self.watcher.clear()
+        mime = Tlv(0x0003, b'text/aolrtf; charset="us-ascii"')
+        steps = [
+            ("info", b"brb", [(True, 0x10020001)]),
+            ("status", 0x10020001, []),
+            ("info", b"", []),
+            ("status", 0x10020000, [(False, 0x10020000)]),
+        ]
+        for kind, value, expected in steps:
+            if kind == "info":
+                self.world.set_info(alice, mime, Tlv(0x0004, value))
+            else:
+                self.world.set_status(alice, value)
+            updates = [(is_away(u), u.tlvs.get_u32(0x0006)) for u in self.watcher.arrivals()]
+            self.assertEqual(updates, expected, (kind, value))
+            self.watcher.clear()
+
     def test_changes_undone_within_a_turn_send_nothing(self) -> None:
         """Away and back within one turn: watchers saw nothing change."""
         alice, _ = self.world.sign_on("Alice")

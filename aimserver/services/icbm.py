@@ -385,6 +385,8 @@ class IcbmService:
         message answers the sending session."""
         sender_info = self.presence.info_block(recipient)
         for away in recipient.online_instances():
+            if not away.away_message:
+                continue
             im_data = pack_im_data(away.away_message or b"", charset_of(away.away_mime))
             tlvs = Tlv(TAG_IM_DATA, im_data).pack() + Tlv.empty(TAG_AUTO_RESPONSE).pack()
             event = MessageReceived(os.urandom(8), CHANNEL_IM, sender_info, tlvs)

@@ -27,6 +27,7 @@ from aimserver.wire.userinfo import (
     CLASS_BOT,
     CLASS_FREE,
     CLASS_UNAVAILABLE,
+    STATUS_AWAY,
     STATUS_INVISIBLE,
     TAG_CAPABILITIES,
     TAG_IDLE_MINUTES,
@@ -101,6 +102,9 @@ def aggregate_state(user: User) -> tuple[bool, float | None, tuple[bytes, ...], 
     if status & STATUS_INVISIBLE:
         return None
     away = all(s.away for s in sessions)
+    # The away bit others see says what the user class says, whichever of
+    # its two SNACs a client sent first: one change, one update.
+    status = (status | STATUS_AWAY) if away else (status & ~STATUS_AWAY)
     idle_times = [s.idle_since for s in sessions]
     idle_since = None if None in idle_times else max(idle_times)  # type: ignore[type-var]
     capabilities: dict[bytes, None] = {}

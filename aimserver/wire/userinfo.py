@@ -30,6 +30,8 @@ CLASS_ICQ = 0x0040
 CLASS_BOT = 0x0400
 
 STATUS_INVISIBLE = 0x0100
+#: The status word's away bit (01,1E TLV 0x06): libpurple sets it with its 02,04.
+STATUS_AWAY = 0x0001
 
 
 @attrs.frozen
