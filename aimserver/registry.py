@@ -182,6 +182,11 @@ class User:
     #: IM, bounded, oldest first): they know it is online, so they may answer
     #: (``Presence.visible_to``). Gone at sign-off.
     revealed_to: dict[str, None] | None = None
+    #: Who may see the user (``services.privacy.Privacy``), from its stored
+    #: list; None allows everyone.
+    privacy: Any = None
+    #: The settings were read (or are being read) for this sign-on.
+    privacy_loaded: bool = False
 
     def online_instances(self) -> list[SessionInstance]:
         """Sessions that sent client-ready: they count for presence and get IMs."""

@@ -95,6 +95,8 @@ class AimServer:
             service_families=SERVICE_FAMILIES,
         )
         self.sessions.observe(self.icbm)
+        self.feedbag = FeedbagService(self.registry, self.presence, store, clock)
+        self.sessions.observe(self.feedbag)
         settings = connection_settings(config)
         keepalive = config.connection.keepalive_interval
         self.authorizer = Authorizer(
@@ -139,6 +141,6 @@ class AimServer:
             self.icbm,
             PermitDenyService(),
             StatsService(),
-            FeedbagService(self.registry, self.presence, self.store, self.clock),
+            self.feedbag,
         )
         return merge_handlers(*(service.handlers() for service in services))

@@ -297,19 +297,19 @@ class ServiceWorld:
         self._connections += 1
         if connection is None:
             connection = FakeConnection(f"{screen_name}#{self._connections}")
-        session, displaced = self.registry.add_instance(
-            account,
-            connection,
+        cookie = self.cookies.issue(
+            screen_name=account.screen_name,
             instance_id=self.registry.new_instance_id(),
             multiconn_flags=flags,
+            service=1,
             client_id="test client",
-            ip=ip,
-            now=self.clock.seconds(),
         )
-        for old in displaced:
-            old.connection.disconnect(0x0001)
-        if displaced:
-            self.presence.session_gone(self.registry.user_of(session))
+        # Through the session service, as a connection signs on: the
+        # multisession policy, displacement and the observers.
+        attached = self.sessions.sign_on(cookie, (1,), connection, f"{ip}:5190")
+        session = (
+            result_of(attached) if isinstance(attached, defer.Deferred) else attached
+        ).session
         names = list(buddies)
         if names:
             self.call(

@@ -22,7 +22,7 @@ BUDDIES = WireFeedbagItem(b"Buddies", 0x0A1E, 0, 1, Tlv(0x00C8, b"\x12\x34").pac
 BOB = WireFeedbagItem(b"Bob", 0x0A1E, 0x1234, 0)
 
 
-class FeedbagEditTests(unittest.TestCase):
+class FeedbagCase(unittest.TestCase):
     async def start(self) -> LoopbackServer:
         config = load_config(None, {"multisession.notify": False})
         server = await LoopbackServer.start(config, accounts=ACCOUNTS)
@@ -37,6 +37,8 @@ class FeedbagEditTests(unittest.TestCase):
         await client.sync()
         return client
 
+
+class FeedbagEditTests(FeedbagCase):
     @deferred_test
     async def test_add_a_buddy_the_libpurple_way_synced_to_the_other_session(self) -> None:
         server = await self.start()
@@ -85,3 +87,35 @@ class FeedbagEditTests(unittest.TestCase):
         await second.sync()
         self.assertEqual(second.flap.snacs(0x13, 0x08), [])
         self.assertEqual(second.flap.snacs(0x13, 0x0A), [])
+
+
+PD_BLOCK_DENIED = WireFeedbagItem(
+    b"", 0, 0x0100, 4, Tlv(0x00CA, b"\x04").pack() + Tlv.u32(0x00CB, 0xFFFFFFFF).pack()
+)
+DENY_BOB = WireFeedbagItem(b"Bob", 0, 0x0200, 3)
+
+
+class BlockingTests(FeedbagCase):
+    @deferred_test
+    async def test_block_a_user_who_then_cannot_reach_you(self) -> None:
+        """Alice blocks Bob the way libpurple does (PD mode 4 and a deny
+        item): Bob sees her leave, his IM and warning get "not logged on",
+        and her IM to him gets 0x0010; unblocking brings her back."""
+        server = await self.start()
+        alice = await self.feedbag_session(server)
+        bob = await server.session("Bob", buddies=["Alice"])
+        await bob.wait_arrival()
+        _, status = await alice.request(
+            0x13, 0x08, ROOT.pack() + PD_BLOCK_DENIED.pack() + DENY_BOB.pack(), 0x0E
+        )
+        self.assertEqual(status, b"\x00\x00" * 3)
+        self.assertEqual((await bob.wait_departure()).screen_name, "Alice")
+        bob.send_im("Alice", b"hello?", ack=True)
+        _, body = await bob.flap.wait_snac(0x04, 0x01)
+        self.assertEqual(body[:2], b"\x00\x04")
+        alice.send_im("Bob", b"go away", ack=True)
+        _, body = await alice.flap.wait_snac(0x04, 0x01)
+        self.assertEqual(body[:2], b"\x00\x10")
+        _, status = await alice.request(0x13, 0x0A, DENY_BOB.pack(), 0x0E)
+        self.assertEqual(status, b"\x00\x00")
+        self.assertEqual((await bob.wait_arrival()).screen_name, "Alice")

@@ -31,10 +31,11 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from aimserver.registry import SessionInstance, UserRegistry
+from aimserver.registry import SessionInstance, User, UserRegistry
 from aimserver.services.base import HandlerTable, Replies, Reply, acting_user
 from aimserver.services.events import FeedbagSynced
 from aimserver.services.presence import Presence
+from aimserver.services.privacy import Privacy, privacy_of
 from aimserver.store.interfaces import Feedbag as StoredFeedbag
 from aimserver.store.interfaces import FeedbagItem, IFeedbagStore, StoreError
 from aimserver.wire.codes import Feedbag, FoodGroup
@@ -251,6 +252,33 @@ class FeedbagService:
         #: against the list the previous one left.
         self._editing: dict[str, defer.Deferred[object]] = {}
 
+    # -- privacy -------------------------------------------------------------------------
+
+    def session_attached(self, session: SessionInstance) -> defer.Deferred[None] | None:
+        """The user's first session: read its permit/deny settings before it
+        can come online (a later session finds them on the user)."""
+        user = self.registry.user_of(session)
+        if user is None or user.privacy_loaded:
+            return None
+        user.privacy_loaded = True
+
+        def loaded(stored: StoredFeedbag) -> None:
+            self._set_privacy(user, privacy_of(stored.items))
+
+        d = self.store.get_feedbag(user.screen_name).addCallback(loaded)
+        d.addErrback(
+            lambda f: self.log.failure(
+                "reading the privacy settings of {screen_name}", f, screen_name=user.screen_name
+            )
+        )
+        return d
+
+    def _set_privacy(self, user: User, privacy: Privacy | None) -> None:
+        before, user.privacy = user.privacy, privacy
+        if before != privacy:
+            self.presence.invalidate(user)
+            self.presence.privacy_changed(user, before)
+
     def handlers(self) -> HandlerTable:
         f = FoodGroup.FEEDBAG
         return {
@@ -382,7 +410,7 @@ class FeedbagService:
                     edit.subtype,
                     accepted,
                     buddy_keys(stored.items),
-                    buddy_keys(list(after.values())),
+                    list(after.values()),
                 )
                 return self._status(results)
 
@@ -412,13 +440,15 @@ class FeedbagService:
         subtype: int,
         accepted: list[FeedbagItem],
         before: set[str],
-        after: set[str],
+        after_items: list[FeedbagItem],
     ) -> None:
         """After a commit: the watch sets of the user's sessions that use the
         list, and the edit pushed to the other live sessions."""
         user = self.registry.by_key(user_key)
         if user is None:
             return
+        self._set_privacy(user, privacy_of(after_items))
+        after = buddy_keys(after_items)
         added, removed = after - before, before - after
         for session in user.live_instances():
             if session.uses_feedbag and (added or removed):

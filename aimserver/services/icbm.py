@@ -321,9 +321,14 @@ class IcbmService:
             targets: list[SessionInstance] = []
         else:
             targets, all_away, visible, limit = self.presence.routing(recipient)
-            if not visible and not self.presence.visible_to(recipient, sender.key):
-                # Invisible: everyone else gets the answers for an offline user.
+            if (not visible or recipient.privacy is not None) and not self.presence.visible_to(
+                recipient, sender.key
+            ):
+                # Invisible, or blocking the sender: the answers for an offline user.
                 targets = []
+            elif sender.privacy is not None and not sender.privacy.allows(recipient.key):
+                # The sender blocks the recipient (FAMILIES.md, 04,06 step 1).
+                raise SnacError(SnacErrorCode.IN_LOCAL_PERMIT_DENY)
             elif size > limit and targets:
                 size = im_text_size(channel, relayed)
                 if size > limit:

@@ -20,6 +20,7 @@ from twisted.logger import Logger
 
 from aimserver.registry import SessionInstance, User, UserRegistry
 from aimserver.services.events import BuddyArrived, BuddyDeparted
+from aimserver.services.privacy import Privacy
 from aimserver.wire.reader import string08
 from aimserver.wire.screenname import encode_screen_name
 from aimserver.wire.tlv import Tlv, TlvList
@@ -215,7 +216,12 @@ class Presence:
         answer). The one rule behind every answer that could tell an
         invisible user from an offline one (IMs, warnings, lookups,
         rendezvous)."""
-        if user.key == viewer_key or self.routing(user).visible:
+        if user.key == viewer_key:
+            return True
+        privacy = user.privacy
+        if privacy is not None and not privacy.allows(viewer_key):
+            return False
+        if self.routing(user).visible:
             return True
         revealed = user.revealed_to
         return revealed is not None and viewer_key in revealed
@@ -303,6 +309,9 @@ class Presence:
             return
         user.announced = key
         watchers = self.registry.watching_sessions(user.key)
+        if user.privacy is not None:
+            # Those the user blocks saw it leave when they were blocked.
+            watchers = [w for w in watchers if user.privacy.allows(w.user_key)]
         if not watchers:
             return
         event = (
@@ -312,6 +321,25 @@ class Presence:
         )
         self.registry.deliver(watchers, event)
 
+    def privacy_changed(self, user: User, before: Privacy | None) -> None:
+        """``user``'s permit/deny settings changed: watchers it now blocks see
+        it leave, those it now allows see it arrive."""
+        if user.announced is None:
+            return
+        after = user.privacy
+        gone, back = [], []
+        for watcher in self.registry.watching_sessions(user.key):
+            was = before is None or before.allows(watcher.user_key)
+            now = after is None or after.allows(watcher.user_key)
+            if was and not now:
+                gone.append(watcher)
+            elif now and not was:
+                back.append(watcher)
+        if gone:
+            self.registry.deliver(gone, BuddyDeparted(self.departure_block(user)))
+        if back:
+            self.registry.deliver(back, BuddyArrived(self.info_block(user)))
+
     def send_arrivals_to(self, session: SessionInstance, keys: object) -> None:
         """One 03,0B per buddy in ``keys`` that is visible now."""
         if not session.online:
@@ -319,6 +347,8 @@ class Presence:
         for key in list(keys):  # type: ignore[call-overload]
             buddy = self.registry.by_key(key)
             if buddy is None or buddy.announced is None:
+                continue
+            if buddy.privacy is not None and not buddy.privacy.allows(session.user_key):
                 continue
             self.registry.deliver((session,), BuddyArrived(self.info_block(buddy)))
 

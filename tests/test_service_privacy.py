@@ -1,0 +1,141 @@
+"""Privacy from the feedbag (issue 15, first part): the PD-info item's mode
+and the permit/deny items decide who may see and reach a user, through
+``Presence.visible_to``, the one rule."""
+
+from __future__ import annotations
+
+import struct
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from aimserver.services.base import SnacError
+from aimserver.services.feedbag import FeedbagService
+from aimserver.services.privacy import (
+    ALLOW_BUDDIES,
+    ALLOW_PERMITTED,
+    BLOCK_ALL,
+    BLOCK_DENIED,
+    Privacy,
+    privacy_of,
+)
+from aimserver.store.interfaces import FeedbagItem
+from aimserver.wire.codes import FoodGroup
+from aimserver.wire.feedbag import WireFeedbagItem
+from aimserver.wire.tlv import Tlv
+from tests.fakes import result_of
+from tests.fakes_services import ServiceWorld
+
+
+def pd_info(mode: int) -> WireFeedbagItem:
+    attrs = Tlv(0x00CA, bytes([mode])).pack() + Tlv.u32(0x00CB, 0xFFFFFFFF).pack()
+    return WireFeedbagItem(b"", 0, 0x0100, 4, attrs)
+
+
+def stored(items) -> list[FeedbagItem]:
+    return [
+        FeedbagItem(i.name.decode(), i.group_id, i.item_id, i.class_id, i.attributes) for i in items
+    ]
+
+
+ROOT = WireFeedbagItem(b"", 0, 0, 1)
+DENY_BOB = WireFeedbagItem(b"Bob", 0, 0x0200, 3)
+PERMIT_CAROL = WireFeedbagItem(b"Carol", 0, 0x0300, 2)
+
+
+class PrivacyOfTests(SynchronousTestCase):
+    def test_modes(self) -> None:
+        self.assertIsNone(privacy_of([]))
+        self.assertIsNone(privacy_of(stored([ROOT, DENY_BOB])))
+        self.assertIsNone(privacy_of(stored([pd_info(1), DENY_BOB])))
+        deny = privacy_of(stored([pd_info(BLOCK_DENIED), DENY_BOB]))
+        self.assertEqual(deny, Privacy(BLOCK_DENIED, deny=frozenset({"bob"})))
+        self.assertFalse(deny.allows("bob"))
+        self.assertTrue(deny.allows("carol"))
+        permit = privacy_of(stored([pd_info(ALLOW_PERMITTED), PERMIT_CAROL]))
+        self.assertTrue(permit.allows("carol"))
+        self.assertFalse(permit.allows("bob"))
+        self.assertFalse(privacy_of(stored([pd_info(BLOCK_ALL)])).allows("carol"))
+        buddies = privacy_of(stored([pd_info(ALLOW_BUDDIES), WireFeedbagItem(b"Dave", 1, 2, 0)]))
+        self.assertTrue(buddies.allows("dave"))
+        self.assertFalse(buddies.allows("carol"))
+
+
+class PrivacyWorld(ServiceWorld):
+    def __init__(self) -> None:
+        super().__init__()
+        self.feedbag = FeedbagService(self.registry, self.presence, self.store, self.clock)
+        self.sessions.observe(self.feedbag)
+
+    def insert(self, session, *items: WireFeedbagItem):
+        return result_of(
+            self.call(
+                self.feedbag.edit,
+                session,
+                FoodGroup.FEEDBAG,
+                0x08,
+                b"".join(i.pack() for i in items),
+            )
+        )
+
+    def delete(self, session, *items: WireFeedbagItem):
+        return result_of(
+            self.call(
+                self.feedbag.edit,
+                session,
+                FoodGroup.FEEDBAG,
+                0x0A,
+                b"".join(i.pack() for i in items),
+            )
+        )
+
+
+class BlockingTests(SynchronousTestCase):
+    """Alice blocks Bob (PD mode 4 and a deny item), as libpurple does."""
+
+    def setUp(self) -> None:
+        self.world = PrivacyWorld()
+        self.bob, self.bob_conn = self.world.sign_on("Bob", buddies=["Alice"])
+        self.carol, self.carol_conn = self.world.sign_on("Carol", buddies=["Alice"])
+        self.alice, self.alice_conn = self.world.sign_on("Alice")
+        self.world.insert(self.alice, ROOT)
+        for connection in (self.bob_conn, self.carol_conn, self.alice_conn):
+            connection.clear()
+        self.world.insert(self.alice, pd_info(BLOCK_DENIED), DENY_BOB)
+
+    def test_blocked_watcher_sees_a_departure_others_nothing(self) -> None:
+        self.assertEqual([d.screen_name for d in self.bob_conn.departures()], ["Alice"])
+        self.assertEqual(self.carol_conn.payloads, [])
+
+    def test_blocked_user_gets_offline_answers(self) -> None:
+        error = self.assertRaises(SnacError, self.world.send_im, self.bob, "Alice")
+        self.assertEqual(error.code, 0x0004)
+        self.world.send_im(self.carol, "Alice", b"hi")
+        self.assertEqual([m.text for m in self.alice_conn.messages()], [b"hi"])
+        body = struct.pack("!H", 0) + bytes([5]) + b"Alice"
+        error = self.assertRaises(SnacError, self.world.warnings.evil_request, self.bob, None, body)
+        self.assertEqual(error.code, 0x0004)
+
+    def test_imming_someone_you_block_is_refused_as_such(self) -> None:
+        error = self.assertRaises(SnacError, self.world.send_im, self.alice, "Bob")
+        self.assertEqual(error.code, 0x0010)
+        self.assertEqual(self.bob_conn.messages(), [])
+
+    def test_changes_while_blocked_do_not_reach_the_blocked(self) -> None:
+        self.bob_conn.clear()
+        self.world.set_away(self.alice, b"out")
+        self.assertEqual(self.bob_conn.payloads, [])
+        self.assertEqual(len(self.carol_conn.arrivals()), 1)
+
+    def test_unblocking_brings_the_arrival_back(self) -> None:
+        self.bob_conn.clear()
+        self.world.delete(self.alice, DENY_BOB)
+        self.assertEqual([a.screen_name for a in self.bob_conn.arrivals()], ["Alice"])
+
+    def test_settings_are_read_at_the_next_sign_on(self) -> None:
+        """Signed off and on again: the stored settings apply before the
+        session is online, so Bob never sees Alice arrive."""
+        self.world.sign_off(self.alice)
+        self.bob_conn.clear()
+        self.world.sign_on("Alice")
+        self.assertEqual(self.bob_conn.arrivals(), [])
+        self.assertEqual([a.screen_name for a in self.carol_conn.arrivals()], ["Alice"])
