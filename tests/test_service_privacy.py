@@ -45,8 +45,14 @@ PERMIT_CAROL = WireFeedbagItem(b"Carol", 0, 0x0300, 2)
 class PrivacyOfTests(SynchronousTestCase):
     def test_modes(self) -> None:
         self.assertIsNone(privacy_of([]))
-        self.assertIsNone(privacy_of(stored([ROOT, DENY_BOB])))
-        self.assertIsNone(privacy_of(stored([pd_info(1), DENY_BOB])))
+        self.assertIsNone(privacy_of(stored([ROOT, PERMIT_CAROL])))
+        self.assertIsNone(privacy_of(stored([pd_info(1), PERMIT_CAROL])))
+        # libpurple's block leaves the mode at "allow all" and adds a deny
+        # item: it blocks all the same.
+        for items in ([ROOT, DENY_BOB], [pd_info(1), DENY_BOB]):
+            self.assertEqual(
+                privacy_of(stored(items)), Privacy(BLOCK_DENIED, deny=frozenset({"bob"}))
+            )
         deny = privacy_of(stored([pd_info(BLOCK_DENIED), DENY_BOB]))
         self.assertEqual(deny, Privacy(BLOCK_DENIED, deny=frozenset({"bob"})))
         self.assertFalse(deny.allows("bob"))
@@ -114,6 +120,35 @@ class BlockingTests(SynchronousTestCase):
         body = struct.pack("!H", 0) + bytes([5]) + b"Alice"
         error = self.assertRaises(SnacError, self.world.warnings.evil_request, self.bob, None, body)
         self.assertEqual(error.code, 0x0004)
+
+    def test_a_blocked_senders_im_is_not_stored_for_later(self) -> None:
+        """libpurple sets "store if offline" on every IM: a blocked sender
+        still gets "not logged on", and nothing reaches the blocker later."""
+        from aimserver.wire.icbm import TAG_STORE_IF_OFFLINE
+
+        error = self.assertRaises(
+            SnacError,
+            self.world.send_im,
+            self.bob,
+            "Alice",
+            b"let me in",
+            extra=[Tlv.empty(TAG_STORE_IF_OFFLINE)],
+        )
+        self.assertEqual(error.code, 0x0004)
+        self.assertEqual(result_of(self.world.store.get_offline_messages("Alice")), [])
+        self.assertEqual(self.alice_conn.messages(), [])
+
+    def test_messages_stored_before_the_block_are_not_handed_over(self) -> None:
+        from aimserver.wire.icbm import TAG_STORE_IF_OFFLINE
+
+        self.world.sign_off(self.alice)
+        self.world.send_im(
+            self.carol, "Alice", b"from carol", extra=[Tlv.empty(TAG_STORE_IF_OFFLINE)]
+        )
+        self.world.send_im(self.bob, "Alice", b"from bob", extra=[Tlv.empty(TAG_STORE_IF_OFFLINE)])
+        _, connection = self.world.sign_on("Alice")
+        self.assertEqual([m.text for m in connection.messages()], [b"from carol"])
+        self.assertEqual(result_of(self.world.store.get_offline_messages("Alice")), [])
 
     def test_imming_someone_you_block_is_refused_as_such(self) -> None:
         error = self.assertRaises(SnacError, self.world.send_im, self.alice, "Bob")

@@ -321,10 +321,12 @@ class IcbmService:
             targets: list[SessionInstance] = []
         else:
             targets, all_away, visible, limit = self.presence.routing(recipient)
-            if (not visible or recipient.privacy is not None) and not self.presence.visible_to(
-                recipient, sender.key
-            ):
-                # Invisible, or blocking the sender: the answers for an offline user.
+            if recipient.privacy is not None and not recipient.privacy.allows(sender.key):
+                # The recipient blocks the sender: "not logged on", and nothing
+                # is stored for later either.
+                raise SnacError(SnacErrorCode.NOT_LOGGED_ON)
+            if not visible and not self.presence.visible_to(recipient, sender.key):
+                # Invisible: the answers for an offline user.
                 targets = []
             elif sender.privacy is not None and not sender.privacy.allows(recipient.key):
                 # The sender blocks the recipient (FAMILIES.md, 04,06 step 1).
@@ -628,10 +630,13 @@ class IcbmService:
 
         def deliver(messages: list[OfflineMessage]) -> defer.Deferred[object] | None:
             last_id = None
+            privacy = user.privacy
             for message in messages:
                 if session.closed:
                     break
-                self.registry.deliver((session,), self._offline_event(message))
+                if privacy is None or privacy.allows(normalize(message.sender)):
+                    # Stored before its sender was blocked: not handed over.
+                    self.registry.deliver((session,), self._offline_event(message))
                 last_id = message.message_id
             if session.closed:
                 return None

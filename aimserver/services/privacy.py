@@ -4,8 +4,10 @@
 The feedbag's PD-info item (class 0x04, TLV 0x00CA: the mode) and its
 permit and deny items (classes 0x02, 0x03) say who may see the user online,
 reach it, warn it or look it up (FAMILIES.md, Feedbag). ``Presence.visible_to``
-asks ``Privacy.allows``; a user with no PD-info item, or mode 1, allows
-everyone and has no ``Privacy`` at all, so the common case costs nothing.
+asks ``Privacy.allows``; a user with no PD-info item, or mode 1, and nobody
+on its deny list allows everyone and has no ``Privacy`` at all, so the
+common case costs nothing. A deny item blocks in mode 1 too: see
+``privacy_of``.
 """
 
 from __future__ import annotations
@@ -70,7 +72,13 @@ def privacy_of(items: Iterable[FeedbagItem]) -> Privacy | None:
             if value is not None and len(value) == 1:
                 mode = value[0]
     if mode not in (BLOCK_ALL, ALLOW_PERMITTED, BLOCK_DENIED, ALLOW_BUDDIES):
-        return None
+        if not names[CLASS_DENY]:
+            return None
+        # "Allow all" with people on the deny list: libpurple's block (as
+        # BitlBee drives it) adds the deny item and leaves the mode at 1, and
+        # the user means to block them. AIM 5 kept a dormant block list under
+        # "allow all"; here a deny item always blocks.
+        mode = BLOCK_DENIED
     return Privacy(
         mode,
         frozenset(names[CLASS_PERMIT]),
