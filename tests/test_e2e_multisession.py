@@ -385,9 +385,9 @@ class MessagingTests(MultisessionTestCase):
         self.assertNothing(alice, 0x04, 0x07)
 
     @deferred_test
-    async def test_typing_notifications_from_typing_session_to_non_away_sessions(self) -> None:
-        """§11: a typing event names the sender and reaches every session of the
-        recipient that is not away."""
+    async def test_typing_notifications_from_typing_session_to_routed_sessions(self) -> None:
+        """§11: a typing event names the sender and reaches the sessions of the
+        recipient an IM would reach (here: the one that is not away)."""
         server = await self.start()
         bob1, bob2 = await server.session("Bob"), await server.session("Bob")
         alice = await server.session("Alice")
