@@ -86,12 +86,39 @@ REQUIRED_SNACS: dict[tuple[bool, int, int], str] = {
     (SERVER, 0x09, 0x03): "BOS rights",
     (CLIENT, 0x01, 0x02): "client ready",
 }
+REQUIRED_SNACS.update(
+    {
+        (CLIENT, 0x13, 0x08): "feedbag insert",
+        (CLIENT, 0x13, 0x0A): "feedbag delete",
+        (SERVER, 0x13, 0x0E): "feedbag status",
+        (SERVER, 0x13, 0x08): "feedbag insert synced to a sibling",
+        (CLIENT, 0x13, 0x11): "feedbag cluster start",
+        (CLIENT, 0x13, 0x12): "feedbag cluster end",
+    }
+)
+#: The feedbag items of the session (FAMILIES.md, Feedbag): root, group, buddy,
+#: and a deny item.
+FEEDBAG_ROOT = bytes.fromhex("0000 0000 0000 0001 0006 00c8 0002 0a1e".replace(" ", ""))
+FEEDBAG_GROUP = bytes.fromhex(
+    "0007 427564646965 73 0a1e 0000 0001 0006 00c8 0002 1234".replace(" ", "")
+)
+FEEDBAG_BUDDY = bytes.fromhex("0009 426f6220536d697468 0a1e 1234 0000 0000".replace(" ", ""))
+FEEDBAG_DENY_BOB = bytes.fromhex("0009 426f6220536d697468 0000 0200 0003 0000".replace(" ", ""))
+#: 02,09: first name "Alice", city "Springfield".
+DIRECTORY_INFO = bytes.fromhex(
+    "0001 0005 416c696365 0008 000b 537072696e676669656c64".replace(" ", "")
+)
 #: SNACs of a family or subtype the dissector does not know get no FNAC fields,
 #: only a summary line; (sent by the server?, what that line says).
 REQUIRED_SUMMARIES = {
     (CLIENT, "Family: 0x0055, Subtype: 0x0002"),
     (SERVER, "Family: 0x0055, Subtype: 0x0001"),
     (CLIENT, "AIM Messaging, Subtype: 0x0077"),
+    # Wireshark's dissector (4.0) has no fields for Locate 02,09-02,0C.
+    (CLIENT, "AIM Location, Subtype: 0x0009"),
+    (SERVER, "AIM Location, Subtype: 0x000a"),
+    (CLIENT, "AIM Location, Subtype: 0x000b"),
+    (SERVER, "AIM Location, Subtype: 0x000c"),
 }
 #: FLAP channels each side must have used (1 sign-on, 2 SNAC data, 4 sign-off).
 REQUIRED_CHANNELS = {(SERVER, 1), (SERVER, 2), (SERVER, 4), (CLIENT, 1), (CLIENT, 2)}
@@ -325,6 +352,29 @@ class TsharkConformanceTests(unittest.TestCase):
         bob.send_im("Alice", b"hello back")
         sender, text, _ = await alice.receive_im()
         self.assertEqual((sender.screen_name, text), ("Bob Smith", b"hello back"))
+
+        # The server-stored list (issue 15): a libpurple-style add of a buddy
+        # in a cluster, synced to Alice's second session, a refusal, a block
+        # and an unblock; then directory info set and read back.
+        alice2 = await BosClient.sign_on(await server.bucp("Alice", "secret"))
+        alice.flap.send_snac(0x13, 0x11, b"", alice.next_id())
+        _, status = await alice.request(
+            0x13, 0x08, FEEDBAG_ROOT + FEEDBAG_GROUP + FEEDBAG_BUDDY, 0x0E
+        )
+        self.assertEqual(status, b"\x00\x00" * 3)
+        alice.flap.send_snac(0x13, 0x12, b"", alice.next_id())
+        await alice2.flap.wait_snac(0x13, 0x08)
+        _, status = await alice.request(0x13, 0x08, FEEDBAG_BUDDY, 0x0E)
+        self.assertEqual(status, b"\x00\x03")
+        _, status = await alice.request(0x13, 0x08, FEEDBAG_DENY_BOB, 0x0E)
+        self.assertEqual(status, b"\x00\x00")
+        self.assertEqual((await bob.wait_departure()).screen_name, "Alice")
+        _, status = await alice.request(0x13, 0x0A, FEEDBAG_DENY_BOB, 0x0E)
+        self.assertEqual(status, b"\x00\x00")
+        self.assertEqual((await bob.wait_arrival()).screen_name, "Alice")
+        await alice.request(0x02, 0x09, DIRECTORY_INFO, 0x0A)
+        await bob.request(0x02, 0x0B, b"\x05Alice", 0x0C)
+        await alice2.close()
 
         # Bad inputs on a connection of their own (Alice's second instance).
         probe = await BosClient.sign_on(await server.bucp("Alice", "secret"))
