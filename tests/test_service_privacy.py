@@ -150,6 +150,24 @@ class BlockingTests(SynchronousTestCase):
         self.assertEqual([m.text for m in connection.messages()], [b"from carol"])
         self.assertEqual(result_of(self.world.store.get_offline_messages("Alice")), [])
 
+    def test_blocking_everyone_still_reaches_your_own_sessions(self) -> None:
+        result_of(
+            self.world.call(
+                self.world.feedbag.edit,
+                self.alice,
+                FoodGroup.FEEDBAG,
+                0x09,
+                pd_info(BLOCK_ALL).pack(),
+            )
+        )
+        self.assertEqual(self.world.registry.get("Alice").privacy.mode, BLOCK_ALL)
+        alice2, _ = self.world.sign_on("Alice")
+        self.alice_conn.clear()
+        self.world.send_im(alice2, "Alice", b"note to self")
+        self.assertEqual([m.text for m in self.alice_conn.messages()], [b"note to self"])
+        error = self.assertRaises(SnacError, self.world.send_im, self.carol, "Alice")
+        self.assertEqual(error.code, 0x0004)
+
     def test_imming_someone_you_block_is_refused_as_such(self) -> None:
         error = self.assertRaises(SnacError, self.world.send_im, self.alice, "Bob")
         self.assertEqual(error.code, 0x0010)

@@ -321,14 +321,22 @@ class IcbmService:
             targets: list[SessionInstance] = []
         else:
             targets, all_away, visible, limit = self.presence.routing(recipient)
-            if recipient.privacy is not None and not recipient.privacy.allows(sender.key):
+            if (
+                recipient.privacy is not None
+                and recipient is not sender
+                and not recipient.privacy.allows(sender.key)
+            ):
                 # The recipient blocks the sender: "not logged on", and nothing
                 # is stored for later either.
                 raise SnacError(SnacErrorCode.NOT_LOGGED_ON)
             if not visible and not self.presence.visible_to(recipient, sender.key):
                 # Invisible: the answers for an offline user.
                 targets = []
-            elif sender.privacy is not None and not sender.privacy.allows(recipient.key):
+            elif (
+                sender.privacy is not None
+                and recipient is not sender
+                and not sender.privacy.allows(recipient.key)
+            ):
                 # The sender blocks the recipient (FAMILIES.md, 04,06 step 1).
                 raise SnacError(SnacErrorCode.IN_LOCAL_PERMIT_DENY)
             elif size > limit and targets:
