@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import struct
 
+from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase
 
 from aimserver.services.base import SnacError
@@ -121,22 +122,26 @@ class BlockingTests(SynchronousTestCase):
         error = self.assertRaises(SnacError, self.world.warnings.evil_request, self.bob, None, body)
         self.assertEqual(error.code, 0x0004)
 
-    def test_a_blocked_senders_im_is_not_stored_for_later(self) -> None:
+    def test_a_blocked_senders_stored_im_is_answered_as_offline_and_never_shown(self) -> None:
         """libpurple sets "store if offline" on every IM: a blocked sender
-        still gets "not logged on", and nothing reaches the blocker later."""
+        gets exactly what it would get were the blocker offline (stored,
+        acked), whether the blocker is on or not, and the message never
+        reaches the blocker, now or at its next sign-on."""
         from aimserver.wire.icbm import TAG_STORE_IF_OFFLINE
 
-        error = self.assertRaises(
-            SnacError,
-            self.world.send_im,
-            self.bob,
-            "Alice",
-            b"let me in",
-            extra=[Tlv.empty(TAG_STORE_IF_OFFLINE)],
-        )
-        self.assertEqual(error.code, 0x0004)
-        self.assertEqual(result_of(self.world.store.get_offline_messages("Alice")), [])
+        store = [Tlv.empty(TAG_STORE_IF_OFFLINE)]
+        online = result_of(self.world.send_im(self.bob, "Alice", b"one", extra=store, ack=True))
+        self.assertEqual([(r.family, r.subtype) for r in online], [(0x04, 0x0C)])
         self.assertEqual(self.alice_conn.messages(), [])
+        self.world.sign_off(self.alice)
+        offline = result_of(self.world.send_im(self.bob, "Alice", b"two", extra=store, ack=True))
+        # The same answer but for the (random) cookie it echoes.
+        self.assertEqual(
+            [(r.subtype, r.body[8:]) for r in online], [(r.subtype, r.body[8:]) for r in offline]
+        )
+        _, connection = self.world.sign_on("Alice")
+        self.assertEqual(connection.messages(), [])
+        self.assertEqual(result_of(self.world.store.get_offline_messages("Alice")), [])
 
     def test_messages_stored_before_the_block_are_not_handed_over(self) -> None:
         from aimserver.wire.icbm import TAG_STORE_IF_OFFLINE
@@ -192,3 +197,46 @@ class BlockingTests(SynchronousTestCase):
         self.world.sign_on("Alice")
         self.assertEqual(self.bob_conn.arrivals(), [])
         self.assertEqual([a.screen_name for a in self.carol_conn.arrivals()], ["Alice"])
+
+
+class SettingsReadTests(SynchronousTestCase):
+    """While a user's settings are read at sign-on it is shown to nobody;
+    when they arrive, those they allow see it come; a failed read stays
+    closed and is tried again by the next session."""
+
+    def setUp(self) -> None:
+        self.world = PrivacyWorld()
+        alice, _ = self.world.sign_on("Alice")
+        self.world.insert(alice, ROOT, pd_info(BLOCK_DENIED), DENY_BOB)
+        self.world.sign_off(alice)
+        self.bob, self.bob_conn = self.world.sign_on("Bob", buddies=["Alice"])
+        self.carol, self.carol_conn = self.world.sign_on("Carol", buddies=["Alice"])
+        self.held: list[defer.Deferred] = []
+        original = self.world.store.get_feedbag
+
+        def held(name: str) -> defer.Deferred:
+            d: defer.Deferred = defer.Deferred()
+            self.held.append(d)
+            return d
+
+        self.original = original
+
+        self.patch(self.world.store, "get_feedbag", held)
+
+    def test_client_ready_before_the_settings_shows_nobody(self) -> None:
+        self.world.sign_on("Alice")
+        self.assertEqual(self.bob_conn.arrivals(), [])
+        self.assertEqual(self.carol_conn.arrivals(), [])
+        [d] = self.held
+        self.original("Alice").chainDeferred(d)
+        self.assertEqual(self.bob_conn.arrivals(), [])
+        self.assertEqual([a.screen_name for a in self.carol_conn.arrivals()], ["Alice"])
+
+    def test_a_failed_read_stays_closed_and_is_tried_again(self) -> None:
+        self.world.sign_on("Alice")
+        [d] = self.held
+        d.errback(RuntimeError("disk gone"))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertEqual(self.carol_conn.arrivals(), [])
+        self.world.sign_on("Alice")
+        self.assertEqual(len(self.held), 2)

@@ -35,7 +35,7 @@ from aimserver.registry import SessionInstance, User, UserRegistry
 from aimserver.services.base import HandlerTable, Replies, Reply, acting_user
 from aimserver.services.events import FeedbagSynced
 from aimserver.services.presence import Presence
-from aimserver.services.privacy import Privacy, privacy_of
+from aimserver.services.privacy import BLOCK_ALL, Privacy, privacy_of
 from aimserver.store.interfaces import Feedbag as StoredFeedbag
 from aimserver.store.interfaces import FeedbagItem, IFeedbagStore, StoreError
 from aimserver.wire.codes import Feedbag, FoodGroup
@@ -51,6 +51,8 @@ from aimserver.wire.screenname import is_valid_screen_name, normalize
 from aimserver.wire.snac import FLAG_MORE_REPLIES, SnacHeader
 from aimserver.wire.tlv import Tlv, TlvList
 
+#: A user's settings while they are being read: nobody but itself sees it.
+UNREAD = Privacy(BLOCK_ALL)
 CLASS_BUDDY = 0x0000
 CLASS_GROUP = 0x0001
 CLASS_PERMIT = 0x0002
@@ -261,17 +263,23 @@ class FeedbagService:
         if user is None or user.privacy_loaded:
             return None
         user.privacy_loaded = True
+        # Closed until the settings are read: a client-ready that comes first
+        # shows the user to nobody, rather than to someone it blocks.
+        user.privacy = UNREAD
 
         def loaded(stored: StoredFeedbag) -> None:
             self._set_privacy(user, privacy_of(stored.items))
 
-        d = self.store.get_feedbag(user.screen_name).addCallback(loaded)
-        d.addErrback(
-            lambda f: self.log.failure(
-                "reading the privacy settings of {screen_name}", f, screen_name=user.screen_name
+        def failed(failure: object) -> None:
+            # Still closed; the next session of the user reads them again.
+            user.privacy_loaded = False
+            self.log.failure(
+                "reading the privacy settings of {screen_name}",
+                failure,
+                screen_name=user.screen_name,
             )
-        )
-        return d
+
+        return self.store.get_feedbag(user.screen_name).addCallbacks(loaded, failed)
 
     def _set_privacy(self, user: User, privacy: Privacy | None) -> None:
         before, user.privacy = user.privacy, privacy

@@ -321,16 +321,11 @@ class IcbmService:
             targets: list[SessionInstance] = []
         else:
             targets, all_away, visible, limit = self.presence.routing(recipient)
-            if (
-                recipient.privacy is not None
-                and recipient is not sender
-                and not recipient.privacy.allows(sender.key)
+            if not (visible and recipient.privacy is None) and not self.presence.visible_to(
+                recipient, sender.key
             ):
-                # The recipient blocks the sender: "not logged on", and nothing
-                # is stored for later either.
-                raise SnacError(SnacErrorCode.NOT_LOGGED_ON)
-            if not visible and not self.presence.visible_to(recipient, sender.key):
-                # Invisible: the answers for an offline user.
+                # Invisible, or blocking the sender: the answers for an offline
+                # user. A blocked sender's stored message is never handed over.
                 targets = []
             elif (
                 sender.privacy is not None
@@ -430,7 +425,7 @@ class IcbmService:
             proposer, conversation = found
             if proposer.closed:
                 raise SnacError(SnacErrorCode.NOT_LOGGED_ON)
-            if rendezvous.kind == Rendezvous.ACCEPT:
+            if rendezvous.kind == Rendezvous.ACCEPT and session.instance_id in conversation.offered:
                 conversation.accepted = session.instance_id
                 others = [s for s in _live(sender, conversation.offered) if s is not session]
                 if others:
@@ -554,7 +549,7 @@ class IcbmService:
             if waiting is not None:
                 waiting.offline_delivered = False
                 online = waiting.online_instances()
-                if online and self.presence.routing(waiting).visible:
+                if online and self.presence.visible_to(waiting, sender.key):
                     # A session came online while the write was in flight; its
                     # hand-over may have read the store before the write landed.
                     self.deliver_offline(online[0], force=True)
@@ -644,7 +639,7 @@ class IcbmService:
                     break
                 if privacy is None or privacy.allows(normalize(message.sender)):
                     # Stored before its sender was blocked: not handed over.
-                    self.registry.deliver((session,), self._offline_event(message))
+                    self.registry.deliver((session,), self._offline_event(message, user.key))
                 last_id = message.message_id
             if session.closed:
                 return None
@@ -680,11 +675,13 @@ class IcbmService:
         if online and not user.offline_delivered:
             self.deliver_offline(online[0], force=True)
 
-    def _offline_event(self, message: OfflineMessage) -> MessageReceived:
+    def _offline_event(self, message: OfflineMessage, recipient_key: str) -> MessageReceived:
         online = self.registry.get(message.sender)
         sender = (
             self.presence.info_block(online)
-            if online is not None and online.announced
+            if online is not None
+            and online.announced
+            and self.presence.visible_to(online, recipient_key)
             else offline_sender_info(message.sender).pack()
         )
         tlvs = (
