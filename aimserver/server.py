@@ -139,7 +139,7 @@ class AimServer:
             LocateService(self.registry, self.presence, self.store),
             BuddyService(self.registry, self.presence),
             self.icbm,
-            PermitDenyService(),
+            PermitDenyService(self.feedbag),
             StatsService(),
             self.feedbag,
         )

@@ -119,3 +119,19 @@ class BlockingTests(FeedbagCase):
         _, status = await alice.request(0x13, 0x0A, DENY_BOB.pack(), 0x0E)
         self.assertEqual(status, b"\x00\x00")
         self.assertEqual((await bob.wait_arrival()).screen_name, "Alice")
+
+    @deferred_test
+    async def test_aim_4_blocks_with_09_07(self) -> None:
+        """An AIM 3-4 client's 09,07 (add to the deny list) blocks as the
+        feedbag's deny item does, and 09,08 lifts it."""
+        server = await self.start()
+        alice = await server.session("Alice")
+        bob = await server.session("Bob", buddies=["Alice"])
+        await bob.wait_arrival()
+        alice.flap.send_snac(0x09, 0x07, b"\x03Bob", alice.next_id())
+        self.assertEqual((await bob.wait_departure()).screen_name, "Alice")
+        bob.send_im("Alice", b"hello?", ack=True)
+        _, body = await bob.flap.wait_snac(0x04, 0x01)
+        self.assertEqual(body[:2], b"\x00\x04")
+        alice.flap.send_snac(0x09, 0x08, b"\x03Bob", alice.next_id())
+        self.assertEqual((await bob.wait_arrival()).screen_name, "Alice")

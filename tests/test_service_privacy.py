@@ -240,3 +240,54 @@ class SettingsReadTests(SynchronousTestCase):
         self.assertEqual(self.carol_conn.arrivals(), [])
         self.world.sign_on("Alice")
         self.assertEqual(len(self.held), 2)
+
+
+class LegacyListEditTests(SynchronousTestCase):
+    """AIM 3-4's 09,05-09,08 edit the same lists the feedbag holds."""
+
+    def setUp(self) -> None:
+        self.world = PrivacyWorld()
+        self.bob, self.bob_conn = self.world.sign_on("Bob", buddies=["Alice"])
+        self.carol, self.carol_conn = self.world.sign_on("Carol", buddies=["Alice"])
+        self.alice, self.alice_conn = self.world.sign_on("Alice")
+        self.alice2, self.alice2_conn = self.world.sign_on("Alice")
+        for connection in (self.bob_conn, self.carol_conn, self.alice_conn, self.alice2_conn):
+            connection.clear()
+
+    def legacy(self, subtype: int, *names: str) -> None:
+        body = b"".join(bytes([len(n)]) + n.encode() for n in names)
+        self.assertIsNone(
+            result_of(
+                self.world.call(
+                    self.world.feedbag.legacy_list_edit, self.alice, 0x09, subtype, body
+                )
+            )
+        )
+
+    def stored(self) -> list[tuple[str, int]]:
+        feedbag = result_of(self.world.store.get_feedbag("Alice"))
+        return [(i.name, i.class_id) for i in feedbag.items]
+
+    def test_add_deny_blocks_and_is_stored_as_feedbag_items(self) -> None:
+        self.legacy(0x07, "Bob", "!!bad", "B O B")
+        self.assertEqual(sorted(self.stored()), [("", 4), ("Bob", 3)])
+        self.assertEqual(self.world.registry.get("Alice").privacy.mode, BLOCK_DENIED)
+        self.assertEqual([d.screen_name for d in self.bob_conn.departures()], ["Alice"])
+        self.assertEqual(self.carol_conn.payloads, [])
+        # Every session of Alice, the one that asked included, gets the items.
+        for connection in (self.alice_conn, self.alice2_conn):
+            self.assertEqual([s.header.subtype for s in connection.snacs(0x13)], [0x08, 0x08])
+        self.legacy(0x08, "bob")
+        self.assertEqual(self.stored(), [("", 4)])
+        self.assertEqual([a.screen_name for a in self.bob_conn.arrivals()], ["Alice"])
+
+    def test_add_permit_allows_only_the_permitted(self) -> None:
+        self.legacy(0x07, "Bob")
+        self.legacy(0x05, "Carol")
+        self.assertEqual(self.world.registry.get("Alice").privacy.mode, ALLOW_PERMITTED)
+        error = self.assertRaises(SnacError, self.world.send_im, self.bob, "Alice")
+        self.assertEqual(error.code, 0x0004)
+        self.world.send_im(self.carol, "Alice", b"hi")
+        self.assertEqual([m.text for m in self.alice_conn.messages()], [b"hi"])
+        # The PD-info item was updated in place, not added twice.
+        self.assertEqual(sorted(self.stored()), [("", 4), ("Bob", 3), ("Carol", 2)])

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import functools
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import attrs
 from twisted.internet import defer
@@ -35,7 +36,15 @@ from aimserver.registry import SessionInstance, User, UserRegistry
 from aimserver.services.base import HandlerTable, Replies, Reply, acting_user
 from aimserver.services.events import FeedbagSynced
 from aimserver.services.presence import Presence
-from aimserver.services.privacy import BLOCK_ALL, Privacy, privacy_of
+from aimserver.services.privacy import (
+    ALLOW_PERMITTED,
+    BLOCK_ALL,
+    BLOCK_DENIED,
+    CLASS_PD_INFO,
+    TAG_PD_MODE,
+    Privacy,
+    privacy_of,
+)
 from aimserver.store.interfaces import Feedbag as StoredFeedbag
 from aimserver.store.interfaces import FeedbagItem, IFeedbagStore, StoreError
 from aimserver.wire.codes import Feedbag, FoodGroup
@@ -365,25 +374,26 @@ class FeedbagService:
         """13,08/13,09/13,0A: one 13,0E result per item, sent once the
         accepted items are committed; the other sessions get the edit."""
         user = acting_user(self.registry, session)
-        items = read_items(body)
-        edit = _Edit(request.subtype, items)
-        previous = self._editing.get(user.key)
+        edit = _Edit(request.subtype, read_items(body))
+        return self._one_at_a_time(
+            user.key, lambda: self._apply(session, user.key, user.screen_name, edit)
+        )
+
+    def _one_at_a_time(self, user_key: str, work: Callable[[], defer.Deferred[Any]]) -> Any:
+        """Run ``work`` once the user's previous edit is done: each edit is
+        checked against the list the one before it left."""
+        previous = self._editing.get(user_key)
         if previous is None:
-            d = self._apply(session, user.key, user.screen_name, edit)
+            d = work()
         else:
-            waiting: defer.Deferred[Replies] = defer.Deferred()
-            previous.addBoth(
-                lambda result: (
-                    self._apply(session, user.key, user.screen_name, edit).chainDeferred(waiting),
-                    result,
-                )[1]
-            )
+            waiting: defer.Deferred[Any] = defer.Deferred()
+            previous.addBoth(lambda result: (work().chainDeferred(waiting), result)[1])
             d = waiting
-        self._editing[user.key] = d
+        self._editing[user_key] = d
 
         def done(result: object) -> object:
-            if self._editing.get(user.key) is d:
-                del self._editing[user.key]
+            if self._editing.get(user_key) is d:
+                del self._editing[user_key]
             return result
 
         return d.addBoth(done)
@@ -415,8 +425,7 @@ class FeedbagService:
                 self._follow(
                     session,
                     user_key,
-                    edit.subtype,
-                    accepted,
+                    [(edit.subtype, accepted)],
                     buddy_keys(stored.items),
                     list(after.values()),
                 )
@@ -443,15 +452,15 @@ class FeedbagService:
 
     def _follow(
         self,
-        origin: SessionInstance,
+        origin: SessionInstance | None,
         user_key: str,
-        subtype: int,
-        accepted: list[FeedbagItem],
+        pushes: list[tuple[int, list[FeedbagItem]]],
         before: set[str],
         after_items: list[FeedbagItem],
     ) -> None:
-        """After a commit: the watch sets of the user's sessions that use the
-        list, and the edit pushed to the other live sessions."""
+        """After a commit: the user's privacy, the watch sets of its sessions
+        that use the list, and the edits (``(subtype, items)``) pushed to its
+        other live sessions (to all of them for a change the server made)."""
         user = self.registry.by_key(user_key)
         if user is None:
             return
@@ -463,15 +472,18 @@ class FeedbagService:
                 self.registry.unwatch(session, removed)
                 new = self.registry.watch(session, added)
                 self.presence.send_arrivals_to(session, new)
-        packed = b"".join(
-            WireFeedbagItem(
-                i.name.encode("utf-8"), i.group_id, i.item_id, i.class_id, i.attributes
-            ).pack()
-            for i in accepted
-        )
-        self._to_siblings(origin, user, FeedbagSynced(subtype, packed))
+        for subtype, items in pushes:
+            packed = b"".join(
+                WireFeedbagItem(
+                    i.name.encode("utf-8"), i.group_id, i.item_id, i.class_id, i.attributes
+                ).pack()
+                for i in items
+            )
+            self._to_siblings(origin, user, FeedbagSynced(subtype, packed))
 
-    def _to_siblings(self, origin: SessionInstance, user: object, event: FeedbagSynced) -> None:
+    def _to_siblings(
+        self, origin: SessionInstance | None, user: object, event: FeedbagSynced
+    ) -> None:
         siblings = [s for s in user.live_instances() if s is not origin]  # type: ignore[attr-defined]
         if siblings:
             self.registry.deliver(siblings, event)
@@ -481,3 +493,123 @@ class FeedbagService:
         batch the edits between them as the origin does."""
         user = acting_user(self.registry, session)
         self._to_siblings(session, user, FeedbagSynced(request.subtype, body))
+
+    # -- the legacy permit/deny edits (09,05-09,08) -------------------------------------
+
+    def legacy_list_edit(
+        self, session: SessionInstance, request: SnacHeader, body: bytes
+    ) -> defer.Deferred[None]:
+        """09,05/09,06 add/remove permits, 09,07/09,08 denies: AIM 3-4's way
+        of editing the lists the feedbag holds (one model for both). An add
+        also sets the mode it implies (3 allow only the permit list, 4 block
+        only the deny list), as those clients expect. No reply; every session
+        of the user, this one included, gets the change as feedbag edits."""
+        user = acting_user(self.registry, session)
+        reader = Reader(body, "permit/deny list")
+        names: list[str] = []
+        while not reader.at_end():
+            name = reader.string08("screen name").decode("ascii", "replace")
+            if is_valid_screen_name(name) and len(names) < MAX_LEGACY_NAMES:
+                names.append(name)
+        class_id = CLASS_PERMIT if request.subtype in (0x05, 0x06) else CLASS_DENY
+        adding = request.subtype in (0x05, 0x07)
+        return self._one_at_a_time(
+            user.key,
+            lambda: self._apply_legacy(user.key, user.screen_name, class_id, adding, names),
+        )
+
+    def _apply_legacy(
+        self, user_key: str, screen_name: str, class_id: int, adding: bool, names: list[str]
+    ) -> defer.Deferred[None]:
+        def write(stored: StoredFeedbag) -> defer.Deferred[None] | None:
+            listed = {normalize(i.name): i for i in stored.items if i.class_id == class_id}
+            now = int(self.clock.seconds())
+            if not adding:
+                gone = [
+                    listed[k] for k in dict.fromkeys(normalize(n) for n in names) if k in listed
+                ]
+                if not gone:
+                    return None
+                d = self.store.delete_feedbag_items(screen_name, [i.key for i in gone], now)
+                after = [i for i in stored.items if i not in gone]
+                pushes = [(Feedbag.DELETE_ITEM, gone)]
+            else:
+                used = {i.item_id for i in stored.items if i.group_id == 0}
+                room = MAX_ITEMS_PER_CLASS[class_id] - len(listed)
+                new: list[FeedbagItem] = []
+                for name in names:
+                    key = normalize(name)
+                    if key in listed or len(new) >= room:
+                        continue
+                    listed[key] = item = FeedbagItem(name, 0, _free_id(used), class_id, b"")
+                    new.append(item)
+                pd = next((i for i in stored.items if i.class_id == CLASS_PD_INFO), None)
+                mode = ALLOW_PERMITTED if class_id == CLASS_PERMIT else BLOCK_DENIED
+                pushes = [(Feedbag.INSERT_ITEM, new)] if new else []
+                writes = list(new)
+                if pd is None or _pd_mode(pd) != mode:
+                    pd_item = FeedbagItem(
+                        "",
+                        0,
+                        pd.item_id if pd else _free_id(used),
+                        CLASS_PD_INFO,
+                        _with_mode(pd, mode),
+                    )
+                    writes.append(pd_item)
+                    pushes.append((Feedbag.UPDATE_ITEM if pd else Feedbag.INSERT_ITEM, [pd_item]))
+                if not writes:
+                    return None
+                d = self.store.upsert_feedbag_items(screen_name, writes, now)
+                replaced = {i.key for i in writes}
+                after = [i for i in stored.items if i.key not in replaced] + writes
+
+            def committed(_: object) -> None:
+                self._follow(None, user_key, pushes, buddy_keys(stored.items), after)
+
+            return d.addCallback(committed)
+
+        def failed(failure: object) -> None:
+            failure.trap(StoreError)  # type: ignore[attr-defined]
+            self.log.info(
+                "permit/deny edit of {screen_name} refused by the store: {error}",
+                screen_name=screen_name,
+                error=str(failure.value),  # type: ignore[attr-defined]
+            )
+
+        return self.store.get_feedbag(screen_name).addCallback(write).addErrback(failed)
+
+
+#: Names one 09,05-09,08 may carry (the 09,03 limits are 200 per list).
+MAX_LEGACY_NAMES = 200
+
+
+def _free_id(used: set[int]) -> int:
+    """An item id not in use in the root group (marked used)."""
+    item_id = 1
+    while item_id in used:
+        item_id += 1
+    used.add(item_id)
+    return item_id
+
+
+def _pd_mode(item: FeedbagItem) -> int | None:
+    try:
+        value = TlvList.unpack_list(item.attributes, "PD info").get(TAG_PD_MODE)
+    except MalformedData:
+        return None
+    return value[0] if value is not None and len(value) == 1 else None
+
+
+def _with_mode(item: FeedbagItem | None, mode: int) -> bytes:
+    """A PD-info item's attributes with its mode set, the rest kept."""
+    kept = b""
+    if item is not None:
+        try:
+            kept = b"".join(
+                t.pack()
+                for t in TlvList.unpack_list(item.attributes, "PD info")
+                if t.tag != TAG_PD_MODE
+            )
+        except MalformedData:
+            kept = b""
+    return Tlv(TAG_PD_MODE, bytes([mode])).pack() + kept
