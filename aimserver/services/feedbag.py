@@ -40,9 +40,13 @@ from aimserver.services.privacy import (
     ALLOW_PERMITTED,
     BLOCK_ALL,
     BLOCK_DENIED,
+    CLASS_BUDDY,
+    CLASS_DENY,
     CLASS_PD_INFO,
+    CLASS_PERMIT,
     TAG_PD_MODE,
     Privacy,
+    pd_mode,
     privacy_of,
 )
 from aimserver.store.interfaces import Feedbag as StoredFeedbag
@@ -62,10 +66,7 @@ from aimserver.wire.tlv import Tlv, TlvList
 
 #: A user's settings while they are being read: nobody but itself sees it.
 UNREAD = Privacy(BLOCK_ALL)
-CLASS_BUDDY = 0x0000
 CLASS_GROUP = 0x0001
-CLASS_PERMIT = 0x0002
-CLASS_DENY = 0x0003
 #: Classes whose item name is a screen name.
 _NAMED_CLASSES = frozenset({CLASS_BUDDY, CLASS_PERMIT, CLASS_DENY})
 #: 13,0E results (FAMILIES.md, Edits).
@@ -432,12 +433,7 @@ class FeedbagService:
                 return self._status(results)
 
             def refused(failure: object) -> Replies:
-                failure.trap(StoreError)  # type: ignore[attr-defined]
-                self.log.info(
-                    "feedbag edit of {screen_name} refused by the store: {error}",
-                    screen_name=screen_name,
-                    error=str(failure.value),  # type: ignore[attr-defined]
-                )
+                self._store_refused("feedbag edit", screen_name, failure)
                 return self._status([INVALID] * len(results))
 
             return written.addCallbacks(committed, refused)
@@ -547,12 +543,15 @@ class FeedbagService:
                 mode = ALLOW_PERMITTED if class_id == CLASS_PERMIT else BLOCK_DENIED
                 pushes = [(Feedbag.INSERT_ITEM, new)] if new else []
                 writes = list(new)
-                if pd is None or _pd_mode(pd) != mode:
+                if pd is None or pd_mode(pd) != mode:
                     pd_item = FeedbagItem(
                         "",
                         0,
                         pd.item_id if pd else _free_id(used),
+                        CLASS_BUDDY,
+                        CLASS_DENY,
                         CLASS_PD_INFO,
+                        CLASS_PERMIT,
                         _with_mode(pd, mode),
                     )
                     writes.append(pd_item)
@@ -569,14 +568,19 @@ class FeedbagService:
             return d.addCallback(committed)
 
         def failed(failure: object) -> None:
-            failure.trap(StoreError)  # type: ignore[attr-defined]
-            self.log.info(
-                "permit/deny edit of {screen_name} refused by the store: {error}",
-                screen_name=screen_name,
-                error=str(failure.value),  # type: ignore[attr-defined]
-            )
+            self._store_refused("permit/deny edit", screen_name, failure)
 
         return self.store.get_feedbag(screen_name).addCallback(write).addErrback(failed)
+
+    def _store_refused(self, what: str, screen_name: str, failure: object) -> None:
+        """A store refusal (StoreError) of an edit: logged; anything else goes on."""
+        failure.trap(StoreError)  # type: ignore[attr-defined]
+        self.log.info(
+            "{what} of {screen_name} refused by the store: {error}",
+            what=what,
+            screen_name=screen_name,
+            error=str(failure.value),  # type: ignore[attr-defined]
+        )
 
 
 #: Names one 09,05-09,08 may carry (the 09,03 limits are 200 per list).
@@ -590,14 +594,6 @@ def _free_id(used: set[int]) -> int:
         item_id += 1
     used.add(item_id)
     return item_id
-
-
-def _pd_mode(item: FeedbagItem) -> int | None:
-    try:
-        value = TlvList.unpack_list(item.attributes, "PD info").get(TAG_PD_MODE)
-    except MalformedData:
-        return None
-    return value[0] if value is not None and len(value) == 1 else None
 
 
 def _with_mode(item: FeedbagItem | None, mode: int) -> bytes:

@@ -56,6 +56,15 @@ class Privacy:
         return True
 
 
+def pd_mode(item: FeedbagItem) -> int | None:
+    """The mode a PD-info item's TLV 0x00CA says, if it says one."""
+    try:
+        value = TlvList.unpack_list(item.attributes, "PD info").get(TAG_PD_MODE)
+    except MalformedData:
+        return None
+    return value[0] if value is not None and len(value) == 1 else None
+
+
 def privacy_of(items: Iterable[FeedbagItem]) -> Privacy | None:
     """The settings a stored feedbag says, or None for "allow everyone"
     (no PD-info item, mode 1, or a mode this server does not know)."""
@@ -65,12 +74,7 @@ def privacy_of(items: Iterable[FeedbagItem]) -> Privacy | None:
         if item.class_id in names:
             names[item.class_id].add(normalize(item.name))
         elif item.class_id == CLASS_PD_INFO:
-            try:
-                value = TlvList.unpack_list(item.attributes, "PD info").get(TAG_PD_MODE)
-            except MalformedData:
-                continue
-            if value is not None and len(value) == 1:
-                mode = value[0]
+            mode = pd_mode(item) or mode
     if mode not in (BLOCK_ALL, ALLOW_PERMITTED, BLOCK_DENIED, ALLOW_BUDDIES):
         if not names[CLASS_DENY]:
             return None
