@@ -548,10 +548,7 @@ class FeedbagService:
                         "",
                         0,
                         pd.item_id if pd else _free_id(used),
-                        CLASS_BUDDY,
-                        CLASS_DENY,
                         CLASS_PD_INFO,
-                        CLASS_PERMIT,
                         _with_mode(pd, mode),
                     )
                     writes.append(pd_item)
