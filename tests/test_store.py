@@ -261,6 +261,10 @@ INSERT INTO version (version) VALUES (5);
 )
 # Version 6 adds the directory records.
 V6_TABLES = V5_TABLES | {"directory_info"}
+# Version 7 adds account settings (columns) and the BART items.
+V7_TABLES = V6_TABLES | {"bart_items", "bart_owners"}
+#: What every database has once upgraded to SCHEMA_VERSION.
+LATEST_TABLES = V7_TABLES
 
 KEY = "1234567890"
 WEAK = bytes.fromhex("862A71EBC6B0913AC23B3ACE99CA9951")
@@ -1588,7 +1592,7 @@ class SchemaTests(SynchronousTestCase):
         path = os.path.join(directory, "aim.sqlite")
         connect(path).close()
         self.assertEqual(schema_version(path), SCHEMA_VERSION)
-        self.assertEqual(tables(path), V6_TABLES)
+        self.assertEqual(tables(path), LATEST_TABLES)
         self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
         self.assertEqual(os.listdir(directory), ["aim.sqlite"])
 
@@ -1629,7 +1633,7 @@ class SchemaTests(SynchronousTestCase):
         self.assertTrue(self.successResultOf(store.set_bot("alice", True)))
         self.assertTrue(self.successResultOf(store.get_account("alice")).bot)
         self.assertEqual(schema_version(path), SCHEMA_VERSION)
-        self.assertEqual(tables(path), V6_TABLES)
+        self.assertEqual(tables(path), LATEST_TABLES)
         self.assertIn("bot", columns(path, "accounts"))
 
         backup = path + ".v1.bak"
@@ -1651,7 +1655,7 @@ class SchemaTests(SynchronousTestCase):
         store = open_inline(path)
         self.addCleanup(lambda: self.successResultOf(store.stop()))
         self.assertEqual(schema_version(path), SCHEMA_VERSION)
-        self.assertEqual(tables(path), V6_TABLES)
+        self.assertEqual(tables(path), LATEST_TABLES)
         self.assertFalse(os.path.exists(path + ".v3.bak"))
 
         account = self.successResultOf(store.get_account("alice"))
@@ -1686,7 +1690,7 @@ class SchemaTests(SynchronousTestCase):
         store = open_inline(path)
         self.addCleanup(lambda: self.successResultOf(store.stop()))
         self.assertEqual(schema_version(path), SCHEMA_VERSION)
-        self.assertEqual(tables(path), V6_TABLES)
+        self.assertEqual(tables(path), LATEST_TABLES)
 
         alice = Account("Alice", KEY, WEAK, STRONG, True, NOW, 350, NOW + 2, False)
         bob = Account("Bob", KEY, WEAK, STRONG, False, NOW + 3, 0, 0, False)
@@ -1725,7 +1729,7 @@ class SchemaTests(SynchronousTestCase):
         store = open_inline(path)
         self.addCleanup(lambda: self.successResultOf(store.stop()))
         self.assertEqual(schema_version(path), SCHEMA_VERSION)
-        self.assertEqual(tables(path), V6_TABLES)
+        self.assertEqual(tables(path), LATEST_TABLES)
         self.assertIn("offline_messages_by_sender", indexes(path))
 
         alice = Account("Alice", KEY, WEAK, STRONG, False, NOW, 350, NOW + 2, False)
@@ -1796,7 +1800,7 @@ class SchemaTests(SynchronousTestCase):
         store = open_inline(path)
         self.addCleanup(lambda: self.successResultOf(store.stop()))
         self.assertEqual(schema_version(path), SCHEMA_VERSION)
-        self.assertEqual(tables(path), V6_TABLES)
+        self.assertEqual(tables(path), LATEST_TABLES)
 
         alice = Account("Alice", KEY, WEAK, STRONG, False, NOW, 350, NOW + 2, False)
         bob = Account("Bob", KEY, WEAK, STRONG, False, NOW + 3, 0, 0, True)
@@ -1848,7 +1852,7 @@ class SchemaTests(SynchronousTestCase):
         self.patch(sqlite_store, "_schema_text", real)
         store = open_inline(path)
         self.addCleanup(lambda: self.successResultOf(store.stop()))
-        self.assertEqual(tables(path), V6_TABLES)
+        self.assertEqual(tables(path), LATEST_TABLES)
         self.assertEqual(len(self.successResultOf(store.get_offline_messages("alice"))), 1)
 
     def test_allow_search_column_checked(self) -> None:
@@ -1879,7 +1883,7 @@ class SchemaTests(SynchronousTestCase):
             upgraded = self.mktemp()
             make(upgraded)
             connect(upgraded).close()
-            for table in V6_TABLES:
+            for table in LATEST_TABLES:
                 self.assertEqual(columns(fresh, table), columns(upgraded, table), table)
             self.assertEqual(indexes(fresh), indexes(upgraded))
 

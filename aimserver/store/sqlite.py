@@ -57,7 +57,7 @@ __all__ = [
     "transact",
 ]
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 """The schema version this code reads and writes."""
 
 BUSY_TIMEOUT = 5.0
