@@ -24,6 +24,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from aimserver.store import accounts as accounts_store
+from aimserver.store import group_commit
 from aimserver.store import offline_messages as offline_store
 from aimserver.store import sqlite as sqlite_store
 from aimserver.store.credentials import (
@@ -2233,13 +2234,13 @@ class SQLiteThreadTests(TestCase):
         one DB thread."""
         store = self.open()
         seen: set[tuple[threading.Thread, sqlite3.Connection]] = set()
-        real = sqlite_store.transact
+        real = group_commit.run_batch
 
-        def spy(conn: sqlite3.Connection, op: Any, *args: Any, write: bool = True) -> Any:
+        def spy(conn: sqlite3.Connection, batch: Any) -> Any:
             seen.add((threading.current_thread(), conn))
-            return real(conn, op, *args, write=write)
+            return real(conn, batch)
 
-        self.patch(sqlite_store, "transact", spy)
+        self.patch(group_commit, "run_batch", spy)
         yield store.create_account("alice", "secret")
         yield store.set_warning("alice", 10, NOW)
         yield store.upsert_feedbag_items("alice", [item(1, 1)], NOW)

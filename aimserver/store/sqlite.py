@@ -42,6 +42,7 @@ from zope.interface import implementer
 from aimserver.store.accounts import SQLiteAccountStore
 from aimserver.store.directory import SQLiteDirectoryStore
 from aimserver.store.feedbags import SQLiteFeedbagStore
+from aimserver.store.group_commit import GroupCommitter
 from aimserver.store.interfaces import IUserStore, StoreError
 from aimserver.store.offline_messages import SQLiteOfflineMessageStore
 from aimserver.store.server_secrets import SQLiteSecretStore, _get_or_create_secret
@@ -386,6 +387,11 @@ class SQLiteUserStore(
         self._run = run
         self._pool = pool
         self._closed = False
+        # On the DB thread, a turn's operations start together at its end;
+        # an inline runner (tests) runs each at once.
+        schedule = None if pool is None else (lambda f: clock.callLater(0, f))
+        #: Every operation goes through it: one transaction per batch.
+        self.committer = GroupCommitter(run, conn, schedule)
 
     @classmethod
     def open(cls, path: str, reactor: Any = None, *, run: _Runner | None = None) -> SQLiteUserStore:
@@ -445,8 +451,8 @@ class SQLiteUserStore(
         if pool is not None and not pool.started:
             self._conn.close()
             return defer.succeed(None)
-        # Queued behind the pending work, on the thread that owns the connection.
-        d = self._run(self._conn.close)
+        # After the queued work, on the thread that owns the connection.
+        d = self.committer.idle().addCallback(lambda _: self._run(self._conn.close))
         if pool is not None:
 
             def stop_pool(result: object) -> object:
@@ -459,7 +465,7 @@ class SQLiteUserStore(
     def _call(self, op: Callable[..., _T], *args: Any, write: bool = True) -> Deferred[_T]:
         if self._closed:
             return defer.fail(StoreError("the store is closed"))
-        return self._run(partial(transact, write=write), self._conn, op, *args)
+        return self.committer.submit(op, *args, write=write)
 
     def _now(self) -> int:
         return int(self._clock.seconds())
