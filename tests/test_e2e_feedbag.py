@@ -10,8 +10,8 @@ import struct
 from twisted.trial import unittest
 
 from aimserver.config import load_config
-from aimserver.wire.feedbag import WireFeedbagItem
-from aimserver.wire.tlv import Tlv
+from aimserver.wire.feedbag import WireFeedbagItem, read_items
+from aimserver.wire.tlv import Tlv, TlvList
 from aimserver.wire.userinfo import UserInfo
 from tests.client import BosClient, deferred_test
 from tests.harness import LoopbackServer
@@ -87,6 +87,34 @@ class FeedbagEditTests(FeedbagCase):
         await second.sync()
         self.assertEqual(second.flap.snacs(0x13, 0x08), [])
         self.assertEqual(second.flap.snacs(0x13, 0x0A), [])
+
+    @deferred_test
+    async def test_group_orders_served_consistent_with_the_items(self) -> None:
+        """A client that adds a buddy without updating its group, and
+        deletes one without updating it either: a new session's list still
+        has each group's order naming exactly its buddies (0x00C8)."""
+        server = await self.start()
+        first = await self.feedbag_session(server)
+        _, status = await first.request(0x13, 0x08, ROOT.pack() + BUDDIES.pack(), 0x0E)
+        self.assertEqual(status, b"\x00\x00" * 2)
+        carol = WireFeedbagItem(b"Carol", 0x0A1E, 0x2345, 0)
+        _, status = await first.request(0x13, 0x08, carol.pack(), 0x0E)
+        self.assertEqual(status, b"\x00\x00")
+
+        async def served_order() -> bytes:
+            reader = await server.session("Alice")
+            _, body = await reader.request(0x13, 0x04, b"", 0x06)
+            items = read_items(body[3:-4])
+            (group,) = [i for i in items if i.group_id == 0x0A1E and i.class_id == 1]
+            return TlvList.unpack_list(group.attributes).get(0x00C8) or b""
+
+        # Stored as sent ([0x1234], Bob never added); served as it is.
+        self.assertEqual(await served_order(), b"\x23\x45")
+        _, status = await first.request(0x13, 0x08, BOB.pack(), 0x0E)
+        self.assertEqual(await served_order(), b"\x12\x34\x23\x45")
+        _, status = await first.request(0x13, 0x0A, BOB.pack(), 0x0E)
+        self.assertEqual(status, b"\x00\x00")
+        self.assertEqual(await served_order(), b"\x23\x45")
 
 
 PD_BLOCK_DENIED = WireFeedbagItem(

@@ -17,7 +17,9 @@ stored buddy items govern the session's presence subscriptions, and the edits
   live sessions, those still signing on included (MULTISESSION.md §13).
 
 The group order TLVs (0x00C8) are stored as the client sends them: clients
-keep them in step with their items themselves (FAMILIES.md, Root group).
+keep them in step with their items themselves (FAMILIES.md, Root group); the
+list a client is given always has them consistent with the items
+(:mod:`~aimserver.services.feedbag_order`).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from twisted.logger import Logger
 from aimserver.registry import SessionInstance, User, UserRegistry
 from aimserver.services.base import HandlerTable, Replies, Reply, acting_user
 from aimserver.services.events import FeedbagSynced
+from aimserver.services.feedbag_order import consistent_orders
 from aimserver.services.presence import Presence
 from aimserver.services.privacy import (
     ALLOW_PERMITTED,
@@ -119,9 +122,10 @@ def rights_reply() -> bytes:
 
 
 def to_wire(feedbag: StoredFeedbag) -> list[WireFeedbagItem]:
+    """The list as clients get it: group orders naming exactly the items."""
     return [
         WireFeedbagItem(i.name.encode("utf-8"), i.group_id, i.item_id, i.class_id, i.attributes)
-        for i in feedbag.items
+        for i in consistent_orders(feedbag.items)
     ]
 
 
