@@ -51,8 +51,6 @@ class DirectoryTests(unittest.TestCase):
         config = load_config(None, {"multisession.notify": False})
         server = await LoopbackServer.start(config, accounts=ACCOUNTS)
         self.addCleanup(server.stop)
-        if (LOCATE, 0x09) not in server.server.bos_factory.handlers:
-            raise unittest.SkipTest("server.py does not give LocateService the store yet")
         return server
 
     @deferred_test
