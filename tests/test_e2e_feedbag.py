@@ -11,6 +11,7 @@ from twisted.trial import unittest
 
 from aimserver.config import load_config
 from aimserver.wire.feedbag import WireFeedbagItem, read_items
+from aimserver.wire.snac import SnacHeader
 from aimserver.wire.tlv import Tlv, TlvList
 from aimserver.wire.userinfo import UserInfo
 from tests.client import BosClient, deferred_test
@@ -20,6 +21,17 @@ ACCOUNTS = {"Alice": "secret", "Bob": "secret"}
 ROOT = WireFeedbagItem(b"", 0, 0, 1, Tlv(0x00C8, b"\x0a\x1e").pack())
 BUDDIES = WireFeedbagItem(b"Buddies", 0x0A1E, 0, 1, Tlv(0x00C8, b"\x12\x34").pack())
 BOB = WireFeedbagItem(b"Bob", 0x0A1E, 0x1234, 0)
+
+
+def snac_position(client: BosClient, family: int, subtype: int) -> int:
+    """Where the first received SNAC of this type is among those received."""
+    for n, frame in enumerate(client.flap.received):
+        if frame.channel != 2:
+            continue
+        header, _ = SnacHeader.unpack(frame.payload)
+        if (header.family, header.subtype) == (family, subtype):
+            return n
+    raise AssertionError(f"no {family:02x},{subtype:02x} received")
 
 
 class FeedbagCase(unittest.TestCase):
@@ -49,6 +61,10 @@ class FeedbagEditTests(FeedbagCase):
         _, status = await first.request(0x13, 0x08, ROOT.pack() + BUDDIES.pack() + BOB.pack(), 0x0E)
         first.flap.send_snac(0x13, 0x12, b"", first.next_id())
         self.assertEqual(status, b"\x00\x00" * 3)
+        # The other session gets the edit before Bob's arrival: a client
+        # shows arrivals only for buddies it has (libpurple drops others).
+        await second.sync()
+        self.assertLess(snac_position(second, 0x13, 0x08), snac_position(second, 0x03, 0x0B))
         # Bob is online: both sessions of Alice see him arrive.
         for client in (first, second):
             info: UserInfo = await client.wait_arrival()

@@ -465,13 +465,8 @@ class FeedbagService:
         if user is None:
             return
         self._set_privacy(user, privacy_of(after_items))
-        after = buddy_keys(after_items)
-        added, removed = after - before, before - after
-        for session in user.live_instances():
-            if session.uses_feedbag and (added or removed):
-                self.registry.unwatch(session, removed)
-                new = self.registry.watch(session, added)
-                self.presence.send_arrivals_to(session, new)
+        # The edit first: a client shows an arrival only for a buddy it
+        # already has (libpurple drops the 03,0B of anyone else).
         for subtype, items in pushes:
             packed = b"".join(
                 WireFeedbagItem(
@@ -480,6 +475,13 @@ class FeedbagService:
                 for i in items
             )
             self._to_siblings(origin, user, FeedbagSynced(subtype, packed))
+        after = buddy_keys(after_items)
+        added, removed = after - before, before - after
+        for session in user.live_instances():
+            if session.uses_feedbag and (added or removed):
+                self.registry.unwatch(session, removed)
+                new = self.registry.watch(session, added)
+                self.presence.send_arrivals_to(session, new)
 
     def _to_siblings(
         self, origin: SessionInstance | None, user: object, event: FeedbagSynced
