@@ -132,6 +132,27 @@ class FeedbagEditTests(FeedbagCase):
         self.assertEqual(status, b"\x00\x00")
         self.assertEqual(await served_order(), b"\x23\x45")
 
+    @deferred_test
+    async def test_a_sibling_still_signing_on_misses_no_edit(self) -> None:
+        """§13, the sign-on race over TCP: a second session has its list
+        (13,06) but has not sent client ready (01,02) when the first adds
+        Bob; it gets the edit pushed all the same, and once ready, Bob's
+        arrival: nothing falls between the list it read and the edits."""
+        server = await self.start()
+        first = await self.feedbag_session(server)
+        bob = await server.session("Bob")
+        late = await server.session("Alice", ready=False)
+        _, listed = await late.request(0x13, 0x04, b"", 0x06)
+        self.assertEqual(listed[1:3], b"\x00\x00")
+        _, status = await first.request(0x13, 0x08, ROOT.pack() + BUDDIES.pack() + BOB.pack(), 0x0E)
+        self.assertEqual(status, b"\x00\x00" * 3)
+        _, pushed = await late.flap.wait_snac(0x13, 0x08)
+        self.assertEqual(pushed, ROOT.pack() + BUDDIES.pack() + BOB.pack())
+        late.flap.send_snac(0x13, 0x07, b"", late.next_id())
+        late.ready()
+        self.assertEqual((await late.wait_arrival()).screen_name, "Bob")
+        await bob.sync()
+
 
 PD_BLOCK_DENIED = WireFeedbagItem(
     b"", 0, 0x0100, 4, Tlv(0x00CA, b"\x04").pack() + Tlv.u32(0x00CB, 0xFFFFFFFF).pack()
