@@ -14,6 +14,13 @@ connection, like the server.
   the groups it joins (TLV 0x10, repeatable); one 04,06 addressed to a group
   is written, as built once, to each member with only the 6-byte FLAP header
   per connection (presence fan-out S4, multisession copies S5).
+* ``feedbag``: a bare durable feedbag. The fan-out server above, where a
+  connection also names its account (TLV 0x01); a 13,08/13,09/13,0A it sends
+  is appended to a journal file and, after one fsync per reactor turn for
+  every edit received in it (group commit; ``--fsync-each`` makes it one
+  fsync per edit), answered with a 13,0E of status 0 per item and written,
+  built once with a server request ID, to the account's other connections.
+  It checks nothing and keeps no list (feedbag edits, S10).
 * ``holder``: a bare idle-connection holder. It accepts, signs a connection
   on with one channel-1 frame (answered by one 01,03) and holds it; with
   ``--keepalive S`` one timer writes a channel-5 keepalive to every
@@ -21,12 +28,13 @@ connection, like the server.
   (sessions held, S2).
 
 Run one with ``python -m bench.baselines KIND --port P`` (``signon`` also
-takes ``--bos-port``, default P + 1).
+takes ``--bos-port``, default P + 1; ``feedbag`` needs ``--journal FILE``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import struct
 import sys
 
@@ -179,6 +187,91 @@ class FanOutFactory(Factory):
         self.groups: dict[bytes, list[FanOut]] = {}
 
 
+# -- durable feedbag ----------------------------------------------------------------------
+
+FEEDBAG_EDITS = frozenset({b"\x00\x13\x00\x08", b"\x00\x13\x00\x09", b"\x00\x13\x00\x0a"})
+#: The request ID of every push: the server's bit and 1 (a client only looks at the bit).
+PUSH_REQUEST_ID = b"\x80\x00\x00\x01"
+RECORD = struct.Struct("!BH")
+
+
+def count_items(body: bytes) -> int:
+    """Items in an edit body: string16 name, 3 x u16, string16 attributes each."""
+    count = pos = 0
+    size = len(body)
+    while pos + 2 <= size:
+        pos += 2 + int.from_bytes(body[pos : pos + 2], "big") + 6
+        pos += 2 + int.from_bytes(body[pos : pos + 2], "big")
+        count += 1
+    return count
+
+
+class DurableFeedbag(FanOut):
+    account: bytes | None = None
+
+    def frame(self, channel: int, payload: bytes) -> None:
+        if channel == 2 and payload[:4] in FEEDBAG_EDITS:
+            self.factory.edit(self, payload)
+            return
+        if channel == 1:
+            for tag, value in tlvs_of(payload, 4):
+                if tag == 0x01:
+                    self.account = value
+                    self.factory.accounts.setdefault(value, []).append(self)
+        FanOut.frame(self, channel, payload)
+
+    def connectionLost(self, reason: object = None) -> None:
+        FanOut.connectionLost(self, reason)
+        members = self.factory.accounts.get(self.account)
+        if members and self in members:
+            members.remove(self)
+
+
+class DurableFeedbagFactory(FanOutFactory):
+    protocol = DurableFeedbag
+
+    def __init__(self, journal: str, fsync_each: bool = False) -> None:
+        super().__init__()
+        self.accounts: dict[bytes | None, list[DurableFeedbag]] = {}
+        self.fd = os.open(journal, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self.fsync_each = fsync_each
+        self.pending: list[tuple[DurableFeedbag, bytes]] = []
+        self.scheduled = False
+
+    def edit(self, connection: DurableFeedbag, payload: bytes) -> None:
+        self.pending.append((connection, payload))
+        if self.fsync_each:
+            self.flush()
+        elif not self.scheduled:
+            # Everything read in this reactor turn goes in one write + fsync.
+            self.scheduled = True
+            reactor.callLater(0, self.flush)
+
+    def flush(self) -> None:
+        self.scheduled = False
+        batch, self.pending = self.pending, []
+        if not batch:
+            return
+        os.write(
+            self.fd,
+            b"".join(
+                RECORD.pack(len(c.account or b""), len(p)) + (c.account or b"") + p
+                for c, p in batch
+            ),
+        )
+        os.fsync(self.fd)
+        for connection, payload in batch:
+            if connection.transport is None or not connection.connected:
+                continue
+            body = payload[10:]
+            status = b"\x00\x00" * count_items(body)
+            connection.send(2, snac(0x13, 0x0E, status, payload[6:10]))
+            push = payload[:6] + PUSH_REQUEST_ID + body
+            for sibling in self.accounts.get(connection.account, ()):
+                if sibling is not connection:
+                    sibling.send(2, push)
+
+
 # -- idle-connection holder --------------------------------------------------------------
 
 
@@ -320,11 +413,17 @@ class ScriptedBosFactory(Factory):
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.baselines", description=__doc__)
-    parser.add_argument("kind", choices=("relay", "signon", "fanout", "holder"))
+    parser.add_argument("kind", choices=("relay", "signon", "fanout", "feedbag", "holder"))
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--bos-port", type=int, help="signon only; default port + 1")
     parser.add_argument(
         "--keepalive", type=float, default=0.0, help="holder only: seconds between keepalives"
+    )
+    parser.add_argument("--journal", help="feedbag only: the file edits are appended to")
+    parser.add_argument(
+        "--fsync-each",
+        action="store_true",
+        help="feedbag only: one fsync per edit instead of one per reactor turn",
     )
     parser.add_argument("--host", default="127.0.0.1")
     args = parser.parse_args(argv)
@@ -332,6 +431,11 @@ def main(argv: list[str] | None = None) -> None:
         reactor.listenTCP(args.port, RelayFactory(), interface=args.host)
     elif args.kind == "fanout":
         reactor.listenTCP(args.port, FanOutFactory(), interface=args.host)
+    elif args.kind == "feedbag":
+        if not args.journal:
+            parser.error("feedbag needs --journal FILE")
+        factory = DurableFeedbagFactory(args.journal, args.fsync_each)
+        reactor.listenTCP(args.port, factory, interface=args.host)
     elif args.kind == "holder":
         holder = HolderFactory()
         reactor.listenTCP(args.port, holder, backlog=4096, interface=args.host)

@@ -107,6 +107,8 @@ class FlapClient(asyncio.Protocol):
         self.user: Any = None
         #: When client ready (01,02) was written, for sessions that sent it.
         self.ready_ns = 0
+        #: Items of the stored feedbag read at sign-on (13,06), -1 without one.
+        self.feedbag_items = -1
 
     # asyncio.Protocol
 
@@ -265,6 +267,14 @@ K_ARRIVED = kind(0x03, 0x0B)
 K_DEPARTED = kind(0x03, 0x0C)
 K_IM_TO_HOST = kind(0x04, 0x06)
 K_IM_TO_CLIENT = kind(0x04, 0x07)
+K_FEEDBAG_RIGHTS = kind(0x13, 0x03)
+K_FEEDBAG_REPLY = kind(0x13, 0x06)
+K_FEEDBAG_INSERT = kind(0x13, 0x08)
+K_FEEDBAG_DELETE = kind(0x13, 0x0A)
+K_FEEDBAG_STATUS = kind(0x13, 0x0E)
+K_FEEDBAG_ERROR = kind(0x13, 0x01)
+#: A request ID with this bit set is the server's own (a push, not a reply).
+SERVER_REQUEST_BIT = 0x80000000
 
 #: 01,17: OService 3, Locate, Buddy, ICBM, PermitDeny 1, Feedbag 4 (what libpurple asks).
 CLIENT_VERSIONS = b"".join(
@@ -275,6 +285,8 @@ RATE_ACK = struct.pack("!5H", 1, 2, 3, 4, 5)
 CLIENT_READY = b"".join(
     struct.pack("!HHHH", f, v, 0x0110, 0x0629) for f, v in ((1, 3), (2, 1), (3, 1), (4, 1), (9, 1))
 )
+#: The same with Feedbag 4, for a client that uses the server-stored list.
+CLIENT_READY_FEEDBAG = CLIENT_READY + struct.pack("!HHHH", 0x13, 4, 0x0110, 0x0629)
 #: The rights/info queries a client sends back-to-back after the rate ack, and their replies.
 SIGNON_QUERIES = (
     ((0x01, 0x0E), K_SELF_INFO),
@@ -289,6 +301,86 @@ AWAY_MIME = tlv(0x03, b'text/aolrtf; charset="us-ascii"')
 
 def set_away_body(text: bytes) -> bytes:
     return AWAY_MIME + tlv(0x04, text)
+
+
+# -- feedbag items (FAMILIES.md, Feedbag 0x0013, Item layout) ------------------------------
+
+FEEDBAG_ITEM_IDS = struct.Struct("!HHH")
+
+
+def feedbag_item(
+    name: str | bytes, group_id: int, item_id: int, class_id: int, attributes: bytes = b""
+) -> bytes:
+    """One item on the wire: string16 name, u16 group ID, u16 item ID, u16
+    class ID, u16 length + attribute TLVs."""
+    raw = name.encode() if isinstance(name, str) else name
+    return (
+        U16.pack(len(raw))
+        + raw
+        + FEEDBAG_ITEM_IDS.pack(group_id, item_id, class_id)
+        + U16.pack(len(attributes))
+        + attributes
+    )
+
+
+def feedbag_items(body: bytes, offset: int = 0) -> list[tuple[bytes, int, int, int, bytes]]:
+    """The items of a 13,08/13,09/13,0A body (or a 13,06 part from its items
+    on): (name, group ID, item ID, class ID, attributes); ProtocolFailure if
+    one is cut short."""
+    items = []
+    size = len(body)
+    while offset < size:
+        if offset + 2 > size:
+            raise ProtocolFailure("feedbag item cut short")
+        (length,) = U16.unpack_from(body, offset)
+        name_end = offset + 2 + length
+        if name_end + 8 > size:
+            raise ProtocolFailure("feedbag item cut short")
+        group_id, item_id, class_id = FEEDBAG_ITEM_IDS.unpack_from(body, name_end)
+        (attributes_length,) = U16.unpack_from(body, name_end + 6)
+        end = name_end + 8 + attributes_length
+        if end > size:
+            raise ProtocolFailure("feedbag item attributes cut short")
+        items.append(
+            (body[offset + 2 : name_end], group_id, item_id, class_id, body[name_end + 8 : end])
+        )
+        offset = end
+    return items
+
+
+def first_feedbag_key(body: bytes) -> tuple[int, int] | None:
+    """(group ID, item ID) of the first item of an edit body, or None."""
+    if len(body) < 2:
+        return None
+    name_end = 2 + U16.unpack_from(body)[0]
+    if name_end + 4 > len(body):
+        return None
+    group_id, item_id = struct.unpack_from("!HH", body, name_end)
+    return group_id, item_id
+
+
+async def read_feedbag(client: FlapClient, timeout: float = DEFAULT_TIMEOUT) -> int:
+    """Wait for the whole 13,06 answer to a 13,04 (several parts while SNAC
+    flag 0x0001 says more follow; a 13,01 raises); the items it held."""
+    kinds = (K_FEEDBAG_REPLY, K_FEEDBAG_ERROR)
+    count = 0
+    while True:
+        _, payload = await client.wait(lambda c, p: c == 2 and p[:4] in kinds, timeout)
+        _, _, flags, _ = SNAC.unpack_from(payload)
+        offset = 10
+        if flags & 0x8000:
+            offset += 2 + U16.unpack_from(payload, 10)[0]
+        if payload[:4] == K_FEEDBAG_ERROR:
+            raise ProtocolFailure(f"feedbag query refused: {payload[offset:].hex()}")
+        body = payload[offset:]
+        if len(body) < 7:
+            raise ProtocolFailure("13,06 too short")
+        (items,) = U16.unpack_from(body, 1)
+        if len(feedbag_items(body[3:-4])) != items:
+            raise ProtocolFailure(f"13,06 says {items} items but holds another number")
+        count += items
+        if not flags & 0x0001:
+            return count
 
 
 @dataclass
@@ -359,6 +451,7 @@ async def bos_signon(
     login: Login,
     *,
     buddies: Sequence[str] = (),
+    feedbag: bool = False,
     label: Hashable = None,
     timeout: float = DEFAULT_TIMEOUT,
     source: str | None = None,
@@ -368,6 +461,11 @@ async def bos_signon(
     rights/info queries back to back -> their replies; 03,04 (buddies); 01,02.
     Then one 01,0E -> 01,0F round trip proves the server has processed client
     ready (and sent the arrivals of online buddies before it).
+
+    With ``feedbag`` the client uses the server-stored list instead of 03,04:
+    13,02 (rights) and 13,04 (query) go with the queries (after 01,0E, as
+    Kamaelia sends them), it waits for 13,03 and every 13,06 part, then sends
+    13,07 (use) before 01,02; ``client.feedbag_items`` is the list's size.
 
     Returns the client (frames still go to its inbox) and the number of
     03,0B arrivals received by then.
@@ -384,11 +482,18 @@ async def bos_signon(
         client.send_snac(0x01, 0x08, RATE_ACK, 12)
         for request_id, ((family, subtype), _) in enumerate(SIGNON_QUERIES, 13):
             client.send_snac(family, subtype, b"", request_id)
+            if feedbag and request_id == 13:
+                client.send_snac(0x13, 0x02, b"", 18)
+                client.send_snac(0x13, 0x04, b"", 19)
         for _, reply in SIGNON_QUERIES:
             await client.wait_snac((reply,), timeout)
+        if feedbag:
+            await client.wait_snac((K_FEEDBAG_RIGHTS,), timeout)
+            client.feedbag_items = await read_feedbag(client, timeout)
+            client.send_snac(0x13, 0x07, b"", 23)
         if buddies:
             client.send_snac(0x03, 0x04, b"".join(_string08(n) for n in buddies), 20)
-        client.send_snac(0x01, 0x02, CLIENT_READY, 21)
+        client.send_snac(0x01, 0x02, CLIENT_READY_FEEDBAG if feedbag else CLIENT_READY, 21)
         client.ready_ns = now_ns()
         client.send_snac(0x01, 0x0E, b"", 22)
         await client.wait_snac((K_SELF_INFO,), timeout)
@@ -409,6 +514,7 @@ async def full_signon(
     password: bytes,
     *,
     buddies: Sequence[str] = (),
+    feedbag: bool = False,
     label: Hashable = None,
     flags: int = 0x01,
     timeout: float = DEFAULT_TIMEOUT,
@@ -419,7 +525,9 @@ async def full_signon(
     )
     if login.error is not None:
         raise ProtocolFailure(f"login of {screen_name} refused: error {login.error:#06x}")
-    return await bos_signon(login, buddies=buddies, label=label, timeout=timeout, source=source)
+    return await bos_signon(
+        login, buddies=buddies, feedbag=feedbag, label=label, timeout=timeout, source=source
+    )
 
 
 async def trivial_signon(

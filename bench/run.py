@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import capacity as cap
+from bench import feedbag as fb
 from bench import loadgen as lg
 from bench import scenarios as sc
 
@@ -232,9 +233,15 @@ def tail(path: Path, lines: int = 20) -> str:
         return ""
 
 
-def create_database(path: Path, names: Sequence[str]) -> None:
-    """Every account the scenarios sign on, password ``benchpw``, in one transaction."""
+def create_database(
+    path: Path, names: Sequence[str], feedbags: dict[str, list[fb.Item]] | None = None
+) -> None:
+    """Every account the scenarios sign on, password ``benchpw``, and the
+    stored feedbags of those that have one (``feedbags``: name -> items), in
+    one transaction, with the store's own operations."""
     from aimserver.store import accounts, sqlite
+    from aimserver.store import feedbags as stored
+    from aimserver.store.interfaces import FeedbagItem
 
     conn = sqlite.connect(str(path))
     now = int(time.time())
@@ -242,6 +249,8 @@ def create_database(path: Path, names: Sequence[str]) -> None:
     def create(c: Any) -> None:
         for name in names:
             accounts._create_account(c, name, sc.PASSWORD.decode(), now)
+        for name, items in (feedbags or {}).items():
+            stored._upsert_feedbag_items(c, name, [FeedbagItem(*item) for item in items], now)
 
     try:
         sqlite.transact(conn, create)
@@ -362,7 +371,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 # -- main ---------------------------------------------------------------------------------
 
 
-SCENARIOS = ("S1", "S2", "S3", "S4", "S5", "S7", "S8", "S9")
+SCENARIOS = ("S1", "S2", "S3", "S4", "S5", "S7", "S8", "S9", "S10")
 
 
 async def run_suite(
@@ -379,6 +388,7 @@ async def run_suite(
         "S7": lambda: cap.scenario_s7(harness, profile),
         "S8": lambda: cap.scenario_s8(harness, profile),
         "S9": lambda: cap.scenario_s9(harness, profile),
+        "S10": lambda: fb.scenario_s10(harness, profile),
     }
     for name in picked:
         started = time.monotonic()
@@ -487,8 +497,11 @@ def main(argv: list[str] | None = None) -> int:
             + sc.s4_accounts(profile, s4_sizes)
             + sc.s5_accounts(profile)
             + cap.accounts(profile, profile.s2_sessions)
+            + fb.accounts(profile)
         )
-        create_database(db, names)
+        # One account per name: scenarios share some (S10's load is S5's).
+        names = list(dict.fromkeys(names))
+        create_database(db, names, fb.seeds(profile))
         ini.write_text(render_ini(db))
         print(
             f"aimserver bench ({profile.name}): {len(names)} accounts in {workdir};"

@@ -201,6 +201,17 @@ class Profile:
     s9_window: float = 4.0
     s9_max_wait: float = 30.0
     s9_send_queue: int = 256 * 1024
+    # -- S10, the feedbag (bench/feedbag.py) --
+    #: sessions of the one account whose edits reach its siblings
+    s10_siblings: int = 5
+    #: the S5 configuration (S5_CONFIGS) run as the load, at this % of its own maximum
+    s10_load: str = "100x10"
+    s10_load_level: int = 50
+    #: concurrent editors (one account and session each) of the durable-edits loop
+    s10_editors: int = 100
+    #: sign-on workers, and the items of the big stored list
+    s10_signon_workers: int = 32
+    s10_items: int = 100
 
 
 FULL = Profile(

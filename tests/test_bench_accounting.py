@@ -15,8 +15,10 @@ from twisted.trial import unittest
 
 from aimserver.config import load_config
 from aimserver.wire.flap import FLAP_HEADER_SIZE, parse_header
-from bench import capacity, loadgen
+from bench import baselines, capacity, loadgen
+from bench import feedbag as s10
 from bench.loadgen import Accounting, Sender, parse_im_text, percentiles
+from bench.scenarios import FULL
 from tests.fakes import frame, make_server, signed_on_bos
 
 A = (b"alice", b"1")
@@ -494,6 +496,234 @@ class CapacityHelperTests(unittest.SynchronousTestCase):
             f.write("12.5 3.250 100 0\n13.0 1.000 5 0\n")
         self.assertEqual(capacity.read_gc_log(path), [(12.5, 3.25), (13.0, 1.0)])
         self.assertEqual(capacity.read_gc_log(path + ".missing"), [])
+
+
+class EditTrackerTests(unittest.SynchronousTestCase):
+    """S10's exactly-once accounting of feedbag edits pushed to a user's
+    other sessions (bench/feedbag.py)."""
+
+    SESSIONS = ("s0", "s1", "s2", "s3")
+
+    def tracker(self) -> tuple[s10.EditTracker, list[object]]:
+        tracker = s10.EditTracker()
+        finished: list[object] = []
+        tracker.on_done = finished.append
+        return tracker, finished
+
+    def test_every_sibling_once_and_a_clean_ack_is_clean(self) -> None:
+        tracker, finished = self.tracker()
+        tracker.sent("e1", "s0", self.SESSIONS, 1_000)
+        for n, session in enumerate(("s3", "s1", "s2")):
+            tracker.pushed("e1", session, 2_000 + n)
+            self.assertEqual(finished, [], "not done before the 13,0E")
+        tracker.acked("e1", b"\x00\x00", 1_500)
+        self.assertEqual(finished, ["e1"])
+        self.assertEqual(tracker.to_last("e1"), 1_002)
+        self.assertEqual(tracker.to_ack("e1"), 500)
+        report = tracker.report()
+        self.assertTrue(report.clean, report)
+        self.assertEqual(report.edits, 1)
+
+    def test_done_once(self) -> None:
+        tracker, finished = self.tracker()
+        tracker.sent("e1", "s0", ("s0", "s1"), 0)
+        tracker.acked("e1", b"\x00\x00", 1)
+        tracker.pushed("e1", "s1", 2)
+        tracker.pushed("e1", "s1", 3)
+        self.assertEqual(finished, ["e1"])
+        self.assertEqual(tracker.to_last("e1"), 2, "the first copy counts")
+
+    def test_a_missing_copy(self) -> None:
+        tracker, finished = self.tracker()
+        tracker.sent("e1", "s0", self.SESSIONS, 0)
+        tracker.pushed("e1", "s1", 1)
+        tracker.pushed("e1", "s2", 1)
+        tracker.acked("e1", b"\x00\x00", 1)
+        self.assertEqual(finished, [])
+        self.assertIsNone(tracker.to_last("e1"))
+        report = tracker.report()
+        self.assertEqual(report.missing, 1)
+        self.assertEqual(report.problem_counts()["missing push"], 1)
+        self.assertFalse(report.clean)
+
+    def test_a_duplicated_copy(self) -> None:
+        tracker, _ = self.tracker()
+        tracker.sent("e1", "s0", ("s0", "s1"), 0)
+        tracker.pushed("e1", "s1", 1)
+        tracker.pushed("e1", "s1", 2)
+        tracker.acked("e1", b"\x00\x00", 1)
+        report = tracker.report()
+        self.assertEqual((report.duplicated, report.missing), (1, 0))
+        self.assertFalse(report.clean)
+
+    def test_a_copy_to_the_origin(self) -> None:
+        tracker, finished = self.tracker()
+        tracker.sent("e1", "s0", ("s0", "s1"), 0)
+        tracker.pushed("e1", "s0", 1)
+        tracker.pushed("e1", "s1", 1)
+        tracker.acked("e1", b"\x00\x00", 1)
+        self.assertEqual(finished, ["e1"])
+        self.assertEqual(tracker.report().echoed, 1)
+        self.assertFalse(tracker.report().clean)
+
+    def test_copies_of_unknown_edits_or_to_strangers(self) -> None:
+        tracker, _ = self.tracker()
+        tracker.sent("e1", "s0", ("s0", "s1"), 0)
+        tracker.pushed("e2", "s1", 1)
+        tracker.pushed("e1", "someone else", 1)
+        self.assertEqual(tracker.report().unexpected, 2)
+
+    def test_a_copy_without_the_server_request_bit(self) -> None:
+        tracker, _ = self.tracker()
+        tracker.sent("e1", "s0", ("s0", "s1"), 0)
+        tracker.pushed("e1", "s1", 1, server_initiated=False)
+        tracker.acked("e1", b"\x00\x00", 1)
+        report = tracker.report()
+        self.assertEqual((report.not_server_initiated, report.missing), (1, 0))
+        self.assertFalse(report.clean)
+
+    def test_statuses(self) -> None:
+        """A non-zero result (or a 13,01: no results) is a bad status; a
+        second 13,0E, or one for no edit, is unexpected; none is unacknowledged."""
+        tracker, _ = self.tracker()
+        for key in ("ok", "refused", "error", "silent"):
+            tracker.sent(key, "s0", ("s0",), 0)
+        tracker.acked("ok", b"\x00\x00", 1)
+        tracker.acked("refused", b"\x00\x0a", 1)
+        tracker.acked("error", b"", 1)
+        tracker.acked("ok", b"\x00\x00", 2)
+        tracker.acked("nobody", b"\x00\x00", 2)
+        report = tracker.report()
+        self.assertEqual(
+            (report.bad_status, report.unexpected_status, report.unacknowledged), (2, 2, 1)
+        )
+        self.assertEqual(tracker.to_last("ok"), 1, "one session: done at its 13,0E")
+
+    def test_an_edit_key_is_sent_once(self) -> None:
+        tracker, _ = self.tracker()
+        tracker.sent("e1", "s0", self.SESSIONS, 0)
+        self.assertRaises(ValueError, tracker.sent, "e1", "s1", self.SESSIONS, 0)
+
+    def test_every_fault_is_a_problem_count(self) -> None:
+        report = s10.EditReport(1, 2, 3, 4, 5, 6, 7, 8, 9)
+        self.assertEqual(sorted(report.problem_counts().values()), list(range(2, 10)))
+
+
+class FeedbagWireTests(unittest.SynchronousTestCase):
+    """The generator's feedbag items against the server's own codec, and the
+    real server's 13,08 push and 13,0E through S10's parsing."""
+
+    def test_items_match_the_server_codec(self) -> None:
+        from aimserver.wire.feedbag import WireFeedbagItem, read_items
+
+        packed = loadgen.feedbag_item("Bob", 0x0A1E, 0x1234, 0, b"\x01\x31\x00\x01x")
+        packed += loadgen.feedbag_item(b"", 0, 0, 1, b"")
+        self.assertEqual(
+            read_items(packed),
+            [
+                WireFeedbagItem(b"Bob", 0x0A1E, 0x1234, 0, b"\x01\x31\x00\x01x"),
+                WireFeedbagItem(b"", 0, 0, 1, b""),
+            ],
+        )
+        self.assertEqual(
+            loadgen.feedbag_items(packed),
+            [(b"Bob", 0x0A1E, 0x1234, 0, b"\x01\x31\x00\x01x"), (b"", 0, 0, 1, b"")],
+        )
+        self.assertEqual(loadgen.first_feedbag_key(packed), (0x0A1E, 0x1234))
+        self.assertEqual(baselines.count_items(packed), 2)
+        self.assertRaises(loadgen.ProtocolFailure, loadgen.feedbag_items, packed[:-3])
+
+    def test_the_big_list(self) -> None:
+        """100 items: the root lists the 4 groups, each group its buddies,
+        every buddy in a group; ids unique."""
+        profile = FULL
+        items = s10.big_list(profile)
+        self.assertEqual(len(items), 100)
+        keys = {(gid, iid) for _, gid, iid, _, _ in items}
+        self.assertEqual(len(keys), 100)
+        groups = {gid for _, gid, iid, cls, _ in items if cls == 1 and gid}
+        buddies = [(gid, iid) for _, gid, iid, cls, _ in items if cls == 0]
+        self.assertEqual(len(groups), 4)
+        self.assertEqual(len(buddies), 95)
+        self.assertTrue(all(gid in groups and iid for gid, iid in buddies))
+        names = {name for name, *_ in items if name}
+        self.assertTrue(set(s10.offline_names(profile)) <= names)
+        self.assertTrue(set(s10.offline_names(profile)) <= set(s10.accounts(profile)))
+
+    def test_server_push_and_status_are_accounted(self) -> None:
+        """Three sessions of Alice on the real server (memory store): one
+        inserts then deletes a buddy item; the others' bytes and the origin's
+        go through S10's parser: each sibling once, nothing to the origin, a
+        0x0000 status."""
+        config = load_config(None, {"ratelimit.enabled": False, "multisession.notify": False})
+        server, _, _ = make_server(config, {"Alice": "secret"})
+        wires = [signed_on_bos(server, "Alice") for _ in range(3)]
+        for wire in wires:
+            wire.send_snac(0x01, 0x02, b"", request_id=1)
+            wire.raw()
+        origin = wires[0]
+        setup = b"".join(loadgen.feedbag_item(*item) for item in s10.small_list())
+        origin.send_snac(0x13, 0x08, setup, request_id=5)
+        for wire in wires:
+            wire.raw()
+        tracker = s10.EditTracker()
+        keys: dict[int, object] = {}
+        for request_id, subtype in ((6, s10.INSERT), (7, s10.DELETE)):
+            key = (subtype, s10.GROUP_ID, 0x0042)
+            keys[request_id] = key
+            tracker.sent(key, 0, range(3), 0)
+            item = loadgen.feedbag_item("Bob", s10.GROUP_ID, 0x0042, 0)
+            origin.send_snac(0x13, subtype, item, request_id=request_id)
+            for label, wire in enumerate(wires):
+                for f in split_frames(wire.raw()):
+                    s10.observe_edit_frame(tracker, keys, label, f[6:], 1)
+            self.assertTrue(tracker.done(key), tracker.report())
+        report = tracker.report()
+        self.assertTrue(report.clean, report)
+        self.assertEqual(keys, {})
+
+    def test_baseline_acks_and_pushes_to_siblings_only(self) -> None:
+        """The ``feedbag`` baseline: the edits of one reactor turn are
+        written and fsynced together, then each origin gets its 13,0E and
+        the account's other connections the edit; another account nothing."""
+        from twisted.internet.task import Clock
+        from twisted.internet.testing import StringTransport
+
+        class Transport(StringTransport):
+            def setTcpNoDelay(self, enabled: bool) -> None:
+                pass
+
+        clock = Clock()
+        self.patch(baselines, "reactor", clock)
+        journal = self.mktemp()
+        factory = baselines.DurableFeedbagFactory(journal)
+        self.addCleanup(capacity.os.close, factory.fd)
+        connections = []
+        for account in (b"alice", b"alice", b"alice", b"bob"):
+            proto = factory.buildProtocol(None)
+            proto.makeConnection(Transport())
+            proto.dataReceived(frame(1, b"\x00\x00\x00\x01" + loadgen.tlv(1, account)))
+            proto.transport.clear()
+            connections.append(proto)
+        tracker = s10.EditTracker()
+        keys = {9: (s10.INSERT, s10.GROUP_ID, 7), 10: (s10.DELETE, s10.GROUP_ID, 8)}
+        tracker.sent(keys[9], 0, range(3), 0)
+        tracker.sent(keys[10], 1, range(3), 0)
+        item = loadgen.feedbag_item("Bob", s10.GROUP_ID, 7, 0)
+        connections[0].dataReceived(frame(2, loadgen.snac(0x13, 0x08, item, 9)))
+        item = loadgen.feedbag_item("Bob", s10.GROUP_ID, 8, 0)
+        connections[1].dataReceived(frame(2, loadgen.snac(0x13, 0x0A, item, 10)))
+        self.assertEqual([c.transport.value() for c in connections], [b""] * 4, "before fsync")
+        clock.advance(0)
+        for label, proto in enumerate(connections[:3]):
+            for f in split_frames(proto.transport.value()):
+                s10.observe_edit_frame(tracker, keys, label, f[6:], 1)
+        report = tracker.report()
+        self.assertTrue(report.clean, report)
+        self.assertTrue(all(tracker.done(k) for k in keys.values()))
+        self.assertEqual(connections[3].transport.value(), b"")
+        with open(journal, "rb") as f:
+            self.assertEqual(f.read().count(b"alice"), 2)
 
 
 class ImportTests(unittest.SynchronousTestCase):
