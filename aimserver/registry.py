@@ -28,6 +28,7 @@ from twisted.logger import Logger
 from zope.interface import Attribute, Interface
 
 from aimserver.store.interfaces import Account
+from aimserver.wire.bart import BartId
 from aimserver.wire.screenname import normalize
 from aimserver.wire.userinfo import STATUS_AWAY
 
@@ -187,6 +188,10 @@ class User:
     privacy: Any = None
     #: The settings were read (or are being read) for this sign-on.
     privacy_loaded: bool = False
+    #: The buddy icon its feedbag's BART item names (user level: every
+    #: session shows it), flagged unknown while the server lacks its data;
+    #: None for no icon (``services.bart``).
+    icon: BartId | None = None
 
     def online_instances(self) -> list[SessionInstance]:
         """Sessions that sent client-ready: they count for presence and get IMs."""

@@ -16,6 +16,10 @@ from aimserver.protocols.bos import BosFactory
 from aimserver.protocols.flap import ConnectionSettings
 from aimserver.registry import UserRegistry
 from aimserver.services import alert as alert_service
+from aimserver.services import bart as bart_service
+from aimserver.services import odir as odir_service
+from aimserver.services.admin import FAMILIES as ADMIN_FAMILIES
+from aimserver.services.admin import AdminService
 from aimserver.services.auth import Authorizer
 from aimserver.services.base import HandlerTable, merge_handlers
 from aimserver.services.buddy import BuddyService
@@ -29,13 +33,14 @@ from aimserver.services.permitdeny import PermitDenyService
 from aimserver.services.presence import Presence
 from aimserver.services.session import RateLimits, SessionService
 from aimserver.services.stats import StatsService
+from aimserver.services.userlookup import UserLookupService
 from aimserver.services.warnings import WarningService
 from aimserver.store.interfaces import IUserStore
 from aimserver.wire.codes import FoodGroup
 
 COOKIE_SECRET_NAME = "cookie-hmac"
 #: Services reached by 01,04 that this process runs (on the BOS listener).
-SERVICE_FAMILIES = frozenset({FoodGroup.ALERT})
+SERVICE_FAMILIES = frozenset({FoodGroup.ALERT, FoodGroup.ADMIN, FoodGroup.ODIR, FoodGroup.BART})
 COOKIE_SECRET_SIZE = 32
 
 
@@ -95,7 +100,8 @@ class AimServer:
             service_families=SERVICE_FAMILIES,
         )
         self.sessions.observe(self.icbm)
-        self.feedbag = FeedbagService(self.registry, self.presence, store, clock)
+        self.bart = bart_service.BartService(self.registry, self.presence, store, clock)
+        self.feedbag = FeedbagService(self.registry, self.presence, store, clock, self.bart)
         self.sessions.observe(self.feedbag)
         settings = connection_settings(config)
         keepalive = config.connection.keepalive_interval
@@ -131,7 +137,23 @@ class AimServer:
             oservice.secondary_handlers(alert_service.FAMILIES),
             alert_service.AlertService().handlers(),
         )
-        return {FoodGroup.ALERT: (alert_service.FAMILIES, alert)}
+        bart = merge_handlers(
+            oservice.secondary_handlers(bart_service.FAMILIES), self.bart.handlers()
+        )
+        admin = merge_handlers(
+            oservice.secondary_handlers(ADMIN_FAMILIES),
+            AdminService(self.registry, self.presence, self.store, self.clock).handlers(),
+        )
+        odir = merge_handlers(
+            oservice.secondary_handlers(odir_service.FAMILIES),
+            odir_service.ODirService(self.registry, self.store, self.store, self.clock).handlers(),
+        )
+        return {
+            FoodGroup.ALERT: (alert_service.FAMILIES, alert),
+            FoodGroup.ADMIN: (ADMIN_FAMILIES, admin),
+            FoodGroup.ODIR: (odir_service.FAMILIES, odir),
+            FoodGroup.BART: (bart_service.FAMILIES, bart),
+        }
 
     def bos_handlers(self) -> HandlerTable:
         services = (
@@ -141,6 +163,7 @@ class AimServer:
             self.icbm,
             PermitDenyService(self.feedbag),
             StatsService(),
+            UserLookupService(self.registry, self.store, self.store),
             self.feedbag,
         )
         return merge_handlers(*(service.handlers() for service in services))

@@ -458,6 +458,26 @@ class BosClient:
         _, body = await self.flap.wait_snac(0x03, 0x0C, timeout)
         return UserInfo.unpack(body)
 
+    async def open_service(self, family: int) -> BosClient:
+        """A service connection of this session, as a client opens one: 01,04
+        for ``family``, then a connection to the 01,05 address signing on with
+        its cookie, its 01,03 awaited and its client-ready sent. Requests go
+        through the returned client's ``request`` like any session's."""
+        _, body = await self.request(0x01, 0x04, struct.pack("!H", family), 0x05)
+        redirect = TlvList.unpack_list(body)
+        host, port = split_address(redirect)
+        flap = await connect(host, port)
+        await flap.wait_channel(Channel.SIGNON)
+        flap.send_frame(
+            Channel.SIGNON, SignonPayload(1, TlvList((Tlv(0x06, redirect.get(0x06)),))).pack()
+        )
+        await flap.wait_snac(0x01, 0x03)
+        service = BosClient(flap, self.screen_name)
+        entries = struct.pack("!HHHH", 0x0001, 3, 0x0110, 0x0629)
+        entries += struct.pack("!HHHH", family, 1, 0x0110, 0x0629)
+        flap.send_snac(0x01, 0x02, entries, service.next_id())
+        return service
+
     def close(self) -> defer.Deferred[None]:
         return self.flap.close()
 

@@ -37,9 +37,9 @@ from tests.fakes import (
 
 ACCOUNTS = {"Alice": "secret", "Bob Smith": "hunter2"}
 #: 01,03 on the BOS connection (SIGNON.md §2): OService, Locate, Buddy, ICBM,
-#: PD, Stats, Feedbag, as u16s in this order. A literal, so that adding a
-#: family the server does not handle (or dropping one) is seen.
-HOST_ONLINE_BODY = bytes.fromhex("0001 0002 0003 0004 0009 000b 0013")
+#: PD, UserLookup, Stats, Feedbag, as u16s in this order. A literal, so that
+#: adding a family the server does not handle (or dropping one) is seen.
+HOST_ONLINE_BODY = bytes.fromhex("0001 0002 0003 0004 0009 000a 000b 0013")
 CLASS_3 = ratelimit.DEFAULT_RATE_CLASSES[2]
 
 
@@ -110,7 +110,7 @@ class CookieTests(BosTestCase):
         self.assertFalse(wire.closing)
 
     def test_host_online_lists_the_families_the_server_handles(self) -> None:
-        """01,03 is exactly the seven families BOS handles, as u16s, in order."""
+        """01,03 is exactly the eight families BOS handles, as u16s, in order."""
         fresh = self.connect()
         fresh.signon(Tlv(0x06, issue_cookie(self.server, "Bob Smith")))
         _, body = fresh.only_snac()
@@ -118,7 +118,7 @@ class CookieTests(BosTestCase):
         families = []
         while not reader.at_end():
             families.append(reader.u16())
-        self.assertEqual(families, [0x0001, 0x0002, 0x0003, 0x0004, 0x0009, 0x000B, 0x0013])
+        self.assertEqual(families, [0x0001, 0x0002, 0x0003, 0x0004, 0x0009, 0x000A, 0x000B, 0x0013])
         self.assertEqual(body, HOST_ONLINE_BODY)
 
     def test_tampered_cookie_is_refused(self) -> None:

@@ -52,11 +52,14 @@ from aimserver.store.interfaces import (
     USER_STORE_ROLES,
     Account,
     AccountExists,
+    DirectoryEntry,
     DirectoryFields,
     DirectoryInfo,
+    DirectoryQuery,
     Feedbag,
     FeedbagItem,
     IAccountStore,
+    IBartStore,
     IDirectoryStore,
     IFeedbagStore,
     InvalidPassword,
@@ -262,6 +265,36 @@ INSERT INTO version (version) VALUES (5);
 )
 # Version 6 adds the directory records.
 V6_TABLES = V5_TABLES | {"directory_info"}
+
+# Schema version 6 exactly as released (v5 plus directory_info), frozen for the
+# same reason.
+V6_SCHEMA = (
+    V5_SCHEMA.replace("INSERT INTO version (version) VALUES (5);\n", "")
+    + """
+CREATE TABLE directory_info
+(
+    normalized   TEXT PRIMARY KEY REFERENCES accounts (normalized) ON DELETE CASCADE,
+    first_name   BLOB NOT NULL DEFAULT x'',
+    middle_name  BLOB NOT NULL DEFAULT x'',
+    last_name    BLOB NOT NULL DEFAULT x'',
+    maiden_name  BLOB NOT NULL DEFAULT x'',
+    nickname     BLOB NOT NULL DEFAULT x'',
+    street       BLOB NOT NULL DEFAULT x'',
+    city         BLOB NOT NULL DEFAULT x'',
+    state        BLOB NOT NULL DEFAULT x'',
+    zip_code     BLOB NOT NULL DEFAULT x'',
+    country      BLOB NOT NULL DEFAULT x'',
+    charset      BLOB NOT NULL DEFAULT x'',
+    allow_search INTEGER NOT NULL DEFAULT 0 CHECK (allow_search IN (0, 1)),
+    keyword1     BLOB,
+    keyword2     BLOB,
+    keyword3     BLOB,
+    keyword4     BLOB,
+    keyword5     BLOB
+);
+INSERT INTO version (version) VALUES (6);
+"""
+)
 # Version 7 adds account settings (columns) and the BART items.
 V7_TABLES = V6_TABLES | {"bart_items", "bart_owners"}
 #: What every database has once upgraded to SCHEMA_VERSION.
@@ -1360,6 +1393,7 @@ class RoleInterfaceTests(SynchronousTestCase):
                 IOfflineMessageStore,
                 ISecretStore,
                 IDirectoryStore,
+                IBartStore,
             ),
         )
         self.assertEqual(list(IUserStore.names()), [])
@@ -1477,6 +1511,42 @@ def make_v5(path: str) -> None:
             " (recipient, sender, cookie, channel, tlvs, sent_at, sender_key)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             ("alice", "Bob Smith", COOKIE, 1, TLVS, NOW + 4, "bobsmith"),
+        )
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def make_v6(path: str) -> None:
+    """A database as schema version 6 wrote it: the accounts, feedbag, secret
+    and offline message of :func:`make_v5`, and alice's directory record
+    (searchable, with a keyword)."""
+    conn = sqlite3.connect(path)
+    try:
+        conn.executescript(V6_SCHEMA)
+        conn.executemany(
+            "INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                ("alice", "Alice", KEY, WEAK, STRONG, 0, NOW, 350, NOW + 2, 0),
+                ("bob", "Bob", KEY, WEAK, STRONG, 0, NOW + 3, 0, 0, 1),
+            ],
+        )
+        conn.execute(
+            "INSERT INTO feedbag_items VALUES (?, ?, ?, ?, ?, ?)",
+            ("alice", 1, 2, 0, "Bob", b"\x01\x31\x00\x00"),
+        )
+        conn.execute("INSERT INTO feedbag_meta VALUES (?, ?)", ("alice", NOW + 1))
+        conn.execute("INSERT INTO secrets VALUES (?, ?)", ("cookie", b"k" * 32))
+        conn.execute(
+            "INSERT INTO offline_messages"
+            " (recipient, sender, cookie, channel, tlvs, sent_at, sender_key)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            ("alice", "Bob Smith", COOKIE, 1, TLVS, NOW + 4, "bobsmith"),
+        )
+        conn.execute(
+            "INSERT INTO directory_info (normalized, first_name, city, allow_search, keyword1)"
+            " VALUES (?, ?, ?, ?, ?)",
+            ("alice", b"Alice", b"Reno", 1, b"Chess"),
         )
         conn.commit()
     finally:
@@ -1831,6 +1901,75 @@ class SchemaTests(SynchronousTestCase):
         backup = path + ".v5.bak"
         self.assertEqual(schema_version(backup), 5)
         self.assertEqual(tables(backup), V5_TABLES)
+        self.assertEqual(stat.S_IMODE(os.stat(backup).st_mode), 0o600)
+
+    def test_upgrade_v6(self) -> None:
+        """A version-6 database is upgraded to the latest keeping everything;
+        existing accounts have no e-mail address, registration status 2 and
+        are unconfirmed, and the new settings can be written and searched;
+        the v6 file is backed up."""
+        path = self.mktemp()
+        make_v6(path)
+        store = open_inline(path)
+        self.addCleanup(lambda: self.successResultOf(store.stop()))
+        self.assertEqual(schema_version(path), SCHEMA_VERSION)
+        self.assertEqual(tables(path), LATEST_TABLES)
+        self.assertEqual(
+            columns(path, "accounts")[-3:], ["email", "registration_status", "confirmed"]
+        )
+        self.assertEqual(indexes(path)["accounts_by_email"], ("accounts", ["email"]))
+
+        alice = Account("Alice", KEY, WEAK, STRONG, False, NOW, 350, NOW + 2, False)
+        bob = Account("Bob", KEY, WEAK, STRONG, False, NOW + 3, 0, 0, True)
+        accounts = self.successResultOf(store.list_accounts())
+        self.assertEqual(accounts, [alice, bob])
+        self.assertEqual(
+            [(a.email, a.registration_status, a.confirmed) for a in accounts],
+            [("", 2, False), ("", 2, False)],
+        )
+        bag = self.successResultOf(store.get_feedbag("alice"))
+        self.assertEqual(bag, Feedbag((item(1, 2, "Bob", 0, b"\x01\x31\x00\x00"),), NOW + 1))
+        self.assertEqual(len(self.successResultOf(store.get_offline_messages("alice"))), 1)
+        fields = DirectoryFields(first_name=b"Alice", city=b"Reno", allow_search=True)
+        self.assertEqual(
+            self.successResultOf(store.get_directory_info("alice")),
+            DirectoryInfo(fields, (b"Chess",)),
+        )
+
+        for write in (
+            store.set_email("alice", "Alice@Example.COM"),
+            store.set_registration_status("alice", 3),
+            store.set_confirmed("alice", True),
+            store.set_screen_name_format("alice", "A Lice"),
+        ):
+            self.assertTrue(self.successResultOf(write))
+        self.assertEqual(
+            self.successResultOf(store.get_account("alice")),
+            attrs.evolve(
+                alice,
+                screen_name="A Lice",
+                email="alice@example.com",
+                registration_status=3,
+                confirmed=True,
+            ),
+        )
+        found = self.successResultOf(
+            store.search_directory(DirectoryQuery(email="ALICE@example.com"), 5)
+        )
+        self.assertEqual(found, [DirectoryEntry("A Lice", fields)])
+        found = self.successResultOf(store.search_directory(DirectoryQuery(keyword=b"chess"), 5))
+        self.assertEqual(found, [DirectoryEntry("A Lice", fields)])
+        conn = sqlite3.connect(path)
+        self.addCleanup(conn.close)
+        self.assertRaises(
+            sqlite3.IntegrityError,
+            conn.execute,
+            "UPDATE accounts SET registration_status = 4 WHERE normalized = 'bob'",
+        )
+
+        backup = path + ".v6.bak"
+        self.assertEqual(schema_version(backup), 6)
+        self.assertEqual(tables(backup), V6_TABLES)
         self.assertEqual(stat.S_IMODE(os.stat(backup).st_mode), 0o600)
 
     def test_failed_upgrade_leaves_v5(self) -> None:

@@ -35,7 +35,8 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from aimserver.registry import SessionInstance, User, UserRegistry
-from aimserver.services.base import HandlerTable, Replies, Reply, acting_user
+from aimserver.services.bart import BartService
+from aimserver.services.base import HandlerTable, Replies, Reply, acting_user, then
 from aimserver.services.events import FeedbagSynced
 from aimserver.services.feedbag_order import consistent_orders
 from aimserver.services.presence import Presence
@@ -258,11 +259,14 @@ class FeedbagService:
         presence: Presence,
         store: IFeedbagStore,
         clock: IReactorTime,
+        icons: BartService | None = None,
     ) -> None:
         self.registry = registry
         self.presence = presence
         self.store = store
         self.clock = clock
+        #: Follows the BART item (the buddy icon) at sign-on and after edits.
+        self.icons = icons
         #: The edit of each user that is being applied, so the next one of the
         #: same user (from any session) starts only after it: each is checked
         #: against the list the previous one left.
@@ -281,8 +285,10 @@ class FeedbagService:
         # shows the user to nobody, rather than to someone it blocks.
         user.privacy = UNREAD
 
-        def loaded(stored: StoredFeedbag) -> None:
+        def loaded(stored: StoredFeedbag) -> object:
             self._set_privacy(user, privacy_of(stored.items))
+            # The icon too is user-level and named by the list.
+            return None if self.icons is None else self.icons.load(user, stored.items)
 
         def failed(failure: object) -> None:
             # Still closed; the next session of the user reads them again.
@@ -420,21 +426,22 @@ class FeedbagService:
             else:
                 written = self.store.upsert_feedbag_items(screen_name, accepted, now)
 
-            def committed(_: object) -> Replies:
+            def committed(_: object) -> Replies | defer.Deferred[Replies]:
                 after = {i.key: i for i in stored.items}
                 for item in accepted:
                     if edit.subtype == Feedbag.DELETE_ITEM:
                         after.pop(item.key, None)
                     else:
                         after[item.key] = item
-                self._follow(
+                status = self._status(results)
+                more = self._follow(
                     session,
                     user_key,
                     [(edit.subtype, accepted)],
                     buddy_keys(stored.items),
                     list(after.values()),
                 )
-                return self._status(results)
+                return then(more, lambda more: status + more)
 
             def refused(failure: object) -> Replies:
                 self._store_refused("feedbag edit", screen_name, failure)
@@ -457,13 +464,15 @@ class FeedbagService:
         pushes: list[tuple[int, list[FeedbagItem]]],
         before: set[str],
         after_items: list[FeedbagItem],
-    ) -> None:
+    ) -> Replies | defer.Deferred[Replies]:
         """After a commit: the user's privacy, the watch sets of its sessions
-        that use the list, and the edits (``(subtype, items)``) pushed to its
-        other live sessions (to all of them for a change the server made)."""
+        that use the list, the edits (``(subtype, items)``) pushed to its
+        other live sessions (to all of them for a change the server made),
+        and its buddy icon. Returns what else to answer ``origin`` (the 01,21
+        of an icon it set)."""
         user = self.registry.by_key(user_key)
         if user is None:
-            return
+            return []
         self._set_privacy(user, privacy_of(after_items))
         # The edit first: a client shows an arrival only for a buddy it
         # already has (libpurple drops the 03,0B of anyone else).
@@ -482,6 +491,9 @@ class FeedbagService:
                 self.registry.unwatch(session, removed)
                 new = self.registry.watch(session, added)
                 self.presence.send_arrivals_to(session, new)
+        if self.icons is None:
+            return []
+        return self.icons.feedbag_changed(origin, user, pushes, after_items)
 
     def _to_siblings(
         self, origin: SessionInstance | None, user: object, event: FeedbagSynced

@@ -31,6 +31,7 @@ BOS_FAMILIES: tuple[int, ...] = (
     FoodGroup.BUDDY,
     FoodGroup.ICBM,
     FoodGroup.PERMIT_DENY,
+    FoodGroup.USER_LOOKUP,
     FoodGroup.STATS,
     FoodGroup.FEEDBAG,
 )

@@ -21,6 +21,7 @@ from twisted.logger import Logger
 from aimserver.registry import SessionInstance, User, UserRegistry
 from aimserver.services.events import BuddyArrived, BuddyDeparted
 from aimserver.services.privacy import Privacy
+from aimserver.wire.bart import FLAG_UNKNOWN, BartId
 from aimserver.wire.reader import string08
 from aimserver.wire.screenname import encode_screen_name
 from aimserver.wire.tlv import Tlv, TlvList
@@ -30,6 +31,7 @@ from aimserver.wire.userinfo import (
     CLASS_UNAVAILABLE,
     STATUS_AWAY,
     STATUS_INVISIBLE,
+    TAG_BART_INFO,
     TAG_CAPABILITIES,
     TAG_IDLE_MINUTES,
     TAG_MEMBER_SINCE,
@@ -115,6 +117,13 @@ def aggregate_state(user: User) -> tuple[bool, float | None, tuple[bytes, ...], 
     return away, idle_since, tuple(capabilities), status
 
 
+def shown_icon(user: User) -> BartId | None:
+    """The buddy icon others see (user-info TLV 0x001D): none while the
+    server lacks its data, so nobody is sent to fetch what is not there."""
+    icon = user.icon
+    return None if icon is None or icon.flags & FLAG_UNKNOWN else icon
+
+
 class Presence:
     """Builds user-info blocks and sends arrivals, updates and departures."""
 
@@ -161,6 +170,12 @@ class Presence:
         if idle_since is not None:
             minutes = max(0, int(now - idle_since) // 60)
             tlvs.append(_TLV_U16.pack(TAG_IDLE_MINUTES, 2, min(minutes, 0xFFFF)))
+        # The user itself is told of an icon the server still lacks (flagged
+        # unknown: upload it), others only of one they can download.
+        icon = user.icon if session is not None else shown_icon(user)
+        if icon is not None:
+            packed = icon.pack()
+            tlvs.append(_TLV_HEADER.pack(TAG_BART_INFO, len(packed)) + packed)
         if capabilities:
             joined = b"".join(capabilities)
             tlvs.append(_TLV_HEADER.pack(TAG_CAPABILITIES, len(joined)) + joined)
@@ -304,7 +319,7 @@ class Presence:
         difference: an arrival/update, a departure, or nothing."""
         self.invalidate(user)
         state = aggregate_state(user) if self.registry.holds(user) else None
-        key = None if state is None else (*state, user.warning_level)
+        key = None if state is None else (*state, user.warning_level, shown_icon(user))
         if key == user.announced:
             return
         user.announced = key

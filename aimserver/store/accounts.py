@@ -1,7 +1,9 @@
 # -*- test-case-name: tests.test_store -*-
 """
 :class:`~aimserver.store.interfaces.IAccountStore`, in memory and in SQLite:
-screen names, credentials, the suspended and bot flags.
+screen names, credentials, the suspended and bot flags, and the settings a
+user changes through the Admin service (display format, e-mail address,
+registration status, confirmation).
 
 The ``_op(conn, ...)`` functions are the SQLite store's operations, run in one
 transaction by :func:`aimserver.store.sqlite.transact`; the admin CLI calls
@@ -14,6 +16,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
+import attrs
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from zope.interface import implementer
@@ -26,6 +29,8 @@ from aimserver.store.interfaces import (
     IAccountStore,
     InvalidScreenName,
     check_credentials,
+    check_email,
+    check_registration_status,
 )
 from aimserver.wire.screenname import is_valid_screen_name, normalize
 
@@ -35,6 +40,13 @@ __all__ = ["MemoryAccountStore", "SQLiteAccountStore"]
 def _check_name(screen_name: str) -> None:
     if not is_valid_screen_name(screen_name):
         raise InvalidScreenName(f"invalid screen name: {screen_name!r}")
+
+
+def _check_format(screen_name: str, display: str) -> None:
+    """``display`` may become the display form of ``screen_name``."""
+    _check_name(display)
+    if normalize(display) != normalize(screen_name):
+        raise InvalidScreenName(f"{display!r} is not a form of {screen_name!r}")
 
 
 def _new_account(
@@ -123,17 +135,80 @@ class MemoryAccountStore(MemoryBase):
     def set_bot(self, screen_name: str, bot: bool) -> Deferred[bool]:
         return defer.succeed(self._replace(screen_name, bot=bool(bot)))
 
+    def set_credentials(
+        self, screen_name: str, credentials: Credentials, replacing: str | None = None
+    ) -> Deferred[bool]:
+        def change() -> bool:
+            check_credentials(credentials)
+            account = self._accounts.get(normalize(screen_name))
+            if account is None or (replacing is not None and account.auth_key != replacing):
+                return False
+            return self._replace(
+                screen_name,
+                auth_key=credentials.auth_key,
+                weak_md5=credentials.weak_md5,
+                strong_md5=credentials.strong_md5,
+            )
+
+        return fired(change)
+
+    def set_screen_name_format(self, screen_name: str, display: str) -> Deferred[bool]:
+        def change() -> bool:
+            _check_format(screen_name, display)
+            key = normalize(screen_name)
+            account = self._accounts.get(key)
+            if account is None:
+                return False
+            self._accounts[key] = attrs.evolve(account, screen_name=display)
+            return True
+
+        return fired(change)
+
+    def set_email(self, screen_name: str, email: str) -> Deferred[bool]:
+        def change() -> bool:
+            kept = check_email(email)
+            account = self._accounts.get(normalize(screen_name))
+            if account is None:
+                return False
+            confirmed = account.confirmed and account.email == kept
+            return self._replace(screen_name, email=kept, confirmed=confirmed)
+
+        return fired(change)
+
+    def set_registration_status(self, screen_name: str, status: int) -> Deferred[bool]:
+        def change() -> bool:
+            check_registration_status(status)
+            return self._replace(screen_name, registration_status=status)
+
+        return fired(change)
+
+    def set_confirmed(self, screen_name: str, confirmed: bool) -> Deferred[bool]:
+        return defer.succeed(self._replace(screen_name, confirmed=bool(confirmed)))
+
 
 # --- SQLite operations --------------------------------------------------------
 
 _ACCOUNT_COLUMNS = (
     "screen_name, auth_key, weak_md5, strong_md5, suspended, created_at,"
-    " warning_level, warning_updated_at, bot"
+    " warning_level, warning_updated_at, bot, email, registration_status, confirmed"
 )
 
 
 def _account(row: tuple[Any, ...]) -> Account:
-    screen_name, auth_key, weak, strong, suspended, created_at, warning, warned_at, bot = row
+    (
+        screen_name,
+        auth_key,
+        weak,
+        strong,
+        suspended,
+        created_at,
+        warning,
+        warned_at,
+        bot,
+        email,
+        registration_status,
+        confirmed,
+    ) = row
     return Account(
         screen_name=screen_name,
         auth_key=auth_key,
@@ -144,6 +219,9 @@ def _account(row: tuple[Any, ...]) -> Account:
         warning_level=warning,
         warning_updated_at=warned_at,
         bot=bool(bot),
+        email=email,
+        registration_status=registration_status,
+        confirmed=bool(confirmed),
     )
 
 
@@ -205,7 +283,7 @@ def _insert_account(
     try:
         conn.execute(
             f"INSERT INTO accounts (normalized, {_ACCOUNT_COLUMNS})"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 account.normalized,
                 account.screen_name,
@@ -217,6 +295,9 @@ def _insert_account(
                 account.warning_level,
                 account.warning_updated_at,
                 int(account.bot),
+                account.email,
+                account.registration_status,
+                int(account.confirmed),
             ),
         )
     except sqlite3.IntegrityError as e:
@@ -265,6 +346,65 @@ def _set_bot(conn: sqlite3.Connection, screen_name: str, bot: bool) -> bool:
     return cursor.rowcount > 0
 
 
+def _set_credentials(
+    conn: sqlite3.Connection,
+    screen_name: str,
+    credentials: Credentials,
+    replacing: str | None = None,
+) -> bool:
+    check_credentials(credentials)
+    cursor = conn.execute(
+        "UPDATE accounts SET auth_key = ?, weak_md5 = ?, strong_md5 = ?"
+        " WHERE normalized = ? AND (? IS NULL OR auth_key = ?)",
+        (
+            credentials.auth_key,
+            credentials.weak_md5,
+            credentials.strong_md5,
+            normalize(screen_name),
+            replacing,
+            replacing,
+        ),
+    )
+    return cursor.rowcount > 0
+
+
+def _set_screen_name_format(conn: sqlite3.Connection, screen_name: str, display: str) -> bool:
+    _check_format(screen_name, display)
+    cursor = conn.execute(
+        "UPDATE accounts SET screen_name = ? WHERE normalized = ?",
+        (display, normalize(screen_name)),
+    )
+    return cursor.rowcount > 0
+
+
+def _set_email(conn: sqlite3.Connection, screen_name: str, email: str) -> bool:
+    kept = check_email(email)
+    # The right-hand sides see the row as it was: confirmed survives only
+    # when the address stays the same.
+    cursor = conn.execute(
+        "UPDATE accounts SET email = ?, confirmed = confirmed * (email = ?) WHERE normalized = ?",
+        (kept, kept, normalize(screen_name)),
+    )
+    return cursor.rowcount > 0
+
+
+def _set_registration_status(conn: sqlite3.Connection, screen_name: str, status: int) -> bool:
+    check_registration_status(status)
+    cursor = conn.execute(
+        "UPDATE accounts SET registration_status = ? WHERE normalized = ?",
+        (status, normalize(screen_name)),
+    )
+    return cursor.rowcount > 0
+
+
+def _set_confirmed(conn: sqlite3.Connection, screen_name: str, confirmed: bool) -> bool:
+    cursor = conn.execute(
+        "UPDATE accounts SET confirmed = ? WHERE normalized = ?",
+        (int(bool(confirmed)), normalize(screen_name)),
+    )
+    return cursor.rowcount > 0
+
+
 @implementer(IAccountStore)
 class SQLiteAccountStore(SQLiteBase):
     """The ``accounts`` table."""
@@ -300,3 +440,20 @@ class SQLiteAccountStore(SQLiteBase):
 
     def set_bot(self, screen_name: str, bot: bool) -> Deferred[bool]:
         return self._call(_set_bot, screen_name, bot)
+
+    def set_credentials(
+        self, screen_name: str, credentials: Credentials, replacing: str | None = None
+    ) -> Deferred[bool]:
+        return self._call(_set_credentials, screen_name, credentials, replacing)
+
+    def set_screen_name_format(self, screen_name: str, display: str) -> Deferred[bool]:
+        return self._call(_set_screen_name_format, screen_name, display)
+
+    def set_email(self, screen_name: str, email: str) -> Deferred[bool]:
+        return self._call(_set_email, screen_name, email)
+
+    def set_registration_status(self, screen_name: str, status: int) -> Deferred[bool]:
+        return self._call(_set_registration_status, screen_name, status)
+
+    def set_confirmed(self, screen_name: str, confirmed: bool) -> Deferred[bool]:
+        return self._call(_set_confirmed, screen_name, confirmed)

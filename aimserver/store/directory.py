@@ -4,6 +4,12 @@
 each account's directory record (Locate 02,09 fields, 02,0F interest
 keywords), kept byte for byte. The two parts are written separately, so two
 sessions of one user setting one each never undo the other's change.
+
+Searches (ODir 0F,02, UserLookup 0A,02) read at most their limit of rows. By
+e-mail they go through the ``accounts_by_email`` index; by name or keyword
+they walk ``directory_info`` in key order until the limit is reached (there
+is no index on the fields: matching ignores ASCII case, which SQLite's
+``lower()`` does byte by byte on the stored bytes, as ``bytes.lower`` does).
 """
 
 from __future__ import annotations
@@ -21,11 +27,17 @@ from aimserver.store._base import MemoryBase, SQLiteBase, existing_account, fire
 from aimserver.store.interfaces import (
     DIRECTORY_TEXT_FIELDS,
     MAX_INTEREST_KEYWORDS,
+    REGISTRATION_LIMITED,
+    Account,
+    DirectoryEntry,
     DirectoryFields,
     DirectoryInfo,
+    DirectoryQuery,
     IDirectoryStore,
     check_directory_fields,
+    check_directory_query,
     check_interest_keywords,
+    check_search_limit,
 )
 from aimserver.wire.screenname import normalize
 
@@ -63,6 +75,59 @@ class MemoryDirectoryStore(MemoryBase):
             self._directory[normalized] = attrs.evolve(record, keywords=kept)
 
         return fired(change)
+
+    def search_directory(self, query: DirectoryQuery, limit: int) -> Deferred[list[DirectoryEntry]]:
+        def search() -> list[DirectoryEntry]:
+            check_directory_query(query, limit)
+            found = []
+            for key in sorted(self._accounts):
+                account = self._accounts[key]
+                record = self._directory.get(key, DirectoryInfo())
+                if not account.suspended and _matches(query, account, record):
+                    shown = record.fields if record.fields.allow_search else DirectoryFields()
+                    found.append(DirectoryEntry(account.screen_name, shown))
+                    if len(found) == limit:
+                        break
+            return found
+
+        return fired(search)
+
+    def interest_keywords(self, limit: int) -> Deferred[list[bytes]]:
+        def keywords() -> list[bytes]:
+            check_search_limit(limit)
+            found = {
+                keyword
+                for record in self._directory.values()
+                if record.fields.allow_search
+                for keyword in record.keywords
+            }
+            return sorted(found)[:limit]
+
+        return fired(keywords)
+
+
+def _email_key(email: str) -> str:
+    """A searched address as stored addresses are kept: ASCII lower case. A
+    non-ASCII one matches nothing, and must not become ASCII by lowering
+    ("\u212a".lower() is "k")."""
+    return email.lower() if email.isascii() else email
+
+
+def _matches(query: DirectoryQuery, account: Account, record: DirectoryInfo) -> bool:
+    """The memory store's reading of the matching rules (``search_directory``)."""
+    if query.email:
+        return account.registration_status >= REGISTRATION_LIMITED and account.email == _email_key(
+            query.email
+        )
+    if not record.fields.allow_search:
+        return False
+    if query.keyword:
+        wanted = query.keyword.lower()
+        return any(keyword.lower() == wanted for keyword in record.keywords)
+    return all(
+        getattr(record.fields, name).lower() == value.lower()
+        for name, value in query.field_values().items()
+    )
 
 
 # --- SQLite operations --------------------------------------------------------
@@ -117,6 +182,66 @@ def _set_interest_keywords(
     _upsert(conn, normalized, dict(zip(_KEYWORD_COLUMNS, padded, strict=True)))
 
 
+_ENTRY_COLUMNS = ", ".join(
+    ["a.screen_name", *(f"d.{name}" for name in DIRECTORY_TEXT_FIELDS), "d.allow_search"]
+)
+
+
+def _entry(row: tuple[object, ...]) -> DirectoryEntry:
+    screen_name, *texts, allow_search = row
+    if not allow_search:
+        # Not searchable, or no record (found by e-mail through a LEFT JOIN).
+        return DirectoryEntry(str(screen_name))
+    values = dict(zip(DIRECTORY_TEXT_FIELDS, map(bytes, texts), strict=True))  # type: ignore[arg-type]
+    return DirectoryEntry(str(screen_name), DirectoryFields(**values, allow_search=True))
+
+
+def _search_directory(
+    conn: sqlite3.Connection, query: DirectoryQuery, limit: int
+) -> list[DirectoryEntry]:
+    check_directory_query(query, limit)
+    if query.email:
+        # "email <> ''" lets SQLite use the partial index accounts_by_email.
+        rows = conn.execute(
+            f"SELECT {_ENTRY_COLUMNS} FROM accounts AS a"
+            " LEFT JOIN directory_info AS d ON d.normalized = a.normalized"
+            " WHERE a.email = ? AND a.email <> '' AND a.registration_status >= ?"
+            " AND a.suspended = 0 ORDER BY a.normalized LIMIT ?",
+            (_email_key(query.email), REGISTRATION_LIMITED, limit),
+        )
+        return [_entry(row) for row in rows]
+    # The searched bytes are compared as text, so that lower() of a column
+    # (text) and the argument compare byte for byte.
+    if query.keyword:
+        lowered = ", ".join(f"lower(d.{column})" for column in _KEYWORD_COLUMNS)
+        condition = f"CAST(? AS TEXT) IN ({lowered})"
+        arguments: list[object] = [query.keyword.lower()]
+    else:
+        values = query.field_values()
+        # The names come from SEARCHABLE_FIELDS (field_values), never from a client.
+        condition = " AND ".join(f"lower(d.{name}) = CAST(? AS TEXT)" for name in values)
+        arguments = [value.lower() for value in values.values()]
+    rows = conn.execute(
+        f"SELECT {_ENTRY_COLUMNS} FROM directory_info AS d"
+        " JOIN accounts AS a ON a.normalized = d.normalized"
+        f" WHERE d.allow_search = 1 AND a.suspended = 0 AND {condition}"
+        " ORDER BY d.normalized LIMIT ?",
+        (*arguments, limit),
+    )
+    return [_entry(row) for row in rows]
+
+
+def _interest_keywords(conn: sqlite3.Connection, limit: int) -> list[bytes]:
+    check_search_limit(limit)
+    union = " UNION ".join(
+        f"SELECT {column} AS keyword FROM directory_info"
+        f" WHERE allow_search = 1 AND {column} IS NOT NULL"
+        for column in _KEYWORD_COLUMNS
+    )
+    rows = conn.execute(f"SELECT keyword FROM ({union}) ORDER BY keyword LIMIT ?", (limit,))
+    return [bytes(keyword) for (keyword,) in rows]
+
+
 @implementer(IDirectoryStore)
 class SQLiteDirectoryStore(SQLiteBase):
     """The ``directory_info`` table."""
@@ -130,3 +255,9 @@ class SQLiteDirectoryStore(SQLiteBase):
     def set_interest_keywords(self, screen_name: str, keywords: Sequence[bytes]) -> Deferred[None]:
         # Snapshot in the reactor thread: the caller may reuse its list.
         return self._call(_set_interest_keywords, screen_name, tuple(keywords))
+
+    def search_directory(self, query: DirectoryQuery, limit: int) -> Deferred[list[DirectoryEntry]]:
+        return self._call(_search_directory, query, limit, write=False)
+
+    def interest_keywords(self, limit: int) -> Deferred[list[bytes]]:
+        return self._call(_interest_keywords, limit, write=False)

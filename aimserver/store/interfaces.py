@@ -13,11 +13,13 @@ Implementations: :mod:`aimserver.store.memory` (tests, the reference) and
 mixin per role; a role's two mixins live together in its own module
 (:mod:`~aimserver.store.accounts`, :mod:`~aimserver.store.warning_levels`,
 :mod:`~aimserver.store.feedbags`, :mod:`~aimserver.store.offline_messages`,
-:mod:`~aimserver.store.server_secrets`, :mod:`~aimserver.store.directory`).
+:mod:`~aimserver.store.server_secrets`, :mod:`~aimserver.store.directory`,
+:mod:`~aimserver.store.bart_items`).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -32,11 +34,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Credentials",
+    "DEFAULT_REGISTRATION_STATUS",
     "DIGEST_SIZE",
     "DIRECTORY_TEXT_FIELDS",
     "ICBM_COOKIE_SIZE",
     "MAX_AUTH_KEY_LENGTH",
+    "MAX_BART_ITEMS_PER_ACCOUNT",
+    "MAX_BART_ITEM_BYTES",
     "MAX_DIRECTORY_FIELD_BYTES",
+    "MAX_EMAIL_LENGTH",
     "MAX_FEEDBAG_ITEMS",
     "MAX_INTEREST_KEYWORDS",
     "MAX_ITEM_ATTRIBUTES_BYTES",
@@ -47,23 +53,32 @@ __all__ = [
     "MAX_OFFLINE_MESSAGES_PER_SENDER",
     "MAX_OFFLINE_MESSAGE_BYTES",
     "MAX_OFFLINE_SENDER_BYTES",
+    "MAX_SEARCH_LIMIT",
     "MAX_SECRET_NAME_BYTES",
     "MAX_SECRET_SIZE",
     "MAX_WARNING_LEVEL",
+    "REGISTRATION_FULL",
+    "REGISTRATION_LIMITED",
+    "REGISTRATION_NONE",
+    "SEARCHABLE_FIELDS",
     "USER_STORE_ROLES",
     "Account",
     "AccountExists",
+    "DirectoryEntry",
     "DirectoryFields",
     "DirectoryInfo",
+    "DirectoryQuery",
     "Feedbag",
     "FeedbagItem",
     "IAccountStore",
+    "IBartStore",
     "IDirectoryStore",
     "IFeedbagStore",
     "IOfflineMessageStore",
     "ISecretStore",
     "IUserStore",
     "IWarningStore",
+    "InvalidEmail",
     "InvalidPassword",
     "InvalidScreenName",
     "NoSuchAccount",
@@ -75,13 +90,19 @@ __all__ = [
     "OfflineSenderMessagesFull",
     "StoreError",
     "account_now",
+    "check_bart_hash",
+    "check_bart_item",
     "check_credentials",
     "check_directory_fields",
+    "check_directory_query",
+    "check_email",
     "check_feedbag_item",
     "check_interest_keywords",
     "check_offline_message",
     "check_offline_quota",
     "check_up_to_id",
+    "check_registration_status",
+    "check_search_limit",
     "check_secret_request",
     "check_warning",
 ]
@@ -127,6 +148,27 @@ MAX_DIRECTORY_FIELD_BYTES = 128
 even in UTF-16, more than any AIM client's form takes."""
 MAX_INTEREST_KEYWORDS = 5
 """Interest keywords per user: as many as the AIM clients' forms offer."""
+MAX_BART_ITEM_BYTES = 16 * 1024
+"""The biggest BART item (buddy icon) kept: twice the 7 KiB that AIM's own
+clients and libpurple allow an icon, so whatever a client sends fits."""
+MAX_BART_ITEMS_PER_ACCOUNT = 8
+"""Uploads each account owns, newest first: a ninth drops the oldest, and an
+item nobody owns is removed. An account holds at most 8 x 16 KiB of icons."""
+MAX_EMAIL_LENGTH = 254
+"""The longest e-mail address an account may have: what fits an SMTP path
+(RFC 5321: 256 octets with its angle brackets)."""
+REGISTRATION_NONE = 1
+"""Registration status (Admin 07,04 tag 0x0013): nobody finds the account by
+its e-mail address."""
+REGISTRATION_LIMITED = 2
+"""Whoever knows the account's e-mail address may find it by that address."""
+REGISTRATION_FULL = 3
+"""As :data:`REGISTRATION_LIMITED`: this server never shows an address to
+anyone but its owner, so the two differ only in what the user chose."""
+DEFAULT_REGISTRATION_STATUS = REGISTRATION_LIMITED
+"""What a new account (and every account from before schema v7) has."""
+MAX_SEARCH_LIMIT = 1000
+"""The most results one directory search or keyword listing may ask for."""
 _U16_MAX = 0xFFFF
 # Times and ids must fit SQLite's signed 64-bit INTEGER.
 _TIMESTAMP_MAX = 2**63 - 1
@@ -153,6 +195,10 @@ class InvalidScreenName(StoreError):  # noqa: N818 (the name is the API)
 
 class InvalidPassword(StoreError):  # noqa: N818 (the name is the API)
     """The password breaks the length rules."""
+
+
+class InvalidEmail(StoreError):  # noqa: N818 (the name is the API)
+    """The e-mail address is not one an account may have (:func:`check_email`)."""
 
 
 class OfflineInboxFull(StoreError):  # noqa: N818 (the name is the API)
@@ -229,6 +275,15 @@ class Account:
     bot: bool = False
     """A service bot: the server exempts it from rate limits and warnings.
     Only an administrator sets it (:meth:`IAccountStore.set_bot`)."""
+    email: str = ""
+    """The account's e-mail address in lower case (:func:`check_email`), or
+    ``""`` for none."""
+    registration_status: int = DEFAULT_REGISTRATION_STATUS
+    """Who may find the account by its e-mail address: :data:`REGISTRATION_NONE`
+    (nobody), :data:`REGISTRATION_LIMITED` or :data:`REGISTRATION_FULL`."""
+    confirmed: bool = False
+    """The user confirmed the account (Admin 07,06); setting a different
+    e-mail address clears it."""
 
     @property
     def normalized(self) -> str:
@@ -333,6 +388,43 @@ class DirectoryInfo:
     """Interest keywords in the order given, at most :data:`MAX_INTEREST_KEYWORDS`."""
 
 
+SEARCHABLE_FIELDS: tuple[str, ...] = tuple(
+    name for name in DIRECTORY_TEXT_FIELDS if name != "charset"
+)
+"""The fields of :class:`DirectoryFields` a search by name and address may name."""
+
+
+@attrs.frozen
+class DirectoryQuery:
+    """
+    What a directory search looks for: exactly one of an e-mail address, an
+    interest keyword, or name-and-address fields (the non-empty
+    :data:`SEARCHABLE_FIELDS` of ``fields``; its charset and ``allow_search``
+    are not looked at). See :meth:`IDirectoryStore.search_directory`.
+    """
+
+    email: str = ""
+    keyword: bytes = b""
+    fields: DirectoryFields | None = None
+
+    def field_values(self) -> dict[str, bytes]:
+        """The name-and-address fields to match, by field name (empty ones left out)."""
+        if self.fields is None:
+            return {}
+        values = {name: getattr(self.fields, name) for name in SEARCHABLE_FIELDS}
+        return {name: value for name, value in values.items() if value}
+
+
+@attrs.frozen
+class DirectoryEntry:
+    """One search result: the account's display name and the name-and-address
+    fields it shows the directory (``DirectoryFields()`` for a user found by
+    e-mail who does not allow directory searches)."""
+
+    screen_name: str
+    fields: DirectoryFields = attrs.field(factory=DirectoryFields)
+
+
 def check_directory_fields(fields: DirectoryFields) -> None:
     """
     Refuse directory fields no store should keep.
@@ -364,6 +456,92 @@ def check_interest_keywords(keywords: Sequence[bytes]) -> None:
     for keyword in keywords:
         if not isinstance(keyword, bytes) or not 0 < len(keyword) <= MAX_DIRECTORY_FIELD_BYTES:
             raise StoreError(f"an interest keyword must be 1-{MAX_DIRECTORY_FIELD_BYTES} bytes")
+
+
+_EMAIL = re.compile(
+    r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+)
+
+
+def check_email(email: str) -> str:
+    """
+    The form a store keeps ``email`` in: lower case (addresses are matched
+    without regard to case, so that an index finds them), or ``""`` for none.
+
+    :raises InvalidEmail: it is not a string; or it is longer than
+        :data:`MAX_EMAIL_LENGTH`; or it is not ``local@domain`` in plain ASCII
+        (a local part of 1-64 unquoted characters, a domain of dot-separated
+        letters, digits and inner hyphens with at least one dot).
+    """
+    if not isinstance(email, str):
+        raise InvalidEmail(f"an e-mail address must be a str, not {type(email).__name__}")
+    if not email:
+        return ""
+    if len(email) > MAX_EMAIL_LENGTH:
+        raise InvalidEmail(f"e-mail address longer than {MAX_EMAIL_LENGTH} characters")
+    if not email.isascii() or not _EMAIL.fullmatch(email):
+        raise InvalidEmail("not an e-mail address")
+    return email.lower()
+
+
+def check_registration_status(status: int) -> None:
+    """
+    :raises StoreError: ``status`` is not :data:`REGISTRATION_NONE`,
+        :data:`REGISTRATION_LIMITED` or :data:`REGISTRATION_FULL`.
+    """
+    if not _is_int(status) or not REGISTRATION_NONE <= status <= REGISTRATION_FULL:
+        raise StoreError(f"registration status must be 1, 2 or 3, not {status!r}")
+
+
+def check_search_limit(limit: int) -> None:
+    """:raises StoreError: ``limit`` is not an integer from 1 to :data:`MAX_SEARCH_LIMIT`."""
+    if not _is_int(limit) or not 1 <= limit <= MAX_SEARCH_LIMIT:
+        raise StoreError(f"a search limit must be 1-{MAX_SEARCH_LIMIT}, not {limit!r}")
+
+
+def check_directory_query(query: DirectoryQuery, limit: int) -> None:
+    """
+    Refuse a search no store should run: one that names no criterion or
+    more than one kind (an empty query would list everyone), or whose
+    values are out of bounds.
+
+    :raises StoreError: as above, or the limit is out of bounds
+        (:func:`check_search_limit`).
+    """
+    check_search_limit(limit)
+    if not isinstance(query, DirectoryQuery):
+        raise StoreError(f"a query must be a DirectoryQuery, not {type(query).__name__}")
+    if not isinstance(query.email, str) or len(query.email) > MAX_EMAIL_LENGTH:
+        raise StoreError(f"a searched e-mail address must be a str of at most {MAX_EMAIL_LENGTH}")
+    if not isinstance(query.keyword, bytes) or len(query.keyword) > MAX_DIRECTORY_FIELD_BYTES:
+        raise StoreError(f"a searched keyword must be bytes, at most {MAX_DIRECTORY_FIELD_BYTES}")
+    if query.fields is not None:
+        check_directory_fields(query.fields)
+    kinds = bool(query.email) + bool(query.keyword) + bool(query.field_values())
+    if kinds != 1:
+        raise StoreError("a directory search needs one of an e-mail, a keyword or some fields")
+
+
+def check_bart_item(data: bytes) -> None:
+    """
+    Refuse BART item data no store should keep.
+
+    :raises StoreError: it is not bytes, is empty, or is longer than
+        :data:`MAX_BART_ITEM_BYTES`.
+    """
+    if not isinstance(data, bytes):
+        raise StoreError(f"BART item data must be bytes, not {type(data).__name__}")
+    if not 1 <= len(data) <= MAX_BART_ITEM_BYTES:
+        raise StoreError(f"BART item data must be 1-{MAX_BART_ITEM_BYTES} bytes")
+
+
+def check_bart_hash(digest: bytes) -> None:
+    """:raises StoreError: ``digest`` is not bytes (any length is looked up:
+    one that no item can have is not found)."""
+    if not isinstance(digest, bytes):
+        raise StoreError(f"a BART hash must be bytes, not {type(digest).__name__}")
 
 
 def check_feedbag_item(item: FeedbagItem) -> None:
@@ -624,6 +802,64 @@ class IAccountStore(Interface):
         :rtype: Deferred[bool]
         """
 
+    def set_credentials(
+        screen_name: str, credentials: Credentials, replacing: str | None = None
+    ) -> Deferred[bool]:
+        """
+        Replace the auth key and digests with ready-made ones (a password
+        change from a client, whose password bytes are hashed as sent).
+
+        :param replacing: if given, change them only while the stored auth key
+            is still this one: the credentials a caller checked the old
+            password against a moment ago, not ones changed since.
+        :return: fires with ``True`` if they were replaced, ``False`` if there
+            is no such account or its key is no longer ``replacing``.
+        :rtype: Deferred[bool]
+        :raises StoreError: the credentials are malformed (:func:`check_credentials`).
+        """
+
+    def set_screen_name_format(screen_name: str, display: str) -> Deferred[bool]:
+        """
+        Change how the screen name is shown (case and spaces only): the
+        account stays the same, ``display`` becomes its ``screen_name``.
+
+        :return: fires with ``True`` if the account exists, ``False`` otherwise.
+        :rtype: Deferred[bool]
+        :raises InvalidScreenName: ``display`` breaks the naming rules or is
+            not a form of ``screen_name`` (normalizes to another name).
+        """
+
+    def set_email(screen_name: str, email: str) -> Deferred[bool]:
+        """
+        Set the account's e-mail address (``""``: none), kept in lower case
+        (:func:`check_email`). A different address than the one stored is
+        unconfirmed: ``confirmed`` is cleared.
+
+        :return: fires with ``True`` if the account exists, ``False`` otherwise.
+        :rtype: Deferred[bool]
+        :raises InvalidEmail: see :func:`check_email`; nothing changes.
+        """
+
+    def set_registration_status(screen_name: str, status: int) -> Deferred[bool]:
+        """
+        Set who may find the account by its e-mail address
+        (:data:`REGISTRATION_NONE`, :data:`REGISTRATION_LIMITED`,
+        :data:`REGISTRATION_FULL`; new accounts have
+        :data:`DEFAULT_REGISTRATION_STATUS`).
+
+        :return: fires with ``True`` if the account exists, ``False`` otherwise.
+        :rtype: Deferred[bool]
+        :raises StoreError: any other value (:func:`check_registration_status`).
+        """
+
+    def set_confirmed(screen_name: str, confirmed: bool) -> Deferred[bool]:
+        """
+        Mark the account confirmed (Admin 07,06) or not. New accounts are not.
+
+        :return: fires with ``True`` if the account exists, ``False`` otherwise.
+        :rtype: Deferred[bool]
+        """
+
 
 class IWarningStore(Interface):
     """
@@ -788,6 +1024,83 @@ class IDirectoryStore(Interface):
             (:func:`check_interest_keywords`); nothing changes.
         """
 
+    def search_directory(query: DirectoryQuery, limit: int) -> Deferred[list[DirectoryEntry]]:
+        """
+        The accounts a directory search finds, ordered by normalized screen
+        name, at most ``limit`` of them. Suspended accounts are never found.
+        Values match when they are equal ignoring ASCII case:
+
+        * by e-mail: accounts with that address whose registration status is
+          :data:`REGISTRATION_LIMITED` or more (a user who chose
+          :data:`REGISTRATION_NONE` is not found by address); the entry shows
+          the directory fields only if the user allows directory searches;
+        * by keyword: users who allow directory searches (the record's
+          ``allow_search``) with the keyword among theirs;
+        * by fields: users who allow directory searches whose record has every
+          non-empty field of the query.
+
+        :rtype: Deferred[list[DirectoryEntry]]
+        :raises StoreError: the query or the limit is refused
+            (:func:`check_directory_query`).
+        """
+
+    def interest_keywords(limit: int) -> Deferred[list[bytes]]:
+        """
+        The distinct interest keywords of the users who allow directory
+        searches, in byte order, at most ``limit`` of them (the keyword
+        list a client offers for a search).
+
+        :rtype: Deferred[list[bytes]]
+        :raises StoreError: the limit is out of bounds (:func:`check_search_limit`).
+        """
+
+
+class IBartStore(Interface):
+    """
+    Buddy icons and other BART items, kept once per content hash (the MD5 of
+    the data) whoever uploads them, and which accounts uploaded each. An
+    account owns its :data:`MAX_BART_ITEMS_PER_ACCOUNT` latest uploads; an
+    item nobody owns (any longer) is gone, for every reader.
+    """
+
+    def add_bart_item(screen_name: str, data: bytes, now: int) -> Deferred[bytes]:
+        """
+        Keep ``data`` (once, whoever else uploaded the same bytes) and make it
+        the account's newest upload, ``now`` being the time of it. Uploading
+        what the account already owns makes it the newest again; past
+        :data:`MAX_BART_ITEMS_PER_ACCOUNT` uploads the account's oldest is
+        dropped, and removed if nobody else owns it.
+
+        :return: fires with the item's hash, the MD5 of ``data``.
+        :rtype: Deferred[bytes]
+        :raises NoSuchAccount: there is no such account.
+        :raises StoreError: the data is out of bounds (:func:`check_bart_item`);
+            nothing changes.
+        """
+
+    def get_bart_item(digest: bytes) -> Deferred[bytes | None]:
+        """
+        :return: fires with the data of the item whose hash is ``digest``, or
+            ``None`` if there is none (any bytes may be asked for).
+        :rtype: Deferred[bytes | None]
+        :raises StoreError: ``digest`` is not bytes (:func:`check_bart_hash`).
+        """
+
+    def has_bart_item(digest: bytes) -> Deferred[bool]:
+        """
+        Whether :meth:`get_bart_item` would find the item, without reading it.
+
+        :rtype: Deferred[bool]
+        :raises StoreError: ``digest`` is not bytes (:func:`check_bart_hash`).
+        """
+
+    def list_bart_items(screen_name: str) -> Deferred[list[bytes]]:
+        """
+        :return: fires with the hashes of the items the account owns, newest
+            upload first (empty for no such account).
+        :rtype: Deferred[list[bytes]]
+        """
+
 
 class IUserStore(
     IAccountStore,
@@ -796,6 +1109,7 @@ class IUserStore(
     IOfflineMessageStore,
     ISecretStore,
     IDirectoryStore,
+    IBartStore,
 ):
     """
     Every role at once: all user-level persistent data, as the server and its

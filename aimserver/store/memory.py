@@ -11,6 +11,7 @@ from __future__ import annotations
 from zope.interface import implementer
 
 from aimserver.store.accounts import MemoryAccountStore
+from aimserver.store.bart_items import MemoryBartStore
 from aimserver.store.directory import MemoryDirectoryStore
 from aimserver.store.feedbags import MemoryFeedbagStore
 from aimserver.store.interfaces import IUserStore
@@ -29,11 +30,13 @@ class MemoryUserStore(
     MemoryOfflineMessageStore,
     MemorySecretStore,
     MemoryDirectoryStore,
+    MemoryBartStore,
 ):
     """
-    Accounts, warning levels, feedbags, offline messages, secrets and
-    directory records in dictionaries, lost when the process ends. One object provides every
-    role, so test doubles can subclass it and override any method.
+    Accounts, warning levels, feedbags, offline messages, secrets,
+    directory records and buddy icons in dictionaries, lost when the process
+    ends. One object provides every role, so test doubles can subclass it and
+    override any method.
 
     :param clock: where ``created_at`` comes from; the wall clock if ``None``.
     """

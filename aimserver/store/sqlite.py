@@ -40,6 +40,7 @@ from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from aimserver.store.accounts import SQLiteAccountStore
+from aimserver.store.bart_items import SQLiteBartStore
 from aimserver.store.directory import SQLiteDirectoryStore
 from aimserver.store.feedbags import SQLiteFeedbagStore
 from aimserver.store.group_commit import GroupCommitter
@@ -361,6 +362,7 @@ class SQLiteUserStore(
     SQLiteOfflineMessageStore,
     SQLiteSecretStore,
     SQLiteDirectoryStore,
+    SQLiteBartStore,
 ):
     """
     :class:`IUserStore` over one SQLite file, every operation of every role

@@ -47,6 +47,7 @@ class OService(IntEnum):
     CLIENT_VERSIONS = 0x17
     HOST_VERSIONS = 0x18
     SET_USER_INFO_FIELDS = 0x1E
+    BART_REPLY = 0x21
 
 
 class Locate(IntEnum):
@@ -121,10 +122,90 @@ class Feedbag(IntEnum):
     END_CLUSTER = 0x12
 
 
+class Bart(IntEnum):
+    ERROR = 0x01
+    UPLOAD = 0x02
+    UPLOAD_REPLY = 0x03
+    DOWNLOAD = 0x04
+    DOWNLOAD_REPLY = 0x05
+    DOWNLOAD2 = 0x06
+    DOWNLOAD2_REPLY = 0x07
+
+
+class BartReplyCode(IntEnum):
+    """The u8 result of 10,03 and 10,07 (FAMILIES.md §BART)."""
+
+    SUCCESS = 0x00
+    INVALID = 0x01
+    NO_CUSTOM = 0x02
+    TOO_SMALL = 0x03
+    TOO_BIG = 0x04
+    INVALID_TYPE = 0x05
+    BANNED = 0x06
+    NOT_FOUND = 0x07
+
+
 class Stats(IntEnum):
     SET_REPORT_INTERVAL = 0x02
     REPORT_EVENTS = 0x03
     REPORT_ACK = 0x04
+
+
+class Admin(IntEnum):
+    ERROR = 0x01
+    INFO_QUERY = 0x02
+    INFO_REPLY = 0x03
+    INFO_CHANGE = 0x04
+    INFO_CHANGE_REPLY = 0x05
+    CONFIRM_REQUEST = 0x06
+    CONFIRM_REPLY = 0x07
+
+
+class AdminError(IntEnum):
+    """TLV 0x0008 of a 07,05 refusal (FAMILIES.md §Admin): the ones we send."""
+
+    VALIDATE_NICKNAME = 0x0001
+    VALIDATE_PASSWORD = 0x0002
+    INVALID_NICKNAME = 0x0006
+    INVALID_EMAIL = 0x0008
+    INVALID_REGISTRATION = 0x0009
+    INVALID_NICKNAME_LENGTH = 0x000B
+    INVALID_PASSWORD_LENGTH = 0x000C
+    INVALID_EMAIL_LENGTH = 0x000D
+    NEED_OLD_PASSWORD = 0x000F
+    ALL_OTHER_ERRORS = 0x0013
+
+
+class AdminConfirmStatus(IntEnum):
+    """The u16 of 07,07."""
+
+    EMAIL_SENT = 0x0000
+    ALREADY_CONFIRMED = 0x001E
+    NO_EMAIL = 0x0023
+
+
+class UserLookup(IntEnum):
+    ERROR = 0x01
+    FIND_BY_EMAIL = 0x02
+    FIND_REPLY = 0x03
+
+
+class ODir(IntEnum):
+    ERROR = 0x01
+    INFO_QUERY = 0x02
+    INFO_REPLY = 0x03
+    KEYWORD_LIST_QUERY = 0x04
+    KEYWORD_LIST_REPLY = 0x05
+
+
+class ODirStatus(IntEnum):
+    """The u16 status of 0F,03 (FAMILIES.md §ODir)."""
+
+    UNAVAILABLE = 0x0001
+    UNAVAILABLE_TOO = 0x0002
+    TOO_MANY_RESULTS = 0x0003
+    NAME_MISSING = 0x0004
+    OK = 0x0005
 
 
 class BUCP(IntEnum):

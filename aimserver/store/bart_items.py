@@ -1,0 +1,174 @@
+# -*- test-case-name: tests.test_store_bart -*-
+"""
+:class:`~aimserver.store.interfaces.IBartStore`, in memory and in SQLite:
+buddy icons kept once per MD5 of their data, and each account's
+:data:`~aimserver.store.interfaces.MAX_BART_ITEMS_PER_ACCOUNT` latest uploads.
+
+"Newest" is the order of the uploads (an upload of what the account already
+owns moves it to the front), not ``now``: a clock stepping back cannot make
+a fresh upload the oldest. In SQLite that order is the ``bart_owners`` rowid,
+taken anew by each upload.
+
+An item nobody owns is never read. Dropping an upload removes such an item at
+once; an account's deletion removes its ownerships (SQLite's foreign keys) and
+the memory store its items too, while in SQLite the items it alone owned stay
+in the file, unread, until an upload of the same bytes owns them again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from zope.interface import implementer
+
+from aimserver.store._base import MemoryBase, SQLiteBase, existing_account, fired
+from aimserver.store.interfaces import (
+    MAX_BART_ITEMS_PER_ACCOUNT,
+    IBartStore,
+    check_bart_hash,
+    check_bart_item,
+)
+from aimserver.wire.screenname import normalize
+
+__all__ = ["MemoryBartStore", "SQLiteBartStore", "bart_hash"]
+
+
+def bart_hash(data: bytes) -> bytes:
+    """The key of an item: the MD5 of its data, as clients compute it (not for security)."""
+    return hashlib.md5(data, usedforsecurity=False).digest()
+
+
+@implementer(IBartStore)
+class MemoryBartStore(MemoryBase):
+    def __init__(self, clock: IReactorTime | None = None) -> None:
+        super().__init__(clock)
+        self._bart_items: dict[bytes, bytes] = {}
+        #: Normalized name -> the hashes it owns, oldest upload first.
+        self._bart_owners: dict[str, dict[bytes, None]] = {}
+
+    def _drop_user_data(self, normalized: str) -> None:
+        for digest in self._bart_owners.pop(normalized, {}):
+            self._forget_unowned(digest)
+        super()._drop_user_data(normalized)
+
+    def _forget_unowned(self, digest: bytes) -> None:
+        if not any(digest in owned for owned in self._bart_owners.values()):
+            self._bart_items.pop(digest, None)
+
+    def add_bart_item(self, screen_name: str, data: bytes, now: int) -> Deferred[bytes]:
+        def add() -> bytes:
+            normalized = self._existing(screen_name)
+            check_bart_item(data)
+            digest = bart_hash(data)
+            self._bart_items.setdefault(digest, data)
+            owned = self._bart_owners.setdefault(normalized, {})
+            owned.pop(digest, None)
+            owned[digest] = None
+            while len(owned) > MAX_BART_ITEMS_PER_ACCOUNT:
+                oldest = next(iter(owned))
+                del owned[oldest]
+                self._forget_unowned(oldest)
+            return digest
+
+        return fired(add)
+
+    def get_bart_item(self, digest: bytes) -> Deferred[bytes | None]:
+        def get() -> bytes | None:
+            check_bart_hash(digest)
+            return self._bart_items.get(digest)
+
+        return fired(get)
+
+    def has_bart_item(self, digest: bytes) -> Deferred[bool]:
+        def has() -> bool:
+            check_bart_hash(digest)
+            return digest in self._bart_items
+
+        return fired(has)
+
+    def list_bart_items(self, screen_name: str) -> Deferred[list[bytes]]:
+        owned = self._bart_owners.get(normalize(screen_name), {})
+        return defer.succeed(list(reversed(owned)))
+
+
+# --- SQLite operations --------------------------------------------------------
+
+_OWNED = "EXISTS (SELECT 1 FROM bart_owners AS o WHERE o.hash = bart_items.hash)"
+
+
+def _add_bart_item(conn: sqlite3.Connection, screen_name: str, data: bytes, now: int) -> bytes:
+    normalized = existing_account(conn, screen_name)
+    check_bart_item(data)
+    digest = bart_hash(data)
+    conn.execute(
+        "INSERT INTO bart_items (hash, data, created_at) VALUES (?, ?, ?)"
+        " ON CONFLICT (hash) DO NOTHING",
+        (digest, data, now),
+    )
+    # Deleted and inserted again, so that its rowid makes it the newest.
+    conn.execute("DELETE FROM bart_owners WHERE normalized = ? AND hash = ?", (normalized, digest))
+    conn.execute(
+        "INSERT INTO bart_owners (normalized, hash, uploaded_at) VALUES (?, ?, ?)",
+        (normalized, digest, now),
+    )
+    dropped = [
+        bytes(row[0])
+        for row in conn.execute(
+            "SELECT hash FROM bart_owners WHERE normalized = ?"
+            " ORDER BY rowid DESC LIMIT -1 OFFSET ?",
+            (normalized, MAX_BART_ITEMS_PER_ACCOUNT),
+        )
+    ]
+    if dropped:
+        conn.executemany(
+            "DELETE FROM bart_owners WHERE normalized = ? AND hash = ?",
+            [(normalized, h) for h in dropped],
+        )
+        conn.executemany(
+            f"DELETE FROM bart_items WHERE hash = ? AND NOT {_OWNED}",
+            [(h,) for h in dropped],
+        )
+    return digest
+
+
+def _get_bart_item(conn: sqlite3.Connection, digest: bytes) -> bytes | None:
+    check_bart_hash(digest)
+    row = conn.execute(
+        f"SELECT data FROM bart_items WHERE hash = ? AND {_OWNED}", (digest,)
+    ).fetchone()
+    return None if row is None else bytes(row[0])
+
+
+def _has_bart_item(conn: sqlite3.Connection, digest: bytes) -> bool:
+    check_bart_hash(digest)
+    row = conn.execute(f"SELECT 1 FROM bart_items WHERE hash = ? AND {_OWNED}", (digest,))
+    return row.fetchone() is not None
+
+
+def _list_bart_items(conn: sqlite3.Connection, screen_name: str) -> list[bytes]:
+    rows = conn.execute(
+        "SELECT hash FROM bart_owners WHERE normalized = ? ORDER BY rowid DESC",
+        (normalize(screen_name),),
+    )
+    return [bytes(digest) for (digest,) in rows]
+
+
+@implementer(IBartStore)
+class SQLiteBartStore(SQLiteBase):
+    """The ``bart_items`` and ``bart_owners`` tables."""
+
+    def add_bart_item(self, screen_name: str, data: bytes, now: int) -> Deferred[bytes]:
+        return self._call(_add_bart_item, screen_name, data, now)
+
+    def get_bart_item(self, digest: bytes) -> Deferred[bytes | None]:
+        return self._call(_get_bart_item, digest, write=False)
+
+    def has_bart_item(self, digest: bytes) -> Deferred[bool]:
+        return self._call(_has_bart_item, digest, write=False)
+
+    def list_bart_items(self, screen_name: str) -> Deferred[list[bytes]]:
+        return self._call(_list_bart_items, screen_name, write=False)
