@@ -188,6 +188,10 @@ class User:
     privacy: Any = None
     #: The settings were read (or are being read) for this sign-on.
     privacy_loaded: bool = False
+    #: Its stored buddy list (``store.interfaces.Feedbag``) while it has
+    #: sessions: read once at sign-on, replaced at each committed edit, so
+    #: the list queries and edits of its sessions need no store read.
+    feedbag: Any = None
     #: The buddy icon its feedbag's BART item names (user level: every
     #: session shows it), flagged unknown while the server lacks its data;
     #: None for no icon (``services.bart``).

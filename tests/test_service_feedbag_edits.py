@@ -248,3 +248,94 @@ class EditServiceTests(SynchronousTestCase):
             b"\x00\x05Bo",
         )
         self.assertEqual(result_of(self.world.store.get_feedbag("Alice")).items, ())
+
+
+class CountingReads:
+    """Counts the store's feedbag reads; ``hold()`` keeps the next one out."""
+
+    def __init__(self, store) -> None:
+        self.reads = 0
+        self.held: list[tuple[defer.Deferred, defer.Deferred]] = []
+        self.holding = False
+        original = store.get_feedbag
+
+        def get_feedbag(screen_name):
+            self.reads += 1
+            result = original(screen_name)
+            if not self.holding:
+                return result
+            self.holding = False
+            d: defer.Deferred = defer.Deferred()
+            self.held.append((d, result))
+            return d
+
+        store.get_feedbag = get_feedbag
+
+    def release(self) -> None:
+        held, self.held = self.held, []
+        for d, result in held:
+            result.chainDeferred(d)
+
+
+class ListOnTheUserTests(SynchronousTestCase):
+    """PERFORMANCE.md: user-level data is read once at sign-on. The list is
+    read when the user's first session attaches and kept on the user, replaced
+    at each commit; the sign-on queries and edits of its sessions read none."""
+
+    def setUp(self) -> None:
+        self.world = EditWorld()
+        self.world.sessions.observe(self.world.feedbag)
+        self.world.account("Alice")
+        result_of(self.world.store.upsert_feedbag_items("Alice", [stored(ROOT).items[0]], 1))
+        self.reads = CountingReads(self.world.store)
+
+    def query(self, session) -> list[int]:
+        replies = result_of(
+            self.world.call(self.world.feedbag.query, session, FoodGroup.FEEDBAG, 0x04)
+        )
+        body = b"".join(r.body for r in replies)
+        return [struct.unpack("!H", body[1:3])[0]]
+
+    def test_list_read_once_per_sign_on(self) -> None:
+        first, _ = self.world.sign_on("Alice")
+        self.assertEqual(self.reads.reads, 1)
+        self.assertEqual(self.query(first), [1])
+        self.world.use(first)
+        self.assertEqual(results(result_of(self.world.edit(first, INSERT, BUDDIES))), [OK])
+        second, _ = self.world.sign_on("Alice")
+        self.assertEqual(self.query(second), [2])
+        self.world.use(second)
+        self.assertEqual(self.reads.reads, 1)
+
+    def test_the_kept_list_is_what_the_store_holds(self) -> None:
+        first, _ = self.world.sign_on("Alice")
+        result_of(self.world.edit(first, INSERT, BUDDIES, BOB))
+        result_of(self.world.edit(first, DELETE, BOB))
+        user = self.world.registry.user_of(first)
+        self.assertEqual(user.feedbag, result_of(self.world.store.get_feedbag("Alice")))
+
+    def test_a_refused_write_keeps_the_list(self) -> None:
+        first, _ = self.world.sign_on("Alice")
+        from aimserver.store.interfaces import StoreError
+
+        self.world.store.upsert_feedbag_items = lambda *a: defer.fail(StoreError("disk full"))
+        self.assertEqual(results(result_of(self.world.edit(first, INSERT, BUDDIES))), [INVALID])
+        self.assertEqual(self.query(first), [1])
+
+    def test_a_late_sign_on_read_does_not_replace_a_newer_list(self) -> None:
+        """The first session's read is still out when an edit (which then
+        reads the store itself) commits: the older read, arriving last, does
+        not replace the committed list."""
+        self.reads.holding = True
+        first, _ = self.world.sign_on("Alice", online=False)
+        result_of(self.world.edit(first, INSERT, BUDDIES))
+        self.reads.release()
+        self.assertEqual(self.query(first), [2])
+
+    def test_the_list_goes_with_the_last_session(self) -> None:
+        """Signed off, the user (and the copy) is gone: the next sign-on
+        reads the store again."""
+        first, _ = self.world.sign_on("Alice")
+        self.world.sign_off(first)
+        self.world.sign_on("Alice")
+        self.assertEqual(self.reads.reads, 2)

@@ -286,6 +286,9 @@ class FeedbagService:
         user.privacy = UNREAD
 
         def loaded(stored: StoredFeedbag) -> object:
+            if user.feedbag is None:
+                # (An edit committed meanwhile has set a newer one.)
+                user.feedbag = stored
             self._set_privacy(user, privacy_of(stored.items))
             # The icon too is user-level and named by the list.
             return None if self.icons is None else self.icons.load(user, stored.items)
@@ -324,8 +327,18 @@ class FeedbagService:
     def rights_query(self, session: SessionInstance, request: SnacHeader, body: bytes) -> Replies:
         return [Reply(FoodGroup.FEEDBAG, Feedbag.RIGHTS_REPLY, rights_reply())]
 
-    def _screen_name(self, session: SessionInstance) -> str:
-        return acting_user(self.registry, session).screen_name
+    def _feedbag(self, user: User) -> defer.Deferred[StoredFeedbag]:
+        """The user's list: its copy on the user, or the store's while that
+        is not read yet."""
+        if user.feedbag is not None:
+            return defer.succeed(user.feedbag)
+        return self.store.get_feedbag(user.screen_name)
+
+    def _committed(self, user_key: str, items: Sequence[FeedbagItem], now: int) -> None:
+        """The list as the store now holds it, kept on the user if online."""
+        user = self.registry.by_key(user_key)
+        if user is not None:
+            user.feedbag = StoredFeedbag(tuple(sorted(items, key=_item_key)), now)
 
     @staticmethod
     def _list_replies(feedbag: StoredFeedbag) -> Replies:
@@ -343,7 +356,7 @@ class FeedbagService:
     def query(
         self, session: SessionInstance, request: SnacHeader, body: bytes
     ) -> defer.Deferred[Replies]:
-        return self.store.get_feedbag(self._screen_name(session)).addCallback(self._list_replies)
+        return self._feedbag(acting_user(self.registry, session)).addCallback(self._list_replies)
 
     def query_if_modified(
         self, session: SessionInstance, request: SnacHeader, body: bytes
@@ -359,7 +372,7 @@ class FeedbagService:
                 return [Reply(FoodGroup.FEEDBAG, Feedbag.REPLY_NOT_MODIFIED, body)]
             return self._list_replies(feedbag)
 
-        return self.store.get_feedbag(self._screen_name(session)).addCallback(answer)
+        return self._feedbag(acting_user(self.registry, session)).addCallback(answer)
 
     def use(
         self, session: SessionInstance, request: SnacHeader, body: bytes
@@ -375,7 +388,7 @@ class FeedbagService:
             added = self.registry.watch(session, buddies)
             self.presence.send_arrivals_to(session, added)
 
-        return self.store.get_feedbag(self._screen_name(session)).addCallback(activate)
+        return self._feedbag(acting_user(self.registry, session)).addCallback(activate)
 
     # -- edits ---------------------------------------------------------------------------
 
@@ -386,9 +399,7 @@ class FeedbagService:
         accepted items are committed; the other sessions get the edit."""
         user = acting_user(self.registry, session)
         edit = _Edit(request.subtype, read_items(body))
-        return self._one_at_a_time(
-            user.key, lambda: self._apply(session, user.key, user.screen_name, edit)
-        )
+        return self._one_at_a_time(user.key, lambda: self._apply(session, user, edit))
 
     def _one_at_a_time(self, user_key: str, work: Callable[[], defer.Deferred[Any]]) -> Any:
         """Run ``work`` once the user's previous edit is done: each edit is
@@ -409,10 +420,9 @@ class FeedbagService:
 
         return d.addBoth(done)
 
-    def _apply(
-        self, session: SessionInstance, user_key: str, screen_name: str, edit: _Edit
-    ) -> defer.Deferred[Replies]:
-        d = self.store.get_feedbag(screen_name)
+    def _apply(self, session: SessionInstance, user: User, edit: _Edit) -> defer.Deferred[Replies]:
+        user_key, screen_name = user.key, user.screen_name
+        d = self._feedbag(user)
 
         def write(stored: StoredFeedbag) -> defer.Deferred[Replies]:
             results, accepted = plan_edit(stored, edit.subtype, edit.items, user_key)
@@ -433,6 +443,7 @@ class FeedbagService:
                         after.pop(item.key, None)
                     else:
                         after[item.key] = item
+                self._committed(user_key, list(after.values()), now)
                 status = self._status(results)
                 more = self._follow(
                     session,
@@ -529,12 +540,14 @@ class FeedbagService:
         adding = request.subtype in (0x05, 0x07)
         return self._one_at_a_time(
             user.key,
-            lambda: self._apply_legacy(user.key, user.screen_name, class_id, adding, names),
+            lambda: self._apply_legacy(user, class_id, adding, names),
         )
 
     def _apply_legacy(
-        self, user_key: str, screen_name: str, class_id: int, adding: bool, names: list[str]
+        self, user: User, class_id: int, adding: bool, names: list[str]
     ) -> defer.Deferred[None]:
+        user_key, screen_name = user.key, user.screen_name
+
         def write(stored: StoredFeedbag) -> defer.Deferred[None] | None:
             listed = {normalize(i.name): i for i in stored.items if i.class_id == class_id}
             now = int(self.clock.seconds())
@@ -578,6 +591,7 @@ class FeedbagService:
                 after = [i for i in stored.items if i.key not in replaced] + writes
 
             def committed(_: object) -> None:
+                self._committed(user_key, after, now)
                 self._follow(None, user_key, pushes, buddy_keys(stored.items), after)
 
             return d.addCallback(committed)
@@ -585,7 +599,7 @@ class FeedbagService:
         def failed(failure: object) -> None:
             self._store_refused("permit/deny edit", screen_name, failure)
 
-        return self.store.get_feedbag(screen_name).addCallback(write).addErrback(failed)
+        return self._feedbag(user).addCallback(write).addErrback(failed)
 
     def _store_refused(self, what: str, screen_name: str, failure: object) -> None:
         """A store refusal (StoreError) of an edit: logged; anything else goes on."""
@@ -600,6 +614,10 @@ class FeedbagService:
 
 #: Names one 09,05-09,08 may carry (the 09,03 limits are 200 per list).
 MAX_LEGACY_NAMES = 200
+
+
+def _item_key(item: FeedbagItem) -> tuple[int, int]:
+    return item.key
 
 
 def _free_id(used: set[int]) -> int:
