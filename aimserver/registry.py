@@ -188,7 +188,7 @@ class User:
     privacy: Any = None
     #: The settings were read (or are being read) for this sign-on.
     privacy_loaded: bool = False
-    #: Its stored buddy list (``store.interfaces.Feedbag``) while it has
+    #: Its stored buddy list (``services.feedbag.KeptList``) while it has
     #: sessions: read once at sign-on, replaced at each committed edit, so
     #: the list queries and edits of its sessions need no store read.
     feedbag: Any = None

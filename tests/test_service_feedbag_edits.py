@@ -310,9 +310,11 @@ class ListOnTheUserTests(SynchronousTestCase):
     def test_the_kept_list_is_what_the_store_holds(self) -> None:
         first, _ = self.world.sign_on("Alice")
         result_of(self.world.edit(first, INSERT, BUDDIES, BOB))
-        result_of(self.world.edit(first, DELETE, BOB))
         user = self.world.registry.user_of(first)
-        self.assertEqual(user.feedbag, result_of(self.world.store.get_feedbag("Alice")))
+        self.assertEqual(user.feedbag.buddies, frozenset({"bob"}))
+        result_of(self.world.edit(first, DELETE, BOB))
+        self.assertEqual(user.feedbag.feedbag, result_of(self.world.store.get_feedbag("Alice")))
+        self.assertEqual(user.feedbag.buddies, frozenset())
 
     def test_a_refused_write_keeps_the_list(self) -> None:
         first, _ = self.world.sign_on("Alice")

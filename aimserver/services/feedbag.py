@@ -59,8 +59,9 @@ from aimserver.wire.codes import Feedbag, FoodGroup
 from aimserver.wire.errors import MalformedData
 from aimserver.wire.feedbag import (
     WireFeedbagItem,
+    pack_item,
     pack_not_modified,
-    pack_reply_parts,
+    pack_packed_reply_parts,
     read_items,
 )
 from aimserver.wire.reader import Reader
@@ -122,11 +123,11 @@ def rights_reply() -> bytes:
     ).pack_list()
 
 
-def to_wire(feedbag: StoredFeedbag) -> list[WireFeedbagItem]:
-    """The list as clients get it: group orders naming exactly the items."""
+def packed(items: Sequence[FeedbagItem]) -> list[bytes]:
+    """Stored items in their wire form."""
     return [
-        WireFeedbagItem(i.name.encode("utf-8"), i.group_id, i.item_id, i.class_id, i.attributes)
-        for i in consistent_orders(feedbag.items)
+        pack_item(i.name.encode("utf-8"), i.group_id, i.item_id, i.class_id, i.attributes)
+        for i in items
     ]
 
 
@@ -245,6 +246,19 @@ def buddy_keys(items: Sequence[FeedbagItem]) -> set[str]:
 
 
 @attrs.frozen
+class KeptList:
+    """A signed-on user's list (``User.feedbag``) and its buddies' keys,
+    worked out once per version of the list: sign-ons and edits read them."""
+
+    feedbag: StoredFeedbag
+    buddies: frozenset[str]
+
+    @classmethod
+    def of(cls, feedbag: StoredFeedbag) -> KeptList:
+        return cls(feedbag, frozenset(buddy_keys(feedbag.items)))
+
+
+@attrs.frozen
 class _Edit:
     subtype: int
     items: list[WireFeedbagItem]
@@ -288,8 +302,8 @@ class FeedbagService:
         def loaded(stored: StoredFeedbag) -> object:
             if user.feedbag is None:
                 # (An edit committed meanwhile has set a newer one.)
-                user.feedbag = stored
-            self._set_privacy(user, privacy_of(stored.items))
+                user.feedbag = KeptList.of(stored)
+            self._set_privacy(user, privacy_of(stored.items, user.feedbag.buddies))
             # The icon too is user-level and named by the list.
             return None if self.icons is None else self.icons.load(user, stored.items)
 
@@ -327,22 +341,30 @@ class FeedbagService:
     def rights_query(self, session: SessionInstance, request: SnacHeader, body: bytes) -> Replies:
         return [Reply(FoodGroup.FEEDBAG, Feedbag.RIGHTS_REPLY, rights_reply())]
 
-    def _feedbag(self, user: User) -> defer.Deferred[StoredFeedbag]:
+    def _kept(self, user: User) -> defer.Deferred[KeptList]:
         """The user's list: its copy on the user, or the store's while that
         is not read yet."""
         if user.feedbag is not None:
             return defer.succeed(user.feedbag)
-        return self.store.get_feedbag(user.screen_name)
+        return self.store.get_feedbag(user.screen_name).addCallback(KeptList.of)
 
-    def _committed(self, user_key: str, items: Sequence[FeedbagItem], now: int) -> None:
+    def _feedbag(self, user: User) -> defer.Deferred[StoredFeedbag]:
+        return self._kept(user).addCallback(lambda kept: kept.feedbag)
+
+    def _committed(self, user_key: str, items: Sequence[FeedbagItem], now: int) -> KeptList:
         """The list as the store now holds it, kept on the user if online."""
+        after = KeptList.of(StoredFeedbag(tuple(sorted(items, key=_item_key)), now))
         user = self.registry.by_key(user_key)
         if user is not None:
-            user.feedbag = StoredFeedbag(tuple(sorted(items, key=_item_key)), now)
+            user.feedbag = after
+        return after
 
     @staticmethod
     def _list_replies(feedbag: StoredFeedbag) -> Replies:
-        parts = pack_reply_parts(to_wire(feedbag), feedbag.last_modified)
+        # The list as clients get it: group orders naming exactly the items.
+        parts = pack_packed_reply_parts(
+            packed(consistent_orders(feedbag.items)), feedbag.last_modified
+        )
         return [
             Reply(
                 FoodGroup.FEEDBAG,
@@ -379,16 +401,15 @@ class FeedbagService:
     ) -> defer.Deferred[None]:
         """From now on the stored buddy items are this session's buddy list."""
 
-        def activate(feedbag: StoredFeedbag) -> None:
+        def activate(kept: KeptList) -> None:
             if session.closed:
                 # Gone while the list was read: it must not re-enter the index.
                 return
             session.uses_feedbag = True
-            buddies = [normalize(i.name) for i in feedbag.items if i.class_id == CLASS_BUDDY]
-            added = self.registry.watch(session, buddies)
+            added = self.registry.watch(session, kept.buddies)
             self.presence.send_arrivals_to(session, added)
 
-        return self._feedbag(acting_user(self.registry, session)).addCallback(activate)
+        return self._kept(acting_user(self.registry, session)).addCallback(activate)
 
     # -- edits ---------------------------------------------------------------------------
 
@@ -422,9 +443,10 @@ class FeedbagService:
 
     def _apply(self, session: SessionInstance, user: User, edit: _Edit) -> defer.Deferred[Replies]:
         user_key, screen_name = user.key, user.screen_name
-        d = self._feedbag(user)
+        d = self._kept(user)
 
-        def write(stored: StoredFeedbag) -> defer.Deferred[Replies]:
+        def write(kept: KeptList) -> defer.Deferred[Replies]:
+            stored = kept.feedbag
             results, accepted = plan_edit(stored, edit.subtype, edit.items, user_key)
             if not accepted:
                 return defer.succeed(self._status(results))
@@ -443,14 +465,10 @@ class FeedbagService:
                         after.pop(item.key, None)
                     else:
                         after[item.key] = item
-                self._committed(user_key, list(after.values()), now)
+                kept_after = self._committed(user_key, list(after.values()), now)
                 status = self._status(results)
                 more = self._follow(
-                    session,
-                    user_key,
-                    [(edit.subtype, accepted)],
-                    buddy_keys(stored.items),
-                    list(after.values()),
+                    session, user_key, [(edit.subtype, accepted)], kept.buddies, kept_after
                 )
                 return then(more, lambda more: status + more)
 
@@ -473,8 +491,8 @@ class FeedbagService:
         origin: SessionInstance | None,
         user_key: str,
         pushes: list[tuple[int, list[FeedbagItem]]],
-        before: set[str],
-        after_items: list[FeedbagItem],
+        before: frozenset[str],
+        kept: KeptList,
     ) -> Replies | defer.Deferred[Replies]:
         """After a commit: the user's privacy, the watch sets of its sessions
         that use the list, the edits (``(subtype, items)``) pushed to its
@@ -484,19 +502,14 @@ class FeedbagService:
         user = self.registry.by_key(user_key)
         if user is None:
             return []
-        self._set_privacy(user, privacy_of(after_items))
+        after_items = kept.feedbag.items
+        self._set_privacy(user, privacy_of(after_items, kept.buddies))
         # The edit first: a client shows an arrival only for a buddy it
         # already has (libpurple drops the 03,0B of anyone else).
         for subtype, items in pushes:
-            packed = b"".join(
-                WireFeedbagItem(
-                    i.name.encode("utf-8"), i.group_id, i.item_id, i.class_id, i.attributes
-                ).pack()
-                for i in items
-            )
-            self._to_siblings(origin, user, FeedbagSynced(subtype, packed))
-        after = buddy_keys(after_items)
-        added, removed = after - before, before - after
+            body = b"".join(packed(items))
+            self._to_siblings(origin, user, FeedbagSynced(subtype, body))
+        added, removed = kept.buddies - before, before - kept.buddies
         for session in user.live_instances():
             if session.uses_feedbag and (added or removed):
                 self.registry.unwatch(session, removed)
@@ -548,7 +561,8 @@ class FeedbagService:
     ) -> defer.Deferred[None]:
         user_key, screen_name = user.key, user.screen_name
 
-        def write(stored: StoredFeedbag) -> defer.Deferred[None] | None:
+        def write(kept: KeptList) -> defer.Deferred[None] | None:
+            stored = kept.feedbag
             listed = {normalize(i.name): i for i in stored.items if i.class_id == class_id}
             now = int(self.clock.seconds())
             if not adding:
@@ -591,15 +605,15 @@ class FeedbagService:
                 after = [i for i in stored.items if i.key not in replaced] + writes
 
             def committed(_: object) -> None:
-                self._committed(user_key, after, now)
-                self._follow(None, user_key, pushes, buddy_keys(stored.items), after)
+                kept_after = self._committed(user_key, after, now)
+                self._follow(None, user_key, pushes, kept.buddies, kept_after)
 
             return d.addCallback(committed)
 
         def failed(failure: object) -> None:
             self._store_refused("permit/deny edit", screen_name, failure)
 
-        return self._feedbag(user).addCallback(write).addErrback(failed)
+        return self._kept(user).addCallback(write).addErrback(failed)
 
     def _store_refused(self, what: str, screen_name: str, failure: object) -> None:
         """A store refusal (StoreError) of an edit: logged; anything else goes on."""

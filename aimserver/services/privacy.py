@@ -65,14 +65,21 @@ def pd_mode(item: FeedbagItem) -> int | None:
     return value[0] if value is not None and len(value) == 1 else None
 
 
-def privacy_of(items: Iterable[FeedbagItem]) -> Privacy | None:
+def privacy_of(
+    items: Iterable[FeedbagItem], buddies: frozenset[str] | None = None
+) -> Privacy | None:
     """The settings a stored feedbag says, or None for "allow everyone"
-    (no PD-info item, mode 1, or a mode this server does not know)."""
+    (no PD-info item, mode 1, or a mode this server does not know).
+    ``buddies``: the list's buddy keys, when the caller has them already."""
     mode = ALLOW_ALL
-    names: dict[int, set[str]] = {CLASS_BUDDY: set(), CLASS_PERMIT: set(), CLASS_DENY: set()}
+    names: dict[int, set[str]] = {CLASS_PERMIT: set(), CLASS_DENY: set()}
+    found_buddies: set[str] = set()
     for item in items:
         if item.class_id in names:
             names[item.class_id].add(normalize(item.name))
+        elif item.class_id == CLASS_BUDDY:
+            if buddies is None:
+                found_buddies.add(normalize(item.name))
         elif item.class_id == CLASS_PD_INFO:
             mode = pd_mode(item) or mode
     if mode not in (BLOCK_ALL, ALLOW_PERMITTED, BLOCK_DENIED, ALLOW_BUDDIES):
@@ -87,5 +94,5 @@ def privacy_of(items: Iterable[FeedbagItem]) -> Privacy | None:
         mode,
         frozenset(names[CLASS_PERMIT]),
         frozenset(names[CLASS_DENY]),
-        frozenset(names[CLASS_BUDDY]),
+        frozenset(found_buddies) if buddies is None else buddies,
     )

@@ -89,10 +89,8 @@ def _get_feedbag(conn: sqlite3.Connection, screen_name: str) -> Feedbag:
         " WHERE normalized = ? ORDER BY group_id, item_id",
         (normalized,),
     )
-    items = tuple(
-        FeedbagItem(name=name, group_id=g, item_id=i, class_id=c, attributes=bytes(attributes))
-        for name, g, i, c, attributes in rows
-    )
+    # (Positional: this builds every item of a list at each sign-on.)
+    items = tuple(FeedbagItem(*row) for row in rows)
     meta = conn.execute(
         "SELECT last_modified FROM feedbag_meta WHERE normalized = ?", (normalized,)
     ).fetchone()

@@ -7,9 +7,10 @@ from collections.abc import Sequence
 
 import attrs
 
-from aimserver.wire.reader import Reader, string16
+from aimserver.wire.reader import Reader
 
-_IDS = struct.Struct("!HHH")
+_NAME_LENGTH = struct.Struct("!H")
+_IDS_AND_LENGTH = struct.Struct("!HHHH")
 #: Keep each 13,06 part comfortably inside one frame.
 MAX_REPLY_PART = 8000
 
@@ -26,11 +27,7 @@ class WireFeedbagItem:
     attributes: bytes = b""
 
     def pack(self) -> bytes:
-        return (
-            string16(self.name)
-            + _IDS.pack(self.group_id, self.item_id, self.class_id)
-            + string16(self.attributes)
-        )
+        return pack_item(self.name, self.group_id, self.item_id, self.class_id, self.attributes)
 
     @classmethod
     def read(cls, reader: Reader) -> WireFeedbagItem:
@@ -40,6 +37,19 @@ class WireFeedbagItem:
         class_id = reader.u16("class ID")
         attributes = reader.string16("item attributes")
         return cls(name, group_id, item_id, class_id, attributes)
+
+
+def pack_item(name: bytes, group_id: int, item_id: int, class_id: int, attributes: bytes) -> bytes:
+    """One item's wire form. A list reply packs every item of the list, so
+    this is two struct calls and no intermediate objects."""
+    if len(name) > 0xFFFF or len(attributes) > 0xFFFF:
+        raise ValueError("feedbag item field longer than 65535 bytes")
+    return (
+        _NAME_LENGTH.pack(len(name))
+        + name
+        + _IDS_AND_LENGTH.pack(group_id, item_id, class_id, len(attributes))
+        + attributes
+    )
 
 
 def read_items(body: bytes, what: str = "feedbag items") -> list[WireFeedbagItem]:
@@ -54,7 +64,11 @@ def pack_reply_parts(items: Sequence[WireFeedbagItem], last_modified: int) -> li
     """13,06 bodies: u8 version 0, u16 count, items, u32 last-change time.
     Split into several parts when large; the caller flags all but the last
     with 0x0001 (more replies follow)."""
-    packed = [item.pack() for item in items]
+    return pack_packed_reply_parts([item.pack() for item in items], last_modified)
+
+
+def pack_packed_reply_parts(packed: Sequence[bytes], last_modified: int) -> list[bytes]:
+    """:func:`pack_reply_parts` of items already packed (:func:`pack_item`)."""
     parts: list[list[bytes]] = [[]]
     size = 0
     for item in packed:
