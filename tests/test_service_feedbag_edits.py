@@ -341,3 +341,43 @@ class ListOnTheUserTests(SynchronousTestCase):
         self.world.sign_off(first)
         self.world.sign_on("Alice")
         self.assertEqual(self.reads.reads, 2)
+
+    def test_an_edit_queued_across_a_re_sign_on_starts_from_the_new_copy(self) -> None:
+        """Two sessions each send an edit, the second queued behind the
+        first; both sign off and the user signs on again (a new User) before
+        the first is written. The second starts from the list as it is then,
+        with the first in it, not from the gone User's copy."""
+        first, _ = self.world.sign_on("Alice")
+        second, _ = self.world.sign_on("Alice")
+        held = HeldWrites(self.world.store)
+        group_added = self.world.edit(first, INSERT, BUDDIES)
+        bob_added = self.world.edit(second, INSERT, BOB)
+        self.world.sign_off(first)
+        self.world.sign_off(second)
+        again, _ = self.world.sign_on("Alice")
+        held.release()
+        held.release()
+        self.assertEqual(results(self.successResultOf(group_added)), [OK])
+        self.assertEqual(results(self.successResultOf(bob_added)), [OK])
+        self.assertEqual(self.query(again), [3])
+        user = self.world.registry.user_of(again)
+        self.assertEqual(user.feedbag.feedbag, result_of(self.world.store.get_feedbag("Alice")))
+
+    def test_a_failing_follow_up_still_answers_the_stored_edit(self) -> None:
+        """The edit is stored: whatever goes wrong after (the icon work), the
+        client gets its 13,0E, or it would roll back what the server keeps."""
+
+        class BrokenIcons:
+            def load(self, user, items):
+                return None
+
+            def feedbag_changed(self, *args):
+                return defer.fail(RuntimeError("icon bug"))
+
+        world = self.world
+        world.feedbag = FeedbagService(
+            world.registry, world.presence, world.store, world.clock, BrokenIcons()
+        )
+        first, _ = world.sign_on("Alice")
+        self.assertEqual(results(result_of(world.edit(first, INSERT, BUDDIES))), [OK])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)

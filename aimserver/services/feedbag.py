@@ -348,6 +348,16 @@ class FeedbagService:
             return defer.succeed(user.feedbag)
         return self.store.get_feedbag(user.screen_name).addCallback(KeptList.of)
 
+    def _kept_now(self, user_key: str, screen_name: str) -> defer.Deferred[KeptList]:
+        """The list an edit starts from: the copy on the user signed on *now*,
+        or the store's. Not the User the request came from: an edit queued
+        behind others can start after that one's sessions are gone and the
+        user is back as a new User, whose copy has the edits made since."""
+        user = self.registry.by_key(user_key)
+        if user is not None:
+            return self._kept(user)
+        return self.store.get_feedbag(screen_name).addCallback(KeptList.of)
+
     def _feedbag(self, user: User) -> defer.Deferred[StoredFeedbag]:
         return self._kept(user).addCallback(lambda kept: kept.feedbag)
 
@@ -420,7 +430,9 @@ class FeedbagService:
         accepted items are committed; the other sessions get the edit."""
         user = acting_user(self.registry, session)
         edit = _Edit(request.subtype, read_items(body))
-        return self._one_at_a_time(user.key, lambda: self._apply(session, user, edit))
+        return self._one_at_a_time(
+            user.key, lambda: self._apply(session, user.key, user.screen_name, edit)
+        )
 
     def _one_at_a_time(self, user_key: str, work: Callable[[], defer.Deferred[Any]]) -> Any:
         """Run ``work`` once the user's previous edit is done: each edit is
@@ -441,9 +453,10 @@ class FeedbagService:
 
         return d.addBoth(done)
 
-    def _apply(self, session: SessionInstance, user: User, edit: _Edit) -> defer.Deferred[Replies]:
-        user_key, screen_name = user.key, user.screen_name
-        d = self._kept(user)
+    def _apply(
+        self, session: SessionInstance, user_key: str, screen_name: str, edit: _Edit
+    ) -> defer.Deferred[Replies]:
+        d = self._kept_now(user_key, screen_name)
 
         def write(kept: KeptList) -> defer.Deferred[Replies]:
             stored = kept.feedbag
@@ -470,6 +483,10 @@ class FeedbagService:
                 more = self._follow(
                     session, user_key, [(edit.subtype, accepted)], kept.buddies, kept_after
                 )
+                if isinstance(more, defer.Deferred):
+                    # The edit is stored whatever the icon work does: the
+                    # client must get its 13,0E, or it rolls the edit back.
+                    more.addErrback(self._follow_failed, screen_name)
                 return then(more, lambda more: status + more)
 
             def refused(failure: object) -> Replies:
@@ -519,6 +536,10 @@ class FeedbagService:
             return []
         return self.icons.feedbag_changed(origin, user, pushes, after_items)
 
+    def _follow_failed(self, failure: object, screen_name: str) -> Replies:
+        self.log.failure("after a feedbag edit of {screen_name}", failure, screen_name=screen_name)
+        return []
+
     def _to_siblings(
         self, origin: SessionInstance | None, user: object, event: FeedbagSynced
     ) -> None:
@@ -553,14 +574,12 @@ class FeedbagService:
         adding = request.subtype in (0x05, 0x07)
         return self._one_at_a_time(
             user.key,
-            lambda: self._apply_legacy(user, class_id, adding, names),
+            lambda: self._apply_legacy(user.key, user.screen_name, class_id, adding, names),
         )
 
     def _apply_legacy(
-        self, user: User, class_id: int, adding: bool, names: list[str]
+        self, user_key: str, screen_name: str, class_id: int, adding: bool, names: list[str]
     ) -> defer.Deferred[None]:
-        user_key, screen_name = user.key, user.screen_name
-
         def write(kept: KeptList) -> defer.Deferred[None] | None:
             stored = kept.feedbag
             listed = {normalize(i.name): i for i in stored.items if i.class_id == class_id}
@@ -613,7 +632,7 @@ class FeedbagService:
         def failed(failure: object) -> None:
             self._store_refused("permit/deny edit", screen_name, failure)
 
-        return self._kept(user).addCallback(write).addErrback(failed)
+        return self._kept_now(user_key, screen_name).addCallback(write).addErrback(failed)
 
     def _store_refused(self, what: str, screen_name: str, failure: object) -> None:
         """A store refusal (StoreError) of an edit: logged; anything else goes on."""
