@@ -218,3 +218,56 @@ class GroupCommitTests(SynchronousTestCase):
         )
         self.assertEqual(self.successResultOf(d), 1)
         self.assertEqual(stored(self.conn), {"a": 1})
+
+    def test_the_queue_is_bounded(self) -> None:
+        """A stalled disk does not make the queue grow without end: past its
+        bound a new operation fails at once."""
+        committer = GroupCommitter(self.runner, self.conn, max_pending=2)
+        committer.submit(put, "a", 1)  # in flight
+        queued = [committer.submit(put, k, 0) for k in "bc"]
+        self.failureResultOf(committer.submit(put, "d", 4), StoreError)
+        while self.runner.calls:
+            self.runner.step()
+        for d in queued:
+            self.successResultOf(d)
+
+
+class RunBatchTests(SynchronousTestCase):
+    def test_writes_share_a_commit_reads_never_join_it(self) -> None:
+        """Consecutive writes: one transaction. A read between them gets its
+        own (deferred) one, and everything still runs in order."""
+        conn = database()
+        self.addCleanup(conn.close)
+        statements: list[str] = []
+        conn.set_trace_callback(statements.append)
+        outcomes = run_batch(
+            conn,
+            [
+                (put, ("a", 1), True),
+                (put, ("b", 2), True),
+                (get, ("a",), False),
+                (put, ("c", 3), True),
+            ],
+        )
+        self.assertEqual([value for _, value in outcomes], [1, 2, 1, 3])
+        begins = [s for s in statements if s.startswith("BEGIN")]
+        self.assertEqual(begins, ["BEGIN IMMEDIATE", "BEGIN", "BEGIN IMMEDIATE"])
+        self.assertEqual(statements.count("COMMIT"), 3)
+
+    def test_reads_go_ahead_while_another_process_holds_the_write_lock(self) -> None:
+        """The admin CLI writing (WAL mode): the server's reads of the same
+        batch are answered; only its writes wait (and here, time out)."""
+        path = self.mktemp()
+        conn = sqlite3.connect(path, isolation_level=None, timeout=0.05)
+        self.addCleanup(conn.close)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER NOT NULL)")
+        put(conn, "a", 1)
+        other = sqlite3.connect(path, isolation_level=None)
+        self.addCleanup(other.close)
+        other.execute("BEGIN IMMEDIATE")
+        self.addCleanup(other.execute, "ROLLBACK")
+        (read, written) = run_batch(conn, [(get, ("a",), False), (put, ("b", 2), True)])
+        self.assertEqual(read, (True, 1))
+        self.assertFalse(written[0])
+        self.assertIsInstance(written[1].value, StoreError)

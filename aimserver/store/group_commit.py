@@ -28,11 +28,14 @@ from twisted.python.failure import Failure
 
 from aimserver.store.interfaces import StoreError
 
-__all__ = ["MAX_BATCH", "GroupCommitter", "run_batch"]
+__all__ = ["MAX_BATCH", "MAX_PENDING", "GroupCommitter", "run_batch"]
 
 #: Operations one transaction carries at most: a burst larger than this is
 #: committed in several, so no transaction holds the write lock for long.
 MAX_BATCH = 256
+#: Operations waiting at most: past this the store is not keeping up (a
+#: stalled disk), and a new one fails at once rather than queue without end.
+MAX_PENDING = 20_000
 
 _Op = Callable[..., Any]
 _Runner = Callable[..., Deferred[Any]]
@@ -58,20 +61,38 @@ def _rollback(conn: sqlite3.Connection) -> None:
 def run_batch(
     conn: sqlite3.Connection, batch: Sequence[tuple[_Op, tuple[Any, ...], bool]]
 ) -> list[Outcome]:
-    """Run ``op(conn, *args)`` for each ``(op, args, write)`` in one
-    transaction, each inside its own savepoint, and commit once. On the DB
-    thread. An operation that raises is rolled back alone; if the transaction
-    itself is lost (the commit fails, or an error ended it), every operation
-    fails, those that had succeeded included: none of them is stored."""
-    write = any(w for _, _, w in batch)
+    """Run ``op(conn, *args)`` for each ``(op, args, write)``, in order, each
+    inside its own savepoint: consecutive writes share one transaction (one
+    commit, one fsync), consecutive reads another. Reads never run inside a
+    write transaction: while another process (the admin CLI) holds the write
+    lock they still go ahead, as WAL allows, instead of waiting for it. On
+    the DB thread."""
+    outcomes: list[Outcome] = []
+    start = 0
+    while start < len(batch):
+        write = batch[start][2]
+        end = start + 1
+        while end < len(batch) and batch[end][2] == write:
+            end += 1
+        outcomes += _run_transaction(conn, batch[start:end], write)
+        start = end
+    return outcomes
+
+
+def _run_transaction(
+    conn: sqlite3.Connection, ops: Sequence[tuple[_Op, tuple[Any, ...], bool]], write: bool
+) -> list[Outcome]:
+    """One transaction for ``ops``, committed once. An operation that raises
+    is rolled back alone; if the transaction itself is lost (the commit
+    fails, or an error ended it), every operation fails, those that had
+    succeeded included: none of them is stored."""
     try:
         conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
     except sqlite3.Error as e:
-        failure = _failure(e)
-        return [(False, failure)] * len(batch)
+        return [(False, _failure(e))] * len(ops)
     outcomes: list[Outcome] = []
     try:
-        for op, args, _ in batch:
+        for op, args, _ in ops:
             conn.execute("SAVEPOINT op")
             try:
                 result = op(conn, *args)
@@ -82,7 +103,7 @@ def run_batch(
                     # of the earlier operations is gone too.
                     lost = _failure(StoreError(f"transaction rolled back: {failure.value}"))
                     return [(False, lost)] * len(outcomes) + [(False, failure)] * (
-                        len(batch) - len(outcomes)
+                        len(ops) - len(outcomes)
                     )
                 conn.execute("ROLLBACK TO op")
                 conn.execute("RELEASE op")
@@ -93,8 +114,7 @@ def run_batch(
         conn.execute("COMMIT")
     except Exception as e:
         _rollback(conn)
-        failure = _failure(e)
-        return [(False, failure)] * len(batch)
+        return [(False, _failure(e))] * len(ops)
     except BaseException:
         _rollback(conn)
         raise
@@ -127,11 +147,13 @@ class GroupCommitter:
         conn: sqlite3.Connection,
         schedule: Callable[[Callable[[], None]], object] | None = None,
         max_batch: int = MAX_BATCH,
+        max_pending: int = MAX_PENDING,
     ) -> None:
         self._run = run
         self._conn = conn
         self._schedule = schedule
         self._max_batch = max_batch
+        self._max_pending = max_pending
         self._pending: deque[_Pending] = deque()
         self._in_flight = False
         self._scheduled = False
@@ -142,6 +164,8 @@ class GroupCommitter:
         self.operations = 0
 
     def submit(self, op: _Op, *args: Any, write: bool = True) -> Deferred[Any]:
+        if len(self._pending) >= self._max_pending:
+            return defer.fail(StoreError("the database is not keeping up; try again later"))
         pending = _Pending(op, args, write)
         self._pending.append(pending)
         self._kick()

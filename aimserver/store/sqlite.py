@@ -43,7 +43,7 @@ from aimserver.store.accounts import SQLiteAccountStore
 from aimserver.store.bart_items import SQLiteBartStore
 from aimserver.store.directory import SQLiteDirectoryStore
 from aimserver.store.feedbags import SQLiteFeedbagStore
-from aimserver.store.group_commit import GroupCommitter
+from aimserver.store.group_commit import GroupCommitter, run_batch
 from aimserver.store.interfaces import IUserStore, StoreError
 from aimserver.store.offline_messages import SQLiteOfflineMessageStore
 from aimserver.store.server_secrets import SQLiteSecretStore, _get_or_create_secret
@@ -330,25 +330,16 @@ def transact(
 ) -> _T:
     """
     Run ``op(conn, *args)`` in one transaction: commit if it returns, roll
-    back if it raises. A write transaction takes the write lock up front
-    (``BEGIN IMMEDIATE``), so waiting for another writer uses the busy timeout
-    instead of failing halfway. sqlite3 errors come out as :class:`StoreError`.
+    back if it raises (the server's batches and this share
+    :func:`~aimserver.store.group_commit.run_batch`). A write transaction
+    takes the write lock up front (``BEGIN IMMEDIATE``), so waiting for
+    another writer uses the busy timeout instead of failing halfway. sqlite3
+    errors come out as :class:`StoreError`.
     """
-    try:
-        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-    except sqlite3.Error as e:
-        raise StoreError(f"database error: {e}") from e
-    try:
-        result = op(conn, *args)
-        conn.execute("COMMIT")
-    except BaseException as e:
-        if conn.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-        if isinstance(e, sqlite3.Error):
-            raise StoreError(f"database error: {e}") from e
-        raise
-    return result
+    ((ok, value),) = run_batch(conn, [(op, args, write)])
+    if not ok:
+        value.raiseException()
+    return value  # type: ignore[no-any-return]
 
 
 # --- the store ---------------------------------------------------------------
