@@ -163,6 +163,22 @@ class FormatTests(SynchronousTestCase):
         self.assertEqual([i.screen_name for i in self.watcher.arrivals()], ["BOB smith"])
         self.assertEqual(self.world.query(self.bob1, 0x0001).tlvs.get(0x0001), b"BOB smith")
 
+    def test_self_info_through_presence(self) -> None:
+        """The sessions' 01,0F is Presence.send_self_info's, for the user
+        signed on now."""
+        told: list[str] = []
+        presence = self.world.presence
+        real = presence.send_self_info
+
+        def recording(user: Any, sessions: Any = None) -> None:
+            told.append(user.screen_name)
+            real(user, sessions)
+
+        presence.send_self_info = recording  # type: ignore[method-assign]
+        self.world.change(self.bob1, Tlv(0x0001, b"BobSmith"))
+        self.assertEqual(told, ["BobSmith"])
+        self.assertEqual(len(self_infos(self.conn1)), 1)
+
     def test_invisible_user_is_not_shown(self) -> None:
         """A watcher of an invisible user gets nothing; the user's own
         sessions still get 01,0F."""
@@ -346,6 +362,82 @@ class PasswordTests(SynchronousTestCase):
         self.assertEqual(self.world.password(self.bob1, b"other", b"newpass"), [Tlv.empty(0x0002)])
         self.world.password(self.bob1, b"third", b"guess")
         self.assertEqual(self.world.password(self.bob1, b"third", b"other"), [Tlv.empty(0x0002)])
+
+    def held_reads(self) -> list[defer.Deferred[Any]]:
+        """Hold every read of the stored credentials until the test fires it
+        (a slow database); the list of those held."""
+        store = self.world.store
+        real = store.get_accounts
+        held: list[defer.Deferred[Any]] = []
+
+        def slow(names: Any) -> defer.Deferred[dict[str, Account]]:
+            waiting: defer.Deferred[Any] = defer.Deferred()
+            held.append(waiting)
+            return waiting.addCallback(lambda _: real(names))
+
+        store.get_accounts = slow  # type: ignore[method-assign]
+        return held
+
+    def start_change(self, session: Any, new: bytes, old: bytes) -> list[Any]:
+        """Send a password change; the list its replies land in."""
+        body = TlvList([Tlv(0x0002, new), Tlv(0x0012, old)]).pack_list()
+        handler = self.world.admin.handlers()[FoodGroup.ADMIN, Admin.INFO_CHANGE]
+        result = self.world.call(handler, session, FoodGroup.ADMIN, Admin.INFO_CHANGE, body)
+        answers: list[Any] = []
+        if isinstance(result, defer.Deferred):
+            result.addCallback(answers.append)
+        else:
+            answers.append(result)
+        return answers
+
+    @staticmethod
+    def code_of(answers: list[Any]) -> int | None:
+        [[reply]] = answers
+        return AdminInfoReply.unpack(reply.body).tlvs.get_u16(0x0008)
+
+    def test_concurrent_guesses_counted(self) -> None:
+        """Changes sent together (on several connections) while the store is
+        slow get no more than five guesses between them: each counts from
+        the moment it is made, the rest are refused with 0x0013 at once."""
+        held = self.held_reads()
+        guesses = [
+            self.start_change(session, b"newpass", b"guess%d" % n)
+            for n, session in enumerate([self.bob1, self.bob2] * 4)
+        ]
+        self.assertEqual(len(held), MAX_PASSWORD_FAILURES)
+        refused_now = [answers for answers in guesses if answers]
+        self.assertEqual(len(refused_now), 8 - MAX_PASSWORD_FAILURES)
+        self.assertEqual({self.code_of(a) for a in refused_now}, {0x0013})
+        for d in held:
+            d.callback(None)
+        self.assertEqual(
+            [self.code_of(a) for a in guesses if a not in refused_now],
+            [0x0002] * MAX_PASSWORD_FAILURES,
+        )
+        answers = self.start_change(self.bob1, b"newpass", PASSWORD.encode())
+        self.assertEqual(self.code_of(answers), 0x0013)
+
+    def test_right_old_password_is_not_a_guess(self) -> None:
+        """A change that shows the right old password (whatever else is
+        wrong with it), or that the store could not check, uses up no guess."""
+        for _ in range(MAX_PASSWORD_FAILURES):
+            self.world.password(self.bob1, b"new", PASSWORD.encode())  # too short
+        real = self.world.store.get_accounts
+        self.world.store.get_accounts = lambda names: defer.fail(  # type: ignore[method-assign]
+            StoreError("disk on fire")
+        )
+        for _ in range(MAX_PASSWORD_FAILURES):
+            self.world.password(self.bob1, b"newpass", b"guess")
+        self.world.store.get_accounts = real  # type: ignore[method-assign]
+        for _ in range(MAX_PASSWORD_FAILURES):
+            self.assertEqual(
+                self.world.password(self.bob1, b"newpass", b"guess"),
+                [Tlv.empty(0x0002), Tlv.u16(0x0008, 0x0002)],
+            )
+        self.assertEqual(
+            self.world.password(self.bob1, b"newpass", PASSWORD.encode()),
+            [Tlv.empty(0x0002), Tlv.u16(0x0008, 0x0013)],
+        )
 
     def test_changed_meanwhile(self) -> None:
         """If the password changes between the check and the write (another

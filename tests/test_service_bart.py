@@ -12,7 +12,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet import defer
-from twisted.logger import globalLogPublisher
+from twisted.logger import capturedLogs, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from aimserver.services.bart import (
@@ -236,6 +236,24 @@ class IconFlowTests(SynchronousTestCase):
         self.assertEqual(shown(arrival), BartId(1, 0x01, MD5))
         self.assertEqual(result_of(self.world.store.get_bart_item(MD5)), ICON)
 
+    def test_self_info_through_presence(self) -> None:
+        """The sessions' 01,0F is Presence.send_self_info's: every live one
+        of the user on an upload."""
+        told: list[tuple[str, Any]] = []
+        presence = self.world.presence
+        real = presence.send_self_info
+
+        def recording(user: Any, sessions: Any = None) -> None:
+            told.append((user.key, sessions))
+            real(user, sessions)
+
+        presence.send_self_info = recording  # type: ignore[method-assign]
+        settled(self.world.edit(self.alice1, INSERT, icon_item(MD5)))
+        settled(self.world.upload(self.alice1, ICON))
+        self.assertEqual([key for key, _ in told], ["alice", "alice"])
+        self.assertIsNone(told[-1][1])
+        self.assertEqual(len(self_infos(self.conn2)), 2)
+
     def test_known_icon_shown_at_once(self) -> None:
         """An icon the server has: 01,21 flags 0x01, and Bob sees it at once."""
         upload_reply(settled(self.world.upload(self.alice2, ICON)))
@@ -367,12 +385,14 @@ class DownloadTests(SynchronousTestCase):
         )
 
     def test_download2_count_bounded(self) -> None:
-        """None, or more than MAX_DOWNLOAD2_IDS, is a SNAC error."""
+        """None, or more than MAX_DOWNLOAD2_IDS, is a SNAC error, logged."""
         for count in (0, MAX_DOWNLOAD2_IDS + 1):
             body = Download2(b"Alice", (BartId(1, 1, MD5),) * count).pack()
-            with self.assertRaises(SnacError) as caught:
+            with capturedLogs() as events, self.assertRaises(SnacError) as caught:
                 self.world.call(self.world.bart.download2, self.bob, 0x10, 0x06, body)
             self.assertEqual(caught.exception.code, SnacErrorCode.BUSTED_SNAC_PAYLOAD)
+            [event] = events
+            self.assertEqual((event["screen_name"], event["count"]), ("Bob", count))
         self.assertEqual(
             len(self.world.download2(self.bob, b"Alice", *(BartId(1, 1, MD5),) * 8)), 8
         )
@@ -413,8 +433,14 @@ class UploadTests(SynchronousTestCase):
             (ICON, 0x0C, BartReplyCode.INVALID_TYPE),
         ]
         for data, type_, code in cases:
-            reply = upload_reply(self.world.upload(self.alice, data, type_))
+            with capturedLogs() as events:
+                reply = upload_reply(self.world.upload(self.alice, data, type_))
             self.assertEqual(reply, UploadReply(code, BartId(type_, 0, b"")))
+            [event] = events
+            self.assertEqual(
+                (event["screen_name"], event["code"], event["type"], event["length"]),
+                ("Alice", code, type_, len(data)),
+            )
         self.assertEqual(result_of(self.world.store.list_bart_items("Alice")), [])
 
     def test_largest_and_small_icon_accepted(self) -> None:

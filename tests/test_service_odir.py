@@ -12,11 +12,20 @@ import attrs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet import defer
+from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
+from aimserver.services.admin import parse_email
 from aimserver.services.base import SnacError
 from aimserver.services.feedbag import FeedbagService
-from aimserver.services.odir import KEYWORD_LIST_LIFETIME, MAX_RESULTS, ODirService
+from aimserver.services.odir import (
+    KEYWORD_LIST_LIFETIME,
+    MAX_RESULTS,
+    SEARCH_CAP,
+    NoMatch,
+    ODirService,
+    email_query,
+)
 from aimserver.services.privacy import BLOCK_ALL, Privacy
 from aimserver.store.interfaces import DirectoryFields, FeedbagItem, StoreError
 from aimserver.wire.codes import FoodGroup, ODir
@@ -183,8 +192,8 @@ class SearchTests(SynchronousTestCase):
             self.assertEqual(self.world.search(self.searcher, tlv), ODirInfoReply(OK))
 
     def test_bad_input(self) -> None:
-        """A value longer than any stored one can be is 0x000E, and a body
-        that is not TLVs is MalformedData."""
+        """A value longer than any stored one can be is 0x000E, logged, and
+        a body that is not TLVs is MalformedData."""
         for tlv in (
             Tlv(0x0001, b"x" * 129),
             Tlv(0x0021, b"x" * 129),
@@ -192,10 +201,14 @@ class SearchTests(SynchronousTestCase):
             Tlv(0x0005, b"x" * 255),
         ):
             body = TlvList([Tlv(0x0002, b"Smith"), tlv]).pack_list()
-            error = self.assertRaises(
-                SnacError, self.world.request, self.searcher, ODir.INFO_QUERY, body
-            )
+            with capturedLogs() as events:
+                error = self.assertRaises(
+                    SnacError, self.world.request, self.searcher, ODir.INFO_QUERY, body
+                )
             self.assertEqual(error.code, 0x000E)
+            [event] = events
+            self.assertEqual(event["log_level"].name, "info")
+            self.assertEqual(event["length"], len(tlv.value))
         self.assertRaises(
             MalformedData, self.world.request, self.searcher, ODir.INFO_QUERY, b"\x00\x01\x00\x05ab"
         )
@@ -209,6 +222,24 @@ class SearchTests(SynchronousTestCase):
         self.world.profile("user99", keywords=(b"many",))
         reply = self.world.search(self.searcher, Tlv(0x000B, b"many"))
         self.assertEqual(reply, ODirInfoReply(TOO_MANY))
+
+    def test_addresses_read_as_admin_reads_them(self) -> None:
+        """A searched address is read by the function that reads the one
+        Admin sets (one rule for both): what it keeps is what is searched,
+        what it refuses matches nothing, without asking the store."""
+        for raw in (b"Bob@Example.ORG", b"bob", b"", b"b\xf6b@example.org", b"a@b"):
+            kept = parse_email(raw)
+            if isinstance(kept, str):
+                self.assertEqual(email_query(raw), kept)
+            else:
+                self.assertRaises(NoMatch, email_query, raw)
+
+        def asked(*args: Any) -> defer.Deferred[Any]:
+            raise AssertionError("the store was asked")
+
+        self.world.store.search_directory = asked  # type: ignore[method-assign]
+        for raw in (b"bob", b"bob@example", b"bob@@example.org"):
+            self.assertEqual(self.world.search(self.searcher, Tlv(0x0005, raw)), ODirInfoReply(OK))
 
     def test_store_failure(self) -> None:
         """A store that fails the search answers status 0x0001."""
@@ -270,6 +301,29 @@ class PrivacyTests(SynchronousTestCase):
         world.store.get_feedbag = get_feedbag  # type: ignore[method-assign]
         self.assertEqual(world.found(self.searcher, Tlv(0x0001, b"Alice")), [b"Alice"])
         self.assertEqual(len(self.flushLoggedErrors(StoreError)), 1)
+
+    def test_blockers_do_not_count_towards_too_many(self) -> None:
+        """Users who block the searcher are left out before the results are
+        counted: 25 visible matches and any number of hidden ones (short of
+        SEARCH_CAP in all) show the 25, so that a blocker cannot reveal
+        itself by turning them into "too many"."""
+        world = self.world
+        for n in range(MAX_RESULTS):
+            world.profile(f"user{n:02}", keywords=(b"many",))
+        world.profile("blocker", keywords=(b"many",), blocks=("Searcher",))
+        found = world.found(self.searcher, Tlv(0x000B, b"many"))
+        self.assertEqual(found, [f"user{n:02}".encode() for n in range(MAX_RESULTS)])
+        world.profile("shown", keywords=(b"many",))
+        self.assertEqual(world.search(self.searcher, Tlv(0x000B, b"many")), ODirInfoReply(TOO_MANY))
+
+    def test_too_many_at_the_cap(self) -> None:
+        """SEARCH_CAP matches are "too many" however few of them the
+        searcher may see: more may match past them, unread."""
+        world = self.world
+        world.profile("shown", keywords=(b"many",))
+        for n in range(SEARCH_CAP - 1):
+            world.profile(f"user{n:03}", keywords=(b"many",), blocks=("Searcher",))
+        self.assertEqual(world.search(self.searcher, Tlv(0x000B, b"many")), ODirInfoReply(TOO_MANY))
 
 
 class KeywordListTests(SynchronousTestCase):

@@ -10,7 +10,8 @@ from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase
 
 from aimserver.services.base import SnacError
-from aimserver.services.userlookup import MAX_RESULTS, UserLookupService
+from aimserver.services.odir import MAX_RESULTS
+from aimserver.services.userlookup import UserLookupService
 from aimserver.store.interfaces import StoreError
 from aimserver.wire.codes import FoodGroup, UserLookup
 from aimserver.wire.tlv import Tlv, TlvList
@@ -93,6 +94,15 @@ class FindByEmailTests(SynchronousTestCase):
         for n in range(MAX_RESULTS + 3):
             self.world.profile(f"user{n:02}", None, email="many@example.org")
         self.assertEqual(len(self.world.find(self.asker, b"many@example.org")), MAX_RESULTS)
+
+    def test_blockers_take_no_place(self) -> None:
+        """Those who block the asker are left out before the first 25 are
+        taken: 25 of them first in name order hide no one after them."""
+        for n in range(MAX_RESULTS):
+            self.world.profile(f"a{n:02}", None, email="many@example.org", blocks=("Asker",))
+        self.world.profile("Friend", None, email="many@example.org")
+        found = self.world.find(self.asker, b"many@example.org")
+        self.assertEqual(found, TlvList([Tlv(0x0001, b"Friend")]))
 
     def test_store_failure(self) -> None:
         """A store that fails answers 0x0005."""

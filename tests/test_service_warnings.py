@@ -240,6 +240,23 @@ class DecayTests(SynchronousTestCase):
             (50, int(self.world.clock.seconds())),
         )
 
+    def test_self_info_through_presence(self) -> None:
+        """The decayed self info is Presence.send_self_info's, to every live
+        session of the user."""
+        told = []
+        presence = self.world.presence
+        real = presence.send_self_info
+
+        def recording(user, sessions=None) -> None:
+            told.append((user.key, sessions))
+            real(user, sessions)
+
+        presence.send_self_info = recording
+        self.world.clock.advance(DECAY_INTERVAL)
+        self.world.warnings.sweep()
+        self.assertEqual(told, [("alice", None)])
+        self.assertEqual(self.self_levels(self.alice2_conn), [50])
+
     def test_decay_reaches_a_session_still_signing_on(self) -> None:
         """A session attached but not yet ready gets the decayed self info."""
         pending, pending_conn = self.world.sign_on("Alice", online=False)

@@ -463,8 +463,8 @@ class CheckEmailTests(SynchronousTestCase):
 
 
 class SQLitePlanTests(SynchronousTestCase):
-    """What SQLite does with the searches: an address is looked up in its
-    index; nothing reads more rows than it returns plus the ones it skips."""
+    """What SQLite does with the searches: an address, a first or last name
+    and a keyword are looked up in their indexes (schema v8)."""
 
     def plan(self, query: DirectoryQuery) -> str:
         conn = connect(":memory:")
@@ -491,6 +491,30 @@ class SQLitePlanTests(SynchronousTestCase):
         self.assertNotIn("SCAN a", plan)
         self.assertIn("SEARCH a USING INDEX sqlite_autoindex_accounts_1", plan)
         self.assertNotIn("TEMP B-TREE", plan)
+
+    def test_names_use_their_index(self) -> None:
+        """A search by first or last name (other fields or not) looks the
+        name up in its index on lower(column), in name order: no scan of
+        directory_info, no sort."""
+        for fields, index in (
+            (DirectoryFields(first_name=b"x"), "directory_by_first_name"),
+            (DirectoryFields(first_name=b"x", city=b"y"), "directory_by_first_name"),
+            (DirectoryFields(last_name=b"x"), "directory_by_last_name"),
+            (DirectoryFields(first_name=b"x", last_name=b"y"), "directory_by_"),
+        ):
+            plan = self.plan(DirectoryQuery(fields=fields))
+            self.assertIn(f"SEARCH d USING INDEX {index}", plan)
+            self.assertNotIn("SCAN", plan)
+            self.assertNotIn("TEMP B-TREE", plan)
+
+    def test_keyword_uses_the_five_indexes(self) -> None:
+        """A search by keyword looks it up in the index of each keyword
+        column, never scanning directory_info."""
+        plan = self.plan(DirectoryQuery(keyword=b"chess"))
+        self.assertIn("MULTI-INDEX OR", plan)
+        for n in range(1, 6):
+            self.assertIn(f"SEARCH d USING INDEX directory_by_keyword{n} (<expr>=?)", plan)
+        self.assertNotIn("SCAN", plan)
 
     def test_searchable_fields_are_columns(self) -> None:
         """Every searchable field is a directory_info column (names in SQL

@@ -188,6 +188,16 @@ class MemoryBartStoreTests(BartStoreContractMixin, SynchronousTestCase):
     def make_store(self) -> MemoryUserStore:
         return MemoryUserStore(self.clock)
 
+    def test_deleted_account_items_leave_memory(self) -> None:
+        """What only a deleted account owned is no longer held at all."""
+        self.add("alice")
+        self.add("bob")
+        self.ok(self.store.add_bart_item("alice", ICON, NOW))
+        self.ok(self.store.add_bart_item("alice", OTHER, NOW))
+        self.ok(self.store.add_bart_item("bob", OTHER, NOW))
+        self.ok(self.store.delete_account("alice"))
+        self.assertEqual(set(self.store._bart_items), {md5(OTHER)})
+
 
 class SQLiteBartStoreTests(BartStoreContractMixin, SynchronousTestCase):
     def make_store(self) -> SQLiteUserStore:
@@ -256,6 +266,24 @@ class SQLiteBartFileTests(SynchronousTestCase):
             self.successResultOf(store.add_bart_item("alice", icon(n), NOW))
         self.assertEqual(self.rows(path, "bart_items"), MAX_BART_ITEMS_PER_ACCOUNT)
         self.assertEqual(self.rows(path, "bart_owners"), MAX_BART_ITEMS_PER_ACCOUNT)
+
+    def test_deleted_account_items_leave_the_file(self) -> None:
+        """Deleting an account removes the items it alone owned, and its
+        ownerships; an item another account owns stays, owned by it."""
+        path = self.mktemp()
+        store = open_inline(path)
+        self.addCleanup(lambda: self.successResultOf(store.stop()))
+        for name in ("alice", "bob"):
+            self.successResultOf(store.create_account(name, "secret"))
+        for n in range(3):
+            self.successResultOf(store.add_bart_item("alice", icon(n), NOW))
+        self.successResultOf(store.add_bart_item("alice", OTHER, NOW))
+        self.successResultOf(store.add_bart_item("bob", OTHER, NOW))
+        self.assertTrue(self.successResultOf(store.delete_account("alice")))
+        self.assertEqual(self.rows(path, "bart_items"), 1)
+        self.assertEqual(self.rows(path, "bart_owners"), 1)
+        self.assertEqual(self.successResultOf(store.get_bart_item(md5(OTHER))), OTHER)
+        self.assertEqual(self.successResultOf(store.list_bart_items("bob")), [md5(OTHER)])
 
     def test_one_row_per_hash(self) -> None:
         """The same bytes from two accounts are one item row."""

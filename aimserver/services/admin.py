@@ -29,9 +29,12 @@ login. FAMILIES.md §Admin has the layouts and codes.
     the new one must be 4-16 bytes (0x000C). Its bytes are hashed as sent,
     as a roasted login does, so any charset works for the client that set
     it. After five wrong old passwords in ten minutes a user's next changes
-    get 0x0013 until the ten minutes are over. The user's other sessions stay
-    signed on (each proved the password when it signed on); the old password
-    stops working for logins at once (docs/multisession.md).
+    get 0x0013 until the ten minutes are over. Each change counts as wrong
+    from the moment it asks for the stored credentials until they show the
+    old password right, so that changes sent at once, on several
+    connections, get no more guesses between them. The user's other
+    sessions stay signed on (each proved the password when it signed on);
+    the old password stops working for logins at once (docs/multisession.md).
 * 07,06 → 07,07: 0x0023 with no e-mail address on file, 0x001E if already
   confirmed, else the account is marked confirmed and 0x0000 (nothing is
   mailed: this server sends no mail). The user class never carried the
@@ -55,7 +58,6 @@ from twisted.python.failure import Failure
 
 from aimserver.registry import SessionInstance, User, UserRegistry
 from aimserver.services.base import HandlerTable, Replies, Reply, SnacError, acting_user, then
-from aimserver.services.events import SelfInfoChanged
 from aimserver.services.presence import Presence
 from aimserver.store.credentials import (
     MAX_PASSWORD_LENGTH,
@@ -286,9 +288,7 @@ class AdminService:
         # may see the user (nobody while it is invisible).
         current.announced = None
         self.presence.announce(current)
-        for session in current.live_instances():
-            info = self.presence.self_info_block(current, session)
-            self.registry.deliver((session,), SelfInfoChanged(info))
+        self.presence.send_self_info(current)
 
     def _change_email(
         self, session: SessionInstance, user: User, raw: bytes
@@ -329,7 +329,12 @@ class AdminService:
         if not old:
             self._log_refusal(session, user, what, AdminError.NEED_OLD_PASSWORD)
             return password_reply(AdminError.NEED_OLD_PASSWORD)
-        if self._locked_out(user.key):
+        # Counted as a wrong guess now, before the asynchronous read, and
+        # un-counted once the old password proves right (or nothing was
+        # checked): a check against the count afterwards would let changes
+        # sent together all pass it.
+        attempt = self._attempt(user.key)
+        if attempt is None:
             self._log_refusal(
                 session, user, "password (too many wrong ones)", AdminError.ALL_OTHER_ERRORS
             )
@@ -338,12 +343,13 @@ class AdminService:
         def check(found: dict[str, Account]) -> Replies | Deferred[Replies]:
             account = found.get(user.key)
             if account is None:
+                self._uncount(user.key, attempt)
                 self._log_refusal(session, user, what, AdminError.ALL_OTHER_ERRORS)
                 return password_reply(AdminError.ALL_OTHER_ERRORS)
             if not password_matches(account, old):
-                self._failed(user.key)
                 self._log_refusal(session, user, what, AdminError.VALIDATE_PASSWORD)
                 return password_reply(AdminError.VALIDATE_PASSWORD)
+            self._uncount(user.key, attempt)
             if not MIN_PASSWORD_LENGTH <= len(new) <= MAX_PASSWORD_LENGTH:
                 self._log_refusal(session, user, what, AdminError.INVALID_PASSWORD_LENGTH)
                 return password_reply(AdminError.INVALID_PASSWORD_LENGTH)
@@ -366,27 +372,41 @@ class AdminService:
             self._store_failed(failure, user, what)
             return password_reply(AdminError.ALL_OTHER_ERRORS)
 
+        def unchecked(failure: Failure) -> Failure:
+            self._uncount(user.key, attempt)
+            return failure
+
         # The stored credentials, not the cache's copy: get_accounts is never cached.
-        return self.store.get_accounts([user.screen_name]).addCallback(check).addErrback(failed)
+        read = self.store.get_accounts([user.screen_name])
+        return read.addErrback(unchecked).addCallback(check).addErrback(failed)
 
-    def _locked_out(self, key: str) -> bool:
-        entry = self._failures.get(key)
-        if entry is None:
-            return False
-        count, since = entry
-        if self.clock.seconds() - since >= PASSWORD_FAILURE_WINDOW:
-            del self._failures[key]
-            return False
-        return count >= MAX_PASSWORD_FAILURES
-
-    def _failed(self, key: str) -> None:
+    def _attempt(self, key: str) -> float | None:
+        """Count a password change of the user as a wrong guess: None if its
+        guesses are used up, else when the window it counts in started
+        (for ``_uncount``)."""
         now = self.clock.seconds()
         count, since = self._failures.pop(key, (0, now))
         if now - since >= PASSWORD_FAILURE_WINDOW:
             count, since = 0, now
+        if count >= MAX_PASSWORD_FAILURES:
+            self._failures[key] = (count, since)
+            return None
         while len(self._failures) >= MAX_TRACKED_FAILURES:
             del self._failures[next(iter(self._failures))]
         self._failures[key] = (count + 1, since)
+        return since
+
+    def _uncount(self, key: str, since: float) -> None:
+        """Take back a guess ``_attempt`` counted in the window that started
+        at ``since`` (gone or over: nothing to take back)."""
+        entry = self._failures.get(key)
+        if entry is None or entry[1] != since:
+            return
+        count = entry[0] - 1
+        if count > 0:
+            self._failures[key] = (count, since)
+        else:
+            del self._failures[key]
 
     # -- 07,06 -----------------------------------------------------------------------
 

@@ -39,7 +39,6 @@ from twisted.logger import Logger
 
 from aimserver.registry import SessionInstance, User, UserRegistry
 from aimserver.services.base import HandlerTable, Replies, Reply, SnacError, acting_user, then
-from aimserver.services.events import SelfInfoChanged
 from aimserver.services.presence import Presence, shown_icon
 from aimserver.store.interfaces import MAX_BART_ITEM_BYTES, FeedbagItem, IBartStore, StoreError
 from aimserver.wire.bart import (
@@ -230,9 +229,7 @@ class BartService:
             return
         user.icon = icon
         self.presence.invalidate(user)
-        for session in user.live_instances() if told is None else told:
-            info = self.presence.self_info_block(user, session)
-            self.registry.deliver((session,), SelfInfoChanged(info))
+        self.presence.send_self_info(user, told)
         self.presence.announce(user)
 
     # -- requests ------------------------------------------------------------------------
@@ -244,13 +241,13 @@ class BartService:
         icon, the user's sessions and watchers see it now."""
         user = acting_user(self.registry, session)
         upload = Upload.unpack(body)
-        refused = BartId(upload.type, 0, b"")
         if upload.type not in ICON_TYPES:
-            return [_upload_reply(BartReplyCode.INVALID_TYPE, refused)]
+            return self._upload_refused(user, upload, BartReplyCode.INVALID_TYPE)
         if not upload.data:
-            return [_upload_reply(BartReplyCode.TOO_SMALL, refused)]
+            return self._upload_refused(user, upload, BartReplyCode.TOO_SMALL)
         if len(upload.data) > MAX_ICON_BYTES:
-            return [_upload_reply(BartReplyCode.TOO_BIG, refused)]
+            return self._upload_refused(user, upload, BartReplyCode.TOO_BIG)
+        refused = BartId(upload.type, 0, b"")
 
         def stored(digest: bytes) -> Replies:
             self._uploaded(user.key, digest)
@@ -269,6 +266,16 @@ class BartService:
         return self.store.add_bart_item(user.screen_name, upload.data, now).addCallbacks(
             stored, failed
         )
+
+    def _upload_refused(self, user: User, upload: Upload, code: int) -> Replies:
+        self.log.info(
+            "BART upload of {screen_name} refused ({code:#06x}): type {type:#06x}, {length} bytes",
+            screen_name=user.screen_name,
+            code=code,
+            type=upload.type,
+            length=len(upload.data),
+        )
+        return [_upload_reply(code, BartId(upload.type, 0, b""))]
 
     def _uploaded(self, user_key: str, digest: bytes) -> None:
         """The data of ``digest`` is here: the user's icon, or the one being
@@ -301,9 +308,15 @@ class BartService:
     ) -> Replies | defer.Deferred[Replies]:
         """10,06 -> one 10,07 per ID asked for, in order: code 0 and the
         data, or code 7 (not found) and none. 1 to ``MAX_DOWNLOAD2_IDS`` IDs."""
-        acting_user(self.registry, session)
+        user = acting_user(self.registry, session)
         asked = Download2.unpack(body)
         if not 1 <= len(asked.ids) <= MAX_DOWNLOAD2_IDS:
+            self.log.info(
+                "BART download of {screen_name} refused: {count} IDs, not 1 to {limit}",
+                screen_name=user.screen_name,
+                count=len(asked.ids),
+                limit=MAX_DOWNLOAD2_IDS,
+            )
             raise SnacError(SnacErrorCode.BUSTED_SNAC_PAYLOAD)
 
         def replies(found: Sequence[bytes | None]) -> Replies:

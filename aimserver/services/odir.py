@@ -14,15 +14,18 @@ user, whichever session wrote it). Which search is Go's choice
   0x0006-0x0008, 0x000C, 0x000D, 0x0021);
 * none of them, or a name search with neither name filled in: status 0x0004.
 
-Values match ignoring ASCII case. A value longer than any stored one can be
-(128 bytes; 254 for an address) is 0F,01 0x000E, as a body that does not
-parse. At most ``MAX_RESULTS`` (25) users are sent: a search that finds more
-answers 0x0003 ("too many results, narrow your search") with none, so that
-a search cannot page through the directory. Users who block the searcher
-(their permit/deny settings: ``privacy.Privacy``, the live ones of a user
-signed on, else read from its stored feedbag) are left out; the user is
-always found by itself. Each result is the block Go sends: first and last
-name, state, city, country (empty when unset) and the screen name.
+Values match ignoring ASCII case; an address is read as Admin reads one
+(``admin.parse_email``), so one that no account could have set matches
+nothing. A value longer than any stored one can be (128 bytes; 254 for an
+address) is 0F,01 0x000E, as a body that does not parse. Users who block the
+searcher (their permit/deny settings: ``privacy.Privacy``, the live ones of
+a user signed on, else read from its stored feedbag) are left out; the user
+is always found by itself. At most ``MAX_RESULTS`` (25) users are sent: a
+search that finds more that the searcher may see, or ``SEARCH_CAP`` (100)
+matches in all, answers 0x0003 ("too many results, narrow your search")
+with none, so that a search cannot page through the directory. Each result
+is the block Go sends: first and last name, state, city, country (empty
+when unset) and the screen name.
 
 0F,04 → 0F,05 lists the keywords users who allow searches have set, in
 byte order, at most ``MAX_KEYWORDS`` (100), each a top-level keyword (kind
@@ -45,11 +48,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from aimserver.registry import SessionInstance, UserRegistry
+from aimserver.services.admin import parse_email
 from aimserver.services.base import HandlerTable, Replies, Reply, SnacError
 from aimserver.services.privacy import privacy_of
 from aimserver.store.interfaces import (
     MAX_DIRECTORY_FIELD_BYTES,
-    MAX_EMAIL_LENGTH,
     DirectoryEntry,
     DirectoryFields,
     DirectoryQuery,
@@ -58,7 +61,7 @@ from aimserver.store.interfaces import (
     IFeedbagStore,
     StoreError,
 )
-from aimserver.wire.codes import FoodGroup, ODir, ODirStatus, SnacErrorCode
+from aimserver.wire.codes import AdminError, FoodGroup, ODir, ODirStatus, SnacErrorCode
 from aimserver.wire.odir import KEYWORD, KeywordItem, KeywordListReply, ODirInfoReply
 from aimserver.wire.screenname import normalize
 from aimserver.wire.snac import SnacHeader
@@ -66,7 +69,13 @@ from aimserver.wire.tlv import Tlv, TlvList
 
 FAMILIES = (FoodGroup.OSERVICE, FoodGroup.ODIR)
 
+log = Logger()
+
+#: The most users a search shows (ODir 0F,03, UserLookup 0A,03).
 MAX_RESULTS = 25
+#: The most matches a search reads from the store before leaving out those
+#: who block the searcher (one privacy check each).
+SEARCH_CAP = 100
 MAX_KEYWORDS = 100
 KEYWORD_LIST_LIFETIME = 300.0
 #: The 0F,05 status (Go; the only one known).
@@ -106,8 +115,14 @@ class NoMatch(Exception):
     address, an empty keyword): no results, without asking the store."""
 
 
-def _bounded(value: bytes, limit: int) -> bytes:
+def _bounded(value: bytes, limit: int, what: str = "directory field") -> bytes:
     if len(value) > limit:
+        log.info(
+            "search refused: {what} of {length} bytes, over {limit}",
+            what=what,
+            length=len(value),
+            limit=limit,
+        )
         raise SnacError(SnacErrorCode.BUSTED_SNAC_PAYLOAD)
     return value
 
@@ -123,7 +138,7 @@ def parse_query(tlvs: TlvList) -> DirectoryQuery | None:
         return DirectoryQuery(email=email_query(email))
     keyword = tlvs.get(TAG_KEYWORD)
     if keyword is not None:
-        if not _bounded(keyword, MAX_DIRECTORY_FIELD_BYTES):
+        if not _bounded(keyword, MAX_DIRECTORY_FIELD_BYTES, "keyword"):
             raise NoMatch()
         return DirectoryQuery(keyword=keyword)
     values = {}
@@ -137,17 +152,18 @@ def parse_query(tlvs: TlvList) -> DirectoryQuery | None:
 
 
 def email_query(raw: bytes) -> str:
-    """A searched e-mail address (ODir 0x0005, UserLookup 0A,02) as text.
+    """A searched e-mail address (ODir 0x0005, UserLookup 0A,02) in the form
+    addresses are kept, read as Admin reads the one it sets.
 
-    :raises NoMatch: empty or not ASCII: no account has such an address.
+    :raises NoMatch: not an address (empty, not ASCII, no ``local@domain``):
+        no account can have it.
     :raises SnacError: 0x000E, longer than any address can be.
     """
-    _bounded(raw, MAX_EMAIL_LENGTH)
-    try:
-        email = raw.decode("ascii")
-    except UnicodeDecodeError:
-        raise NoMatch() from None
-    if not email:
+    email = parse_email(raw)
+    if email == AdminError.INVALID_EMAIL_LENGTH:
+        log.info("search refused: e-mail address of {length} bytes", length=len(raw))
+        raise SnacError(SnacErrorCode.BUSTED_SNAC_PAYLOAD)
+    if isinstance(email, AdminError):
         raise NoMatch()
     return email
 
@@ -247,16 +263,27 @@ class ODirService:
             return info_reply(ODirStatus.NAME_MISSING)
         searcher = session.user_key
 
-        def found(entries: list[DirectoryEntry]) -> Replies | Deferred[Replies]:
-            if len(entries) > MAX_RESULTS:
+        def found(entries: list[DirectoryEntry]) -> Deferred[Replies]:
+            # Users who block the searcher are left out before counting: were
+            # they counted, one of them could turn 25 results into "too many"
+            # and so show that it exists and matches. At SEARCH_CAP matches
+            # the rest are not read and more may be visible than were found,
+            # so that is "too many" too, whoever blocks whom: a blocker can
+            # only tip a search that SEARCH_CAP - 1 others match as well,
+            # where one user among a hundred cannot be told apart.
+            capped = len(entries) >= SEARCH_CAP
+            shown = self.privacy.visible_to(searcher, entries)
+            return shown.addCallback(lambda visible: counted(visible, capped))
+
+        def counted(visible: list[DirectoryEntry], capped: bool) -> Replies:
+            if capped or len(visible) > MAX_RESULTS:
                 self.log.info(
                     "{searcher}: directory search refused, over {limit} results",
                     searcher=searcher,
                     limit=MAX_RESULTS,
                 )
                 return info_reply(ODirStatus.TOO_MANY_RESULTS)
-            shown = self.privacy.visible_to(searcher, entries)
-            return shown.addCallback(lambda visible: info_reply(ODirStatus.OK, visible))
+            return info_reply(ODirStatus.OK, visible)
 
         def failed(failure: Failure) -> Replies:
             failure.trap(StoreError)
@@ -267,8 +294,7 @@ class ODirService:
             )
             return info_reply(ODirStatus.UNAVAILABLE)
 
-        # One more than is ever sent: finding it means "too many".
-        d = self.store.search_directory(query, MAX_RESULTS + 1)
+        d = self.store.search_directory(query, SEARCH_CAP)
         return d.addCallback(found).addErrback(failed)
 
     def keyword_list_query(

@@ -12,14 +12,14 @@ the aggregate they see changes.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from aimserver.registry import SessionInstance, User, UserRegistry
-from aimserver.services.events import BuddyArrived, BuddyDeparted
+from aimserver.services.events import BuddyArrived, BuddyDeparted, SelfInfoChanged
 from aimserver.services.privacy import Privacy
 from aimserver.wire.bart import FLAG_UNKNOWN, BartId
 from aimserver.wire.reader import string08
@@ -260,6 +260,12 @@ class Presence:
         """What a session is told about itself (01,0F): its own status, and the
         account's member-since and session length as well."""
         return self._pack_info(user, aggregate_state(user), session)
+
+    def send_self_info(self, user: User, sessions: Iterable[SessionInstance] | None = None) -> None:
+        """Send the user's ``sessions`` (every live one by default) their
+        self info again (01,0F), after a change to what it shows."""
+        for session in user.live_instances() if sessions is None else sessions:
+            self.registry.deliver((session,), SelfInfoChanged(self.self_info_block(user, session)))
 
     def departure_block(self, user: User) -> bytes:
         return UserInfo(user.screen_name, 0, DEPARTURE_TLVS).pack()

@@ -4,10 +4,12 @@
 0A,02's body is the address, raw, to the end of the SNAC (Go). The answer,
 0A,03, is a TLV list with one 0x0001 (the display form) per account that has
 that address (ignoring ASCII case) and lets itself be found by it
-(registration status 2 or 3), at most ``MAX_RESULTS`` (25), in name order,
-without those who block the asker (``odir.DirectoryPrivacy``). None, or an
-address no account can have (empty, not ASCII): 0A,01 0x0014. An address
-longer than any can be (254 bytes) is 0x000E; a store that fails, 0x0005.
+(registration status 2 or 3), in name order, without those who block the
+asker (``odir.DirectoryPrivacy``): the first ``odir.MAX_RESULTS`` (25) of
+the first ``odir.SEARCH_CAP`` (100) matches that remain, so that those who
+block the asker take no one else's place. None, or an address no account
+can have (``odir.email_query``): 0A,01 0x0014. An address longer than any
+can be (254 bytes) is 0x000E; a store that fails, 0x0005.
 """
 
 from __future__ import annotations
@@ -18,7 +20,13 @@ from twisted.python.failure import Failure
 
 from aimserver.registry import SessionInstance, UserRegistry
 from aimserver.services.base import HandlerTable, Replies, Reply, SnacError
-from aimserver.services.odir import DirectoryPrivacy, NoMatch, email_query
+from aimserver.services.odir import (
+    MAX_RESULTS,
+    SEARCH_CAP,
+    DirectoryPrivacy,
+    NoMatch,
+    email_query,
+)
 from aimserver.store.interfaces import (
     DirectoryEntry,
     DirectoryQuery,
@@ -30,7 +38,6 @@ from aimserver.wire.codes import FoodGroup, SnacErrorCode, UserLookup
 from aimserver.wire.snac import SnacHeader
 from aimserver.wire.tlv import Tlv, TlvList
 
-MAX_RESULTS = 25
 TAG_SCREEN_NAME = 0x0001
 
 
@@ -58,7 +65,8 @@ class UserLookupService:
         def reply(entries: list[DirectoryEntry]) -> Replies:
             if not entries:
                 raise SnacError(SnacErrorCode.NO_MATCH)
-            tlvs = TlvList(Tlv(TAG_SCREEN_NAME, e.screen_name.encode("ascii")) for e in entries)
+            shown = entries[:MAX_RESULTS]
+            tlvs = TlvList(Tlv(TAG_SCREEN_NAME, e.screen_name.encode("ascii")) for e in shown)
             return [Reply(FoodGroup.USER_LOOKUP, UserLookup.FIND_REPLY, tlvs.pack_list())]
 
         def failed(failure: Failure) -> None:
@@ -70,7 +78,7 @@ class UserLookupService:
             )
             raise SnacError(SnacErrorCode.SERVICE_UNAVAILABLE)
 
-        d = self.store.search_directory(DirectoryQuery(email=email), MAX_RESULTS)
+        d = self.store.search_directory(DirectoryQuery(email=email), SEARCH_CAP)
         d.addErrback(failed)
         d.addCallback(lambda entries: self.privacy.visible_to(searcher, entries))
         return d.addCallback(reply)

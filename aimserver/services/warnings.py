@@ -19,7 +19,7 @@ from twisted.logger import Logger
 
 from aimserver.registry import SessionInstance, User, UserRegistry
 from aimserver.services.base import Replies, Reply, SnacError, acting_user
-from aimserver.services.events import SelfInfoChanged, Warned
+from aimserver.services.events import Warned
 from aimserver.services.presence import Presence, decayed
 from aimserver.store.interfaces import IWarningStore
 from aimserver.wire.codes import ICBM, FoodGroup, SnacErrorCode
@@ -154,6 +154,4 @@ class WarningService:
             return
         self.persist(user)
         self.presence.warning_changed(user)
-        for session in user.live_instances():
-            info = self.presence.self_info_block(user, session)
-            self.registry.deliver((session,), SelfInfoChanged(info))
+        self.presence.send_self_info(user)

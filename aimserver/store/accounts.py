@@ -22,6 +22,7 @@ from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
 from aimserver.store._base import MemoryBase, SQLiteBase, fired
+from aimserver.store.bart_items import drop_owned_bart_items
 from aimserver.store.credentials import Credentials, new_credentials
 from aimserver.store.interfaces import (
     Account,
@@ -118,16 +119,7 @@ class MemoryAccountStore(MemoryBase):
         return defer.succeed([self._accounts[key] for key in sorted(self._accounts)])
 
     def set_password(self, screen_name: str, password: str) -> Deferred[bool]:
-        def change() -> bool:
-            credentials = new_credentials(password)
-            return self._replace(
-                screen_name,
-                auth_key=credentials.auth_key,
-                weak_md5=credentials.weak_md5,
-                strong_md5=credentials.strong_md5,
-            )
-
-        return fired(change)
+        return fired(lambda: self._replace_credentials(screen_name, new_credentials(password)))
 
     def set_suspended(self, screen_name: str, suspended: bool) -> Deferred[bool]:
         return defer.succeed(self._replace(screen_name, suspended=suspended))
@@ -143,14 +135,17 @@ class MemoryAccountStore(MemoryBase):
             account = self._accounts.get(normalize(screen_name))
             if account is None or (replacing is not None and account.auth_key != replacing):
                 return False
-            return self._replace(
-                screen_name,
-                auth_key=credentials.auth_key,
-                weak_md5=credentials.weak_md5,
-                strong_md5=credentials.strong_md5,
-            )
+            return self._replace_credentials(screen_name, credentials)
 
         return fired(change)
+
+    def _replace_credentials(self, screen_name: str, credentials: Credentials) -> bool:
+        return self._replace(
+            screen_name,
+            auth_key=credentials.auth_key,
+            weak_md5=credentials.weak_md5,
+            strong_md5=credentials.strong_md5,
+        )
 
     def set_screen_name_format(self, screen_name: str, display: str) -> Deferred[bool]:
         def change() -> bool:
@@ -306,8 +301,11 @@ def _insert_account(
 
 
 def _delete_account(conn: sqlite3.Connection, screen_name: str) -> bool:
-    # Foreign keys cascade to feedbag_items, feedbag_meta and offline_messages.
-    cursor = conn.execute("DELETE FROM accounts WHERE normalized = ?", (normalize(screen_name),))
+    normalized = normalize(screen_name)
+    drop_owned_bart_items(conn, normalized)
+    # Foreign keys cascade to the account's other rows (feedbag, offline
+    # messages, directory record, BART ownerships).
+    cursor = conn.execute("DELETE FROM accounts WHERE normalized = ?", (normalized,))
     return cursor.rowcount > 0
 
 
@@ -317,17 +315,7 @@ def _list_accounts(conn: sqlite3.Connection) -> list[Account]:
 
 
 def _set_password(conn: sqlite3.Connection, screen_name: str, password: str) -> bool:
-    credentials = new_credentials(password)
-    cursor = conn.execute(
-        "UPDATE accounts SET auth_key = ?, weak_md5 = ?, strong_md5 = ? WHERE normalized = ?",
-        (
-            credentials.auth_key,
-            credentials.weak_md5,
-            credentials.strong_md5,
-            normalize(screen_name),
-        ),
-    )
-    return cursor.rowcount > 0
+    return _set_credentials(conn, screen_name, new_credentials(password))
 
 
 def _set_suspended(conn: sqlite3.Connection, screen_name: str, suspended: bool) -> bool:

@@ -9,10 +9,10 @@ owns moves it to the front), not ``now``: a clock stepping back cannot make
 a fresh upload the oldest. In SQLite that order is the ``bart_owners`` rowid,
 taken anew by each upload.
 
-An item nobody owns is never read. Dropping an upload removes such an item at
-once; an account's deletion removes its ownerships (SQLite's foreign keys) and
-the memory store its items too, while in SQLite the items it alone owned stay
-in the file, unread, until an upload of the same bytes owns them again.
+An item nobody owns is never read, and is removed as soon as that happens:
+when an upload past the allowance drops it, or when the account that alone
+owned it is deleted (``drop_owned_bart_items``, which the SQLite account
+deletion runs; the memory store's ``_drop_user_data``).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from aimserver.store.interfaces import (
 )
 from aimserver.wire.screenname import normalize
 
-__all__ = ["MemoryBartStore", "SQLiteBartStore", "bart_hash"]
+__all__ = ["MemoryBartStore", "SQLiteBartStore", "bart_hash", "drop_owned_bart_items"]
 
 
 def bart_hash(data: bytes) -> bytes:
@@ -133,6 +133,19 @@ def _add_bart_item(conn: sqlite3.Connection, screen_name: str, data: bytes, now:
             [(h,) for h in dropped],
         )
     return digest
+
+
+def drop_owned_bart_items(conn: sqlite3.Connection, normalized: str) -> None:
+    """Before the account ``normalized`` is deleted: remove the items it
+    alone owns (their ownerships go with them, by cascade); its ownerships
+    of shared ones go with the account."""
+    conn.execute(
+        "DELETE FROM bart_items WHERE hash IN"
+        " (SELECT hash FROM bart_owners WHERE normalized = ?1)"
+        " AND NOT EXISTS (SELECT 1 FROM bart_owners AS o"
+        " WHERE o.hash = bart_items.hash AND o.normalized <> ?1)",
+        (normalized,),
+    )
 
 
 def _get_bart_item(conn: sqlite3.Connection, digest: bytes) -> bytes | None:

@@ -5,11 +5,15 @@ each account's directory record (Locate 02,09 fields, 02,0F interest
 keywords), kept byte for byte. The two parts are written separately, so two
 sessions of one user setting one each never undo the other's change.
 
-Searches (ODir 0F,02, UserLookup 0A,02) read at most their limit of rows. By
-e-mail they go through the ``accounts_by_email`` index; by name or keyword
-they walk ``directory_info`` in key order until the limit is reached (there
-is no index on the fields: matching ignores ASCII case, which SQLite's
-``lower()`` does byte by byte on the stored bytes, as ``bytes.lower`` does).
+Searches (ODir 0F,02, UserLookup 0A,02) go through an index. Matching
+ignores ASCII case, which SQLite's ``lower()`` does byte by byte on the
+stored bytes, as ``bytes.lower`` does. By e-mail they use
+``accounts_by_email``; by keyword the five ``directory_by_keyword<N>``, and
+by name ``directory_by_first_name`` or ``directory_by_last_name`` (schema
+v8): indexes on ``lower(column)`` of the users who allow searches, which the
+queries match by comparing that very expression. A search by other fields
+alone (never asked by a service: ODir needs a first or last name) walks the
+table in key order until the limit is reached.
 """
 
 from __future__ import annotations
@@ -34,8 +38,10 @@ from aimserver.store.interfaces import (
     DirectoryInfo,
     DirectoryQuery,
     IDirectoryStore,
+    InvalidEmail,
     check_directory_fields,
     check_directory_query,
+    check_email,
     check_interest_keywords,
     check_search_limit,
 )
@@ -106,18 +112,24 @@ class MemoryDirectoryStore(MemoryBase):
         return fired(keywords)
 
 
-def _email_key(email: str) -> str:
-    """A searched address as stored addresses are kept: ASCII lower case. A
-    non-ASCII one matches nothing, and must not become ASCII by lowering
-    ("\u212a".lower() is "k")."""
-    return email.lower() if email.isascii() else email
+def _email_key(email: str) -> str | None:
+    """A searched address in the form stored ones are kept (``check_email``,
+    the one rule for both), or None for one no account can have (not an
+    address, not ASCII: "\u212a" must not match "k" by lowering)."""
+    try:
+        return check_email(email) or None
+    except InvalidEmail:
+        return None
 
 
 def _matches(query: DirectoryQuery, account: Account, record: DirectoryInfo) -> bool:
     """The memory store's reading of the matching rules (``search_directory``)."""
     if query.email:
-        return account.registration_status >= REGISTRATION_LIMITED and account.email == _email_key(
-            query.email
+        key = _email_key(query.email)
+        return (
+            key is not None
+            and account.registration_status >= REGISTRATION_LIMITED
+            and account.email == key
         )
     if not record.fields.allow_search:
         return False
@@ -201,31 +213,40 @@ def _search_directory(
 ) -> list[DirectoryEntry]:
     check_directory_query(query, limit)
     if query.email:
+        key = _email_key(query.email)
+        if key is None:
+            return []
         # "email <> ''" lets SQLite use the partial index accounts_by_email.
         rows = conn.execute(
             f"SELECT {_ENTRY_COLUMNS} FROM accounts AS a"
             " LEFT JOIN directory_info AS d ON d.normalized = a.normalized"
             " WHERE a.email = ? AND a.email <> '' AND a.registration_status >= ?"
             " AND a.suspended = 0 ORDER BY a.normalized LIMIT ?",
-            (_email_key(query.email), REGISTRATION_LIMITED, limit),
+            (key, REGISTRATION_LIMITED, limit),
         )
         return [_entry(row) for row in rows]
-    # The searched bytes are compared as text, so that lower() of a column
-    # (text) and the argument compare byte for byte.
+    # "lower(column) = lower(?)": lower() of the argument (bytes) is text, as
+    # lower() of a column is, and has no type affinity, so that SQLite can
+    # look the value up in an index on lower(column) (a CAST to TEXT would
+    # not: an expression index has no affinity). Each index holds only the
+    # users who allow searches, so each term says "d.allow_search = 1".
     if query.keyword:
-        lowered = ", ".join(f"lower(d.{column})" for column in _KEYWORD_COLUMNS)
-        condition = f"CAST(? AS TEXT) IN ({lowered})"
-        arguments: list[object] = [query.keyword.lower()]
+        # One term per keyword column, each one index (a MULTI-INDEX OR).
+        condition = " OR ".join(
+            f"(d.allow_search = 1 AND lower(d.{column}) = lower(?1))" for column in _KEYWORD_COLUMNS
+        )
+        arguments: list[object] = [query.keyword]
     else:
         values = query.field_values()
         # The names come from SEARCHABLE_FIELDS (field_values), never from a client.
-        condition = " AND ".join(f"lower(d.{name}) = CAST(? AS TEXT)" for name in values)
-        arguments = [value.lower() for value in values.values()]
+        matches = [f"lower(d.{name}) = lower(?{n})" for n, name in enumerate(values, 1)]
+        condition = " AND ".join(["d.allow_search = 1", *matches])
+        arguments = list(values.values())
     rows = conn.execute(
         f"SELECT {_ENTRY_COLUMNS} FROM directory_info AS d"
         " JOIN accounts AS a ON a.normalized = d.normalized"
-        f" WHERE d.allow_search = 1 AND a.suspended = 0 AND {condition}"
-        " ORDER BY d.normalized LIMIT ?",
+        f" WHERE a.suspended = 0 AND ({condition})"
+        f" ORDER BY d.normalized LIMIT ?{len(arguments) + 1}",
         (*arguments, limit),
     )
     return [_entry(row) for row in rows]
