@@ -1,5 +1,6 @@
-"""Every SNAC handler of the BOS and alert connections, fed bodies that are
-cut short, oversize or random (ERRORS.md §2, STYLE.md §4).
+"""Every SNAC handler of the BOS connection and of each service connection
+(Alert, Admin, ODir, BART, reached through 01,04), fed bodies that are cut
+short, oversize or random (ERRORS.md §2, STYLE.md §4).
 
 The handler tables are the server's own (``AimServer.bos_handlers()`` and
 ``service_handlers()``, through the connections a real listener builds), and
@@ -10,36 +11,55 @@ bodies. The connection must answer with replies, nothing, or an error SNAC of
 the request's family, stay open and keep answering, and log no failure and no
 error: a logged failure means a handler let an unexpected exception out (the
 generic "service unavailable" answer hides it from the client, not from us).
-Rate limiting is off, so that every SNAC reaches its handler.
+A request of a family whose every request has an answer (``ANSWERED``: Admin,
+UserLookup, ODir, BART) must get one. Afterwards each connection's probes
+(``PROBES``) must still get their normal reply: the connection, and what the
+server keeps for it (account, directory, icons), are still usable. Rate
+limiting is off, so that every SNAC reaches its handler.
+
+BOS and Alert share their tests (as before the other services came); Admin,
+ODir and BART have their own, with edge bodies of their layouts and half the
+random examples (``SERVICE_EXAMPLES``), to keep the module quick.
 """
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from collections.abc import Callable
 from typing import Any
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from aimserver.config import load_config
 from aimserver.server import AimServer
+from aimserver.services.bart import MAX_ICON_BYTES
+from aimserver.store.interfaces import DirectoryFields
+from aimserver.wire.bart import CLEAR_ICON_HASH, BartId, Download
 from aimserver.wire.flap import Channel
 from aimserver.wire.snac import SnacHeader
 from aimserver.wire.tlv import Tlv, TlvList
-from tests.fakes import Wire, make_server, parse_frames, signed_on_bos
+from tests.fakes import Wire, make_server, parse_frames, result_of, signed_on_bos
 
 ACCOUNTS = {"Alice": "secret", "Bob Smith": "hunter2", "Carol": "carol1"}
 #: Request IDs of the fuzzed SNACs; the server's own SNACs have the top bit set.
 FIRST_REQUEST_ID = 0x100
 #: The largest SNAC body one FLAP frame can carry (65535 minus the SNAC header).
 MAX_BODY = 0xFFFF - 10
-#: Sent after the fuzzed SNACs: its answer shows the connection still works
-#: (nothing left half-handled, no frames held behind a Deferred that never fired).
-SENTINEL = (0x01, 0x0E)
-SENTINEL_ID = 0x7777
+#: The service connection fuzzed along with BOS, with the same bodies; the
+#: others (Admin, ODir, BART, any the server gains) have tests of their own.
+ALERT = (0x0018,)
+#: Examples of the service connections' random property: half the profile's,
+#: so each of their handlers gets 100 random bodies (the BOS ones 200) and
+#: the module takes a few seconds more than it did without them.
+SERVICE_EXAMPLES = 100
+#: Families every request of which gets an answer (a reply or an error SNAC).
+ANSWERED = frozenset({0x0007, 0x000A, 0x000F, 0x0010})
+#: The request ID of a connection's first probe (``PROBES``), the next one's + 1.
+PROBE_ID = 0x7777
 
 # -- bodies -----------------------------------------------------------------------------
 # Every strategy is built once, here: building them inside the draws costs
@@ -64,6 +84,23 @@ NAMES = [
     b"A" * 255,
 ]
 COOKIE = b"fuzzcook"
+#: What Carol has stored (``World``): an address, a directory record and a
+#: keyword found by searches, an icon; and other values a request may carry.
+CAROL_EMAIL = b"carol@example.com"
+EMAILS = [
+    CAROL_EMAIL,
+    b"CAROL@Example.COM",
+    b"alice@example.com",
+    b"nobody@example.com",
+    b"",
+    b"@",
+    b"carol@example.com\x00",
+    b"\xe9@example.com",
+    b"a" * 250 + b"@b.cc",
+]
+ICON = b"GIF89a\x01\x00\x01\x00" + bytes(range(32))
+ICON_ID = BartId(1, 0x01, hashlib.md5(ICON).digest())
+FIELD_VALUES = [b"Carol", b"carol", b"CAROL", b"Springfield", b"", b"\xe9", b"x" * 128, b"x" * 129]
 CAPABILITIES = [
     bytes.fromhex("094613434C7F11D18222444553540000"),  # file transfer
     bytes.fromhex("094613454C7F11D18222444553540000"),  # direct IM
@@ -145,25 +182,99 @@ other_values = st.one_of(
 inner_atoms = st.lists(atoms(1), max_size=3).map(b"".join)
 
 
+quarter = st.integers(0, 3)
+
+
 @st.composite
-def tlv_lists(draw: st.DrawFn) -> bytes:
-    """TLVs whose values mostly fit their tag."""
+def mostly(draw: st.DrawFn, usual: st.SearchStrategy[Any], other: st.SearchStrategy[Any]) -> Any:
+    """``usual`` three times in four, else ``other``."""
+    return draw(other if draw(quarter) == 3 else usual)
+
+
+def u16_values(*values: int) -> st.SearchStrategy[bytes]:
+    """A u16: mostly one of ``values``, else any, or a value of the wrong size."""
+    return mostly(
+        st.sampled_from(values).map(lambda v: struct.pack("!H", v)),
+        st.one_of(u16s.map(lambda v: struct.pack("!H", v)), st.binary(max_size=3)),
+    )
+
+
+fields = st.sampled_from(FIELD_VALUES)
+#: The Admin tags (FAMILIES.md §Admin): display format, new and old password,
+#: e-mail, registration status.
+ADMIN_VALUES = {
+    0x01: st.sampled_from([b"Alice", b"ALICE", b"a lice", b"Carol", b"al", b"A" * 17, b"Al\xe9ce"]),
+    0x02: st.sampled_from([b"newpass", b"abc", b"x" * 17, b"\xff\xfe\x00pass"]),
+    0x11: st.sampled_from([*EMAILS, b"no-at-sign"]),
+    0x12: st.sampled_from([b"secret", b"wrong", b"newpass"]),
+    0x13: u16_values(1, 2, 3, 0, 4),
+}
+#: The ODir search tags (FAMILIES.md §ODir): names and address, e-mail,
+#: keyword, search type, charset.
+ODIR_VALUES = {
+    **{tag: fields for tag in (0x01, 0x02, 0x03, 0x04, 0x06, 0x07, 0x08, 0x0C, 0x0D, 0x21)},
+    0x05: st.sampled_from(EMAILS),
+    0x0A: u16_values(0, 1),
+    0x0B: st.sampled_from([b"chess", b"CHESS", b"", b"x" * 129]),
+    0x1C: st.sampled_from([b"us-ascii", b"utf-8"]),
+}
+
+
+@st.composite
+def tlv_lists(
+    draw: st.DrawFn,
+    tag_lists: st.SearchStrategy[list[int]],
+    fitting: dict[int, st.SearchStrategy[bytes]],
+    kinds: st.SearchStrategy[int],
+) -> bytes:
+    """TLVs of the tags ``tag_lists`` draws; each value (by ``kinds``) 0
+    empty, 1 atoms, 2 one that fits its tag (by ``fitting``)."""
     out = []
-    for tag in draw(st.lists(tags, max_size=4)):
-        kind = draw(st.integers(0, 2))
+    for tag in draw(tag_lists):
+        kind = draw(kinds)
         if kind == 0:
             value = b""
         elif kind == 1:
             value = draw(inner_atoms)
         else:
-            value = draw(FITTING_VALUES.get(tag, other_values))
+            value = draw(fitting.get(tag, other_values))
         out.append(tlv(tag, value))
     return b"".join(out)
 
 
+def own_tlv_lists(fitting: dict[int, st.SearchStrategy[bytes]]) -> st.SearchStrategy[bytes]:
+    """TLVs of a family with tags of its own: at least one, mostly its own
+    tags, and mostly with values that fit."""
+    own_tags = mostly(st.sampled_from(sorted(fitting)), tags)
+    return tlv_lists(
+        st.lists(own_tags, min_size=1, max_size=4), fitting, mostly(st.just(2), st.integers(0, 1))
+    )
+
+
+#: A BART ID: mostly a buddy icon's type, flags, and the hash of Carol's
+#: icon, of "no icon", or none, with a length byte that tells the truth;
+#: else any of these.
+bart_ids = st.builds(
+    lambda kind, flags, digest, lie: (
+        struct.pack("!HBB", kind, flags, (len(digest) + lie) & 0xFF) + digest
+    ),
+    mostly(st.sampled_from([1, 0]), u16s),
+    mostly(st.sampled_from([1, 0, 0x41]), u8s),
+    mostly(st.sampled_from([ICON_ID.hash, CLEAR_ICON_HASH, b""]), st.binary(max_size=17)),
+    mostly(st.just(0), st.sampled_from([1, -1, 200])),
+)
+#: BART upload data: mostly Carol's icon, a GIF's start or nothing; else any,
+#: or just at or over the bound.
+icon_data = mostly(
+    st.sampled_from([ICON, b"GIF89a", b""]),
+    st.one_of(
+        st.binary(max_size=32),
+        st.sampled_from([MAX_ICON_BYTES, MAX_ICON_BYTES + 1]).map(lambda n: b"G" * n),
+    ),
+)
 #: The fixed fields a body starts with: the same kinds of heads serve many
 #: handlers (an ICBM message head, a lookup, a list of names or of u16s,
-#: feedbag times, nothing, or anything).
+#: feedbag times, nothing, an e-mail address, BART requests, or anything).
 HEADS = {
     "icbm": st.builds(
         lambda cookie, channel, name: cookie + struct.pack("!H", channel) + name,
@@ -178,6 +289,29 @@ HEADS = {
     "times": st.builds(lambda t, n: struct.pack("!IH", t, n), u32s, u16s),
     "none": st.just(b""),
     "atoms": st.lists(atoms(1), max_size=4).map(b"".join),
+    "email": st.sampled_from(EMAILS),
+    "bart upload": st.builds(
+        lambda kind, data, lie: (
+            struct.pack("!H", kind) + struct.pack("!H", (len(data) + lie) & 0xFFFF) + data
+        ),
+        mostly(st.sampled_from([1, 0]), u16s),
+        icon_data,
+        mostly(st.just(0), st.sampled_from([1, -1])),
+    ),
+    "bart download": st.builds(
+        lambda name, command, bart_id: name + bytes((command,)) + bart_id,
+        names,
+        mostly(st.just(1), u8s),
+        bart_ids,
+    ),
+    "bart download2": st.builds(
+        lambda name, count, ids: (
+            name + bytes((len(ids) if count is None else count,)) + b"".join(ids)
+        ),
+        names,
+        mostly(st.none(), st.one_of(st.sampled_from([0, 1, 9, 0xFF]), u8s)),
+        st.lists(bart_ids, min_size=1, max_size=9),
+    ),
 }
 any_head = st.sampled_from(sorted(HEADS)).flatmap(HEADS.__getitem__)
 #: The head each known handler's body starts with (FAMILIES.md), so that most
@@ -203,21 +337,41 @@ LAYOUTS = {
     (0x04, 0x08): "u16 name",
     (0x04, 0x0B): "icbm",
     (0x04, 0x14): "icbm",
+    (0x07, 0x02): "none",
+    (0x07, 0x04): "none",
+    (0x07, 0x06): "none",
+    (0x0A, 0x02): "email",
+    (0x0F, 0x02): "none",
+    (0x0F, 0x04): "none",
+    (0x10, 0x02): "bart upload",
+    (0x10, 0x04): "bart download",
+    (0x10, 0x06): "bart download2",
     (0x13, 0x05): "times",
+}
+#: The TLVs after a head: any tags, with values that fit some BOS handler's
+#: reading; for a family with tags of its own, mostly its tags and values;
+#: none after an e-mail address (0A,02 reads it to the end of the body).
+ANY_TLVS = tlv_lists(st.lists(tags, max_size=4), FITTING_VALUES, st.integers(0, 2))
+FAMILY_TLVS = {
+    0x07: own_tlv_lists(ADMIN_VALUES),
+    0x0A: st.just(b""),
+    0x0F: own_tlv_lists(ODIR_VALUES),
 }
 random_bodies = st.binary(max_size=64)
 HOW = st.sampled_from(["whole", "whole", "cut", "trailing", "repeated", "long"])
 
 
 @st.composite
-def bodies(draw: st.DrawFn, head: st.SearchStrategy[bytes]) -> bytes:
+def bodies(
+    draw: st.DrawFn, head: st.SearchStrategy[bytes], tlv_strategy: st.SearchStrategy[bytes]
+) -> bytes:
     """Random bytes, or a head and TLVs: kept whole, cut short anywhere, with
     garbage after them, or oversize (the TLVs repeated, or one more TLV, up
     to what one frame can carry)."""
     if draw(st.integers(0, 5)) == 0:
         return draw(random_bodies)
     start = draw(head if draw(st.integers(0, 3)) else any_head)
-    tlvs = draw(tlv_lists())
+    tlvs = draw(tlv_strategy)
     body = start + tlvs
     how = draw(HOW)
     if how == "cut":
@@ -235,8 +389,10 @@ def bodies(draw: st.DrawFn, head: st.SearchStrategy[bytes]) -> bytes:
 
 
 #: Per handler: its layout's bodies, or any head's for a handler not in LAYOUTS.
-BODIES = {key: bodies(HEADS[layout]) for key, layout in LAYOUTS.items()}
-ANY_BODIES = bodies(any_head)
+BODIES = {
+    key: bodies(HEADS[layout], FAMILY_TLVS.get(key[0], ANY_TLVS)) for key, layout in LAYOUTS.items()
+}
+ANY_BODIES = bodies(any_head, ANY_TLVS)
 
 
 def edge_bodies() -> list[bytes]:
@@ -254,9 +410,30 @@ def edge_bodies() -> list[bytes]:
         struct.pack("!HH", 0x0001, 0x0004),
         struct.pack("!IH", 0, 0),
     ]
+    return out + edges_after(starts, (0x01, 0x02, 0x04, 0x05, 0x06, 0x0D))
+
+
+def service_edge_bodies() -> list[bytes]:
+    """The edge bodies of the service connections: those of no layout, then
+    the BART heads and a bare TLV list (Admin, ODir), each alone, cut by one
+    byte, followed by one TLV as long as a frame can carry (of a tag Admin or
+    ODir reads), or by as many empty TLVs as fit. (The BOS layouts' heads say
+    nothing to these handlers, and cost a whole frame each.)"""
+    out = [b"", b"\x00", b"\x00" * MAX_BODY, b"\xff" * MAX_BODY]
+    starts = [
+        b"",
+        struct.pack("!H", 1) + string16(ICON),
+        string08(b"carol") + b"\x01" + ICON_ID.pack(),
+        string08(b"carol") + b"\x02" + ICON_ID.pack() * 2,
+    ]
+    return out + edges_after(starts, (0x01, 0x05, 0x0B, 0x11, 0x13))
+
+
+def edges_after(starts: list[bytes], long_tags: tuple[int, ...]) -> list[bytes]:
+    out = []
     for head in starts:
         out += [head, head[:-1], head + tlv(0x0B, b"") * ((MAX_BODY - len(head)) // 4)]
-        for tag in (0x01, 0x02, 0x04, 0x05, 0x06, 0x0D):
+        for tag in long_tags:
             out.append(head + tlv(tag, b"\x01" * (MAX_BODY - len(head) - 4)))
     return out
 
@@ -289,14 +466,33 @@ def service_connection(server: AimServer, bos: Wire, family: int) -> Wire:
     return wire
 
 
+#: What each connection must still answer normally once fuzzed, by the family
+#: it was opened for (0: BOS): (family, subtype, body, the reply's subtype,
+#: bytes the reply carries). Every service connection answers 01,06.
+RATES = (0x01, 0x06, b"", 0x07, b"")
+PROBES = {
+    0: [(0x01, 0x0E, b"", 0x0F, b""), (0x0A, 0x02, CAROL_EMAIL, 0x03, b"Carol")],
+    0x0007: [RATES, (0x07, 0x02, tlv(0x0001, b""), 0x03, b"")],
+    0x000F: [
+        RATES,
+        (0x0F, 0x02, tlv(0x0001, b"carol"), 0x03, b"Carol"),
+        (0x0F, 0x04, b"", 0x05, b"chess"),
+    ],
+    0x0010: [RATES, (0x10, 0x04, Download(b"carol", ICON_ID).pack(), 0x05, ICON)],
+}
+
+
 class World:
     """A fresh server per example (so a failure replays the same): Alice
-    signed on with a BOS connection and its alert service connection; Bob
-    (two sessions, one able to take files) and Carol (away) online and
-    watching her, so relays, rendezvous, auto-responses, arrivals and lookups
-    have somewhere to go."""
+    signed on with a BOS connection and a service connection of each kind
+    asked for, or of each the server has (``services``, by family); Bob (two
+    sessions, one able to take files) and Carol (away) online and watching
+    her, so relays, rendezvous, auto-responses, arrivals and lookups have
+    somewhere to go. Carol has an e-mail address, a directory record and a
+    keyword that searches find, and an icon stored, so that lookups, searches
+    and downloads find something."""
 
-    def __init__(self) -> None:
+    def __init__(self, services: tuple[int, ...] | None = None) -> None:
         config = load_config(None, {"ratelimit.enabled": False})
         self.server, self.store, self.clock = make_server(config, ACCOUNTS)
         self.peers = [
@@ -304,8 +500,24 @@ class World:
             online(self.server, "Bob Smith", b"alice"),
             online(self.server, "Carol", b"alice", tlv(0x03, b"text/plain") + tlv(0x04, b"away")),
         ]
+        result_of(self.store.set_email("Carol", CAROL_EMAIL.decode()))
+        carol = DirectoryFields(first_name=b"Carol", city=b"Springfield", allow_search=True)
+        result_of(self.store.set_directory_fields("Carol", carol))
+        result_of(self.store.set_interest_keywords("Carol", [b"chess"]))
+        result_of(self.store.add_bart_item("Carol", ICON, 0))
         self.alice = online(self.server, "Alice", b"bobsmith")
-        self.alert = service_connection(self.server, self.alice, 0x0018)
+        if services is None:
+            services = tuple(sorted(self.server.service_handlers()))
+        self.services = {
+            family: service_connection(self.server, self.alice, family) for family in services
+        }
+
+    def connections(self) -> list[tuple[int, Wire]]:
+        """Alice's connections, with the family each was opened for (0: BOS)."""
+        return [(0, self.alice), *self.services.items()]
+
+    def bystanders(self, wire: Wire) -> list[Wire]:
+        return [*self.peers, *(other for _, other in self.connections() if other is not wire)]
 
 
 class HandlerFuzzTests(SynchronousTestCase):
@@ -322,17 +534,20 @@ class HandlerFuzzTests(SynchronousTestCase):
         globalLogPublisher.addObserver(observer)
         self.addCleanup(globalLogPublisher.removeObserver, observer)
 
-    def world(self) -> World:
+    def world(self, services: tuple[int, ...] | None = None) -> World:
         self.failures.clear()  # each example starts clean, replays included
-        world = World()
+        world = World(services)
         self.assertEqual(self.failures, [])
         return world
 
     # -- checks -------------------------------------------------------------------------
 
-    def fuzz(self, world: World, wire: Wire, body_for: Callable[[int, int], bytes]) -> None:
+    def fuzz(
+        self, world: World, wire: Wire, body_for: Callable[[int, int], bytes], served: int = 0
+    ) -> None:
         """``body_for(family, subtype)`` to each handler of ``wire``'s table
-        (the table itself, so a new handler is covered), then the sentinel."""
+        (the table itself, so a new handler is covered), then the probes of
+        the family the connection was opened for (``served``, 0: BOS)."""
         table = wire.proto.snac_handlers
         self.assertTrue(table)
         for offset, (family, subtype) in enumerate(sorted(table)):
@@ -340,32 +555,44 @@ class HandlerFuzzTests(SynchronousTestCase):
             request_id = FIRST_REQUEST_ID + offset
             wire.send_snac(family, subtype, body, request_id=request_id)
             where = f"{family:02x},{subtype:02x} body {body[:48].hex()} ({len(body)} bytes)"
-            self.check_answer(wire, family, request_id, where)
-            for peer in world.peers:
-                # What was relayed must be whole frames.
-                parse_frames(peer.raw())
-        if SENTINEL in table:
-            wire.send_snac(*SENTINEL, request_id=SENTINEL_ID)
-            answers = [h for h, _ in self.answers(wire) if h.request_id == SENTINEL_ID]
-            self.assertEqual(len(answers), 1, "the connection stopped answering")
-            self.assertEqual(self.failures, [])
+            answered = self.check_answer(wire, family, request_id, where)
+            if family in ANSWERED:
+                self.assertTrue(answered, f"no answer to {where}")
+            for other in world.bystanders(wire):
+                # What was relayed or pushed must be whole frames.
+                parse_frames(other.raw())
+        for offset, (family, subtype, body, reply, carried) in enumerate(
+            PROBES.get(served, [RATES])
+        ):
+            self.assertIn((family, subtype), table)
+            request_id = PROBE_ID + offset
+            wire.send_snac(family, subtype, body, request_id=request_id)
+            answers = [(h, b) for h, b in self.answers(wire) if h.request_id == request_id]
+            what = f"{family:02x},{subtype:02x} after the fuzzing"
+            self.assertEqual([(h.family, h.subtype) for h, _ in answers], [(family, reply)], what)
+            self.assertIn(carried, answers[0][1], what)
+        self.assertEqual(self.failures, [])
 
     def answers(self, wire: Wire) -> list[tuple[SnacHeader, bytes]]:
         frames = parse_frames(wire.raw())
         self.assertEqual([f.channel for f in frames], [Channel.DATA] * len(frames), frames)
         return [SnacHeader.unpack(f.payload) for f in frames]
 
-    def check_answer(self, wire: Wire, family: int, request_id: int, where: str) -> None:
+    def check_answer(self, wire: Wire, family: int, request_id: int, where: str) -> int:
         """No failure logged, the connection open, and every answer to the
-        request carries its ID; an error SNAC is of the request's family."""
+        request carries its ID; an error SNAC is of the request's family.
+        How many answers there were."""
         self.assertEqual(self.failures, [], where)
         self.assertFalse(wire.closing, where)
+        count = 0
         for header, _ in self.answers(wire):
             if header.request_id & 0x80000000:
                 continue  # the server's own (arrivals, auto-responses, rate notices)
             self.assertEqual(header.request_id, request_id, where)
             if header.subtype == 0x0001:
                 self.assertEqual(header.family, family, where)
+            count += 1
+        return count
 
     # -- the properties -----------------------------------------------------------------
 
@@ -386,20 +613,35 @@ class HandlerFuzzTests(SynchronousTestCase):
 
     def test_tables_are_the_servers(self) -> None:
         """The connections fuzzed use the tables the server builds: every
-        entry of ``bos_handlers()`` and of the alert ``service_handlers()``."""
+        entry of ``bos_handlers()`` and of each ``service_handlers()`` table,
+        Alert, Admin, ODir and BART among them."""
         world = self.world()
         server = world.server
         self.assertEqual(set(world.alice.proto.snac_handlers), set(server.bos_handlers()))
-        _, table = server.service_handlers()[0x0018]
-        self.assertEqual(set(world.alert.proto.snac_handlers), set(table))
+        tables = server.service_handlers()
+        self.assertEqual(set(world.services), set(tables))
+        self.assertLessEqual({0x0007, 0x000F, 0x0010, 0x0018}, set(world.services))
+        for family, (_, table) in tables.items():
+            self.assertEqual(set(world.services[family].proto.snac_handlers), set(table))
+        self.assertIn((0x0A, 0x02), server.bos_handlers())
 
     def test_edge_bodies(self) -> None:
         """Every handler of the BOS and alert tables answers the edge bodies
         (one fresh server per body)."""
         for body in edge_bodies():
+            world = self.world(ALERT)
+            for served, wire in world.connections():
+                self.fuzz(world, wire, lambda family, subtype, body=body: body, served)
+
+    def test_service_edge_bodies(self) -> None:
+        """Every handler of every other service connection (Admin, ODir,
+        BART, and any the server gains) answers the service edge bodies (one
+        fresh server per body)."""
+        for body in service_edge_bodies():
             world = self.world()
-            for wire in (world.alice, world.alert):
-                self.fuzz(world, wire, lambda family, subtype, body=body: body)
+            for served, wire in world.services.items():
+                if served not in ALERT:
+                    self.fuzz(world, wire, lambda family, subtype, body=body: body, served)
 
     @given(st.data())
     def test_random_bodies(self, data: st.DataObject) -> None:
@@ -407,8 +649,20 @@ class HandlerFuzzTests(SynchronousTestCase):
         SNAC, and logs no failure: on Alice's BOS connection, on its alert
         service connection, and on a second session of Alice's that has not
         sent its 01,02 (client ready) yet (the same bodies again)."""
+        world = self.world(ALERT)
+        body_for = self.drawn(data)
+        for served, wire in world.connections():
+            self.fuzz(world, wire, body_for, served)
+        self.fuzz(world, signed_on_bos(world.server, "Alice"), body_for)
+
+    @settings(max_examples=SERVICE_EXAMPLES)
+    @given(st.data())
+    def test_random_service_bodies(self, data: st.DataObject) -> None:
+        """The same on each other service connection of Alice's (Admin, ODir,
+        BART, and any the server gains), the 01,xx handlers of all of them
+        getting the same bodies."""
         world = self.world()
         body_for = self.drawn(data)
-        self.fuzz(world, world.alice, body_for)
-        self.fuzz(world, world.alert, body_for)
-        self.fuzz(world, signed_on_bos(world.server, "Alice"), body_for)
+        for served, wire in world.services.items():
+            if served not in ALERT:
+                self.fuzz(world, wire, body_for, served)
