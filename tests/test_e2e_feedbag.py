@@ -153,6 +153,40 @@ class FeedbagEditTests(FeedbagCase):
         self.assertEqual((await late.wait_arrival()).screen_name, "Bob")
         await bob.sync()
 
+    @deferred_test
+    async def test_class_limit_and_nothing_half_written(self) -> None:
+        """One PD-info item is allowed (13,03 says so, and it is enforced):
+        a second gets 0x000C, while the valid items of the same SNAC are
+        stored; an item refused in a SNAC leaves the rest whole, never a
+        part of an item."""
+        server = await self.start()
+        first = await self.feedbag_session(server)
+        pd1 = WireFeedbagItem(b"", 0, 0x0101, 4, Tlv(0x00CA, b"\x01").pack())
+        pd2 = WireFeedbagItem(b"", 0, 0x0102, 4, Tlv(0x00CA, b"\x02").pack())
+        _, status = await first.request(0x13, 0x08, ROOT.pack() + pd1.pack() + pd2.pack(), 0x0E)
+        self.assertEqual(status, b"\x00\x00\x00\x00\x00\x0c")
+        reader = await server.session("Alice")
+        _, body = await reader.request(0x13, 0x04, b"", 0x06)
+        self.assertEqual(
+            sorted((i.group_id, i.item_id) for i in read_items(body[3:-4])), [(0, 0), (0, 0x0101)]
+        )
+
+    @deferred_test
+    async def test_query_if_modified_over_tcp(self) -> None:
+        """13,05 with the stored time and count: 13,0F; after an edit by
+        another session, the same cached values get the whole list."""
+        server = await self.start()
+        first = await self.feedbag_session(server)
+        await first.request(0x13, 0x08, ROOT.pack() + BUDDIES.pack(), 0x0E)
+        second = await server.session("Alice")
+        _, body = await second.request(0x13, 0x04, b"", 0x06)
+        cached = body[-4:] + body[1:3]
+        _, answer = await second.request(0x13, 0x05, cached, 0x0F)
+        self.assertEqual(answer, cached)
+        await first.request(0x13, 0x08, BOB.pack(), 0x0E)
+        _, listed = await second.request(0x13, 0x05, cached, 0x06)
+        self.assertEqual(listed[1:3], b"\x00\x03")
+
 
 PD_BLOCK_DENIED = WireFeedbagItem(
     b"", 0, 0x0100, 4, Tlv(0x00CA, b"\x04").pack() + Tlv.u32(0x00CB, 0xFFFFFFFF).pack()
