@@ -212,7 +212,8 @@ class SettingsReadTests(SynchronousTestCase):
         self.bob, self.bob_conn = self.world.sign_on("Bob", buddies=["Alice"])
         self.carol, self.carol_conn = self.world.sign_on("Carol", buddies=["Alice"])
         self.held: list[defer.Deferred] = []
-        original = self.world.store.get_feedbag
+        # A sign-on reads the list's summary (kept with it by every edit).
+        original = self.world.store.get_feedbag_summary
 
         def held(name: str) -> defer.Deferred:
             d: defer.Deferred = defer.Deferred()
@@ -221,7 +222,7 @@ class SettingsReadTests(SynchronousTestCase):
 
         self.original = original
 
-        self.patch(self.world.store, "get_feedbag", held)
+        self.patch(self.world.store, "get_feedbag_summary", held)
 
     def test_client_ready_before_the_settings_shows_nobody(self) -> None:
         self.world.sign_on("Alice")

@@ -58,6 +58,7 @@ from aimserver.store.interfaces import (
     DirectoryQuery,
     Feedbag,
     FeedbagItem,
+    FeedbagSummary,
     IAccountStore,
     IBartStore,
     IDirectoryStore,
@@ -777,6 +778,51 @@ class FeedbagStoreContractMixin(StoreContractMixin):
         self.add("bob")
         self.ok(self.store.upsert_feedbag_items("alice", [item(1, 1)], NOW))
         self.assertEqual(self.ok(self.store.get_feedbag("bob")), EMPTY)
+
+    def test_feedbag_summary_kept_with_the_list(self) -> None:
+        """A write with a summary keeps it, byte for byte, until the next
+        write; none was ever kept for a list never written."""
+        self.add("alice")
+        self.assertIsNone(self.ok(self.store.get_feedbag_summary("alice")))
+        self.assertIsNone(self.ok(self.store.get_feedbag_summary("nobody")))
+        summary = FeedbagSummary(
+            NOW, 1, b"\x00\x01x\x00\x01\x00\x02\x00\x00\x00\x00", ("bob", "carol"), b""
+        )
+        self.ok(self.store.upsert_feedbag_items("alice", [item(1, 2)], NOW, summary))
+        self.assertEqual(self.ok(self.store.get_feedbag_summary("ALICE")), summary)
+        later = attrs.evolve(summary, last_modified=NOW + 1, count=0, buddies=())
+        self.ok(self.store.delete_feedbag_items("alice", [(1, 2)], NOW + 1, later))
+        self.assertEqual(self.ok(self.store.get_feedbag_summary("alice")), later)
+
+    def test_feedbag_write_without_summary_drops_it(self) -> None:
+        """A write that brings no summary (the admin CLI's) leaves none: a
+        summary never describes another version of the list."""
+        self.add("alice")
+        summary = FeedbagSummary(NOW, 1, b"w", (), b"")
+        self.ok(self.store.upsert_feedbag_items("alice", [item(1, 2)], NOW, summary))
+        self.ok(self.store.upsert_feedbag_items("alice", [item(1, 3)], NOW + 1))
+        self.assertIsNone(self.ok(self.store.get_feedbag_summary("alice")))
+        self.ok(self.store.upsert_feedbag_items("alice", [item(1, 4)], NOW + 2, summary))
+        self.ok(self.store.delete_feedbag_items("alice", [(1, 4)], NOW + 3))
+        self.assertIsNone(self.ok(self.store.get_feedbag_summary("alice")))
+
+    def test_set_feedbag_summary_only_for_the_version_read(self) -> None:
+        """A summary worked out from a read is kept only if the list is
+        still that version (time and count) and has none yet."""
+        self.add("alice")
+        self.ok(self.store.upsert_feedbag_items("alice", [item(1, 2), item(1, 3)], NOW))
+        stale_time = FeedbagSummary(NOW - 1, 2, b"w", (), b"")
+        stale_count = FeedbagSummary(NOW, 1, b"w", (), b"")
+        self.assertFalse(self.ok(self.store.set_feedbag_summary("alice", stale_time)))
+        self.assertFalse(self.ok(self.store.set_feedbag_summary("alice", stale_count)))
+        self.assertIsNone(self.ok(self.store.get_feedbag_summary("alice")))
+        good = FeedbagSummary(NOW, 2, b"w", ("x",), b"s")
+        self.assertTrue(self.ok(self.store.set_feedbag_summary("alice", good)))
+        self.assertEqual(self.ok(self.store.get_feedbag_summary("alice")), good)
+        other = attrs.evolve(good, wire=b"other")
+        self.assertFalse(self.ok(self.store.set_feedbag_summary("alice", other)))
+        self.assertFalse(self.ok(self.store.set_feedbag_summary("nobody", good)))
+        self.assertEqual(self.ok(self.store.get_feedbag_summary("alice")), good)
 
     @contract_settings(max_examples=40)
     @given(feedbag_ops)

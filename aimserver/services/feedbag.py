@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import functools
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -54,14 +54,21 @@ from aimserver.services.privacy import (
     privacy_of,
 )
 from aimserver.store.interfaces import Feedbag as StoredFeedbag
-from aimserver.store.interfaces import FeedbagItem, IFeedbagStore, StoreError
+from aimserver.store.interfaces import (
+    FeedbagItem,
+    FeedbagSummary,
+    IFeedbagStore,
+    StoreError,
+)
 from aimserver.wire.codes import Feedbag, FoodGroup
 from aimserver.wire.errors import MalformedData
 from aimserver.wire.feedbag import (
+    MAX_REPLY_PART,
     WireFeedbagItem,
     pack_item,
     pack_not_modified,
     pack_packed_reply_parts,
+    pack_reply,
     read_items,
 )
 from aimserver.wire.reader import Reader
@@ -245,17 +252,50 @@ def buddy_keys(items: Sequence[FeedbagItem]) -> set[str]:
     return {normalize(i.name) for i in items if i.class_id == CLASS_BUDDY}
 
 
+def summary_of(feedbag: StoredFeedbag) -> FeedbagSummary:
+    """What a sign-on needs of ``feedbag``: the items as served (group orders
+    naming exactly the items), its buddies' keys, the other special items."""
+    items = feedbag.items
+    special = [i for i in items if i.class_id not in (CLASS_BUDDY, CLASS_GROUP)]
+    return FeedbagSummary(
+        feedbag.last_modified,
+        len(items),
+        b"".join(packed(consistent_orders(items))),
+        tuple(sorted(buddy_keys(items))),
+        b"".join(packed(special)),
+    )
+
+
+def unpacked(data: bytes) -> tuple[FeedbagItem, ...]:
+    """Items packed by :func:`packed` (stored by this server: valid UTF-8)."""
+    return tuple(
+        FeedbagItem(i.name.decode("utf-8"), i.group_id, i.item_id, i.class_id, i.attributes)
+        for i in read_items(data, "stored feedbag summary")
+    )
+
+
 @attrs.frozen
 class KeptList:
-    """A signed-on user's list (``User.feedbag``) and its buddies' keys,
-    worked out once per version of the list: sign-ons and edits read them."""
+    """A signed-on user's list (``User.feedbag``), in the forms its sessions
+    read, worked out once per version of the list. A sign-on is served from
+    the summary alone (no object per item); ``feedbag``, every item, is read
+    when an edit needs it."""
 
-    feedbag: StoredFeedbag
+    summary: FeedbagSummary
     buddies: frozenset[str]
+    #: The items that are neither buddy nor group: privacy settings, icon.
+    special: tuple[FeedbagItem, ...]
+    feedbag: StoredFeedbag | None = None
 
     @classmethod
     def of(cls, feedbag: StoredFeedbag) -> KeptList:
-        return cls(feedbag, frozenset(buddy_keys(feedbag.items)))
+        summary = summary_of(feedbag)
+        special = tuple(i for i in feedbag.items if i.class_id not in (CLASS_BUDDY, CLASS_GROUP))
+        return cls(summary, frozenset(summary.buddies), special, feedbag)
+
+    @classmethod
+    def from_summary(cls, summary: FeedbagSummary) -> KeptList:
+        return cls(summary, frozenset(summary.buddies), unpacked(summary.special))
 
 
 @attrs.frozen
@@ -299,13 +339,14 @@ class FeedbagService:
         # shows the user to nobody, rather than to someone it blocks.
         user.privacy = UNREAD
 
-        def loaded(stored: StoredFeedbag) -> object:
+        def loaded(kept: KeptList) -> object:
             if user.feedbag is None:
                 # (An edit committed meanwhile has set a newer one.)
-                user.feedbag = KeptList.of(stored)
-            self._set_privacy(user, privacy_of(stored.items, user.feedbag.buddies))
+                user.feedbag = kept
+            kept = user.feedbag
+            self._set_privacy(user, privacy_of(kept.special, kept.buddies))
             # The icon too is user-level and named by the list.
-            return None if self.icons is None else self.icons.load(user, stored.items)
+            return None if self.icons is None else self.icons.load(user, kept.special)
 
         def failed(failure: object) -> None:
             # Still closed; the next session of the user reads them again.
@@ -316,7 +357,34 @@ class FeedbagService:
                 screen_name=user.screen_name,
             )
 
-        return self.store.get_feedbag(user.screen_name).addCallbacks(loaded, failed)
+        return self._read(user.screen_name).addCallbacks(loaded, failed)
+
+    def _read(self, screen_name: str) -> defer.Deferred[KeptList]:
+        """A list from the store: its summary, or (a list stored without one)
+        every item, and then the summary is kept for the next sign-on."""
+
+        def summarized(summary: FeedbagSummary | None) -> object:
+            if summary is not None:
+                return KeptList.from_summary(summary)
+            return self.store.get_feedbag(screen_name).addCallback(whole)
+
+        def whole(feedbag: StoredFeedbag) -> KeptList:
+            kept = KeptList.of(feedbag)
+            if feedbag.last_modified:
+                self.store.set_feedbag_summary(screen_name, kept.summary).addErrback(
+                    self._summary_not_kept, screen_name
+                )
+            return kept
+
+        return self.store.get_feedbag_summary(screen_name).addCallback(summarized)
+
+    def _summary_not_kept(self, failure: object, screen_name: str) -> None:
+        # Only a sign-on's shortcut: the next one reads every item again.
+        self.log.info(
+            "keeping the feedbag summary of {screen_name} failed: {error}",
+            screen_name=screen_name,
+            error=str(failure.value),  # type: ignore[attr-defined]
+        )
 
     def _set_privacy(self, user: User, privacy: Privacy | None) -> None:
         before, user.privacy = user.privacy, privacy
@@ -346,34 +414,46 @@ class FeedbagService:
         is not read yet."""
         if user.feedbag is not None:
             return defer.succeed(user.feedbag)
-        return self.store.get_feedbag(user.screen_name).addCallback(KeptList.of)
+        return self._read(user.screen_name)
 
     def _kept_now(self, user_key: str, screen_name: str) -> defer.Deferred[KeptList]:
-        """The list an edit starts from: the copy on the user signed on *now*,
-        or the store's. Not the User the request came from: an edit queued
-        behind others can start after that one's sessions are gone and the
-        user is back as a new User, whose copy has the edits made since."""
+        """The whole list an edit starts from: the copy on the user signed on
+        *now*, or the store's. Not the User the request came from: an edit
+        queued behind others can start after that one's sessions are gone and
+        the user is back as a new User, whose copy has the edits made since."""
         user = self.registry.by_key(user_key)
-        if user is not None:
-            return self._kept(user)
-        return self.store.get_feedbag(screen_name).addCallback(KeptList.of)
+        kept = user.feedbag if user is not None else None
+        if kept is not None and kept.feedbag is not None:
+            return defer.succeed(kept)
 
-    def _feedbag(self, user: User) -> defer.Deferred[StoredFeedbag]:
-        return self._kept(user).addCallback(lambda kept: kept.feedbag)
+        def whole(feedbag: StoredFeedbag) -> KeptList:
+            full = KeptList.of(feedbag)
+            current = self.registry.by_key(user_key)
+            if current is not None and current.feedbag is kept:
+                current.feedbag = full
+            return full
 
-    def _committed(self, user_key: str, items: Sequence[FeedbagItem], now: int) -> KeptList:
+        return self.store.get_feedbag(screen_name).addCallback(whole)
+
+    def _committed(self, user_key: str, after: KeptList) -> None:
         """The list as the store now holds it, kept on the user if online."""
-        after = KeptList.of(StoredFeedbag(tuple(sorted(items, key=_item_key)), now))
         user = self.registry.by_key(user_key)
         if user is not None:
             user.feedbag = after
-        return after
 
-    @staticmethod
-    def _list_replies(feedbag: StoredFeedbag) -> Replies:
-        # The list as clients get it: group orders naming exactly the items.
+    def _list_replies(self, kept: KeptList, screen_name: str) -> Replies | defer.Deferred[Replies]:
+        """The 13,06 of a list: from its summary, in one part; a list too long
+        for one is packed again from every item, in parts."""
+        summary = kept.summary
+        if len(summary.wire) <= MAX_REPLY_PART:
+            body = pack_reply(summary.count, summary.wire, summary.last_modified)
+            return [Reply(FoodGroup.FEEDBAG, Feedbag.REPLY, body)]
+        if kept.feedbag is None:
+            return self.store.get_feedbag(screen_name).addCallback(
+                lambda feedbag: self._list_replies(KeptList.of(feedbag), screen_name)
+            )
         parts = pack_packed_reply_parts(
-            packed(consistent_orders(feedbag.items)), feedbag.last_modified
+            packed(consistent_orders(kept.feedbag.items)), summary.last_modified
         )
         return [
             Reply(
@@ -388,7 +468,8 @@ class FeedbagService:
     def query(
         self, session: SessionInstance, request: SnacHeader, body: bytes
     ) -> defer.Deferred[Replies]:
-        return self._feedbag(acting_user(self.registry, session)).addCallback(self._list_replies)
+        user = acting_user(self.registry, session)
+        return self._kept(user).addCallback(self._list_replies, user.screen_name)
 
     def query_if_modified(
         self, session: SessionInstance, request: SnacHeader, body: bytes
@@ -398,13 +479,16 @@ class FeedbagService:
         cached_time = reader.u32("last modified")
         cached_count = reader.u16("item count")
 
-        def answer(feedbag: StoredFeedbag) -> Replies:
-            if feedbag.last_modified == cached_time and len(feedbag.items) == cached_count:
-                body = pack_not_modified(feedbag.last_modified, len(feedbag.items))
-                return [Reply(FoodGroup.FEEDBAG, Feedbag.REPLY_NOT_MODIFIED, body)]
-            return self._list_replies(feedbag)
+        user = acting_user(self.registry, session)
 
-        return self._feedbag(acting_user(self.registry, session)).addCallback(answer)
+        def answer(kept: KeptList) -> Replies | defer.Deferred[Replies]:
+            summary = kept.summary
+            if summary.last_modified == cached_time and summary.count == cached_count:
+                body = pack_not_modified(summary.last_modified, summary.count)
+                return [Reply(FoodGroup.FEEDBAG, Feedbag.REPLY_NOT_MODIFIED, body)]
+            return self._list_replies(kept, user.screen_name)
+
+        return self._kept(user).addCallback(answer)
 
     def use(
         self, session: SessionInstance, request: SnacHeader, body: bytes
@@ -464,21 +548,24 @@ class FeedbagService:
             if not accepted:
                 return defer.succeed(self._status(results))
             now = int(self.clock.seconds())
+            after = {i.key: i for i in stored.items}
+            for item in accepted:
+                if edit.subtype == Feedbag.DELETE_ITEM:
+                    after.pop(item.key, None)
+                else:
+                    after[item.key] = item
+            kept_after = kept_list(after.values(), now)
             if edit.subtype == Feedbag.DELETE_ITEM:
                 written = self.store.delete_feedbag_items(
-                    screen_name, [i.key for i in accepted], now
+                    screen_name, [i.key for i in accepted], now, kept_after.summary
                 )
             else:
-                written = self.store.upsert_feedbag_items(screen_name, accepted, now)
+                written = self.store.upsert_feedbag_items(
+                    screen_name, accepted, now, kept_after.summary
+                )
 
             def committed(_: object) -> Replies | defer.Deferred[Replies]:
-                after = {i.key: i for i in stored.items}
-                for item in accepted:
-                    if edit.subtype == Feedbag.DELETE_ITEM:
-                        after.pop(item.key, None)
-                    else:
-                        after[item.key] = item
-                kept_after = self._committed(user_key, list(after.values()), now)
+                self._committed(user_key, kept_after)
                 status = self._status(results)
                 more = self._follow(
                     session, user_key, [(edit.subtype, accepted)], kept.buddies, kept_after
@@ -590,8 +677,11 @@ class FeedbagService:
                 ]
                 if not gone:
                     return None
-                d = self.store.delete_feedbag_items(screen_name, [i.key for i in gone], now)
                 after = [i for i in stored.items if i not in gone]
+                kept_after = kept_list(after, now)
+                d = self.store.delete_feedbag_items(
+                    screen_name, [i.key for i in gone], now, kept_after.summary
+                )
                 pushes = [(Feedbag.DELETE_ITEM, gone)]
             else:
                 used = {i.item_id for i in stored.items if i.group_id == 0}
@@ -619,12 +709,13 @@ class FeedbagService:
                     pushes.append((Feedbag.UPDATE_ITEM if pd else Feedbag.INSERT_ITEM, [pd_item]))
                 if not writes:
                     return None
-                d = self.store.upsert_feedbag_items(screen_name, writes, now)
                 replaced = {i.key for i in writes}
                 after = [i for i in stored.items if i.key not in replaced] + writes
+                kept_after = kept_list(after, now)
+                d = self.store.upsert_feedbag_items(screen_name, writes, now, kept_after.summary)
 
             def committed(_: object) -> None:
-                kept_after = self._committed(user_key, after, now)
+                self._committed(user_key, kept_after)
                 self._follow(None, user_key, pushes, kept.buddies, kept_after)
 
             return d.addCallback(committed)
@@ -651,6 +742,11 @@ MAX_LEGACY_NAMES = 200
 
 def _item_key(item: FeedbagItem) -> tuple[int, int]:
     return item.key
+
+
+def kept_list(items: Iterable[FeedbagItem], now: int) -> KeptList:
+    """The list an edit leaves, as the store will hold it."""
+    return KeptList.of(StoredFeedbag(tuple(sorted(items, key=_item_key)), now))
 
 
 def _free_id(used: set[int]) -> int:

@@ -69,6 +69,7 @@ __all__ = [
     "DirectoryInfo",
     "DirectoryQuery",
     "Feedbag",
+    "FeedbagSummary",
     "FeedbagItem",
     "IAccountStore",
     "IBartStore",
@@ -319,6 +320,27 @@ class Feedbag:
 
     items: tuple[FeedbagItem, ...]
     last_modified: int
+
+
+@attrs.frozen
+class FeedbagSummary:
+    """
+    What a sign-on needs of a stored list, kept next to it so that reading
+    it builds no object per item (a 100-item list costs a sign-on several
+    times what an empty one does otherwise). The server works it out from
+    the whole list at each edit; the store keeps it byte for byte.
+    """
+
+    last_modified: int
+    count: int
+    """How many items the list holds."""
+    wire: bytes
+    """Every item as the 13,06 carries it, in order."""
+    buddies: tuple[str, ...]
+    """The buddy items' screen names, normalized, each once."""
+    special: bytes
+    """The items that are neither buddy nor group (privacy settings, the
+    icon, preferences), packed like ``wire``."""
 
 
 @attrs.frozen
@@ -895,11 +917,16 @@ class IFeedbagStore(Interface):
         """
 
     def upsert_feedbag_items(
-        screen_name: str, items: Sequence[FeedbagItem], now: int
+        screen_name: str,
+        items: Sequence[FeedbagItem],
+        now: int,
+        summary: FeedbagSummary | None = None,
     ) -> Deferred[None]:
         """
         Insert the items, replacing any with the same (group_id, item_id), and
-        set ``last_modified`` to ``now``. All or nothing.
+        set ``last_modified`` to ``now``. All or nothing. ``summary`` is kept
+        with the list, as the caller worked it out for the list this write
+        leaves; without one the list has none until it is given one.
 
         :rtype: Deferred[None]
         :raises NoSuchAccount: there is no such account.
@@ -908,14 +935,35 @@ class IFeedbagStore(Interface):
         """
 
     def delete_feedbag_items(
-        screen_name: str, keys: Sequence[tuple[int, int]], now: int
+        screen_name: str,
+        keys: Sequence[tuple[int, int]],
+        now: int,
+        summary: FeedbagSummary | None = None,
     ) -> Deferred[None]:
         """
         Remove the items with these (group_id, item_id) keys (missing ones are
-        ignored) and set ``last_modified`` to ``now``.
+        ignored) and set ``last_modified`` to ``now``. ``summary``, as for
+        :meth:`upsert_feedbag_items`.
 
         :rtype: Deferred[None]
         :raises NoSuchAccount: there is no such account.
+        """
+
+    def get_feedbag_summary(screen_name: str) -> Deferred[FeedbagSummary | None]:
+        """
+        :return: fires with the summary kept with the user's list, or None if
+            it has none (never written, or last written without one).
+        :rtype: Deferred[FeedbagSummary | None]
+        """
+
+    def set_feedbag_summary(screen_name: str, summary: FeedbagSummary) -> Deferred[bool]:
+        """
+        Keep ``summary`` with a list that has none, if the list is still as
+        last modified at ``summary.last_modified`` with ``summary.count``
+        items (it was read and has not changed since).
+
+        :return: fires with whether it was kept.
+        :rtype: Deferred[bool]
         """
 
 

@@ -59,7 +59,7 @@ __all__ = [
     "transact",
 ]
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 """The schema version this code reads and writes."""
 
 BUSY_TIMEOUT = 5.0

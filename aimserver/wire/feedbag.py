@@ -83,5 +83,10 @@ def pack_packed_reply_parts(packed: Sequence[bytes], last_modified: int) -> list
     ]
 
 
+def pack_reply(count: int, items: bytes, last_modified: int) -> bytes:
+    """One 13,06 body from items already packed together."""
+    return b"\x00" + struct.pack("!H", count) + items + struct.pack("!I", last_modified)
+
+
 def pack_not_modified(last_modified: int, count: int) -> bytes:
     return struct.pack("!IH", last_modified, count)
