@@ -83,3 +83,23 @@ class SignOnFromTheSummaryTests(SynchronousTestCase):
         self.assertEqual(world.registry.user_of(second).feedbag.buddies, frozenset({"bob"}))
         kept = result_of(world.store.get_feedbag_summary("Alice"))
         self.assertEqual(kept, summary_of(result_of(original("Alice"))))
+
+
+class LongListTests(SynchronousTestCase):
+    def test_a_list_longer_than_one_reply_is_read_whole_and_split(self) -> None:
+        """A list whose items do not fit one 13,06 is served in parts (flag
+        0x0001 on all but the last), read whole even from a summary."""
+        world = ServiceWorld()
+        service = FeedbagService(world.registry, world.presence, world.store, world.clock)
+        world.account("Alice")
+        items = [FeedbagItem("Friends", 1, 0, 1, b"")]
+        items += [FeedbagItem(f"buddy{n:04d}", 1, n + 1, 0, b"\x00" * 60) for n in range(200)]
+        result_of(world.store.upsert_feedbag_items("Alice", items, 9))
+        feedbag = result_of(world.store.get_feedbag("Alice"))
+        whole = service._list_replies(KeptList.of(feedbag), "Alice")
+        alone = result_of(
+            service._list_replies(KeptList.from_summary(summary_of(feedbag)), "Alice")
+        )
+        self.assertGreater(len(whole), 1)
+        self.assertEqual(alone, whole)
+        self.assertEqual([r.flags for r in whole], [1] * (len(whole) - 1) + [0])
