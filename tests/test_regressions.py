@@ -25,7 +25,8 @@ from aimserver.config import Config
 from aimserver.registry import MULTICONN_LEGACY, MULTICONN_MULTI, UserRegistry
 from aimserver.server import AimServer
 from aimserver.services.base import Reply, SnacError
-from aimserver.store.interfaces import Feedbag, FeedbagItem, OfflineMessage
+from aimserver.services.feedbag import summary_of
+from aimserver.store.interfaces import Feedbag, FeedbagItem, FeedbagSummary, OfflineMessage
 from aimserver.store.memory import MemoryUserStore
 from aimserver.wire.codes import ICBM, FoodGroup, Locate, OService
 from aimserver.wire.flap import Channel
@@ -282,14 +283,15 @@ class FeedbagAfterSignoffTests(SynchronousTestCase):
         read (13,07), the list arriving afterwards is ignored: the gone
         session does not come back as a watcher of its buddies."""
         server, store, _ = make_server(None, {"Alice": "secret12"})
-        pending: list[defer.Deferred[Feedbag]] = []
+        pending: list[defer.Deferred[FeedbagSummary]] = []
 
-        def get_feedbag(name: str) -> defer.Deferred[Feedbag]:
-            d: defer.Deferred[Feedbag] = defer.Deferred()
+        def get_feedbag_summary(name: str) -> defer.Deferred[FeedbagSummary]:
+            d: defer.Deferred[FeedbagSummary] = defer.Deferred()
             pending.append(d)
             return d
 
-        self.patch(store, "get_feedbag", get_feedbag)
+        # A sign-on reads the summary kept with the list.
+        self.patch(store, "get_feedbag_summary", get_feedbag_summary)
         alice = signed_on_bos(server, "Alice")
         alice.send_snac(0x13, 0x07)
         alice.lose()
@@ -301,7 +303,7 @@ class FeedbagAfterSignoffTests(SynchronousTestCase):
         # The privacy settings read at sign-on, then the 13,07's read.
         self.assertEqual(len(pending), 2)
         for d in pending:
-            d.callback(Feedbag(items=items, last_modified=0))
+            d.callback(summary_of(Feedbag(items=items, last_modified=0)))
         self.assertEqual(server.registry.watchers, {})
 
 

@@ -16,6 +16,7 @@ from zope.interface import implementer
 
 from aimserver.store._base import MemoryBase, SQLiteBase, existing_account, fired
 from aimserver.store.interfaces import (
+    EMPTY_FEEDBAG_SUMMARY,
     MAX_FEEDBAG_ITEMS,
     Feedbag,
     FeedbagItem,
@@ -60,7 +61,10 @@ class MemoryFeedbagStore(MemoryBase):
             self._summaries[normalized] = summary
 
     def get_feedbag_summary(self, screen_name: str) -> Deferred[FeedbagSummary | None]:
-        return defer.succeed(self._summaries.get(normalize(screen_name)))
+        normalized = normalize(screen_name)
+        if normalized not in self._last_modified:
+            return defer.succeed(EMPTY_FEEDBAG_SUMMARY)
+        return defer.succeed(self._summaries.get(normalized))
 
     def set_feedbag_summary(self, screen_name: str, summary: FeedbagSummary) -> Deferred[bool]:
         normalized = normalize(screen_name)
@@ -161,7 +165,9 @@ def _get_feedbag_summary(conn: sqlite3.Connection, screen_name: str) -> FeedbagS
         f"SELECT last_modified, {_SUMMARY_COLUMNS} FROM feedbag_meta WHERE normalized = ?",
         (normalize(screen_name),),
     ).fetchone()
-    if row is None or row[1] is None:
+    if row is None:
+        return EMPTY_FEEDBAG_SUMMARY
+    if row[1] is None:
         return None
     last_modified, count, wire, buddies, special = row
     return FeedbagSummary(

@@ -37,6 +37,7 @@ __all__ = [
     "DEFAULT_REGISTRATION_STATUS",
     "DIGEST_SIZE",
     "DIRECTORY_TEXT_FIELDS",
+    "EMPTY_FEEDBAG_SUMMARY",
     "ICBM_COOKIE_SIZE",
     "MAX_AUTH_KEY_LENGTH",
     "MAX_BART_ITEMS_PER_ACCOUNT",
@@ -341,6 +342,10 @@ class FeedbagSummary:
     special: bytes
     """The items that are neither buddy nor group (privacy settings, the
     icon, preferences), packed like ``wire``."""
+
+
+#: The summary of a list never written: no items, last modified 0.
+EMPTY_FEEDBAG_SUMMARY = FeedbagSummary(0, 0, b"", (), b"")
 
 
 @attrs.frozen
@@ -951,8 +956,10 @@ class IFeedbagStore(Interface):
 
     def get_feedbag_summary(screen_name: str) -> Deferred[FeedbagSummary | None]:
         """
-        :return: fires with the summary kept with the user's list, or None if
-            it has none (never written, or last written without one).
+        :return: fires with the summary kept with the user's list;
+            :data:`EMPTY_FEEDBAG_SUMMARY` for a list never written (or no
+            such account), as :meth:`get_feedbag` gives an empty list; None
+            for a list last written without one.
         :rtype: Deferred[FeedbagSummary | None]
         """
 
