@@ -9,9 +9,10 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from aimserver.config import Config
 from aimserver.server import AimServer
-from aimserver.services.base import DuplicateHandler, merge_handlers
+from aimserver.services.base import DuplicateHandler, SnacError, bounded, merge_handlers
 from aimserver.services.locate import LocateService
 from aimserver.store.memory import MemoryUserStore
+from aimserver.wire.codes import SnacErrorCode
 from tests.fakes import SECRET
 
 
@@ -48,3 +49,20 @@ class MergeHandlersTests(SynchronousTestCase):
     def test_the_real_tables_have_no_duplicates(self) -> None:
         server = AimServer(Config(), MemoryUserStore(), SECRET, Clock())
         self.assertIn((0x0004, 0x0006), server.bos_factory.handlers)
+
+
+class BoundedTests(SynchronousTestCase):
+    def test_a_value_within_the_limit_passes(self) -> None:
+        self.assertEqual(bounded(b"x" * 8, 8, "field"), b"x" * 8)
+
+    def test_a_longer_value_is_refused_and_logged(self) -> None:
+        """Bad input: 0x000E, and one log line naming what and how long."""
+        from twisted.logger import globalLogPublisher
+
+        seen: list[dict] = []
+        globalLogPublisher.addObserver(seen.append)
+        self.addCleanup(globalLogPublisher.removeObserver, seen.append)
+        error = self.assertRaises(SnacError, bounded, b"x" * 9, 8, "search keyword")
+        self.assertEqual(error.code, SnacErrorCode.BUSTED_SNAC_PAYLOAD)
+        (event,) = [e for e in seen if e.get("what") == "search keyword"]
+        self.assertEqual((event["length"], event["limit"]), (9, 8))

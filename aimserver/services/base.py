@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import attrs
 from twisted.internet.defer import Deferred
+from twisted.logger import Logger
 
 from aimserver.wire.codes import SnacErrorCode
 from aimserver.wire.snac import SnacHeader
@@ -28,6 +29,23 @@ def then(value: Any, f: Callable[..., Any], *args: Any) -> Any:
     if isinstance(value, Deferred):
         return value.addCallback(f, *args)
     return f(value, *args)
+
+
+_log = Logger()
+
+
+def bounded(value: bytes, limit: int, what: str) -> bytes:
+    """``value``, or a refusal with 0x000E (and a log line: it is bad input)
+    when it is longer than ``limit``: longer than anything stored can be."""
+    if len(value) > limit:
+        _log.info(
+            "refused: {what} of {length} bytes, over {limit}",
+            what=what,
+            length=len(value),
+            limit=limit,
+        )
+        raise SnacError(SnacErrorCode.BUSTED_SNAC_PAYLOAD)
+    return value
 
 
 class SnacError(Exception):

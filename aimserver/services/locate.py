@@ -40,7 +40,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from aimserver.registry import SessionInstance, User, UserRegistry
-from aimserver.services.base import HandlerTable, Replies, Reply, SnacError, acting_user
+from aimserver.services.base import HandlerTable, Replies, Reply, SnacError, acting_user, bounded
 from aimserver.services.presence import Presence
 from aimserver.store.interfaces import (
     MAX_DIRECTORY_FIELD_BYTES,
@@ -135,12 +135,6 @@ def split_capabilities(value: bytes) -> tuple[bytes, ...]:
     return tuple(value[i : i + CAPABILITY_SIZE] for i in range(0, len(value), CAPABILITY_SIZE))
 
 
-def _bounded(value: bytes) -> bytes:
-    if len(value) > MAX_DIRECTORY_FIELD_BYTES:
-        raise SnacError(SnacErrorCode.BUSTED_SNAC_PAYLOAD)
-    return value
-
-
 def parse_directory_fields(body: bytes) -> DirectoryFields:
     """The record fields a 02,09 body sets (module docstring for the rules).
 
@@ -152,7 +146,7 @@ def parse_directory_fields(body: bytes) -> DirectoryFields:
     for tag, name in DIRECTORY_TAGS.items():
         value = tlvs.get(tag)
         if value is not None:
-            values[name] = _bounded(value)
+            values[name] = bounded(value, MAX_DIRECTORY_FIELD_BYTES, "directory field")
     allow_search = tlvs.get_u16(TAG_ALLOW_SEARCH)
     return DirectoryFields(**values, allow_search=bool(allow_search))
 
@@ -164,7 +158,11 @@ def parse_interest_keywords(body: bytes) -> tuple[bytes, ...]:
     :raises SnacError: 0x000E, a keyword is longer than ``MAX_DIRECTORY_FIELD_BYTES``.
     """
     tlvs = TlvList.unpack_list(body, "locate set keyword info")
-    keywords = [_bounded(value) for value in tlvs.all(TAG_INTEREST) if value]
+    keywords = [
+        bounded(value, MAX_DIRECTORY_FIELD_BYTES, "interest keyword")
+        for value in tlvs.all(TAG_INTEREST)
+        if value
+    ]
     return tuple(keywords[:MAX_INTEREST_KEYWORDS])
 
 

@@ -49,7 +49,7 @@ from twisted.python.failure import Failure
 
 from aimserver.registry import SessionInstance, UserRegistry
 from aimserver.services.admin import parse_email
-from aimserver.services.base import HandlerTable, Replies, Reply, SnacError
+from aimserver.services.base import HandlerTable, Replies, Reply, SnacError, bounded
 from aimserver.services.privacy import privacy_of
 from aimserver.store.interfaces import (
     MAX_DIRECTORY_FIELD_BYTES,
@@ -115,18 +115,6 @@ class NoMatch(Exception):
     address, an empty keyword): no results, without asking the store."""
 
 
-def _bounded(value: bytes, limit: int, what: str = "directory field") -> bytes:
-    if len(value) > limit:
-        log.info(
-            "search refused: {what} of {length} bytes, over {limit}",
-            what=what,
-            length=len(value),
-            limit=limit,
-        )
-        raise SnacError(SnacErrorCode.BUSTED_SNAC_PAYLOAD)
-    return value
-
-
 def parse_query(tlvs: TlvList) -> DirectoryQuery | None:
     """The search a 0F,02 asks for, or None when it names none (status 0x0004).
 
@@ -138,14 +126,14 @@ def parse_query(tlvs: TlvList) -> DirectoryQuery | None:
         return DirectoryQuery(email=email_query(email))
     keyword = tlvs.get(TAG_KEYWORD)
     if keyword is not None:
-        if not _bounded(keyword, MAX_DIRECTORY_FIELD_BYTES, "keyword"):
+        if not bounded(keyword, MAX_DIRECTORY_FIELD_BYTES, "search keyword"):
             raise NoMatch()
         return DirectoryQuery(keyword=keyword)
     values = {}
     for tag, name in SEARCH_TAGS.items():
         value = tlvs.get(tag)
         if value:
-            values[name] = _bounded(value, MAX_DIRECTORY_FIELD_BYTES)
+            values[name] = bounded(value, MAX_DIRECTORY_FIELD_BYTES, "search field")
     if "first_name" not in values and "last_name" not in values:
         return None
     return DirectoryQuery(fields=DirectoryFields(**values))
