@@ -50,6 +50,7 @@ from twisted.python.failure import Failure
 from aimserver.registry import SessionInstance, UserRegistry
 from aimserver.services.admin import parse_email
 from aimserver.services.base import HandlerTable, Replies, Reply, SnacError, bounded
+from aimserver.services.locate import DIRECTORY_TAGS
 from aimserver.services.privacy import privacy_of
 from aimserver.store.interfaces import (
     MAX_DIRECTORY_FIELD_BYTES,
@@ -88,18 +89,7 @@ TAG_SCREEN_NAME = 0x0009
 TAG_KEYWORD = 0x000B
 #: The name-and-address tags of a search and the record field each one names
 #: (the tags of Locate 02,09, less the charset).
-SEARCH_TAGS = {
-    TAG_FIRST_NAME: "first_name",
-    TAG_LAST_NAME: "last_name",
-    0x0003: "middle_name",
-    0x0004: "maiden_name",
-    0x0006: "country",
-    0x0007: "state",
-    0x0008: "city",
-    0x000C: "nickname",
-    0x000D: "zip_code",
-    0x0021: "street",
-}
+SEARCH_TAGS = {tag: name for tag, name in DIRECTORY_TAGS.items() if name != "charset"}
 #: What a result shows, in Go's order, then 0x0009 the screen name.
 RESULT_TAGS = (
     (TAG_FIRST_NAME, "first_name"),
