@@ -49,7 +49,7 @@ from bench.scenarios import (
     Target,
     Window,
     close_all,
-    finish,
+    closed_signon_loop,
     limited,
     multisession,
     overflow,
@@ -644,58 +644,21 @@ async def signon_run(
     signing on (BUCP + BOS with 13,02, 13,04 -> 13,06 ..., 13,07, 01,02, a
     round trip) and off, alternating its two accounts (``names[2i]``,
     ``names[2i + 1]``), whose stored lists must hold ``items`` items."""
-    stop = False
-    measuring = False
-    latencies: list[int] = []
-    problems: Counter[str] = Counter()
-    completed = 0
 
-    async def worker(index: int) -> None:
-        nonlocal completed
-        mine = names[2 * index : 2 * index + 2]
-        await asyncio.sleep(index * 0.05 / concurrency)
-        deadline = time.monotonic() + warmup + window + 60.0
-        turn = 0
-        while not stop and time.monotonic() < deadline:
-            name = mine[turn & 1]
-            turn += 1
-            started = lg.now_ns()
-            try:
-                client, _ = await lg.full_signon(
-                    target.auth, name, PASSWORD, feedbag=True, timeout=10.0
-                )
-            except (OSError, TimeoutError, lg.ProtocolFailure) as e:
-                problems[f"error {type(e).__name__}"] += 1
-                await asyncio.sleep(0.05)
-                continue
-            done = lg.now_ns()
-            client.signoff()
-            if client.feedbag_items != items:
-                problems["wrong item count"] += 1
-            if measuring:
-                completed += 1
-                latencies.append(done - started)
+    async def once(index: int, turn: int) -> str:
+        name = names[2 * index + (turn & 1)]
+        client, _ = await lg.full_signon(target.auth, name, PASSWORD, feedbag=True, timeout=10.0)
+        client.signoff()
+        return "" if client.feedbag_items == items else "wrong item count"
 
-    tasks = [asyncio.ensure_future(worker(i)) for i in range(concurrency)]
-    measured = Window(target.pid)
-    try:
-        await asyncio.sleep(warmup)
-        measured.start()
-        measuring = True
-        await asyncio.sleep(window)
-        measuring = False
-        measured.stop()
-    finally:
-        stop = True
-        await finish(tasks, 30.0)
-    return Run.measured(
-        measured,
+    return await closed_signon_loop(
+        target,
+        once,
+        concurrency=concurrency,
+        warmup=warmup,
+        window=window,
+        round_=round_,
         side=side,
-        round=round_,
-        value=completed / measured.wall,
-        count=completed,
-        problems=dict(problems) | overflow(measured),
-        latencies_ns=latencies,
         extra={"stored_items": items, "concurrency": concurrency},
     )
 

@@ -486,19 +486,27 @@ def s1_accounts(profile: Profile) -> list[str]:
     return names + [f"s1r{i:02d}" for i in range(profile.s1_buddies)]
 
 
-async def signon_run(
+#: One sign-on and sign-off of a closed loop: ``(worker index, turn)`` ->
+#: the signed-off client's problem ("" for none); raises what the loop counts
+#: as an error (OSError, TimeoutError, ProtocolFailure).
+SignOnce = Callable[[int, int], Awaitable[str]]
+
+
+async def closed_signon_loop(
     target: Target,
+    once: SignOnce,
     *,
     concurrency: int,
-    buddies: Sequence[str],
     warmup: float,
     window: float,
     round_: int,
+    side: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Run:
-    """Closed loop: ``concurrency`` workers, each signing on (BUCP + BOS to
-    client ready, confirmed by a round trip) and off again, alternating two
-    accounts. Time to online: TCP connect to the authorizer -> the reply to
-    the round trip after 01,02 (with every online buddy's arrival in)."""
+    """``concurrency`` workers, each running ``once`` again and again (staggered
+    starts, so they do not move in lockstep); the sign-ons completed within
+    the measured window and the time each took (what ``once`` measures).
+    ``side``: the row side the run is for, the target's unless given."""
     stop = False
     measuring = False
     latencies: list[int] = []
@@ -507,27 +515,22 @@ async def signon_run(
 
     async def worker(index: int) -> None:
         nonlocal completed
-        names = (f"s1u{index:03d}a", f"s1u{index:03d}b")
-        # Staggered starts, so the workers do not move in lockstep.
         await asyncio.sleep(index * 0.05 / concurrency)
         deadline = time.monotonic() + warmup + window + 60.0
         turn = 0
         while not stop and time.monotonic() < deadline:
-            name = names[turn & 1]
-            turn += 1
             started = lg.now_ns()
             try:
-                client, arrivals = await lg.full_signon(
-                    target.auth, name, PASSWORD, buddies=buddies, timeout=10.0
-                )
+                problem = await once(index, turn)
             except (OSError, TimeoutError, lg.ProtocolFailure) as e:
                 problems[f"error {type(e).__name__}"] += 1
                 await asyncio.sleep(0.05)
                 continue
+            finally:
+                turn += 1
             done = lg.now_ns()
-            client.signoff()
-            if arrivals != len(buddies):
-                problems["wrong arrival count"] += 1
+            if problem:
+                problems[problem] += 1
             if measuring:
                 completed += 1
                 latencies.append(done - started)
@@ -546,12 +549,40 @@ async def signon_run(
         await finish(tasks, 30.0)
     return Run.measured(
         measured,
-        side=target.side,
+        side=side or target.side,
         round=round_,
         value=completed / measured.wall,
         count=completed,
         problems=dict(problems) | overflow(measured),
         latencies_ns=latencies,
+        **({"extra": extra} if extra else {}),
+    )
+
+
+async def signon_run(
+    target: Target,
+    *,
+    concurrency: int,
+    buddies: Sequence[str],
+    warmup: float,
+    window: float,
+    round_: int,
+) -> Run:
+    """Closed loop: ``concurrency`` workers, each signing on (BUCP + BOS to
+    client ready, confirmed by a round trip) and off again, alternating two
+    accounts. Time to online: TCP connect to the authorizer -> the reply to
+    the round trip after 01,02 (with every online buddy's arrival in)."""
+
+    async def once(index: int, turn: int) -> str:
+        name = (f"s1u{index:03d}a", f"s1u{index:03d}b")[turn & 1]
+        client, arrivals = await lg.full_signon(
+            target.auth, name, PASSWORD, buddies=buddies, timeout=10.0
+        )
+        client.signoff()
+        return "" if arrivals == len(buddies) else "wrong arrival count"
+
+    return await closed_signon_loop(
+        target, once, concurrency=concurrency, warmup=warmup, window=window, round_=round_
     )
 
 
