@@ -174,3 +174,13 @@ class EncoderTests(SynchronousTestCase):
         """u16 and u32 read back what was written."""
         reader = Reader(u16(small) + u32(big), "test")
         self.assertEqual((reader.u16(), reader.u32()), (small, big))
+
+
+class ExpectEndTests(SynchronousTestCase):
+    def test_stray_bytes_after_a_structure_are_malformed(self) -> None:
+        reader = Reader(b"\x00\x01\xff", "thing")
+        reader.u16()
+        error = self.assertRaises(MalformedData, reader.expect_end)
+        self.assertIn("thing: 1 stray bytes", str(error))
+        reader.u8()
+        reader.expect_end()

@@ -10,7 +10,6 @@ import struct
 
 import attrs
 
-from aimserver.wire.errors import MalformedData
 from aimserver.wire.reader import Reader
 from aimserver.wire.tlv import TlvList
 
@@ -19,11 +18,6 @@ _U16 = struct.Struct("!H")
 #: Permissions of a 07,03/07,05: read and write (Go always sends it; what
 #: clients do with the others is unknown).
 PERMISSIONS_READ_WRITE = 0x0003
-
-
-def _at_end(reader: Reader) -> None:
-    if not reader.at_end():
-        raise MalformedData(f"{reader.what}: {reader.remaining()} bytes after the end")
 
 
 @attrs.frozen
@@ -42,7 +36,7 @@ class AdminInfoReply:
         reader = Reader(body, what)
         permissions = reader.u16("permissions")
         tlvs = TlvList.read_block(reader)
-        _at_end(reader)
+        reader.expect_end()
         return cls(permissions, tlvs)
 
 
@@ -59,5 +53,5 @@ class ConfirmReply:
     def unpack(cls, body: bytes, what: str = "admin confirm reply") -> ConfirmReply:
         reader = Reader(body, what)
         status = reader.u16("status")
-        _at_end(reader)
+        reader.expect_end()
         return cls(status)

@@ -17,7 +17,6 @@ import struct
 
 import attrs
 
-from aimserver.wire.errors import MalformedData
 from aimserver.wire.reader import Reader, string08, string16
 
 __all__ = [
@@ -84,8 +83,7 @@ class BartInfo:
         """Exactly one ``flags, hash`` (the whole TLV value)."""
         reader = Reader(data, "BART info")
         info = cls.read(reader)
-        if not reader.at_end():
-            raise MalformedData(f"BART info followed by {reader.remaining()} stray bytes")
+        reader.expect_end()
         return info
 
 
@@ -115,8 +113,7 @@ class BartId:
         """Exactly one BART ID."""
         reader = Reader(data, "BART ID")
         bart_id = cls.read(reader)
-        if not reader.at_end():
-            raise MalformedData(f"BART ID followed by {reader.remaining()} stray bytes")
+        reader.expect_end()
         return bart_id
 
 

@@ -23,11 +23,6 @@ KEYWORD_CATEGORY = 0x01
 KEYWORD = 0x02
 
 
-def _at_end(reader: Reader) -> None:
-    if not reader.at_end():
-        raise MalformedData(f"{reader.what}: {reader.remaining()} bytes after the end")
-
-
 @attrs.frozen
 class ODirInfoReply:
     """0F,03: u16 status, u16 unknown (always 0), u16 result count, then one
@@ -51,7 +46,7 @@ class ODirInfoReply:
         if count * 2 > reader.remaining():
             raise MalformedData(f"{what}: {count} results in {reader.remaining()} bytes")
         results = tuple(TlvList.read_block(reader) for _ in range(count))
-        _at_end(reader)
+        reader.expect_end()
         return cls(status, results)
 
 
@@ -96,5 +91,5 @@ class KeywordListReply:
         if count * 4 > reader.remaining():
             raise MalformedData(f"{what}: {count} keywords in {reader.remaining()} bytes")
         items = tuple(KeywordItem.read(reader) for _ in range(count))
-        _at_end(reader)
+        reader.expect_end()
         return cls(status, items)

@@ -42,6 +42,12 @@ class Reader:
     def at_end(self) -> bool:
         return self.offset >= self.end
 
+    def expect_end(self) -> None:
+        """The structure read must have used every byte: stray bytes after it
+        are malformed input, not something to ignore."""
+        if self.offset != self.end:
+            raise MalformedData(f"{self.what}: {self.end - self.offset} stray bytes after the end")
+
     def u8(self, field: str = "u8") -> int:
         self._need(1, field)
         value = self.data[self.offset]

@@ -6,7 +6,6 @@ import struct
 
 import attrs
 
-from aimserver.wire.errors import MalformedData
 from aimserver.wire.reader import Reader, string08
 from aimserver.wire.screenname import decode_screen_name, encode_screen_name
 from aimserver.wire.tlv import TlvList
@@ -57,6 +56,5 @@ class UserInfo:
     def unpack(cls, data: bytes) -> UserInfo:
         reader = Reader(data, "user-info block")
         info = cls.read(reader)
-        if not reader.at_end():
-            raise MalformedData(f"user-info block followed by {reader.remaining()} stray bytes")
+        reader.expect_end()
         return info
