@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from aimserver.services.feedbag import FeedbagService, KeptList, summary_of
 from aimserver.services.privacy import privacy_of
-from aimserver.store.interfaces import Feedbag, FeedbagItem
+from aimserver.store.interfaces import Feedbag, FeedbagItem, FeedbagSummary
 from aimserver.wire.tlv import Tlv
 from tests.fakes import result_of
 from tests.fakes_services import ServiceWorld
@@ -103,3 +103,22 @@ class LongListTests(SynchronousTestCase):
         self.assertGreater(len(whole), 1)
         self.assertEqual(alone, whole)
         self.assertEqual([r.flags for r in whole], [1] * (len(whole) - 1) + [0])
+
+
+class DamagedSummaryTests(SynchronousTestCase):
+    def test_an_unreadable_summary_falls_back_to_the_items(self) -> None:
+        """The summary is only a copy: if it cannot be read, the sign-on
+        reads the items, and the user is not left shown to nobody."""
+        world = ServiceWorld()
+        service = FeedbagService(world.registry, world.presence, world.store, world.clock)
+        world.sessions.observe(service)
+        world.account("Alice")
+        bob = FeedbagItem("Bob", 1, 7, 0, b"")
+        group = FeedbagItem("Friends", 1, 0, 1, b"")
+        broken = FeedbagSummary(5, 2, b"", ("bob",), b"\x00\x05ab")
+        result_of(world.store.upsert_feedbag_items("Alice", [bob, group], 5, broken))
+        alice, _ = world.sign_on("Alice")
+        user = world.registry.user_of(alice)
+        self.assertIsNotNone(user.feedbag.feedbag)
+        self.assertEqual(user.feedbag.buddies, frozenset({"bob"}))
+        self.assertIsNone(user.privacy)

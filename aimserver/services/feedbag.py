@@ -365,7 +365,16 @@ class FeedbagService:
 
         def summarized(summary: FeedbagSummary | None) -> object:
             if summary is not None:
-                return KeptList.from_summary(summary)
+                try:
+                    return KeptList.from_summary(summary)
+                except (MalformedData, UnicodeDecodeError) as e:
+                    # Damaged (it is only a copy): the items are the truth.
+                    self.log.warn(
+                        "the feedbag summary of {screen_name} is unreadable ({error});"
+                        " reading the items",
+                        screen_name=screen_name,
+                        error=str(e),
+                    )
             return self.store.get_feedbag(screen_name).addCallback(whole)
 
         def whole(feedbag: StoredFeedbag) -> KeptList:
