@@ -33,13 +33,11 @@ from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from bench import loadgen as lg
 from bench.scenarios import (
     PASSWORD,
     S5_CONFIGS,
-    SETUP_ATTEMPTS,
     SETUP_CONCURRENCY,
     Harness,
     ImTraffic,
@@ -54,6 +52,7 @@ from bench.scenarios import (
     multisession,
     overflow,
     settle_closed,
+    sign_on,
 )
 
 #: The group every edited buddy goes into (item ID 0, class 1).
@@ -340,26 +339,6 @@ def snac_parts(payload: bytes) -> tuple[int, int, bytes]:
 
 
 # -- set-up -------------------------------------------------------------------------------
-
-
-async def sign_on(target: Target, name: str, *, label: Any, groups: Sequence[str] = ()) -> Any:
-    """A resident session: the full sign-on with the feedbag steps on the
-    subject, the one-frame sign-on naming its account (and fan-out groups)
-    on the baseline. Retried like bench.scenarios.sign_on."""
-    for attempt in range(SETUP_ATTEMPTS):
-        try:
-            if target.kind == "subject":
-                client, _ = await lg.full_signon(
-                    target.auth, name, PASSWORD, feedbag=True, label=label
-                )
-                client.inbox.clear()
-                return client
-            return await lg.trivial_signon(target.auth, name, groups=groups, label=label)
-        except (OSError, TimeoutError, lg.ProtocolFailure) as e:
-            if attempt == SETUP_ATTEMPTS - 1:
-                raise RuntimeError(f"set-up sign-on of {name} failed: {e!r}") from e
-            await asyncio.sleep(0.5)
-    raise AssertionError("unreachable")
 
 
 def fsync_cost(directory: Path, count: int = 50) -> float:
@@ -686,7 +665,7 @@ async def scenario_s10(harness: Harness, profile: Profile) -> list[Row]:
         for target in targets:
             clients = await limited(
                 [
-                    lambda i=i, t=target: sign_on(t, SIBLING_ACCOUNT, label=i)
+                    lambda i=i, t=target: sign_on(t, SIBLING_ACCOUNT, label=i, feedbag=True)
                     for i in range(profile.s10_siblings)
                 ],
                 SETUP_CONCURRENCY,
@@ -763,7 +742,7 @@ async def scenario_s10(harness: Harness, profile: Profile) -> list[Row]:
         editors: dict[str, Editors] = {}
         for target in targets:
             clients = await limited(
-                [lambda n=n, t=target: sign_on(t, n, label=n) for n in names],
+                [lambda n=n, t=target: sign_on(t, n, label=n, feedbag=True) for n in names],
                 SETUP_CONCURRENCY,
             )
             opened += clients

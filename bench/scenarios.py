@@ -446,15 +446,17 @@ async def sign_on(
     label: Any = None,
     buddies: Sequence[str] = (),
     groups: Sequence[str] = (),
+    feedbag: bool = False,
 ) -> lg.FlapClient:
-    """A resident session: the full BUCP + BOS sign-on on the subject, the
-    trivial one on a relay / fan-out baseline. Set-up, not measured: a failed
-    attempt (e.g. a connection stuck in a full accept queue) is retried."""
+    """A resident session: the full BUCP + BOS sign-on on the subject (with
+    the feedbag steps if ``feedbag``), the trivial one on a relay / fan-out
+    baseline. Set-up, not measured: a failed attempt (e.g. a connection stuck
+    in a full accept queue) is retried."""
     for attempt in range(SETUP_ATTEMPTS):
         try:
             if target.kind == "subject":
                 client, _ = await lg.full_signon(
-                    target.auth, name, PASSWORD, buddies=buddies, label=label
+                    target.auth, name, PASSWORD, buddies=buddies, feedbag=feedbag, label=label
                 )
                 client.inbox.clear()
                 return client
