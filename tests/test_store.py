@@ -11,6 +11,7 @@ import os
 import sqlite3
 import stat
 import threading
+from collections.abc import Callable
 from typing import Any
 from unittest import mock
 
@@ -1750,6 +1751,17 @@ def make_v1(path: str) -> None:
 class SchemaTests(SynchronousTestCase):
     """Creating, upgrading and refusing database files."""
 
+    def upgraded(self, make: Callable[[str], None]) -> tuple[str, SQLiteUserStore]:
+        """A database made by ``make`` (an older version), opened: upgraded
+        to the latest schema and tables; the store is stopped at cleanup."""
+        path = self.mktemp()
+        make(path)
+        store = open_inline(path)
+        self.addCleanup(lambda: self.successResultOf(store.stop()))
+        self.assertEqual(schema_version(path), SCHEMA_VERSION)
+        self.assertEqual(tables(path), LATEST_TABLES)
+        return path, store
+
     def fail_upgrade_to(self, path: str, version: int) -> None:
         """Open ``path`` with ``upgrade-to-v<version>.sql`` failing at its
         end: refused, and still at the version before."""
@@ -1831,12 +1843,7 @@ class SchemaTests(SynchronousTestCase):
         """A version-2 database is upgraded to the latest keeping accounts, feedbags
         and secrets; accounts start unwarned, not bots, with empty inboxes; the v2
         file is backed up."""
-        path = self.mktemp()
-        make_v2(path)
-        store = open_inline(path)
-        self.addCleanup(lambda: self.successResultOf(store.stop()))
-        self.assertEqual(schema_version(path), SCHEMA_VERSION)
-        self.assertEqual(tables(path), LATEST_TABLES)
+        path, store = self.upgraded(make_v2)
         self.assertFalse(os.path.exists(path + ".v3.bak"))
 
         account = self.successResultOf(store.get_account("alice"))
@@ -1866,12 +1873,7 @@ class SchemaTests(SynchronousTestCase):
         """A version-3 database is upgraded to the latest keeping accounts
         (suspension and warning levels), feedbags, secrets and offline messages;
         no account is a bot; the v3 file is backed up."""
-        path = self.mktemp()
-        make_v3(path)
-        store = open_inline(path)
-        self.addCleanup(lambda: self.successResultOf(store.stop()))
-        self.assertEqual(schema_version(path), SCHEMA_VERSION)
-        self.assertEqual(tables(path), LATEST_TABLES)
+        path, store = self.upgraded(make_v3)
 
         alice = Account("Alice", KEY, WEAK, STRONG, True, NOW, 350, NOW + 2, False)
         bob = Account("Bob", KEY, WEAK, STRONG, False, NOW + 3, 0, 0, False)
@@ -1905,12 +1907,7 @@ class SchemaTests(SynchronousTestCase):
         """A version-4 database is upgraded to the latest keeping everything; the
         messages already waiting count towards their sender's cap, whatever the
         spelling of the name; the v4 file is backed up."""
-        path = self.mktemp()
-        make_v4(path)
-        store = open_inline(path)
-        self.addCleanup(lambda: self.successResultOf(store.stop()))
-        self.assertEqual(schema_version(path), SCHEMA_VERSION)
-        self.assertEqual(tables(path), LATEST_TABLES)
+        path, store = self.upgraded(make_v4)
         self.assertIn("offline_messages_by_sender", indexes(path))
 
         alice = Account("Alice", KEY, WEAK, STRONG, False, NOW, 350, NOW + 2, False)
@@ -1965,12 +1962,7 @@ class SchemaTests(SynchronousTestCase):
         """A version-5 database is upgraded to the latest keeping everything;
         accounts start with empty directory records, which can be written and
         go with their account; the v5 file is backed up."""
-        path = self.mktemp()
-        make_v5(path)
-        store = open_inline(path)
-        self.addCleanup(lambda: self.successResultOf(store.stop()))
-        self.assertEqual(schema_version(path), SCHEMA_VERSION)
-        self.assertEqual(tables(path), LATEST_TABLES)
+        path, store = self.upgraded(make_v5)
 
         alice = Account("Alice", KEY, WEAK, STRONG, False, NOW, 350, NOW + 2, False)
         bob = Account("Bob", KEY, WEAK, STRONG, False, NOW + 3, 0, 0, True)
@@ -2007,12 +1999,7 @@ class SchemaTests(SynchronousTestCase):
         existing accounts have no e-mail address, registration status 2 and
         are unconfirmed, and the new settings can be written and searched;
         the v6 file is backed up."""
-        path = self.mktemp()
-        make_v6(path)
-        store = open_inline(path)
-        self.addCleanup(lambda: self.successResultOf(store.stop()))
-        self.assertEqual(schema_version(path), SCHEMA_VERSION)
-        self.assertEqual(tables(path), LATEST_TABLES)
+        path, store = self.upgraded(make_v6)
         self.assertEqual(
             columns(path, "accounts")[-3:], ["email", "registration_status", "confirmed"]
         )
@@ -2075,12 +2062,7 @@ class SchemaTests(SynchronousTestCase):
         """A version-7 database is upgraded to the latest keeping everything,
         with the search indexes, which the searches find things through;
         the icon nobody owned is gone; the v7 file is backed up."""
-        path = self.mktemp()
-        make_v7(path)
-        store = open_inline(path)
-        self.addCleanup(lambda: self.successResultOf(store.stop()))
-        self.assertEqual(schema_version(path), SCHEMA_VERSION)
-        self.assertEqual(tables(path), LATEST_TABLES)
+        path, store = self.upgraded(make_v7)
         self.assertLessEqual(V8_INDEXES, set(indexes(path)))
         for name in V8_INDEXES:
             self.assertEqual(indexes(path)[name][0], "directory_info")
