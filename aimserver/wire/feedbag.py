@@ -77,10 +77,7 @@ def pack_packed_reply_parts(packed: Sequence[bytes], last_modified: int) -> list
             size = 0
         parts[-1].append(item)
         size += len(item)
-    return [
-        b"\x00" + struct.pack("!H", len(part)) + b"".join(part) + struct.pack("!I", last_modified)
-        for part in parts
-    ]
+    return [pack_reply(len(part), b"".join(part), last_modified) for part in parts]
 
 
 def pack_reply(count: int, items: bytes, last_modified: int) -> bytes:
