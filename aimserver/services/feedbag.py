@@ -252,17 +252,21 @@ def buddy_keys(items: Sequence[FeedbagItem]) -> set[str]:
     return {normalize(i.name) for i in items if i.class_id == CLASS_BUDDY}
 
 
+def special_items(items: Sequence[FeedbagItem]) -> tuple[FeedbagItem, ...]:
+    """The items that are neither buddy nor group: privacy settings, icon."""
+    return tuple(i for i in items if i.class_id not in (CLASS_BUDDY, CLASS_GROUP))
+
+
 def summary_of(feedbag: StoredFeedbag) -> FeedbagSummary:
     """What a sign-on needs of ``feedbag``: the items as served (group orders
     naming exactly the items), its buddies' keys, the other special items."""
     items = feedbag.items
-    special = [i for i in items if i.class_id not in (CLASS_BUDDY, CLASS_GROUP)]
     return FeedbagSummary(
         feedbag.last_modified,
         len(items),
         b"".join(packed(consistent_orders(items))),
         tuple(sorted(buddy_keys(items))),
-        b"".join(packed(special)),
+        b"".join(packed(special_items(items))),
     )
 
 
@@ -283,15 +287,14 @@ class KeptList:
 
     summary: FeedbagSummary
     buddies: frozenset[str]
-    #: The items that are neither buddy nor group: privacy settings, icon.
+    #: :func:`special_items`, the privacy settings and the icon.
     special: tuple[FeedbagItem, ...]
     feedbag: StoredFeedbag | None = None
 
     @classmethod
     def of(cls, feedbag: StoredFeedbag) -> KeptList:
         summary = summary_of(feedbag)
-        special = tuple(i for i in feedbag.items if i.class_id not in (CLASS_BUDDY, CLASS_GROUP))
-        return cls(summary, frozenset(summary.buddies), special, feedbag)
+        return cls(summary, frozenset(summary.buddies), special_items(feedbag.items), feedbag)
 
     @classmethod
     def from_summary(cls, summary: FeedbagSummary) -> KeptList:
