@@ -333,3 +333,78 @@ def feedbag_item_bytes() -> st.SearchStrategy[bytes]:
         st.tuples(u16s, u16s, u16s),
         st.one_of(tlv_list_bytes(max_tlvs=3).map(b"".join), st.binary(max_size=24)),
     )
+
+
+# -- ChatNav (0x000D) and Chat (0x000E) bodies, room names -----------------------------------
+
+from aimserver.wire.chat import ChatMessage, RoomInfo, RoomRef  # noqa: E402
+from aimserver.wire.roomname import MAX_ROOM_NAME_LENGTH  # noqa: E402
+
+__all__ += [
+    "room_names",
+    "room_refs",
+    "room_ref_bytes",
+    "room_infos",
+    "room_info_bytes",
+    "chat_messages",
+]
+
+#: Printable ASCII but space and "%": what a room name's words are made of.
+_ROOM_WORD_CHARACTERS = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
+
+
+def room_names() -> st.SearchStrategy[str]:
+    """Valid room names in their canonical form: words of printable ASCII
+    (no "%") joined by single spaces, 1 to MAX_ROOM_NAME_LENGTH characters."""
+    return (
+        st.lists(
+            st.text(alphabet=_ROOM_WORD_CHARACTERS, min_size=1, max_size=12), min_size=1, max_size=4
+        )
+        .map(" ".join)
+        .filter(lambda name: len(name) <= MAX_ROOM_NAME_LENGTH)
+    )
+
+
+def room_refs() -> st.SearchStrategy[RoomRef]:
+    """Any cookie the wire carries (a string08), not only the server's own."""
+    return st.builds(RoomRef, u16s, st.binary(max_size=40), u16s)
+
+
+def room_ref_bytes() -> st.SearchStrategy[bytes]:
+    """``u16 exchange | string08 cookie | u16 instance``."""
+    return st.builds(
+        lambda exchange, cookie, instance: (
+            struct.pack("!HB", exchange, len(cookie)) + cookie + struct.pack("!H", instance)
+        ),
+        u16s,
+        st.binary(max_size=40),
+        u16s,
+    )
+
+
+def room_infos() -> st.SearchStrategy[RoomInfo]:
+    return st.builds(RoomInfo, room_refs(), u8s, tlv_lists())
+
+
+def room_info_bytes() -> st.SearchStrategy[bytes]:
+    """A room reference, u8 detail level, TLV block."""
+    return st.builds(
+        lambda ref, detail, block: ref + bytes((detail,)) + block,
+        room_ref_bytes(),
+        u8s,
+        tlv_block_bytes(),
+    )
+
+
+def chat_messages() -> st.SearchStrategy[ChatMessage]:
+    """0E,05 values; ``message`` is any bytes (the codec keeps it raw)."""
+    return st.builds(
+        ChatMessage,
+        cookie=icbm_cookies,
+        channel=u16s,
+        to_room=st.booleans(),
+        whisper_to=st.one_of(st.none(), ascii_name_bytes()),
+        reflect=st.booleans(),
+        auto_response=st.booleans(),
+        message=st.binary(max_size=48),
+    )

@@ -145,6 +145,28 @@ class BartReplyCode(IntEnum):
     NOT_FOUND = 0x07
 
 
+class ChatNav(IntEnum):
+    """ChatNav (0x000D): finding and making rooms (FAMILIES.md §ChatNav)."""
+
+    ERROR = 0x01
+    RIGHTS_QUERY = 0x02
+    EXCHANGE_INFO_QUERY = 0x03
+    ROOM_INFO_QUERY = 0x04
+    CREATE_ROOM = 0x08
+    NAV_INFO = 0x09
+
+
+class Chat(IntEnum):
+    """Chat (0x000E): one room's connection (FAMILIES.md §Chat)."""
+
+    ERROR = 0x01
+    ROOM_INFO_UPDATE = 0x02
+    USERS_JOINED = 0x03
+    USERS_LEFT = 0x04
+    CHANNEL_MSG_TO_HOST = 0x05
+    CHANNEL_MSG_TO_CLIENT = 0x06
+
+
 class Stats(IntEnum):
     SET_REPORT_INTERVAL = 0x02
     REPORT_EVENTS = 0x03
