@@ -6,14 +6,18 @@ import io
 import os
 import sqlite3
 import sys
+import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from aimserver.admin import cli
 from aimserver.store import accounts as accounts_store
+from aimserver.store import chat_rooms as chat_rooms_store
+from aimserver.store import interfaces
 from aimserver.store.credentials import check_roasted_password, roast
-from aimserver.store.interfaces import Account
+from aimserver.store.interfaces import Account, PublicRoom
 from aimserver.store.sqlite import SCHEMA_VERSION, connect, transact
+from aimserver.wire.roomname import MAX_ROOM_NAME_LENGTH
 
 
 class TTY(io.StringIO):
@@ -53,6 +57,16 @@ class CLITestCase(SynchronousTestCase):
 
     def user(self, *argv: str, **kwargs):
         return self.run_cli("user", *argv, "--db", self.db, **kwargs)
+
+    def room(self, *argv: str, **kwargs):
+        return self.run_cli("room", *argv, "--db", self.db, **kwargs)
+
+    def rooms(self) -> list[PublicRoom]:
+        conn = connect(self.db, create=False)
+        try:
+            return transact(conn, chat_rooms_store._list_public_rooms)
+        finally:
+            conn.close()
 
     def account(self, name: str) -> Account | None:
         conn = connect(self.db, create=False)
@@ -342,6 +356,111 @@ class SetTests(CLITestCase):
         self.assertEqual((status, err), (0, ""))
         self.assertIn("Usage: aimserver user set NAME --bot|--no-bot", out)
         self.assertIn("--no-bot", out)
+
+
+class RoomTests(CLITestCase):
+    def test_add(self) -> None:
+        """``room add NAME`` creates the room (and the database) under the
+        name as room_name spells it, and says so."""
+        self.assertFalse(os.path.exists(self.db))
+        before = int(time.time())
+        self.assertEqual(self.room("add", "  Chess   Club "), (0, "added room Chess Club\n", ""))
+        (room,) = self.rooms()
+        self.assertEqual(room.name, "Chess Club")
+        self.assertTrue(before <= room.created_at <= time.time(), room)
+
+    def test_add_exists(self) -> None:
+        """A name with the key of an existing room is refused; the room stays."""
+        self.room("add", "Chess Club")
+        self.assert_refused(self.room("add", "CHESS CLUB"), "room already exists: CHESS CLUB")
+        self.assertEqual([room.name for room in self.rooms()], ["Chess Club"])
+
+    def test_add_invalid_name(self) -> None:
+        """A name rooms may not have is refused with the reason; nothing is
+        created, not even the database."""
+        for name, reason in (
+            ("", "must not be empty"),
+            ("50%", "no '%'"),
+            ("x" * (MAX_ROOM_NAME_LENGTH + 1), f"at most {MAX_ROOM_NAME_LENGTH}"),
+        ):
+            self.assert_refused(self.room("add", name), "invalid room name")
+            self.assert_refused(self.room("add", name), reason)
+        self.assertFalse(os.path.exists(self.db))
+
+    def test_add_too_many(self) -> None:
+        """Past MAX_PUBLIC_ROOMS a new room is refused."""
+        self.patch(interfaces, "MAX_PUBLIC_ROOMS", 1)
+        self.room("add", "Chess")
+        self.assert_refused(self.room("add", "Go"), "at most 1")
+        self.assertEqual([room.name for room in self.rooms()], ["Chess"])
+
+    def test_delete(self) -> None:
+        """``room delete`` removes the room named in any spelling."""
+        self.room("add", "Chess Club")
+        self.room("add", "Go")
+        self.assertEqual(
+            self.room("delete", " chess  CLUB"), (0, "deleted room  chess  CLUB\n", "")
+        )
+        self.assertEqual([room.name for room in self.rooms()], ["Go"])
+
+    def test_delete_missing(self) -> None:
+        """Deleting a room that does not exist (or could not) is refused."""
+        self.room("add", "Chess")
+        self.assert_refused(self.room("delete", "Go"), "no such room: Go")
+        self.assert_refused(self.room("delete", "50%"), "no such room: 50%")
+        self.assertEqual(len(self.rooms()), 1)
+
+    def test_list(self) -> None:
+        """One room per line, as created, sorted by key."""
+        for name in ("zebra", "Beta", "alpha"):
+            self.room("add", name)
+        self.assertEqual(self.room("list"), (0, "alpha\nBeta\nzebra\n", ""))
+        self.room("delete", "beta")
+        self.assertEqual(self.room("list"), (0, "alpha\nzebra\n", ""))
+
+    def test_list_empty(self) -> None:
+        """A database with accounts but no rooms lists nothing."""
+        self.user("add", "alice", "secret")
+        self.assertEqual(self.room("list"), (0, "", ""))
+
+    def test_no_database(self) -> None:
+        """Commands other than add do not create a database where there is none."""
+        self.assert_refused(self.room("list"), "no database at")
+        self.assert_refused(self.room("delete", "Chess"), "no database at")
+        self.assertFalse(os.path.exists(self.db))
+
+    def test_rooms_and_users_apart(self) -> None:
+        """A room and an account may share a name; deleting one leaves the other."""
+        self.user("add", "chess", "secret")
+        self.room("add", "chess")
+        self.user("delete", "chess")
+        self.assertEqual(self.room("list"), (0, "chess\n", ""))
+
+    def test_usage(self) -> None:
+        """``room`` alone, an unknown room command, or a wrong number of
+        arguments is a usage error; a name with a leading dash needs ``--``."""
+        self.assert_usage_error(self.run_cli("room"), "missing command")
+        self.assert_usage_error(self.run_cli("room", "frob"), "Unknown command: frob")
+        self.assert_usage_error(self.room("add"), "Wrong number of arguments")
+        self.assert_usage_error(self.room("add", "a", "b"), "Wrong number of arguments")
+        self.assert_usage_error(self.room("delete"), "Wrong number of arguments")
+        self.assert_usage_error(self.room("list", "x"), "Wrong number of arguments")
+        self.assert_usage_error(self.room("add", "-x"), "x")
+        self.assertFalse(os.path.exists(self.db))
+        self.assertEqual(self.run_cli("room", "add", "--db", self.db, "--", "-x")[0], 0)
+        self.assertEqual(self.room("list"), (0, "-x\n", ""))
+
+    def test_help(self) -> None:
+        """``room --help`` lists the room commands, ``room add --help`` its usage."""
+        status, out, err = self.run_cli("room", "--help")
+        self.assertEqual((status, err), (0, ""))
+        for command in ("add", "delete", "list"):
+            self.assertIn(command, out)
+        status, out, err = self.run_cli("room", "add", "--help")
+        self.assertEqual((status, err), (0, ""))
+        self.assertIn("Usage: aimserver room add NAME [--db PATH]", out)
+        status, out, err = self.run_cli("--help")
+        self.assertIn("room", out)
 
 
 class DatabaseErrorTests(CLITestCase):

@@ -1,6 +1,7 @@
 """
 Tests for aimserver.store: one contract per role (IAccountStore,
-IWarningStore, IFeedbagStore, IOfflineMessageStore, ISecretStore, IDirectoryStore),
+IWarningStore, IFeedbagStore, IOfflineMessageStore, ISecretStore, IDirectoryStore;
+IBartStore and IChatRoomStore in modules of their own),
 all run against every IUserStore, then what only the SQLite store has (migrations,
 durability, its DB thread).
 """
@@ -63,6 +64,7 @@ from aimserver.store.interfaces import (
     FeedbagSummary,
     IAccountStore,
     IBartStore,
+    IChatRoomStore,
     IDirectoryStore,
     IFeedbagStore,
     InvalidPassword,
@@ -78,6 +80,7 @@ from aimserver.store.interfaces import (
     OfflineMessage,
     OfflineSenderBytesFull,
     OfflineSenderMessagesFull,
+    PublicRoom,
     StoreError,
 )
 from aimserver.store.memory import MemoryUserStore
@@ -335,8 +338,43 @@ V8_INDEXES = {
     "directory_by_last_name",
     *(f"directory_by_keyword{n}" for n in range(1, 6)),
 }
+
+# Schema version 8 exactly as released (v7 plus the directory search
+# indexes), frozen for the same reason.
+V8_SCHEMA = (
+    V7_SCHEMA.replace("INSERT INTO version (version) VALUES (7);\n", "")
+    + """
+CREATE INDEX directory_by_first_name ON directory_info (lower(first_name), normalized)
+    WHERE allow_search = 1;
+CREATE INDEX directory_by_last_name ON directory_info (lower(last_name), normalized)
+    WHERE allow_search = 1;
+CREATE INDEX directory_by_keyword1 ON directory_info (lower(keyword1)) WHERE allow_search = 1;
+CREATE INDEX directory_by_keyword2 ON directory_info (lower(keyword2)) WHERE allow_search = 1;
+CREATE INDEX directory_by_keyword3 ON directory_info (lower(keyword3)) WHERE allow_search = 1;
+CREATE INDEX directory_by_keyword4 ON directory_info (lower(keyword4)) WHERE allow_search = 1;
+CREATE INDEX directory_by_keyword5 ON directory_info (lower(keyword5)) WHERE allow_search = 1;
+INSERT INTO version (version) VALUES (8);
+"""
+)
+# Version 9 adds columns only (the feedbag summary).
+V9_TABLES = V8_TABLES
+
+# Schema version 9 exactly as released (v8 plus the feedbag summary columns),
+# frozen for the same reason.
+V9_SCHEMA = (
+    V8_SCHEMA.replace("INSERT INTO version (version) VALUES (8);\n", "")
+    + """
+ALTER TABLE feedbag_meta ADD COLUMN summary_count INTEGER;
+ALTER TABLE feedbag_meta ADD COLUMN summary_wire BLOB;
+ALTER TABLE feedbag_meta ADD COLUMN summary_buddies TEXT;
+ALTER TABLE feedbag_meta ADD COLUMN summary_special BLOB;
+INSERT INTO version (version) VALUES (9);
+"""
+)
+# Version 10 adds the public chat rooms.
+V10_TABLES = V9_TABLES | {"chat_rooms"}
 #: What every database has once upgraded to SCHEMA_VERSION.
-LATEST_TABLES = V8_TABLES
+LATEST_TABLES = V10_TABLES
 
 KEY = "1234567890"
 WEAK = bytes.fromhex("862A71EBC6B0913AC23B3ACE99CA9951")
@@ -1478,6 +1516,7 @@ class RoleInterfaceTests(SynchronousTestCase):
                 ISecretStore,
                 IDirectoryStore,
                 IBartStore,
+                IChatRoomStore,
             ),
         )
         self.assertEqual(list(IUserStore.names()), [])
@@ -1586,7 +1625,9 @@ def _insert_v4_rows(conn: sqlite3.Connection) -> None:
         "INSERT INTO feedbag_items VALUES (?, ?, ?, ?, ?, ?)",
         ("alice", 1, 2, 0, "Bob", b"\x01\x31\x00\x00"),
     )
-    conn.execute("INSERT INTO feedbag_meta VALUES (?, ?)", ("alice", NOW + 1))
+    conn.execute(
+        "INSERT INTO feedbag_meta (normalized, last_modified) VALUES (?, ?)", ("alice", NOW + 1)
+    )
     conn.execute("INSERT INTO secrets VALUES (?, ?)", ("cookie", b"k" * 32))
 
 
@@ -1659,6 +1700,32 @@ def make_v7(path: str) -> None:
         conn.execute("INSERT INTO bart_owners VALUES (?, ?, ?)", ("alice", V7_ICON[0], NOW))
 
     _make(path, V7_SCHEMA, insert)
+
+
+#: The summary :func:`make_v9` keeps with alice's list, column by column.
+V9_SUMMARY = (1, b"\x00\x03Bob\x00\x01\x00\x02\x00\x00\x00\x04\x01\x31\x00\x00", "bob", b"")
+
+
+def make_v9(path: str) -> None:
+    """A database as schema version 9 wrote it: what :func:`make_v7` writes
+    (its orphan icon gone, as the v8 upgrade left it), with a summary kept
+    beside alice's list."""
+
+    def insert(conn: sqlite3.Connection) -> None:
+        _insert_v6_rows(conn)
+        conn.execute(
+            "UPDATE accounts SET email = 'alice@example.org', registration_status = 3,"
+            " confirmed = 1 WHERE normalized = 'alice'"
+        )
+        conn.execute("INSERT INTO bart_items VALUES (?, ?, ?)", (*V7_ICON, NOW))
+        conn.execute("INSERT INTO bart_owners VALUES (?, ?, ?)", ("alice", V7_ICON[0], NOW))
+        conn.execute(
+            "UPDATE feedbag_meta SET summary_count = ?, summary_wire = ?, summary_buddies = ?,"
+            " summary_special = ? WHERE normalized = 'alice'",
+            V9_SUMMARY,
+        )
+
+    _make(path, V9_SCHEMA, insert)
 
 
 def make_v4(path: str) -> None:
@@ -2108,6 +2175,50 @@ class SchemaTests(SynchronousTestCase):
         self.assertEqual(schema_version(path), SCHEMA_VERSION)
         self.assertLessEqual(V8_INDEXES, set(indexes(path)))
 
+    def test_upgrade_v9(self) -> None:
+        """A version-9 database is upgraded to the latest keeping everything
+        (the list's summary too), with no public rooms, which can then be
+        created, found and listed; the v9 file is backed up."""
+        path, store = self.upgraded(make_v9)
+        self.assertEqual(columns(path, "chat_rooms"), ["key", "name", "created_at"])
+
+        alice = self.successResultOf(store.get_account("alice"))
+        self.assertEqual((alice.screen_name, alice.email), ("Alice", "alice@example.org"))
+        self.assertTrue(self.successResultOf(store.get_account("bob")).bot)
+        bag = self.successResultOf(store.get_feedbag("alice"))
+        self.assertEqual(bag, Feedbag((item(1, 2, "Bob", 0, b"\x01\x31\x00\x00"),), NOW + 1))
+        count, wire, buddies, special = V9_SUMMARY
+        self.assertEqual(
+            self.successResultOf(store.get_feedbag_summary("alice")),
+            FeedbagSummary(NOW + 1, count, wire, (buddies,), special),
+        )
+        self.assertEqual(len(self.successResultOf(store.get_offline_messages("alice"))), 1)
+        self.assertEqual(self.successResultOf(store.get_bart_item(V7_ICON[0])), V7_ICON[1])
+        self.assertEqual(self.successResultOf(store.get_or_create_secret("cookie", 32)), b"k" * 32)
+
+        self.assertEqual(self.successResultOf(store.list_public_rooms()), [])
+        room = self.successResultOf(store.create_public_room("Chess Club", NOW + 5))
+        self.assertEqual(room, PublicRoom("Chess Club", NOW + 5))
+        self.assertEqual(self.successResultOf(store.get_public_room("chess club")), room)
+        self.assertEqual(self.successResultOf(store.list_public_rooms()), [room])
+
+        backup = path + ".v9.bak"
+        self.assertEqual(schema_version(backup), 9)
+        self.assertEqual(tables(backup), V9_TABLES)
+        self.assertEqual(columns(backup, "feedbag_meta")[-1], "summary_special")
+
+    def test_failed_upgrade_leaves_v9(self) -> None:
+        """A v10 upgrade failing after its CREATE TABLE is rolled back
+        entirely, and the next start upgrades it."""
+        path = self.mktemp()
+        make_v9(path)
+        self.fail_upgrade_to(path, 10)
+        self.assertEqual(tables(path), V9_TABLES)
+        store = open_inline(path)
+        self.addCleanup(lambda: self.successResultOf(store.stop()))
+        self.assertEqual(tables(path), LATEST_TABLES)
+        self.assertEqual(self.successResultOf(store.list_public_rooms()), [])
+
     def test_failed_upgrade_leaves_v5(self) -> None:
         """A v6 upgrade failing after its CREATE TABLE is rolled back entirely,
         and the next start upgrades it."""
@@ -2140,12 +2251,12 @@ class SchemaTests(SynchronousTestCase):
         self.assertFalse(transact(conn, accounts_store._get_account, "alice").bot)
 
     def test_created_equals_upgraded(self) -> None:
-        """A database created fresh and ones upgraded from v1, v3, v4, v5, v6
-        and v7 end with the same schema, indexes included."""
+        """A database created fresh and ones upgraded from v1, v3, v4, v5, v6,
+        v7 and v9 end with the same schema, indexes included."""
         fresh = self.mktemp()
         connect(fresh).close()
         self.assertLessEqual(V8_INDEXES, set(indexes(fresh)))
-        for make in (make_v1, make_v3, make_v4, make_v5, make_v6, make_v7):
+        for make in (make_v1, make_v3, make_v4, make_v5, make_v6, make_v7, make_v9):
             upgraded = self.mktemp()
             make(upgraded)
             connect(upgraded).close()

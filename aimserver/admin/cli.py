@@ -1,23 +1,27 @@
 # -*- test-case-name: tests.test_admin_cli -*-
 """
-The ``aimserver`` command: account administration on the SQLite database.
+The ``aimserver`` command: account and public chat room administration on the
+SQLite database.
 
     aimserver user add NAME [PASSWORD] [--bot] [--db PATH]
     aimserver user passwd NAME [PASSWORD] [--db PATH]
     aimserver user set NAME --bot|--no-bot [--db PATH]
     aimserver user delete|suspend|unsuspend NAME [--db PATH]
     aimserver user list [--db PATH]
+    aimserver room add|delete NAME [--db PATH]
+    aimserver room list [--db PATH]
 
 A bot account (``--bot``) is a service bot: the server exempts it from rate
-limits and warnings.
+limits and warnings. A public room is one of exchange 5, kept until deleted;
+any case and spacing of its name names it.
 
 It works whether or not the server is running: it opens its own connection
 (the file is in WAL mode, writers wait for each other) and calls the same
 synchronous operations the server runs on its DB thread. A server that is
 running sees the change at its next lookup.
 
-Exit status: 0 done, 1 refused (unknown user, name taken, invalid name or
-password, unusable database), 2 bad usage.
+Exit status: 0 done, 1 refused (unknown user or room, name taken, invalid name
+or password, too many rooms, unusable database), 2 bad usage.
 """
 
 from __future__ import annotations
@@ -33,9 +37,9 @@ from typing import IO, Any, NoReturn
 from twisted.python import usage
 
 import aimserver
-from aimserver.store import accounts
+from aimserver.store import accounts, chat_rooms
 from aimserver.store import sqlite as db
-from aimserver.store.interfaces import InvalidScreenName, StoreError
+from aimserver.store.interfaces import InvalidScreenName, StoreError, check_public_room
 from aimserver.wire.screenname import is_valid_screen_name
 
 __all__ = ["main", "run"]
@@ -169,6 +173,21 @@ class ListOptions(_CommandOptions):
     longdesc = "List the accounts, one per line."
 
 
+class RoomAddOptions(_NameOptions):
+    synopsis = "NAME [--db PATH]"
+    longdesc = "Create a public chat room (exchange 5). Quote a NAME with spaces."
+
+
+class RoomDeleteOptions(_NameOptions):
+    synopsis = "NAME [--db PATH]"
+    longdesc = "Delete a public chat room (its name in any case and spacing)."
+
+
+class RoomListOptions(_CommandOptions):
+    synopsis = "[--db PATH]"
+    longdesc = "List the public chat rooms, one per line."
+
+
 class UserOptions(_Options):
     synopsis = "COMMAND [options]"
     longdesc = "Manage accounts."
@@ -187,10 +206,28 @@ class UserOptions(_Options):
             raise usage.UsageError("missing command")
 
 
+class RoomOptions(_Options):
+    synopsis = "COMMAND [options]"
+    longdesc = "Manage the public chat rooms."
+    subCommands = [
+        ["add", None, RoomAddOptions, "Create a public chat room."],
+        ["delete", None, RoomDeleteOptions, "Delete a public chat room."],
+        ["list", None, RoomListOptions, "List the public chat rooms."],
+    ]
+
+    def postOptions(self) -> None:
+        if self.subCommand is None:
+            raise usage.UsageError("missing command")
+
+
 class Options(_Options):
     synopsis = "COMMAND [options]"
-    longdesc = "Administer an aimserver database. Run 'aimserver user --help' for the commands."
+    longdesc = (
+        "Administer an aimserver database."
+        " Run 'aimserver user --help' or 'aimserver room --help' for the commands."
+    )
     subCommands = [
+        ["room", None, RoomOptions, "Manage the public chat rooms."],
         ["user", None, UserOptions, "Manage accounts."],
     ]
 
@@ -311,6 +348,27 @@ def _user_list(cmd: _Command) -> None:
         cmd.say(" ".join([account.screen_name, *(mark for mark, on in marks if on)]))
 
 
+def _room_add(cmd: _Command) -> None:
+    name = cmd.options["name"]
+    now = int(time.time())
+    # Checked again when stored; checked here so a typo creates no database.
+    check_public_room(name, now)
+    room = _in_db(cmd.options, chat_rooms._create_public_room, name, now, create=True)
+    cmd.say(f"added room {room.name}")
+
+
+def _room_delete(cmd: _Command) -> None:
+    name = cmd.options["name"]
+    if not _in_db(cmd.options, chat_rooms._delete_public_room, name):
+        raise StoreError(f"no such room: {name}")
+    cmd.say(f"deleted room {name}")
+
+
+def _room_list(cmd: _Command) -> None:
+    for room in _in_db(cmd.options, chat_rooms._list_public_rooms):
+        cmd.say(room.name)
+
+
 _USER_COMMANDS: dict[str, Callable[[_Command], None]] = {
     "add": _user_add,
     "delete": _user_delete,
@@ -320,6 +378,14 @@ _USER_COMMANDS: dict[str, Callable[[_Command], None]] = {
     "suspend": lambda cmd: _set_suspended(cmd, True),
     "unsuspend": lambda cmd: _set_suspended(cmd, False),
 }
+
+_ROOM_COMMANDS: dict[str, Callable[[_Command], None]] = {
+    "add": _room_add,
+    "delete": _room_delete,
+    "list": _room_list,
+}
+
+_COMMANDS = {"room": _ROOM_COMMANDS, "user": _USER_COMMANDS}
 
 
 def run(
@@ -354,7 +420,7 @@ def run(
         getpass if getpass is not None else _getpass.getpass,
     )
     try:
-        _USER_COMMANDS[options.subOptions.subCommand](command)
+        _COMMANDS[options.subCommand][options.subOptions.subCommand](command)
     except StoreError as e:
         stderr.write(f"aimserver: {e}\n")
         return 1

@@ -4,7 +4,8 @@
 """
 The contract between the server and whatever keeps user-level data: one
 interface per role (accounts, warning levels, feedbags, offline messages,
-server secrets) and :class:`IUserStore`, all of them at once.
+server secrets, directory records, BART items, public chat rooms) and
+:class:`IUserStore`, all of them at once.
 
 Everything here is free of Twisted at import time so that the pure modules
 (:mod:`aimserver.passwords`) can share the error types and value classes.
@@ -14,7 +15,7 @@ mixin per role; a role's two mixins live together in its own module
 (:mod:`~aimserver.store.accounts`, :mod:`~aimserver.store.warning_levels`,
 :mod:`~aimserver.store.feedbags`, :mod:`~aimserver.store.offline_messages`,
 :mod:`~aimserver.store.server_secrets`, :mod:`~aimserver.store.directory`,
-:mod:`~aimserver.store.bart_items`).
+:mod:`~aimserver.store.bart_items`, :mod:`~aimserver.store.chat_rooms`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import attrs
 from zope.interface import Interface
 from zope.interface.interface import InterfaceClass
 
+from aimserver.wire.roomname import InvalidRoomName, room_key, room_name
 from aimserver.wire.screenname import normalize
 
 if TYPE_CHECKING:
@@ -54,6 +56,7 @@ __all__ = [
     "MAX_OFFLINE_MESSAGES_PER_SENDER",
     "MAX_OFFLINE_MESSAGE_BYTES",
     "MAX_OFFLINE_SENDER_BYTES",
+    "MAX_PUBLIC_ROOMS",
     "MAX_SEARCH_LIMIT",
     "MAX_SECRET_NAME_BYTES",
     "MAX_SECRET_SIZE",
@@ -74,6 +77,7 @@ __all__ = [
     "FeedbagItem",
     "IAccountStore",
     "IBartStore",
+    "IChatRoomStore",
     "IDirectoryStore",
     "IFeedbagStore",
     "IOfflineMessageStore",
@@ -82,6 +86,7 @@ __all__ = [
     "IWarningStore",
     "InvalidEmail",
     "InvalidPassword",
+    "InvalidRoomNameError",
     "InvalidScreenName",
     "NoSuchAccount",
     "OfflineInboxBytesFull",
@@ -90,7 +95,10 @@ __all__ = [
     "OfflineMessage",
     "OfflineSenderBytesFull",
     "OfflineSenderMessagesFull",
+    "PublicRoom",
+    "RoomExists",
     "StoreError",
+    "TooManyRooms",
     "account_now",
     "check_bart_hash",
     "check_bart_item",
@@ -102,11 +110,14 @@ __all__ = [
     "check_interest_keywords",
     "check_offline_message",
     "check_offline_quota",
+    "check_public_room",
+    "check_public_room_count",
     "check_up_to_id",
     "check_registration_status",
     "check_search_limit",
     "check_secret_request",
     "check_warning",
+    "public_room_key",
 ]
 
 # Bounds that every implementation enforces, so that a client (or a bug)
@@ -171,6 +182,9 @@ DEFAULT_REGISTRATION_STATUS = REGISTRATION_LIMITED
 """What a new account (and every account from before schema v7) has."""
 MAX_SEARCH_LIMIT = 1000
 """The most results one directory search or keyword listing may ask for."""
+MAX_PUBLIC_ROOMS = 10_000
+"""The most public chat rooms an administrator may create: the exchange's
+whole list stays small enough to read at once."""
 _U16_MAX = 0xFFFF
 # Times and ids must fit SQLite's signed 64-bit INTEGER.
 _TIMESTAMP_MAX = 2**63 - 1
@@ -201,6 +215,21 @@ class InvalidPassword(StoreError):  # noqa: N818 (the name is the API)
 
 class InvalidEmail(StoreError):  # noqa: N818 (the name is the API)
     """The e-mail address is not one an account may have (:func:`check_email`)."""
+
+
+class InvalidRoomNameError(StoreError, InvalidRoomName):
+    """The chat room name breaks the room naming rules
+    (:func:`~aimserver.wire.roomname.room_name`, whose message it keeps). It
+    is also an :class:`~aimserver.wire.roomname.InvalidRoomName`, so code
+    that checks names itself may catch that one for both."""
+
+
+class RoomExists(StoreError):  # noqa: N818 (the name is the API)
+    """A public chat room by that name (in any case/spacing) already exists."""
+
+
+class TooManyRooms(StoreError):  # noqa: N818 (the name is the API)
+    """There are already :data:`MAX_PUBLIC_ROOMS` public chat rooms."""
 
 
 class OfflineInboxFull(StoreError):  # noqa: N818 (the name is the API)
@@ -291,6 +320,25 @@ class Account:
     def normalized(self) -> str:
         """The key the account is stored under: no spaces, lower case."""
         return normalize(self.screen_name)
+
+
+@attrs.frozen
+class PublicRoom:
+    """
+    A public chat room: one an administrator created (exchange 5), kept
+    until one deletes it, whether or not anyone is in it.
+    """
+
+    name: str
+    """The display form, as :func:`~aimserver.wire.roomname.room_name` made
+    it (single spaces, none at the ends; case kept)."""
+    created_at: int
+    """Unix seconds."""
+
+    @property
+    def key(self) -> str:
+        """The key the room is stored under: names with the same key are one room."""
+        return room_key(self.name)
 
 
 @attrs.frozen
@@ -571,6 +619,51 @@ def check_bart_hash(digest: bytes) -> None:
         raise StoreError(f"a BART hash must be bytes, not {type(digest).__name__}")
 
 
+def check_public_room(name: str, now: int) -> str:
+    """
+    The display form a store keeps a new public room's ``name`` in
+    (:func:`~aimserver.wire.roomname.room_name`'s).
+
+    :raises InvalidRoomNameError: the name breaks the room naming rules (or is
+        not a str).
+    :raises StoreError: ``now`` is not a non-negative integer.
+    """
+    if not isinstance(name, str):
+        raise InvalidRoomNameError(f"a room name must be a str, not {type(name).__name__}")
+    try:
+        display = room_name(name)
+    except InvalidRoomName as e:
+        raise InvalidRoomNameError(f"invalid room name {name!r}: {e}") from None
+    _check_timestamp("room creation time", now)
+    return display
+
+
+def check_public_room_count(count: int) -> None:
+    """
+    Refuse a new public room when there are ``count`` already. The caller
+    counts and creates in one step (one transaction).
+
+    :raises TooManyRooms: ``count`` is :data:`MAX_PUBLIC_ROOMS` or more.
+    """
+    if count >= MAX_PUBLIC_ROOMS:
+        raise TooManyRooms(f"there are already {count} public rooms (at most {MAX_PUBLIC_ROOMS})")
+
+
+def public_room_key(name: str) -> str | None:
+    """
+    The key a public room named ``name`` (any case and spacing) is kept
+    under, or ``None`` for a name no room can have.
+
+    :raises StoreError: ``name`` is not a str.
+    """
+    if not isinstance(name, str):
+        raise StoreError(f"a room name must be a str, not {type(name).__name__}")
+    try:
+        return room_key(room_name(name))
+    except InvalidRoomName:
+        return None
+
+
 def check_feedbag_item(item: FeedbagItem) -> None:
     """
     Refuse an item no store should keep.
@@ -727,7 +820,8 @@ def check_secret_request(name: str, size: int) -> None:
 # part it needs and each part is implemented and tested in one place (one module
 # per role under aimserver.store, one contract per role in tests/test_store.py).
 # The rules every role follows are IUserStore's, below. The data of every role
-# but the secrets belongs to an account: deleting the account removes it.
+# but the secrets and the public chat rooms belongs to an account: deleting the
+# account removes it.
 
 
 class IAccountStore(Interface):
@@ -1157,6 +1251,58 @@ class IBartStore(Interface):
         """
 
 
+class IChatRoomStore(Interface):
+    """
+    The public chat rooms (exchange 5): created and deleted by an
+    administrator, at most :data:`MAX_PUBLIC_ROOMS` of them, kept whether or
+    not anyone is in them. Any spelling of a name finds its room: names are
+    matched by :func:`~aimserver.wire.roomname.room_key` of
+    :func:`~aimserver.wire.roomname.room_name` (case, runs of spaces and
+    spaces at the ends do not count). No account owns a room.
+    """
+
+    def get_public_room(name: str) -> Deferred[PublicRoom | None]:
+        """
+        :return: fires with the room ``name`` (in any spelling) names, or
+            ``None`` if there is none (or no room can have that name).
+        :rtype: Deferred[PublicRoom | None]
+        :raises StoreError: ``name`` is not a str (:func:`public_room_key`).
+        """
+
+    def list_public_rooms() -> Deferred[list[PublicRoom]]:
+        """
+        :return: fires with every public room, sorted by key.
+        :rtype: Deferred[list[PublicRoom]]
+        """
+
+    def create_public_room(name: str, now: int) -> Deferred[PublicRoom]:
+        """
+        Create a public room named ``name`` in the display form
+        :func:`~aimserver.wire.roomname.room_name` gives it, ``now`` being its
+        ``created_at``.
+
+        :return: fires with the new :class:`PublicRoom`.
+        :rtype: Deferred[PublicRoom]
+        :raises InvalidRoomNameError: the name breaks the room naming rules
+            (:func:`check_public_room`).
+        :raises RoomExists: a room with the same key exists.
+        :raises TooManyRooms: there are :data:`MAX_PUBLIC_ROOMS` rooms already
+            (:func:`check_public_room_count`); the count and the creation are
+            one step.
+        :raises StoreError: ``now`` is not a non-negative integer.
+        """
+
+    def delete_public_room(name: str) -> Deferred[bool]:
+        """
+        Delete the public room ``name`` (in any spelling) names.
+
+        :return: fires with ``True`` if it existed, ``False`` otherwise (also
+            for a name no room can have).
+        :rtype: Deferred[bool]
+        :raises StoreError: ``name`` is not a str (:func:`public_room_key`).
+        """
+
+
 class IUserStore(
     IAccountStore,
     IWarningStore,
@@ -1165,6 +1311,7 @@ class IUserStore(
     ISecretStore,
     IDirectoryStore,
     IBartStore,
+    IChatRoomStore,
 ):
     """
     Every role at once: all user-level persistent data, as the server and its

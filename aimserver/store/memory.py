@@ -12,6 +12,7 @@ from zope.interface import implementer
 
 from aimserver.store.accounts import MemoryAccountStore
 from aimserver.store.bart_items import MemoryBartStore
+from aimserver.store.chat_rooms import MemoryChatRoomStore
 from aimserver.store.directory import MemoryDirectoryStore
 from aimserver.store.feedbags import MemoryFeedbagStore
 from aimserver.store.interfaces import IUserStore
@@ -31,12 +32,13 @@ class MemoryUserStore(
     MemorySecretStore,
     MemoryDirectoryStore,
     MemoryBartStore,
+    MemoryChatRoomStore,
 ):
     """
     Accounts, warning levels, feedbags, offline messages, secrets,
-    directory records and buddy icons in dictionaries, lost when the process
-    ends. One object provides every role, so test doubles can subclass it and
-    override any method.
+    directory records, buddy icons and public chat rooms in dictionaries,
+    lost when the process ends. One object provides every role, so test
+    doubles can subclass it and override any method.
 
     :param clock: where ``created_at`` comes from; the wall clock if ``None``.
     """

@@ -41,6 +41,7 @@ from zope.interface import implementer
 
 from aimserver.store.accounts import SQLiteAccountStore
 from aimserver.store.bart_items import SQLiteBartStore
+from aimserver.store.chat_rooms import SQLiteChatRoomStore
 from aimserver.store.directory import SQLiteDirectoryStore
 from aimserver.store.feedbags import SQLiteFeedbagStore
 from aimserver.store.group_commit import GroupCommitter, run_batch
@@ -59,7 +60,7 @@ __all__ = [
     "transact",
 ]
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 """The schema version this code reads and writes."""
 
 BUSY_TIMEOUT = 5.0
@@ -354,6 +355,7 @@ class SQLiteUserStore(
     SQLiteSecretStore,
     SQLiteDirectoryStore,
     SQLiteBartStore,
+    SQLiteChatRoomStore,
 ):
     """
     :class:`IUserStore` over one SQLite file, every operation of every role
