@@ -299,6 +299,21 @@ class MultisessionConfig:
 
 
 @attrs.frozen
+class ChatConfig:
+    """Chat rooms: the limits advertised to clients are the ones enforced."""
+
+    #: Members one room holds (TLV 0x00D2); a join beyond it is refused.
+    max_occupancy: int = _setting(100, _integer(2, 1000))
+    #: Bytes of one message's text, HTML included, as libpurple counts it
+    #: (TLVs 0x00D1 and 0x00DA); a longer message is refused.
+    max_message_length: int = _setting(1024, _integer(64, 8000))
+    #: Rooms one screen name may be in at once, across its sessions (TLV 0x0002).
+    max_rooms_per_user: int = _setting(10, _integer(1, 50))
+    #: Private rooms (exchange 4, made by users) the server holds at once.
+    max_private_rooms: int = _setting(10_000, _integer(1, 1_000_000))
+
+
+@attrs.frozen
 class RateLimitConfig:
     """SNAC rate limiting (SIGNON.md §3, ERRORS.md §3)."""
 
@@ -325,6 +340,7 @@ class Config:
     auth: AuthConfig = attrs.field(factory=AuthConfig)
     connection: ConnectionConfig = attrs.field(factory=ConnectionConfig)
     multisession: MultisessionConfig = attrs.field(factory=MultisessionConfig)
+    chat: ChatConfig = attrs.field(factory=ChatConfig)
     ratelimit: RateLimitConfig = attrs.field(factory=RateLimitConfig)
     logging: LoggingConfig = attrs.field(factory=LoggingConfig)
 

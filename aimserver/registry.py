@@ -134,10 +134,12 @@ class SessionInstance:
     def service_connections(self, family: int) -> int:
         return self.secondary_families.count(family)
 
-    def add_service_connection(self, connection: ISessionConnection, family: int) -> bool:
+    def add_service_connection(
+        self, connection: ISessionConnection, family: int, limit: int = MAX_SERVICE_CONNECTIONS
+    ) -> bool:
         """Attach a service connection; False (nothing attached) when the
-        session is gone or already has ``MAX_SERVICE_CONNECTIONS`` of that family."""
-        if self.closed or self.service_connections(family) >= MAX_SERVICE_CONNECTIONS:
+        session is gone or already has ``limit`` of that family."""
+        if self.closed or self.service_connections(family) >= limit:
             return False
         self.secondary.append(connection)
         self.secondary_families.append(family)

@@ -13,6 +13,7 @@ from twisted.internet.interfaces import IReactorTime
 from aimserver.config import Config
 from aimserver.protocols.auth import AuthFactory
 from aimserver.protocols.bos import BosFactory
+from aimserver.protocols.chat import ChatFactory
 from aimserver.protocols.flap import ConnectionSettings
 from aimserver.registry import UserRegistry
 from aimserver.services import alert as alert_service
@@ -23,6 +24,9 @@ from aimserver.services.admin import AdminService
 from aimserver.services.auth import Authorizer
 from aimserver.services.base import HandlerTable, merge_handlers
 from aimserver.services.buddy import BuddyService
+from aimserver.services.chat import ChatService
+from aimserver.services.chatnav import FAMILIES as CHATNAV_FAMILIES
+from aimserver.services.chatnav import ChatNavService
 from aimserver.services.cookies import CookieJar
 from aimserver.services.feedbag import FeedbagService
 from aimserver.services.icbm import IcbmService
@@ -40,7 +44,11 @@ from aimserver.wire.codes import FoodGroup
 
 COOKIE_SECRET_NAME = "cookie-hmac"
 #: Services reached by 01,04 that this process runs (on the BOS listener).
-SERVICE_FAMILIES = frozenset({FoodGroup.ALERT, FoodGroup.ADMIN, FoodGroup.ODIR, FoodGroup.BART})
+SERVICE_FAMILIES = frozenset(
+    {FoodGroup.ALERT, FoodGroup.ADMIN, FoodGroup.ODIR, FoodGroup.BART, FoodGroup.CHAT_NAV}
+)
+#: The families a chat connection serves (its 01,03).
+CHAT_FAMILIES = (FoodGroup.OSERVICE, FoodGroup.CHAT)
 COOKIE_SECRET_SIZE = 32
 
 
@@ -79,6 +87,8 @@ class AimServer:
         #: "host:port" given to clients for BOS; set to the bound port when
         #: listening on port 0.
         self.bos_address = config.advertised_address("bos")
+        #: The same for the chat listener.
+        self.chat_address = config.advertised_address("chat")
         self.warnings = WarningService(self.registry, self.presence, store, clock)
         self.icbm = IcbmService(
             self.registry,
@@ -89,6 +99,7 @@ class AimServer:
             notify=config.multisession.notify,
         )
         self.icbm.load_inbox_counts()
+        self.chat = ChatService(self.registry, self.presence, store, clock, config.chat)
         self.sessions = SessionService(
             registry=self.registry,
             presence=self.presence,
@@ -97,7 +108,10 @@ class AimServer:
             rate_limits=self.rate_limits,
             clock=clock,
             address=lambda: self.bos_address,
-            service_families=SERVICE_FAMILIES,
+            service_families=SERVICE_FAMILIES | {FoodGroup.CHAT},
+            service_addresses={FoodGroup.CHAT: lambda: self.chat_address},
+            # One chat connection per room, and one more while a room's is replaced.
+            service_limits={FoodGroup.CHAT: config.chat.max_rooms_per_user + 1},
         )
         self.sessions.observe(self.icbm)
         self.bart = bart_service.BartService(self.registry, self.presence, store, clock)
@@ -129,6 +143,22 @@ class AimServer:
                 self.presence.flush,
             ],
         )
+        chat_oservice = OServiceService(self.registry, self.presence, clock, self.sessions)
+        self.chat_factory = ChatFactory(
+            chat=self.chat,
+            sessions=self.sessions,
+            handlers={},
+            families=(),
+            services={
+                FoodGroup.CHAT: (
+                    CHAT_FAMILIES,
+                    self.chat.handlers(chat_oservice.secondary_handlers(CHAT_FAMILIES)),
+                )
+            },
+            settings=settings,
+            clock=clock,
+            keepalive_interval=keepalive,
+        )
 
     def service_handlers(self) -> dict[int, tuple[tuple[int, ...], HandlerTable]]:
         """Service connections the BOS listener also accepts, by family."""
@@ -148,7 +178,12 @@ class AimServer:
             oservice.secondary_handlers(odir_service.FAMILIES),
             odir_service.ODirService(self.registry, self.store, self.store, self.clock).handlers(),
         )
+        chatnav = merge_handlers(
+            oservice.secondary_handlers(CHATNAV_FAMILIES),
+            ChatNavService(self.registry, self.chat).handlers(),
+        )
         return {
+            FoodGroup.CHAT_NAV: (CHATNAV_FAMILIES, chatnav),
             FoodGroup.ALERT: (alert_service.FAMILIES, alert),
             FoodGroup.ADMIN: (ADMIN_FAMILIES, admin),
             FoodGroup.ODIR: (odir_service.FAMILIES, odir),
@@ -157,7 +192,9 @@ class AimServer:
 
     def bos_handlers(self) -> HandlerTable:
         services = (
-            OServiceService(self.registry, self.presence, self.clock, self.sessions, BOS_FAMILIES),
+            OServiceService(
+                self.registry, self.presence, self.clock, self.sessions, BOS_FAMILIES, self.chat
+            ),
             LocateService(self.registry, self.presence, self.store),
             BuddyService(self.registry, self.presence),
             self.icbm,

@@ -81,7 +81,12 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
     sweeper = TimerService(WARNING_SWEEP_INTERVAL, server.warnings.sweep)
     sweeper.clock = reactor
     sweeper.setServiceParent(top)
-    for name, factory in (("auth", server.auth_factory), ("bos", server.bos_factory)):
+    listeners = (
+        ("auth", server.auth_factory),
+        ("bos", server.bos_factory),
+        ("chat", server.chat_factory),
+    )
+    for name, factory in listeners:
         listener = strports.service(config.endpoint(name), factory, reactor=reactor)
         listener.setName(name)
         listener.setServiceParent(top)
@@ -89,9 +94,10 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
     # the cyclic collector's full passes (PERFORMANCE.md: 150-270 ms stalls).
     reactor.callWhenRunning(gc.freeze)
     log.info(
-        "aimserver: auth on {auth}, BOS on {bos}, database {db}",
+        "aimserver: auth on {auth}, BOS on {bos}, chat on {chat}, database {db}",
         auth=config.endpoint("auth"),
         bos=config.endpoint("bos"),
+        chat=config.endpoint("chat"),
         db=config.server.db,
     )
     return top

@@ -27,6 +27,14 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import FailTest
 
 from aimserver.store.credentials import SIGNATURE, roast
+from aimserver.wire.chat import (
+    EXCHANGE_PRIVATE,
+    ChatMessage,
+    ChatMessageToClient,
+    RoomInfo,
+    RoomRef,
+    parse_users,
+)
 from aimserver.wire.flap import FLAP_HEADER_SIZE, Channel, FlapFrame, SignonPayload, parse_header
 from aimserver.wire.icbm import ChannelMessageToHost
 from aimserver.wire.reader import Reader, string08
@@ -458,19 +466,15 @@ class BosClient:
         _, body = await self.flap.wait_snac(0x03, 0x0C, timeout)
         return UserInfo.unpack(body)
 
-    async def open_service(self, family: int) -> BosClient:
+    async def open_service(self, family: int, request: bytes = b"") -> BosClient:
         """A service connection of this session, as a client opens one: 01,04
-        for ``family``, then a connection to the 01,05 address signing on with
-        its cookie, its 01,03 awaited and its client-ready sent. Requests go
-        through the returned client's ``request`` like any session's."""
-        _, body = await self.request(0x01, 0x04, struct.pack("!H", family), 0x05)
+        for ``family`` (followed by ``request``: a chat room's TLV), then a
+        connection to the 01,05 address signing on with its cookie, its 01,03
+        awaited and its client-ready sent. Requests go through the returned
+        client's ``request`` like any session's."""
+        _, body = await self.request(0x01, 0x04, struct.pack("!H", family) + request, 0x05)
         redirect = TlvList.unpack_list(body)
-        host, port = split_address(redirect)
-        flap = await connect(host, port)
-        await flap.wait_channel(Channel.SIGNON)
-        flap.send_frame(
-            Channel.SIGNON, SignonPayload(1, TlvList((Tlv(0x06, redirect.get(0x06)),))).pack()
-        )
+        flap = await redeem(redirect)
         await flap.wait_snac(0x01, 0x03)
         service = BosClient(flap, self.screen_name)
         entries = struct.pack("!HHHH", 0x0001, 3, 0x0110, 0x0629)
@@ -478,8 +482,105 @@ class BosClient:
         flap.send_snac(0x01, 0x02, entries, service.next_id())
         return service
 
+    async def chat_nav(self) -> BosClient:
+        """This session's ChatNav connection (opened at the first call, as
+        libpurple does at sign-on)."""
+        nav = getattr(self, "_chat_nav", None)
+        if nav is None:
+            nav = self._chat_nav = await self.open_service(0x0D)
+            await nav.request(0x0D, 0x02, b"", 0x09)
+        return nav
+
+    async def find_room(self, name: str, exchange: int = EXCHANGE_PRIVATE) -> RoomInfo:
+        """0D,08, as libpurple sends it: the room's info from the 0D,09."""
+        nav = await self.chat_nav()
+        wanted = RoomInfo(
+            RoomRef(exchange, b"create", 0xFFFF),
+            1,
+            TlvList((Tlv(0xD3, name.encode()), Tlv(0xD6, b"us-ascii"), Tlv(0xD7, b"en"))),
+        )
+        _, body = await nav.request(0x0D, 0x08, wanted.pack(), 0x09)
+        return RoomInfo.unpack(TlvList.unpack_list(body).get(0x04) or b"")
+
+    async def join_room(self, name: str, exchange: int = EXCHANGE_PRIVATE) -> ChatClient:
+        """libpurple's whole join: 0D,08, 01,04 for the room, the chat
+        connection up to its client-ready and the roster and room info."""
+        info = await self.find_room(name, exchange)
+        return await self.enter_room(info.ref)
+
+    async def enter_room(self, ref: RoomRef) -> ChatClient:
+        """01,04 for the chat connection of ``ref`` and the sign-on on it,
+        through the roster and room info the server sends at client-ready."""
+        chat = await self.open_service(0x0E, Tlv(0x01, ref.pack()).pack())
+        room = ChatClient(chat.flap, self.screen_name)
+        _, roster = await room.flap.wait_snac(0x0E, 0x03)
+        room.roster = [u.screen_name for u in parse_users(roster)]
+        _, info = await room.flap.wait_snac(0x0E, 0x02)
+        room.info = RoomInfo.unpack(info)
+        return room
+
     def close(self) -> defer.Deferred[None]:
         return self.flap.close()
+
+
+async def redeem(redirect: TlvList) -> FlapClient:
+    """A connection to a 01,05's address, signed on with its cookie."""
+    host, port = split_address(redirect)
+    flap = await connect(host, port)
+    await flap.wait_channel(Channel.SIGNON)
+    flap.send_frame(
+        Channel.SIGNON, SignonPayload(1, TlvList((Tlv(0x06, redirect.get(0x06)),))).pack()
+    )
+    return flap
+
+
+class ChatClient(BosClient):
+    """One chat connection: a place in one room."""
+
+    roster: list[str]
+    info: RoomInfo
+
+    async def sync(self) -> None:
+        """A round trip a chat connection answers (it has no 01,0E)."""
+        await self.request(0x01, 0x06, b"", 0x07)
+
+    def say(
+        self,
+        text: bytes,
+        *,
+        reflect: bool = True,
+        whisper_to: str | None = None,
+        charset: bytes = b"us-ascii",
+    ) -> int:
+        """0E,05 as libpurple sends it (a whisper: no TLV 0x0001)."""
+        parts = TlvList((Tlv(0x01, text), Tlv(0x02, charset), Tlv(0x03, b"en")))
+        message = ChatMessage(
+            os.urandom(8),
+            3,
+            to_room=whisper_to is None,
+            whisper_to=whisper_to.encode() if whisper_to is not None else None,
+            reflect=reflect,
+            auto_response=False,
+            message=parts.pack_list(),
+        )
+        request_id = self.next_id()
+        self.flap.send_snac(0x0E, 0x05, message.pack(), request_id)
+        return request_id
+
+    async def hear(self, timeout: float = TIMEOUT) -> tuple[str, bytes, SnacHeader]:
+        """The next 0E,06: who said it, its text, and its SNAC header."""
+        header, body = await self.flap.wait_snac(0x0E, 0x06, timeout)
+        message = ChatMessageToClient.unpack(body)
+        text = TlvList.unpack_list(message.message).get(0x01) or b""
+        return message.sender.screen_name, text, header
+
+    async def wait_joined(self, timeout: float = TIMEOUT) -> list[str]:
+        _, body = await self.flap.wait_snac(0x0E, 0x03, timeout)
+        return [u.screen_name for u in parse_users(body)]
+
+    async def wait_left(self, timeout: float = TIMEOUT) -> list[str]:
+        _, body = await self.flap.wait_snac(0x0E, 0x04, timeout)
+        return [u.screen_name for u in parse_users(body)]
 
 
 def parse_im(body: bytes) -> tuple[UserInfo, bytes, TlvList]:

@@ -74,8 +74,10 @@ class LoopbackServer:
         self = cls(server, store)
         self.auth_port = reactor.listenTCP(0, server.auth_factory, interface=LOOPBACK)
         self.bos_port = reactor.listenTCP(0, server.bos_factory, interface=LOOPBACK)
-        self.ports = [self.auth_port, self.bos_port]
+        self.chat_port = reactor.listenTCP(0, server.chat_factory, interface=LOOPBACK)
+        self.ports = [self.auth_port, self.bos_port, self.chat_port]
         server.bos_address = f"{LOOPBACK}:{self.bos_port.getHost().port}"
+        server.chat_address = f"{LOOPBACK}:{self.chat_port.getHost().port}"
         return self
 
     @property
@@ -86,6 +88,7 @@ class LoopbackServer:
         return (
             self.server.auth_factory.sweeper.connections
             | self.server.bos_factory.sweeper.connections
+            | self.server.chat_factory.sweeper.connections
         )
 
     def server_side(self, client: FlapClient) -> Any | None:

@@ -73,6 +73,12 @@ class DefaultsTests(ConfigTestCase):
                     "max_send_queue": 1 << 20,
                 },
                 "multisession": {"max_sessions": 5, "notify": True},
+                "chat": {
+                    "max_occupancy": 100,
+                    "max_message_length": 1024,
+                    "max_rooms_per_user": 10,
+                    "max_private_rooms": 10_000,
+                },
                 "ratelimit": {"enabled": True},
                 "logging": {"trace_flap": False},
             },

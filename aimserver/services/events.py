@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import struct
 
-from aimserver.wire.codes import ICBM, Buddy, FoodGroup, OService
+from aimserver.wire.codes import ICBM, Buddy, Chat, FoodGroup, OService
 
 _U16 = struct.Struct("!H")
 
@@ -169,3 +169,36 @@ class FeedbagSynced(Event):
         if snac is None:
             snac = self._snac = (self.family, self.edit, self.packed)
         return snac
+
+
+class ChatUsersJoined(PackedEvent):
+    """0E,03 on a chat connection: members now in the room (the roster for
+    a joiner, the joiner for the others); their packed user-info blocks."""
+
+    __slots__ = ()
+    family = int(FoodGroup.CHAT)
+    subtype = int(Chat.USERS_JOINED)
+
+
+class ChatUsersLeft(PackedEvent):
+    """0E,04: members gone from the room; their packed user-info blocks."""
+
+    __slots__ = ()
+    family = int(FoodGroup.CHAT)
+    subtype = int(Chat.USERS_LEFT)
+
+
+class ChatRoomInfo(PackedEvent):
+    """0E,02: what the room is and its limits, packed once per room."""
+
+    __slots__ = ()
+    family = int(FoodGroup.CHAT)
+    subtype = int(Chat.ROOM_INFO_UPDATE)
+
+
+class ChatMessageReceived(PackedEvent):
+    """0E,06: a member's line (or whisper), packed once for every recipient."""
+
+    __slots__ = ()
+    family = int(FoodGroup.CHAT)
+    subtype = int(Chat.CHANNEL_MSG_TO_CLIENT)

@@ -8,7 +8,9 @@ from __future__ import annotations
 import functools
 import struct
 from collections.abc import Sequence
+from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -103,6 +105,7 @@ class OServiceService:
         clock: IReactorTime,
         sessions: SessionService,
         families: Sequence[int] = BOS_FAMILIES,
+        rooms: Any = None,
     ) -> None:
         self.registry = registry
         self.presence = presence
@@ -111,6 +114,9 @@ class OServiceService:
         #: belong to the session's life.
         self.sessions = sessions
         self.families = tuple(families)
+        #: The chat service (``services.chat.ChatService``): a 01,04 for
+        #: a chat connection names a room, which it checks first.
+        self.rooms = rooms
 
     def handlers(self) -> HandlerTable:
         f = FoodGroup.OSERVICE
@@ -210,12 +216,20 @@ class OServiceService:
 
     def service_request(
         self, session: SessionInstance, request: SnacHeader, body: bytes
-    ) -> Replies:
+    ) -> Replies | Deferred[Replies]:
         """01,04 -> 01,05: the address and a cookie for a service connection
-        that belongs to this session. Services not built yet (ChatNav, chat,
-        BART, ...) get "service unavailable", which clients tolerate."""
+        that belongs to this session (for the chat service: to the room the
+        request names, if the user may join it). Services this server does
+        not run get "service unavailable", which clients tolerate."""
         family = Reader(body, "service request").u16("family")
-        redirect = self.sessions.redirect(session, family)
+        if family == FoodGroup.CHAT and self.rooms is not None:
+            return self.rooms.service_request(
+                session, body[2:], lambda room: self._redirect(session, family, room)
+            )
+        return self._redirect(session, family)
+
+    def _redirect(self, session: SessionInstance, family: int, room: bytes = b"") -> Replies:
+        redirect = self.sessions.redirect(session, family, room)
         if redirect is None:
             self.log.info(
                 "instance {instance} asked for unavailable service {family:#06x}",

@@ -16,7 +16,7 @@ online and is gone. Connections only frame, parse, dispatch and write.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import attrs
@@ -26,6 +26,7 @@ from twisted.logger import Logger
 from zope.interface import Interface
 
 from aimserver.registry import (
+    MAX_SERVICE_CONNECTIONS,
     InstanceInUse,
     ISessionConnection,
     SessionInstance,
@@ -77,6 +78,8 @@ class Attached:
 
     session: SessionInstance
     service: int
+    #: The room cookie a chat connection's login cookie names; else empty.
+    room: bytes = b""
 
 
 @attrs.frozen
@@ -187,6 +190,8 @@ class SessionService:
         clock: IReactorTime,
         address: Any,
         service_families: Collection[int] = (),
+        service_addresses: Mapping[int, Callable[[], str]] | None = None,
+        service_limits: Mapping[int, int] | None = None,
     ) -> None:
         self.registry = registry
         self.presence = presence
@@ -198,6 +203,11 @@ class SessionService:
         self.address = address
         #: Families a 01,04 may be redirected to (services this process runs).
         self.service_families = frozenset(service_families)
+        #: Families served on another listener (chat): family -> its address.
+        self.service_addresses = dict(service_addresses or {})
+        #: Connections of a family one session may hold, where not
+        #: ``MAX_SERVICE_CONNECTIONS`` (one chat connection per room).
+        self.service_limits = dict(service_limits or {})
         self.session_log = SessionLog(clock)
         self._observers: list[object] = [presence]
 
@@ -258,7 +268,8 @@ class SessionService:
         if session is None or session.closed:
             self.log.info("{peer} refused: service cookie for a session that is gone", peer=peer)
             raise SignOnRefused()
-        if not session.add_service_connection(connection, cookie.service):
+        limit = self.service_limits.get(cookie.service, MAX_SERVICE_CONNECTIONS)
+        if not session.add_service_connection(connection, cookie.service, limit):
             self.log.info(
                 "{peer} refused: {screen_name} instance {instance} already has its"
                 " service connections for {family:#06x}",
@@ -274,7 +285,7 @@ class SessionService:
             family=cookie.service,
             instance=session.instance_id,
         )
-        return Attached(session, cookie.service)
+        return Attached(session, cookie.service, cookie.room)
 
     def _attach(
         self,
@@ -334,10 +345,12 @@ class SessionService:
 
     # -- service connections -------------------------------------------------------------
 
-    def redirect(self, session: SessionInstance, family: int) -> tuple[str, bytes] | None:
-        """Address and cookie for a service connection of ``session`` (01,05),
-        or None for a service this server does not run or the session may
-        open no more of."""
+    def redirect(
+        self, session: SessionInstance, family: int, room: bytes = b""
+    ) -> tuple[str, bytes] | None:
+        """Address and cookie for a service connection of ``session`` (01,05)
+        (to the chat room ``room``), or None for a service this server does
+        not run or the session may open no more of."""
         if family not in self.service_families:
             return None
         user = self.registry.user_of(session)
@@ -349,8 +362,9 @@ class SessionService:
             multiconn_flags=session.multiconn_flags,
             service=family,
             client_id=session.client_id,
+            room=room,
         )
-        return self.address(), cookie
+        return self.service_addresses.get(family, self.address)(), cookie
 
     # -- signing off ---------------------------------------------------------------------
 
