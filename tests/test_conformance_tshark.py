@@ -7,10 +7,14 @@ offline user, a few bad inputs) runs over loopback while dumpcap captures
 exactly the server's two ports. tshark then reads the capture back, decoding
 both ports as AIM, and must find no malformed packet, no expert error, no
 expert warning above TCP, plenty of AIM PDUs, and the SNACs the session is
-known to have carried. The one exception is a known gap of the dissector
-(``DISSECTOR_GAPS``, by direction, family and subtype, with the reason): a
-malformed-packet error inside such a SNAC is let through. tests/README.md has
-the same check by hand.
+known to have carried. A chat session (ChatNav on a service connection of
+BOS, the chat service on its own port, which tshark is told to decode as AIM
+too; a refused room name, an invitation, talk with reflection, a leave) is
+captured and checked the same way, each chat SNAC on the listener it belongs
+to. The one exception is a known gap of the dissector (``DISSECTOR_GAPS``, by
+direction, family and subtype, with the reason: the ODir search reply, and the
+chat messages 0E,05 and 0E,06): a malformed-packet error inside such a SNAC is
+let through. tests/README.md has the same check by hand.
 
 Skipped when ``tshark`` or ``dumpcap`` is not on PATH, or when no capture can
 be started on ``lo`` (no permission, no such interface), with a reason that
@@ -26,10 +30,12 @@ import hashlib
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import uuid
-from collections.abc import Mapping, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from twisted.internet import defer, error, reactor, task
@@ -38,8 +44,10 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from aimserver.wire.bart import BartId, BartInfo, Download, Download2, Upload
+from aimserver.wire.chat import CHAT_CAPABILITY, EXCHANGE_PRIVATE, RoomInfo, RoomRef, parse_users
+from aimserver.wire.icbm import Rendezvous
 from aimserver.wire.tlv import Tlv, TlvList
-from tests.client import BosClient, deferred_test, roasted_login
+from tests.client import BosClient, ChatClient, deferred_test, redeem, roasted_login
 from tests.harness import LoopbackServer
 
 TSHARK = shutil.which("tshark")
@@ -189,6 +197,65 @@ DISSECTOR_GAPS: dict[tuple[bool, int, int], str] = {
         " per result: FAMILIES.md §ODir (Go), and libpurple's parseresults"
         " reads it so"
     ),
+    (CLIENT, 0x0E, 0x05): (
+        "chat message to the room: Wireshark's dissect_aim_chat_outgoing_msg (4.0;"
+        " unchanged in later packet-aim.c) calls aim_get_buddyname(tvb, 30), reading"
+        " an s08 screen name at the fixed body offset 30 (length byte at 30, name"
+        " from 31), then the message at offset 40 + that length. A 0E,05 names no"
+        " screen name: the body is cookie (8), u16 channel, then TLVs 0x0001 (to"
+        " the room), 0x0006 (reflect), 0x0005 (the message's TLVs), so offset 30"
+        " falls in the text, and a text byte taken as a length runs past the end."
+        " docs/chat-protocol-notes.md §6 and §8; libpurple's aim_chat_send_im"
+        " sends it so"
+    ),
+    (SERVER, 0x0E, 0x06): (
+        "chat message to a member: Wireshark's dissect_aim_chat_incoming_msg (4.0;"
+        " unchanged in later packet-aim.c) reads the sender as an s08 at the fixed"
+        " body offset 30 (aim_get_buddyname(tvb, 30)), then the message at 36 +"
+        " its length. The body is cookie (8), u16 channel, TLV 0x0003 holding the"
+        " sender's user-info block (its s08 screen name at offset 14), then TLV"
+        " 0x0001 and 0x0005: for a long sender name (16 characters) offset 30 is"
+        " a byte of the name, which as a length runs past the end."
+        " docs/chat-protocol-notes.md §6 and §8; libpurple's incomingim_ch3"
+        " reads it so"
+    ),
+}
+#: The chat session's accounts: one with a screen name of 16 characters, the
+#: longest there is, whose 0E,06 the dissector misreads (see DISSECTOR_GAPS).
+LONG_NAME = "Charlotte Bronte"
+CHAT_ACCOUNTS = {"Alice": "secret", "Bob": "secret", LONG_NAME: "secret"}
+ROOM = "Tea Party"
+#: How tshark shows the chat capability (aim.nickinfo.caps).
+CHAT_CAPABILITY_UUID = str(uuid.UUID(bytes=CHAT_CAPABILITY))
+#: A room name the server refuses (0D,01 0x0001 with subcode 0x0033,
+#: libpurple's "Invalid chat room name").
+BAD_ROOM = "100%"
+#: What the chat session must have carried, by the listener the connection
+#: was to: ChatNav is a service connection on the BOS port, the chat service
+#: has a port of its own. (listener, sent by the server?, family, subtype) ->
+#: (how many at least, what).
+BOS = "BOS"
+CHAT = "chat"
+REQUIRED_CHAT_SNACS: dict[tuple[str, bool, int, int], tuple[int, str]] = {
+    (BOS, CLIENT, 0x01, 0x04): (3, "service request: ChatNav, then the chat service"),
+    (BOS, SERVER, 0x01, 0x05): (3, "service redirect"),
+    (BOS, CLIENT, 0x0D, 0x02): (1, "ChatNav rights request"),
+    (BOS, SERVER, 0x0D, 0x09): (4, "ChatNav rights and room info"),
+    (BOS, CLIENT, 0x0D, 0x08): (4, "ChatNav create/join by name"),
+    (BOS, SERVER, 0x0D, 0x01): (1, "ChatNav error: bad room name"),
+    (BOS, CLIENT, 0x04, 0x06): (1, "chat invitation (channel 2)"),
+    (BOS, SERVER, 0x04, 0x07): (1, "chat invitation delivered"),
+    (CHAT, SERVER, 0x01, 0x03): (3, "host online"),
+    (CHAT, CLIENT, 0x01, 0x17): (3, "client versions"),
+    (CHAT, SERVER, 0x01, 0x18): (3, "host versions"),
+    (CHAT, CLIENT, 0x01, 0x06): (3, "rate info request"),
+    (CHAT, SERVER, 0x01, 0x07): (3, "rate info"),
+    (CHAT, CLIENT, 0x01, 0x02): (3, "client ready"),
+    (CHAT, SERVER, 0x0E, 0x03): (6, "roster, then members joining"),
+    (CHAT, SERVER, 0x0E, 0x02): (3, "room info"),
+    (CHAT, CLIENT, 0x0E, 0x05): (2, "message to the room"),
+    (CHAT, SERVER, 0x0E, 0x06): (6, "message to the others, and reflected"),
+    (CHAT, SERVER, 0x0E, 0x04): (2, "member left"),
 }
 #: FLAP channels each side must have used (1 sign-on, 2 SNAC data, 4 sign-off).
 REQUIRED_CHANNELS = {(SERVER, 1), (SERVER, 2), (SERVER, 4), (CLIENT, 1), (CLIENT, 2)}
@@ -355,6 +422,9 @@ class Decoded:
         self.text = ""
         #: (sent by the server?, the frame's summary line)
         self.summaries: list[tuple[bool, str]] = []
+        #: How many SNACs of each (server port, sent by the server?, family,
+        #: subtype): which of the server's listeners the connection was to.
+        self.by_port: Counter[tuple[int, bool, int, int]] = Counter()
 
     def seen(self) -> str:
         return ", ".join(
@@ -641,6 +711,7 @@ class TsharkConformanceTests(unittest.TestCase):
         """One pass over every frame tshark sees as AIM."""
         fields = [
             "tcp.srcport",
+            "tcp.dstport",
             "aim.channel",
             "aim.fnac.family",
             "aim.fnac.subtype",
@@ -656,15 +727,15 @@ class TsharkConformanceTests(unittest.TestCase):
         for line in await self.tshark(path, ports, *args):
             row = line.split("\t", len(fields) - 1)
             row += [""] * (len(fields) - len(row))
-            srcport, channels, families, subtypes, errors, names, messages, info = row
+            srcport, dstport, channels, families, subtypes, errors, names, messages, info = row
             side = int(srcport) in ports
+            server_port = int(srcport if side else dstport)
             found = _ints(channels)
             decoded.pdus += len(found)
             decoded.channels.update((side, channel) for channel in found)
-            decoded.snacs.update(
-                (side, family, subtype)
-                for family, subtype in zip(_ints(families), _ints(subtypes), strict=True)
-            )
+            for family, subtype in zip(_ints(families), _ints(subtypes), strict=True):
+                decoded.snacs.add((side, family, subtype))
+                decoded.by_port[server_port, side, family, subtype] += 1
             decoded.snac_errors.update(_ints(errors))
             decoded.text += f"{names}\n{messages}\n"
             decoded.summaries.append((side, info))
@@ -672,17 +743,16 @@ class TsharkConformanceTests(unittest.TestCase):
 
     # -- the test -----------------------------------------------------------------------
 
-    @deferred_test
-    async def test_wireshark_decodes_a_whole_session_cleanly(self) -> None:
-        """Everything both sides sent in a whole session decodes in Wireshark's
-        AIM dissector with no malformed packet and no expert error or warning,
-        and the expected SNACs are all recognised."""
-        server = await LoopbackServer.start(accounts={"Alice": "secret", "Bob Smith": "hunter2"})
-        self.addCleanup(server.stop)
-        ports = [server.auth_port.getHost().port, server.bos_port.getHost().port]
+    async def capture(
+        self,
+        server: LoopbackServer,
+        ports: Sequence[int],
+        drive: Callable[[LoopbackServer], Awaitable[None]],
+    ) -> str:
+        """The path of a capture of ``ports`` while ``drive`` runs a session,
+        ended by a last exchange the capture is known to hold."""
         capture, path = await self.start_capture(ports)
-
-        await self.drive_session(server)
+        await drive(server)
         # The last exchange: a roasted login for a fresh unknown name, which the
         # server refuses with the name echoed, so the marker is in two frames.
         marker = f"Probe{uuid.uuid4().hex[:10]}"
@@ -690,7 +760,12 @@ class TsharkConformanceTests(unittest.TestCase):
         self.assertEqual(refused.get_u16(0x08), 0x0001)
         await self.wait_flushed(capture, path, marker.encode())
         await capture.stop("INT")
+        return path
 
+    async def decoded_cleanly(self, path: str, ports: Sequence[int]) -> Decoded:
+        """What tshark made of the capture, having failed the test on any
+        malformed packet (outside ``DISSECTOR_GAPS``), expert error, or expert
+        warning above TCP."""
         errors, warnings, decoded = await defer.gatherResults(
             [
                 defer.Deferred.fromCoroutine(self.protocol_errors(path, ports)),
@@ -702,6 +777,18 @@ class TsharkConformanceTests(unittest.TestCase):
         for offending in (errors, warnings):
             if offending:
                 self.fail(offending)
+        return decoded
+
+    @deferred_test
+    async def test_wireshark_decodes_a_whole_session_cleanly(self) -> None:
+        """Everything both sides sent in a whole session decodes in Wireshark's
+        AIM dissector with no malformed packet and no expert error or warning,
+        and the expected SNACs are all recognised."""
+        server = await LoopbackServer.start(accounts={"Alice": "secret", "Bob Smith": "hunter2"})
+        self.addCleanup(server.stop)
+        ports = [server.auth_port.getHost().port, server.bos_port.getHost().port]
+        path = await self.capture(server, ports, self.drive_session)
+        decoded = await self.decoded_cleanly(path, ports)
 
         seen = decoded.seen()
         self.assertGreater(
@@ -730,6 +817,169 @@ class TsharkConformanceTests(unittest.TestCase):
         self.assertLessEqual({0x0001, 0x0004}, decoded.snac_errors, "SNAC error codes decoded")
 
         os.remove(path)
+
+    @deferred_test
+    async def test_wireshark_decodes_a_chat_session_cleanly(self) -> None:
+        """A chat session (ChatNav, the chat service on its own port, a
+        refused room name, talk with reflection, an invitation, a leave)
+        decodes with no malformed packet but the dissector's known misreads
+        of 0E,05 and 0E,06, and carries every chat SNAC, on the listener it
+        belongs to."""
+        server = await LoopbackServer.start(accounts=CHAT_ACCOUNTS)
+        self.addCleanup(server.stop)
+        listeners = {
+            server.auth_port.getHost().port: "auth",
+            server.bos_port.getHost().port: BOS,
+            server.chat_port.getHost().port: CHAT,
+        }
+        ports = list(listeners)
+        path = await self.capture(server, ports, self.drive_chat_session)
+        decoded = await self.decoded_cleanly(path, ports)
+
+        counts: Counter[tuple[str, bool, int, int]] = Counter()
+        for (port, side, family, subtype), count in decoded.by_port.items():
+            counts[listeners[port], side, family, subtype] += count
+        missing = [
+            f"{listener} {_side(side)} {family:02x},{subtype:02x} ({what}):"
+            f" {counts[listener, side, family, subtype]} of at least {least}"
+            for (listener, side, family, subtype), (least, what) in REQUIRED_CHAT_SNACS.items()
+            if counts[listener, side, family, subtype] < least
+        ]
+        seen = ", ".join(
+            f"{listener} {'S' if side else 'C'}:{family:02x},{subtype:02x} x{count}"
+            for (listener, side, family, subtype), count in sorted(counts.items())
+        )
+        if missing:
+            self.fail("not decoded:\n" + "\n".join(missing) + f"\nsaw {seen}")
+        # The dissector read into the bodies: the members in the user-info
+        # blocks of 0E,03/0E,04; the SNAC error code and TLV 0x0008 (subcode)
+        # of 0D,01; the capability and TLV 0x2711 (the room) of the invitation.
+        for name in ("Alice", "Bob", LONG_NAME):
+            self.assertIn(name, decoded.text)
+        bodies = await self.fields_by_snac(
+            path, ports, ["aim.snac.error", "aim.tlv.value_id", "aim.nickinfo.caps"]
+        )
+        refusal = bodies[SERVER, 0x0D, 0x01]
+        self.assertIn("0x0001", refusal["aim.snac.error"], "0D,01 error code decoded")
+        self.assertIn("8", refusal["aim.tlv.value_id"], "0D,01 TLV 0x0008 decoded")
+        for invitation in (bodies[CLIENT, 0x04, 0x06], bodies[SERVER, 0x04, 0x07]):
+            self.assertIn(CHAT_CAPABILITY_UUID, invitation["aim.nickinfo.caps"])
+            self.assertIn(str(0x2711), invitation["aim.tlv.value_id"])
+
+        os.remove(path)
+
+    async def fields_by_snac(
+        self, path: str, ports: Sequence[int], fields: Sequence[str]
+    ) -> defaultdict[tuple[bool, int, int], defaultdict[str, set[str]]]:
+        """(sent by the server?, family, subtype) -> field -> the values
+        tshark shows for it in the frames carrying such a SNAC (by frame: a
+        frame carrying two PDUs gives both the values of either)."""
+        args = ["-Y", "aim", "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=|"]
+        for field in ("tcp.srcport", "aim.fnac.family", "aim.fnac.subtype", *fields):
+            args += ["-e", field]
+        found: defaultdict[tuple[bool, int, int], defaultdict[str, set[str]]] = defaultdict(
+            lambda: defaultdict(set)
+        )
+        for line in await self.tshark(path, ports, *args):
+            srcport, families, subtypes, *values = line.split("\t")
+            side = int(srcport) in ports
+            for family, subtype in zip(
+                _ints(families.replace("|", ",")), _ints(subtypes.replace("|", ",")), strict=True
+            ):
+                for field, value in zip(fields, values, strict=False):
+                    found[side, family, subtype][field].update(v for v in value.split("|") if v)
+        return found
+
+    async def drive_chat_session(self, server: LoopbackServer) -> None:
+        """Alice makes a room through ChatNav (after a refused name), joins
+        on the chat port as libpurple does, invites Bob, who joins by the
+        invitation's room; the member with the long name joins; Alice and
+        the long name each say a line (reflected); the long name leaves."""
+        alice = await server.session("Alice")
+        bob = await server.session("Bob")
+        poet = await server.session(LONG_NAME)
+        bob.set_capabilities([CHAT_CAPABILITY])
+        await bob.sync()
+
+        nav = await alice.chat_nav()  # 01,04 for 0x0D, 01,05, 0D,02 -> 0D,09
+        info = await alice.find_room(ROOM)  # 0D,08 -> 0D,09
+        self.assertEqual((info.ref.cookie, info.detail), (f"4-0-{ROOM}".encode(), 2))
+        bad = RoomInfo(
+            RoomRef(EXCHANGE_PRIVATE, b"create", 0xFFFF),
+            1,
+            TlvList((Tlv(0xD3, BAD_ROOM.encode()), Tlv(0xD6, b"us-ascii"), Tlv(0xD7, b"en"))),
+        )
+        request_id = nav.next_id()
+        nav.flap.send_snac(0x0D, 0x08, bad.pack(), request_id)
+        header, body = await nav.flap.wait_snac(0x0D, 0x01)
+        self.assertEqual((header.request_id, body[:2]), (request_id, b"\x00\x01"))
+        self.assertEqual(TlvList.unpack_list(body[2:]).get_u16(0x0008), 0x0033)
+        a_room = await self.enter_room(alice, info.ref)
+        self.assertEqual(a_room.roster, ["Alice"])
+
+        # The invitation, as libpurple sends it, and Bob's accept: the room
+        # found by the name in its cookie, then joined.
+        invitation = Rendezvous(
+            Rendezvous.PROPOSE,
+            b"inv00001",
+            CHAT_CAPABILITY,
+            TlvList(
+                (
+                    Tlv.u16(0x000A, 1),
+                    Tlv.empty(0x000F),
+                    Tlv(0x000C, b"Join me"),
+                    Tlv(0x2711, RoomRef(EXCHANGE_PRIVATE, info.ref.cookie, 0).pack()),
+                )
+            ),
+        )
+        alice.send_channel("Bob", 2, [Tlv(0x05, invitation.pack())], b"inv00001")
+        sender, _, tlvs = await bob.receive_im()
+        self.assertEqual(sender.screen_name, "Alice")
+        invited = Rendezvous.unpack(tlvs.get(0x05) or b"")
+        self.assertEqual(invited.capability, CHAT_CAPABILITY)
+        ref = RoomRef.unpack(invited.tlvs.get(0x2711) or b"")
+        accepted = await bob.find_room(ref.cookie.split(b"-", 2)[2].decode(), ref.exchange)
+        b_room = await self.enter_room(bob, accepted.ref)
+        self.assertEqual(b_room.roster, ["Alice", "Bob"])
+        self.assertEqual(await a_room.wait_joined(), ["Bob"])
+        p_room = await self.enter_room(poet, (await poet.find_room(ROOM)).ref)
+        self.assertEqual(p_room.roster, ["Alice", "Bob", LONG_NAME])
+        for room in (a_room, b_room):
+            self.assertEqual(await room.wait_joined(), [LONG_NAME])
+
+        # Talk: libpurple's 0E,05 (HTML, reflection asked for), each line
+        # heard by the other two and reflected to its sender.
+        for speaker, text in ((a_room, b"<HTML>hey</HTML>"), (p_room, b"<HTML>good day</HTML>")):
+            speaker.say(text)
+            for room in (a_room, b_room, p_room):
+                self.assertEqual((await room.hear())[:2], (speaker.screen_name, text))
+
+        await p_room.close()
+        for room in (a_room, b_room):
+            self.assertEqual(await room.wait_left(), [LONG_NAME])
+        for client in (a_room, b_room, alice, bob, poet):
+            await client.close()
+
+    async def enter_room(self, client: BosClient, ref: RoomRef) -> ChatClient:
+        """libpurple's chat connection: 01,04 for the room on BOS, then on
+        the chat port the cookie, 01,03, 01,17 -> 01,18, 01,06 -> 01,07,
+        01,02, and the roster (0E,03) and room info (0E,02) it brings."""
+        _, body = await client.request(
+            0x01, 0x04, struct.pack("!H", 0x0E) + Tlv(0x01, ref.pack()).pack(), 0x05
+        )
+        flap = await redeem(TlvList.unpack_list(body))
+        await flap.wait_snac(0x01, 0x03)
+        room = ChatClient(flap, client.screen_name)
+        await room.request(0x01, 0x17, struct.pack("!4H", 0x0001, 3, 0x000E, 1), 0x18)
+        await room.request(0x01, 0x06, b"", 0x07)
+        entries = struct.pack("!8H", 0x0001, 3, 0x0110, 0x0629, 0x000E, 1, 0x0110, 0x0629)
+        flap.send_snac(0x01, 0x02, entries, room.next_id())
+        _, roster = await flap.wait_snac(0x0E, 0x03)
+        room.roster = [user.screen_name for user in parse_users(roster)]
+        _, room_info = await flap.wait_snac(0x0E, 0x02)
+        room.info = RoomInfo.unpack(room_info)
+        self.assertEqual(room.info.ref.cookie, ref.cookie)
+        return room
 
 
 #: ``tshark -V`` output (trimmed) of one server frame carrying two PDUs.
@@ -819,11 +1069,14 @@ class AvailabilityTests(unittest.SynchronousTestCase):
     def test_skipped_with_what_to_install_outside_ci(self) -> None:
         self.without_tools()
         self.set_ci(None)
-        case = TsharkConformanceTests("test_wireshark_decodes_a_whole_session_cleanly")
-        with self.assertRaises(unittest.SkipTest) as caught:
-            case.setUp()
-        self.assertIn("needs tshark and dumpcap on PATH", str(caught.exception))
-        self.assertIn("apt-get install tshark", str(caught.exception))
+        for name in (
+            "test_wireshark_decodes_a_whole_session_cleanly",
+            "test_wireshark_decodes_a_chat_session_cleanly",
+        ):
+            with self.assertRaises(unittest.SkipTest) as caught:
+                TsharkConformanceTests(name).setUp()
+            self.assertIn("needs tshark and dumpcap on PATH", str(caught.exception))
+            self.assertIn("apt-get install tshark", str(caught.exception))
 
     def test_fails_under_ci(self) -> None:
         self.without_tools()
