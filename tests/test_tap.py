@@ -47,19 +47,23 @@ class OptionsTests(unittest.SynchronousTestCase):
 
 class MakeServiceTests(unittest.SynchronousTestCase):
     def test_listeners_and_store(self) -> None:
-        """makeService listens for auth and BOS on the configured interface and
-        ports, and runs the database."""
+        """makeService listens for auth, BOS and chat on the configured
+        interface and ports, and runs the database; a chat room's redirect
+        names the chat port."""
         options = Options()
         db = self.mktemp()
-        options.parseOptions(["--db", db, "--host", "127.0.0.2", "--bos-port", "6191"])
+        options.parseOptions(
+            ["--db", db, "--host", "127.0.0.2", "--bos-port", "6191", "--chat-port", "6192"]
+        )
         reactor = MemoryReactorClock()
         service = makeService(options, reactor=reactor)
         self.assertTrue(IServiceCollection.providedBy(service))
         # The listeners only: the store's DB thread needs a real reactor.
-        for name in ("auth", "bos"):
+        for name in ("auth", "bos", "chat"):
             service.getServiceNamed(name).startService()
         ports = sorted((port, interface) for port, _, _, interface in reactor.tcpServers)
-        self.assertEqual(ports, [(5190, "127.0.0.2"), (6191, "127.0.0.2")])
+        self.assertEqual(ports, [(5190, "127.0.0.2"), (6191, "127.0.0.2"), (6192, "127.0.0.2")])
+        self.assertEqual(service.server.chat_address, "127.0.0.2:6192")
         self.assertTrue(FilePath(db).exists())
         self.successResultOf(service.server.store.store.stop())
 
