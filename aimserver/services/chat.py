@@ -38,6 +38,7 @@ from aimserver.store.interfaces import IChatRoomStore, PublicRoom
 from aimserver.wire.chat import (
     DETAIL_FULL,
     ERROR_SUBCODE_BAD_ROOM_NAME,
+    EXCHANGE_PRIVATE,
     EXCHANGE_PUBLIC,
     ChatMessage,
     RoomInfo,
@@ -93,9 +94,10 @@ class ChatService:
     # -- finding rooms ------------------------------------------------------------------
 
     def resolve(self, exchange: int, raw_name: str, user_key: str) -> RoomSpec | Deferred[RoomSpec]:
-        """The room ``raw_name`` names on ``exchange``, if ``user_key`` may
-        join it now; ``ChatRefused`` otherwise. A public room is asked of the
-        store each time, so one an admin deleted takes no new members."""
+        """The room ``raw_name`` names on ``exchange``, made if private and
+        new, if ``user_key`` may join it now; ``ChatRefused`` otherwise. A
+        public room is asked of the store each time, so one an admin deleted
+        takes no new members."""
         try:
             name = room_name(raw_name)
         except InvalidRoomName as e:
@@ -103,18 +105,33 @@ class ChatService:
                 SnacErrorCode.INVALID_SNAC, str(e), ERROR_SUBCODE_BAD_ROOM_NAME
             ) from None
         self.rooms.check_join(exchange, name, user_key)
+        found = self.lookup(exchange, name, make=True)
+        if isinstance(found, Deferred):
+            # Checked again: the store read gave other joins their turn.
+            return found.addCallback(self._still_joinable, user_key)
+        return found
+
+    def _still_joinable(self, spec: RoomSpec, user_key: str) -> RoomSpec:
+        self.rooms.check_join(spec.exchange, spec.name, user_key)
+        return spec
+
+    def lookup(self, exchange: int, name: str, make: bool) -> RoomSpec | Deferred[RoomSpec]:
+        """The room ``name`` (valid) on ``exchange``: a live one, a public
+        one from the store, or (``make``) a new private one; else 0x0014."""
         if exchange == EXCHANGE_PUBLIC:
-            return self.store.get_public_room(name).addCallback(self._public, exchange, user_key)
+            return self.store.get_public_room(name).addCallback(self._public, exchange)
+        if exchange != EXCHANGE_PRIVATE:
+            raise ChatRefused(SnacErrorCode.NOT_SUPPORTED_BY_HOST, "unknown exchange")
         room = self.rooms.find(exchange, name)
         if room is not None:
             return RoomSpec(exchange, room.name, room.created_at)
+        if not make:
+            raise ChatRefused(SnacErrorCode.NO_MATCH, "no such private room")
         return RoomSpec(exchange, name, int(self.clock.seconds()))
 
-    def _public(self, public: PublicRoom | None, exchange: int, user_key: str) -> RoomSpec:
+    def _public(self, public: PublicRoom | None, exchange: int) -> RoomSpec:
         if public is None:
             raise ChatRefused(SnacErrorCode.NO_MATCH, "no such public room")
-        # Checked again: the store read gave other joins their turn.
-        self.rooms.check_join(exchange, public.name, user_key)
         return RoomSpec(exchange, public.name, public.created_at)
 
     def room_info(self, spec: RoomSpec) -> RoomInfo:
@@ -133,15 +150,24 @@ class ChatService:
             ),
         )
 
-    def resolve_cookie(self, cookie: bytes, user_key: str) -> RoomSpec | Deferred[RoomSpec]:
-        """The room a room cookie (from 0D,09, an invitation or a chat login
-        cookie) names; ``ChatRefused`` for one this server never made."""
+    def resolve_cookie(
+        self, cookie: bytes, user_key: str | None, exchange_named: int | None = None
+    ) -> RoomSpec | Deferred[RoomSpec]:
+        """The room a room cookie (from 0D,09, an invitation, a 01,04 or a
+        chat login cookie) names, if ``user_key`` may join it (or, with
+        None, only if it exists: 0D,04); ``ChatRefused`` for a cookie this
+        server never made, or one the request's own exchange
+        (``exchange_named``) contradicts. The request's instance is not
+        checked: libpurple's invitations always say 0, and rooms have no
+        other."""
         try:
             exchange, instance, name = parse_room_cookie(cookie)
         except MalformedData:
             raise ChatRefused(SnacErrorCode.NO_MATCH, "not a room cookie") from None
-        if instance != INSTANCE:
-            raise ChatRefused(SnacErrorCode.NO_MATCH, "no such room instance")
+        if instance != INSTANCE or exchange_named not in (None, exchange):
+            raise ChatRefused(SnacErrorCode.NO_MATCH, "no such room instance or exchange")
+        if user_key is None:
+            return self.lookup(exchange, name, make=False)
         return self.resolve(exchange, name, user_key)
 
     # -- 01,04 for the chat service (on BOS) --------------------------------------------
@@ -155,7 +181,7 @@ class ChatService:
         tlvs = TlvList.unpack_list(body, "chat service request")
         ref = RoomRef.unpack(tlvs.get(TAG_SERVICE_ROOM) or b"")
         return self.answer(
-            lambda: self.resolve_cookie(ref.cookie, user.key),
+            lambda: self.resolve_cookie(ref.cookie, user.key, ref.exchange),
             lambda spec: redirect(room_cookie(spec.exchange, INSTANCE, spec.name)),
             session,
         )

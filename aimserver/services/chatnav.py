@@ -75,11 +75,11 @@ class ChatNavService:
     def room_info_query(
         self, session: SessionInstance, request: SnacHeader, body: bytes
     ) -> Replies | Deferred[Replies]:
-        """0D,04: a room's info, by its cookie."""
-        user = acting_user(self.registry, session)
+        """0D,04: a room's info, by its cookie: a live room or a public one."""
+        acting_user(self.registry, session)
         ref, _detail = parse_room_info_request(body)
         return self.chat.answer(
-            lambda: self.chat.resolve_cookie(ref.cookie, user.key), self._reply, session
+            lambda: self.chat.resolve_cookie(ref.cookie, None, ref.exchange), self._reply, session
         )
 
     def create_room(
