@@ -417,6 +417,22 @@ class MessageTests(SynchronousTestCase):
         )
         self.assertEqual(self.heard(), [0, 0, 0, 0])
 
+    def test_long_charset_or_many_texts_are_refused(self) -> None:
+        """Besides its text a line may carry only short tags: a huge charset
+        (found by the handler fuzz: its 0E,06 overflowed a frame and went to
+        nobody, unanswered) or a second text is refused with 0x000B."""
+        for message in (
+            TlvList((Tlv(1, b"hi"), Tlv(2, b"c" * 65_000))).pack_list(),
+            TlvList((Tlv(1, b"x" * 60), Tlv(1, b"y" * 60), Tlv(1, b"z" * 60))).pack_list(),
+        ):
+            body = ChatMessage(COOKIE, 3, True, None, True, False, message).pack()
+            snac_error(
+                self,
+                lambda body=body: self.world.say(self.alice, body),
+                SnacErrorCode.REPLY_TOO_BIG,
+            )
+        self.assertEqual(self.heard(), [0, 0, 0, 0])
+
     def test_whisper_reaches_its_target_only(self) -> None:
         """A whisper reaches the member it names (in any spelling), without TLV 0x0001, and nobody
         else."""

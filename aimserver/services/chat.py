@@ -58,6 +58,9 @@ from aimserver.wire.tlv import TlvList
 
 #: TLV 0x0001 of a 01,04 for the chat service: the room (exchange, cookie, instance).
 TAG_SERVICE_ROOM = 0x0001
+#: Bytes a relayed message may carry besides its text: the TLV headers and
+#: the charset and language tags ("unicode-2-0" and "en" take 25).
+MAX_MESSAGE_PARTS_OVERHEAD = 128
 #: Channels of a chat message: 3; macOS AIM 4.0.9 sends 0xFFFF for it.
 CHAT_CHANNELS = frozenset({3, 0xFFFF})
 
@@ -315,11 +318,18 @@ class ChatService:
         if message.channel not in CHAT_CHANNELS or not message.message:
             raise SnacError(SnacErrorCode.BUSTED_SNAC_PAYLOAD)
         length = message_text_length(message.message)
-        if length > self.config.max_message_length:
+        relayed = relayed_message(message.message)
+        if length > self.config.max_message_length or (
+            len(relayed) > length + MAX_MESSAGE_PARTS_OVERHEAD
+        ):
+            # Text over the room's limit, or a charset or language tag no
+            # client sends (long ones could make the 0E,06 overflow a frame).
             self.log.info(
-                "{screen_name}: refused a {length}-byte chat message, over {limit}",
+                "{screen_name}: refused a chat message of {length} bytes of text"
+                " ({size} relayed), over {limit}",
                 screen_name=member.user.screen_name,
                 length=length,
+                size=len(relayed),
                 limit=self.config.max_message_length,
             )
             raise SnacError(SnacErrorCode.REPLY_TOO_BIG)
@@ -341,7 +351,7 @@ class ChatService:
             message.channel,
             self.presence.info_block(member.user),
             to_room=message.to_room,
-            message=relayed_message(message.message),
+            message=relayed,
         )
         self.registry.deliver(recipients, ChatMessageReceived(packed))
         if message.reflect:
