@@ -21,6 +21,14 @@ connection, like the server.
   fsync per edit), answered with a 13,0E of status 0 per item and written,
   built once with a server request ID, to the account's other connections.
   It checks nothing and keeps no list (feedbag edits, S10).
+* ``chat``: a bare chat room. The fan-out server above, where the group a
+  connection joins is its room and its name (TLV 0x01) gives it a user-info
+  block, packed once at sign-on; a 0E,05 it sends is written as one 0E,06
+  (its cookie and channel, TLV 0x0003 the sender's block, TLV 0x0001 if the
+  0E,05 had it, TLV 0x0005 copied unchanged), built once, to every other
+  member of its room with only the 6-byte FLAP header per connection, and
+  back to the sender under its request ID if it asked for reflection
+  (TLV 0x0006). It checks nothing (chat fan-out, S11).
 * ``holder``: a bare idle-connection holder. It accepts, signs a connection
   on with one channel-1 frame (answered by one 01,03) and holds it; with
   ``--keepalive S`` one timer writes a channel-5 keepalive to every
@@ -272,6 +280,71 @@ class DurableFeedbagFactory(FanOutFactory):
                     sibling.send(2, push)
 
 
+# -- chat room ----------------------------------------------------------------------------
+
+K_CHAT_TO_HOST = b"\x00\x0e\x00\x05"
+#: The SNAC header of every 0E,06 to the room (a server request ID).
+CHAT_PUSH_HEAD = snac(0x0E, 0x06, b"", PUSH_REQUEST_ID)
+EMPTY_TO_ROOM = tlv(0x0001, b"")
+
+
+def chat_info_block(name: bytes) -> bytes:
+    """A user-info block like the server's: name, warning 0, class, sign-on
+    time and status."""
+    tlvs = (
+        tlv(0x01, b"\x00\x10")
+        + tlv(0x03, b"\x00\x00\x00\x00")
+        + tlv(0x0F, b"\x00\x00\x00\x00")
+        + tlv(0x06, b"\x00\x00\x00\x00")
+    )
+    return bytes([len(name)]) + name + struct.pack("!HH", 0, 4) + tlvs
+
+
+class ChatRoom(FanOut):
+    info = b""
+
+    def frame(self, channel: int, payload: bytes) -> None:
+        if channel == 2 and payload[:4] == K_CHAT_TO_HOST:
+            self.say(payload)
+            return
+        if channel == 1:
+            for tag, value in tlvs_of(payload, 4):
+                if tag == 0x01:
+                    self.info = tlv(0x0003, chat_info_block(value))
+        FanOut.frame(self, channel, payload)
+
+    def say(self, payload: bytes) -> None:
+        """0E,05 = SNAC header | cookie 8 | u16 channel | TLVs."""
+        to_room = reflect = False
+        message = b""
+        for tag, value in tlvs_of(payload, 20):
+            if tag == 0x0001:
+                to_room = True
+            elif tag == 0x0005:
+                message = value
+            elif tag == 0x0006:
+                reflect = True
+        body = (
+            payload[10:20]
+            + self.info
+            + (EMPTY_TO_ROOM if to_room else b"")
+            + TLV_HEADER.pack(0x0005, len(message))
+            + message
+        )
+        out = CHAT_PUSH_HEAD + body
+        groups = self.factory.groups
+        for group in self.groups:
+            for member in groups.get(group, ()):
+                if member is not self:
+                    member.send(2, out)
+        if reflect:
+            self.send(2, snac(0x0E, 0x06, body, payload[6:10]))
+
+
+class ChatRoomFactory(FanOutFactory):
+    protocol = ChatRoom
+
+
 # -- idle-connection holder --------------------------------------------------------------
 
 
@@ -413,7 +486,7 @@ class ScriptedBosFactory(Factory):
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.baselines", description=__doc__)
-    parser.add_argument("kind", choices=("relay", "signon", "fanout", "feedbag", "holder"))
+    parser.add_argument("kind", choices=("relay", "signon", "fanout", "feedbag", "chat", "holder"))
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--bos-port", type=int, help="signon only; default port + 1")
     parser.add_argument(
@@ -431,6 +504,8 @@ def main(argv: list[str] | None = None) -> None:
         reactor.listenTCP(args.port, RelayFactory(), interface=args.host)
     elif args.kind == "fanout":
         reactor.listenTCP(args.port, FanOutFactory(), interface=args.host)
+    elif args.kind == "chat":
+        reactor.listenTCP(args.port, ChatRoomFactory(), interface=args.host)
     elif args.kind == "feedbag":
         if not args.journal:
             parser.error("feedbag needs --journal FILE")

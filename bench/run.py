@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import capacity as cap
+from bench import chat as ch
 from bench import feedbag as fb
 from bench import loadgen as lg
 from bench import scenarios as sc
@@ -78,7 +79,7 @@ class Server:
     auth: tuple[str, int]
     popen: subprocess.Popen[bytes]
     log: Path
-    #: every port it listens on (the subject: auth, BOS)
+    #: every port it listens on (the subject: auth, BOS, chat)
     ports: tuple[int, ...] = ()
     #: the subject's own log (twistd --logfile)
     twistd_log: Path | None = None
@@ -135,13 +136,16 @@ class Harness:
         self,
         *,
         settings: dict[str, dict[str, str]] | None = None,
-        ports: tuple[int, int] | None = None,
+        ports: tuple[int, ...] | None = None,
         gc_log: Path | None = None,
     ) -> Server:
         """``twistd aimserver`` with the bench INI, plus ``settings`` (written to
-        a scenario's own INI), on ``ports`` (auth, BOS; default: free ones);
-        with ``gc_log`` it runs under bench.gcprobe, which logs every full GC."""
-        auth, bos = ports or (free_port(), free_port())
+        a scenario's own INI), on ``ports`` (auth, BOS and optionally chat;
+        default: free ones; the chat listener always gets a port of its own,
+        never the server's default 5192); with ``gc_log`` it runs under
+        bench.gcprobe, which logs every full GC."""
+        auth, bos = ports[:2] if ports else (free_port(), free_port())
+        chat = ports[2] if ports and len(ports) > 2 else free_port()
         ini = self.ini
         if settings:
             ini = self.workdir / f"bench-{self.started + 1:02d}.ini"
@@ -162,12 +166,14 @@ class Harness:
             str(auth),
             "--bos-port",
             str(bos),
+            "--chat-port",
+            str(chat),
             "--config",
             str(ini),
         ]
         if gc_log is not None:
             cmd = [sys.executable, "-m", "bench.gcprobe", str(gc_log), "--", *cmd[1:]]
-        server = await self._launch("subject", "subject", cmd, [auth, bos])
+        server = await self._launch("subject", "subject", cmd, [auth, bos, chat])
         server.twistd_log = twistd_log
         return server
 
@@ -371,7 +377,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 # -- main ---------------------------------------------------------------------------------
 
 
-SCENARIOS = ("S1", "S2", "S3", "S4", "S5", "S7", "S8", "S9", "S10")
+SCENARIOS = ("S1", "S2", "S3", "S4", "S5", "S7", "S8", "S9", "S10", "S11")
 
 
 async def run_suite(
@@ -389,6 +395,7 @@ async def run_suite(
         "S8": lambda: cap.scenario_s8(harness, profile),
         "S9": lambda: cap.scenario_s9(harness, profile),
         "S10": lambda: fb.scenario_s10(harness, profile),
+        "S11": lambda: ch.scenario_s11(harness, profile),
     }
     for name in picked:
         started = time.monotonic()
@@ -429,6 +436,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--s8-seconds", type=float, help="S8 churn duration (e.g. 600)")
     parser.add_argument("--s8-rate", type=float, help="S8 sign-ons (and sign-offs) per second")
+    parser.add_argument(
+        "--s11-depth", type=int, help="S11: lines in flight per sender in the closed loop"
+    )
     parser.add_argument("--rounds", type=int, help="baseline/subject alternations per figure")
     parser.add_argument("--window", type=float, help="seconds per measured window")
     parser.add_argument(
@@ -460,6 +470,7 @@ def main(argv: list[str] | None = None) -> int:
         "s7_login_rate",
         "s8_seconds",
         "s8_rate",
+        "s11_depth",
     ):
         if getattr(args, name):
             profile = dataclasses.replace(profile, **{name: getattr(args, name)})
@@ -498,6 +509,7 @@ def main(argv: list[str] | None = None) -> int:
             + sc.s5_accounts(profile)
             + cap.accounts(profile, profile.s2_sessions)
             + fb.accounts(profile)
+            + ch.accounts(profile)
         )
         # One account per name: scenarios share some (S10's load is S5's).
         names = list(dict.fromkeys(names))

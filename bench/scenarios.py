@@ -130,7 +130,7 @@ class Target(Protocol):
     kind: str  # "subject", "relay", "signon", "fanout", "holder"
     pid: int
     auth: tuple[str, int]  # where a sign-on starts (auth port, or the baseline's port)
-    ports: tuple[int, ...]  # every port it listens on (the subject: auth, BOS)
+    ports: tuple[int, ...]  # every port it listens on (the subject: auth, BOS, chat)
     twistd_log: Path | None  # the subject's own log
 
 
@@ -141,7 +141,7 @@ class Harness(Protocol):
         self,
         *,
         settings: dict[str, dict[str, str]] | None = None,
-        ports: tuple[int, int] | None = None,
+        ports: tuple[int, ...] | None = None,
         gc_log: Path | None = None,
     ) -> Target: ...
 
@@ -212,6 +212,14 @@ class Profile:
     #: sign-on workers, and the items of the big stored list
     s10_signon_workers: int = 32
     s10_items: int = 100
+    # -- S11, chat fan-out (bench/chat.py) --
+    #: members of the one room, and how many of them send
+    s11_members: int = 100
+    s11_senders: int = 10
+    #: the closed loop's messages in flight per sender (each to every other member)
+    s11_depth: int = 4
+    #: open loops at these % of each target's own closed-loop maximum
+    s11_levels: tuple[int, ...] = (50,)
 
 
 FULL = Profile(

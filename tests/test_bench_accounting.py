@@ -16,6 +16,7 @@ from twisted.trial import unittest
 from aimserver.config import load_config
 from aimserver.wire.flap import FLAP_HEADER_SIZE, parse_header
 from bench import baselines, capacity, loadgen
+from bench import chat as s11
 from bench import feedbag as s10
 from bench.loadgen import Accounting, Sender, parse_im_text, percentiles
 from bench.scenarios import FULL
@@ -724,6 +725,146 @@ class FeedbagWireTests(unittest.SynchronousTestCase):
         self.assertEqual(connections[3].transport.value(), b"")
         with open(journal, "rb") as f:
             self.assertEqual(f.read().count(b"alice"), 2)
+
+
+class LastMemberTests(unittest.SynchronousTestCase):
+    """S11's time to the last member of a room, per line."""
+
+    def test_sample_when_the_last_member_has_it(self) -> None:
+        last = s11.LastMember({A: 3})
+        last.sent(A, 1)
+        last.received(A, 1, "r1", 100, 150)
+        last.received(A, 1, "r2", 100, 400)
+        self.assertEqual((last.latencies, last.completed, last.incomplete), ([], 0, 1))
+        last.received(A, 1, "r3", 100, 250)
+        self.assertEqual((last.latencies, last.completed, last.incomplete), ([150], 1, 0))
+
+    def test_a_second_copy_to_one_member_does_not_count_as_another(self) -> None:
+        last = s11.LastMember({A: 2})
+        last.sent(A, 1)
+        last.received(A, 1, "r1", 0, 10)
+        last.received(A, 1, "r1", 0, 20)
+        self.assertEqual((last.completed, last.incomplete), (0, 1))
+        last.received(A, 1, "r2", 0, 30)
+        last.received(A, 1, "r2", 0, 40)
+        self.assertEqual((last.latencies, last.completed, last.late), ([30], 1, 1))
+
+    def test_unknown_lines_and_not_measuring(self) -> None:
+        last = s11.LastMember({A: 1, B: 1})
+        last.received(A, 7, "r1", 0, 10)
+        last.received(b"stranger", 1, "r1", 0, 10)
+        self.assertEqual(last.unknown, 2)
+        last.sent(B, 1)
+        last.received(B, 1, "r1", 0, 10, measuring=False)
+        self.assertEqual((last.latencies, last.completed), ([], 1))
+
+    def test_lines_complete_independently(self) -> None:
+        last = s11.LastMember({A: 2, B: 2})
+        for sender in (A, B):
+            for seq in (1, 2):
+                last.sent(sender, seq)
+        last.received(A, 2, "r1", 0, 5)
+        last.received(B, 1, "r1", 0, 6)
+        last.received(A, 2, "r2", 0, 7)
+        self.assertEqual((last.latencies, last.incomplete), ([7], 3))
+
+
+class ChatWireTests(unittest.SynchronousTestCase):
+    """S11's chat bytes against the server's own chat codec, and the
+    ``chat`` baseline's relay."""
+
+    def test_line_matches_the_server_codec(self) -> None:
+        from aimserver.wire.chat import (
+            ChatMessage,
+            message_parts,
+            pack_chat_message_to_client,
+            relayed_message,
+        )
+        from aimserver.wire.userinfo import UserInfo
+
+        sent: list[tuple[int, bytes]] = []
+
+        class Client:
+            def send(self, channel: int, payload: bytes) -> None:
+                sent.append((channel, payload))
+
+        sender = s11.ChatSender(Client(), "s11m004")  # type: ignore[arg-type]
+        self.assertEqual(sender.send(123_456_789), 1)
+        ((channel, payload),) = sent
+        self.assertEqual((channel, payload[:4]), (2, s11.K_CHAT_TO_HOST))
+        message = ChatMessage.unpack(payload[10:])
+        self.assertEqual(
+            (message.channel, message.to_room, message.reflect, message.whisper_to),
+            (3, True, False, None),
+        )
+        parts = message_parts(message.message)
+        self.assertEqual(parts.get(0x0001), b"BM|s11m004|1|1|123456789")
+        info = UserInfo("s11m004", 0).pack()
+        relayed = pack_chat_message_to_client(
+            message.cookie, 3, info, to_room=True, message=relayed_message(message.message)
+        )
+        out = loadgen.snac(0x0E, 0x06, relayed, 0x80000001)
+        self.assertEqual(s11.parse_chat_text(out), ((b"s11m004", b"1"), 1, 123_456_789))
+        self.assertIsNone(s11.parse_chat_text(out[:-40]))
+
+    def test_room_request_and_rosters_match_the_server_codec(self) -> None:
+        from aimserver.wire.chat import RoomInfo, RoomRef, pack_users
+        from aimserver.wire.userinfo import UserInfo
+
+        request = RoomInfo.unpack(s11.create_room_body("s11room"))
+        self.assertEqual(request.ref, RoomRef(4, b"create", 0xFFFF))
+        self.assertEqual((request.detail, request.name), (1, b"s11room"))
+        info = RoomInfo(RoomRef(4, b"4-0-s11room", 0), 2).pack()
+        self.assertEqual(s11.room_ref(info), RoomRef(4, b"4-0-s11room", 0).pack())
+        users = pack_users([UserInfo("Alice").pack(), UserInfo("s11m001", 3).pack()])
+        self.assertEqual(s11.user_names(users), [b"Alice", b"s11m001"])
+
+    def test_baseline_relays_to_the_others_of_the_room(self) -> None:
+        """The ``chat`` baseline: a line goes to every other member of the
+        sender's room, as a 0E,06 the server's codec reads, not to the
+        sender (unless it asks for reflection: under its request ID) nor
+        to another room."""
+        from twisted.internet.testing import StringTransport
+
+        from aimserver.wire.chat import ChatMessageToClient
+
+        class Transport(StringTransport):
+            def setTcpNoDelay(self, enabled: bool) -> None:
+                pass
+
+        factory = baselines.ChatRoomFactory()
+        connections = []
+        for name, room in ((b"m0", b"r"), (b"m1", b"r"), (b"m2", b"r"), (b"x", b"other")):
+            proto = factory.buildProtocol(None)
+            proto.makeConnection(Transport())
+            hello = b"\x00\x00\x00\x01" + loadgen.tlv(1, name) + loadgen.tlv(0x10, room)
+            proto.dataReceived(frame(1, hello))
+            proto.transport.clear()
+            connections.append(proto)
+        payloads: list[bytes] = []
+
+        class Client:
+            def send(self, channel: int, payload: bytes) -> None:
+                payloads.append(payload)
+                connections[0].dataReceived(frame(channel, payload))
+
+        sender = s11.ChatSender(Client(), "m0")  # type: ignore[arg-type]
+        sender.send(42)
+        self.assertEqual(connections[0].transport.value(), b"")
+        self.assertEqual(connections[3].transport.value(), b"")
+        for proto in connections[1:3]:
+            (received,) = split_frames(proto.transport.value())
+            payload = received[6:]
+            self.assertEqual(payload[:4], s11.K_CHAT_TO_CLIENT)
+            self.assertEqual(s11.parse_chat_text(payload), ((b"m0", b"1"), 1, 42))
+            message = ChatMessageToClient.unpack(payload[10:])
+            self.assertEqual((message.sender.screen_name, message.to_room), ("m0", True))
+        # With TLV 0x0006 the sender gets a copy under its own request ID.
+        reflected = payloads[0][:6] + b"\x00\x00\x00\x2a" + payloads[0][10:]
+        reflected += loadgen.tlv(0x0006, b"")
+        connections[0].dataReceived(frame(2, reflected))
+        (copy,) = split_frames(connections[0].transport.value())
+        self.assertEqual(copy[6:10] + copy[12:16], s11.K_CHAT_TO_CLIENT + b"\x00\x00\x00\x2a")
 
 
 class ImportTests(unittest.SynchronousTestCase):
