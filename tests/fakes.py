@@ -235,7 +235,7 @@ class ToyConnection(FlapConnection):
     service_name = "toy"
 
     def __init__(self, factory: ToyFactory) -> None:
-        super().__init__(factory.settings, factory.clock, factory.sweeper)
+        super().__init__(factory.settings, factory.clock, factory.sweeper, factory.writer)
         self.toy = factory
         self.snac_handlers = {
             (0x0A, 0x02): self.echo,

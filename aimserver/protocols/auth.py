@@ -26,7 +26,7 @@ class AuthConnection(FlapConnection):
     service_name = "auth"
 
     def __init__(self, factory: AuthFactory) -> None:
-        super().__init__(factory.settings, factory.clock, factory.sweeper)
+        super().__init__(factory.settings, factory.clock, factory.sweeper, factory.writer)
         self.authorizer = factory.authorizer
         self._frames = 0
         #: The 17,07 key sent, and for which screen name (normalised): the

@@ -39,7 +39,7 @@ class BosConnection(FlapConnection):
     log = Logger()
 
     def __init__(self, factory: BosFactory) -> None:
-        super().__init__(factory.settings, factory.clock, factory.sweeper)
+        super().__init__(factory.settings, factory.clock, factory.sweeper, factory.writer)
         self.factory = factory
         self.sessions = factory.sessions
         self.session: SessionInstance | None = None

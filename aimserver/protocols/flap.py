@@ -29,6 +29,7 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from aimserver.protocols.turnwriter import TurnWriter, send_now
 from aimserver.services.base import Replies, SnacError
 from aimserver.wire.codes import SnacErrorCode
 from aimserver.wire.errors import MalformedData
@@ -86,10 +87,16 @@ class FlapConnection(Protocol, TimeoutMixin):
         settings: ConnectionSettings,
         clock: IReactorTime,
         sweeper: KeepaliveSweeper | None = None,
+        writer: TurnWriter | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
         self.sweeper = sweeper
+        self.writer = writer
+        #: Bytes written this turn, for ``writer`` to send at its end; None
+        #: when nothing waits (or the transport is not a TCP socket's).
+        self._turn: list[bytes] | None = None
+        self._batched = False
         self._buffer = b""
         self._sequence = random.randint(0, MAX_SEQUENCE)
         self._signed_on = False
@@ -125,6 +132,13 @@ class FlapConnection(Protocol, TimeoutMixin):
         if set_no_delay is not None:
             set_no_delay(True)
         self._limit_kernel_buffer()
+        # Only a plain TCP transport's writes are batched per turn (not TLS,
+        # not the tests' StringTransport, which then see every write at once).
+        self._batched = (
+            self.writer is not None
+            and getattr(self.transport, "socket", None) is not None
+            and hasattr(self.transport, "_tempDataLen")
+        )
         self.transport.registerProducer(self, True)
         if self.sweeper is not None:
             self.sweeper.connections.add(self)
@@ -408,7 +422,14 @@ class FlapConnection(Protocol, TimeoutMixin):
         else:
             # _write's common case, inline: this is once per recipient.
             self.wrote_since_sweep = True
-            self.transport.write(data)
+            turn = self._turn
+            if turn is not None:
+                turn.append(data)
+            elif self._batched:
+                self._turn = [data]
+                self.writer.waiting(self)  # type: ignore[union-attr]
+            else:
+                self.transport.write(data)
 
     def _oversize(self, size: int) -> None:
         # A bug upstream, never the peer's fault: drop the frame, keep the connection.
@@ -453,7 +474,23 @@ class FlapConnection(Protocol, TimeoutMixin):
                 self.transport.write(data)
                 self.transport.abortConnection()
                 return
-        self.transport.write(data)
+        self._send(data)
+
+    def _send(self, data: bytes) -> None:
+        turn = self._turn
+        if turn is not None:
+            turn.append(data)
+        elif self._batched:
+            self._turn = [data]
+            self.writer.waiting(self)  # type: ignore[union-attr]
+        else:
+            self.transport.write(data)
+
+    def flush_turn(self) -> None:
+        """The turn ends: what this connection wrote during it, in one go."""
+        turn, self._turn = self._turn, None
+        if turn:
+            send_now(self.transport, turn[0] if len(turn) == 1 else b"".join(turn))
 
     def send_snac(
         self, family: int, subtype: int, body: bytes = b"", request_id: int = 0, flags: int = 0
@@ -486,6 +523,7 @@ class FlapConnection(Protocol, TimeoutMixin):
             self.send_frame(Channel.SIGNOFF, TlvList.of(tlvs).pack_list())
         self._closing = True
         self.setTimeout(None)
+        self.flush_turn()
         self.transport.unregisterProducer()
         self.transport.loseConnection()
 
@@ -539,6 +577,7 @@ class FlapFactory(Factory):
         self.settings = settings
         self.clock = clock
         self.sweeper = KeepaliveSweeper(clock, keepalive_interval)
+        self.writer = TurnWriter(clock)
 
     def startFactory(self) -> None:
         self.sweeper.start()
