@@ -422,14 +422,7 @@ class FlapConnection(Protocol, TimeoutMixin):
         else:
             # _write's common case, inline: this is once per recipient.
             self.wrote_since_sweep = True
-            turn = self._turn
-            if turn is not None:
-                turn.append(data)
-            elif self._batched:
-                self._turn = [data]
-                self.writer.waiting(self)  # type: ignore[union-attr]
-            else:
-                self.transport.write(data)
+            self._send(data)
 
     def _oversize(self, size: int) -> None:
         # A bug upstream, never the peer's fault: drop the frame, keep the connection.

@@ -17,7 +17,7 @@ import struct
 
 import attrs
 
-from aimserver.wire.reader import Reader, string08, string16
+from aimserver.wire.reader import Reader, read_whole, string08, string16
 
 __all__ = [
     "BLANK_ICON",
@@ -81,10 +81,7 @@ class BartInfo:
     @classmethod
     def unpack(cls, data: bytes) -> BartInfo:
         """Exactly one ``flags, hash`` (the whole TLV value)."""
-        reader = Reader(data, "BART info")
-        info = cls.read(reader)
-        reader.expect_end()
-        return info
+        return read_whole(cls.read, data, "BART info")
 
 
 @attrs.frozen
@@ -111,10 +108,7 @@ class BartId:
     @classmethod
     def unpack(cls, data: bytes) -> BartId:
         """Exactly one BART ID."""
-        reader = Reader(data, "BART ID")
-        bart_id = cls.read(reader)
-        reader.expect_end()
-        return bart_id
+        return read_whole(cls.read, data, "BART ID")
 
 
 @attrs.frozen

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import attrs
 
 from aimserver.wire.errors import MalformedData
-from aimserver.wire.reader import Reader, string08, u16
+from aimserver.wire.reader import Reader, read_whole, string08, u16
 from aimserver.wire.tlv import Tlv, TlvList
 from aimserver.wire.userinfo import UserInfo
 
@@ -177,10 +177,7 @@ class RoomRef:
     @classmethod
     def unpack(cls, body: bytes) -> RoomRef:
         """Exactly one reference (a whole TLV value); stray bytes are malformed."""
-        reader = Reader(body, "room reference")
-        ref = cls.read(reader)
-        reader.expect_end()
-        return ref
+        return read_whole(cls.read, body, "room reference")
 
 
 @attrs.frozen
@@ -209,10 +206,7 @@ class RoomInfo:
     @classmethod
     def unpack(cls, body: bytes) -> RoomInfo:
         """Exactly one room info; stray bytes after its TLV block are malformed."""
-        reader = Reader(body, "room info")
-        info = cls.read(reader)
-        reader.expect_end()
-        return info
+        return read_whole(cls.read, body, "room info")
 
 
 def room_tlvs(

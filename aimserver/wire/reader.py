@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
+from typing import TypeVar
 
 from aimserver.wire.errors import MalformedData
+
+T = TypeVar("T")
 
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
@@ -104,3 +108,12 @@ def u16(value: int) -> bytes:
 
 def u32(value: int) -> bytes:
     return _U32.pack(value)
+
+
+def read_whole(read: Callable[[Reader], T], data: bytes, what: str) -> T:
+    """``read`` over all of ``data`` (a whole TLV value or SNAC body): stray
+    bytes after the structure are malformed."""
+    reader = Reader(data, what)
+    value = read(reader)
+    reader.expect_end()
+    return value

@@ -6,7 +6,7 @@ import struct
 
 import attrs
 
-from aimserver.wire.reader import Reader, string08
+from aimserver.wire.reader import Reader, read_whole, string08
 from aimserver.wire.screenname import decode_screen_name, encode_screen_name
 from aimserver.wire.tlv import TlvList
 
@@ -54,7 +54,4 @@ class UserInfo:
 
     @classmethod
     def unpack(cls, data: bytes) -> UserInfo:
-        reader = Reader(data, "user-info block")
-        info = cls.read(reader)
-        reader.expect_end()
-        return info
+        return read_whole(cls.read, data, "user-info block")
