@@ -18,6 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from aimserver.config import ChatConfig
 from aimserver.registry import SessionInstance, User
+from aimserver.services import chat as chat_service
 from aimserver.services.base import Reply, SnacError
 from aimserver.services.chat import ChatService, RoomSpec
 from aimserver.services.chat_rooms import ChatRefused, Member
@@ -246,6 +247,18 @@ class JoinOrderTests(SynchronousTestCase):
         self.assertEqual(alice.rosters(), [["Alice", "Bob", "Carol"]])
         self.assertEqual(bob.rosters(), [["Bob"], ["Carol"], ["Alice"]])
         self.assertEqual(carol.rosters(), [["Bob", "Carol"], ["Alice"]])
+
+    def test_a_large_roster_comes_in_several_0e03s(self) -> None:
+        """A roster longer than one SNAC should carry is split, in order,
+        before the room info (a full room of long user-info blocks would
+        not fit in one frame)."""
+        self.patch(chat_service, "MAX_USERS_BODY", 60)
+        for name in ("Alice", "Bob", "Carol", "Dave"):
+            self.world.enter(name)
+        erin = self.world.enter("Erin")
+        self.assertGreater(len(erin.rosters()), 1)
+        self.assertEqual(erin.kinds()[-1], INFO)
+        self.assertEqual(sum(erin.rosters(), []), ["Alice", "Bob", "Carol", "Dave", "Erin"])
 
     def test_second_client_ready_does_nothing(self) -> None:
         """A repeated client-ready sends no second roster and announces nobody twice."""
@@ -572,7 +585,7 @@ class AttachTests(SynchronousTestCase):
         alice, _ = self.world.sign_on("Alice")
         with capturedLogs() as events, self.assertRaises(SignOnRefused):
             self.world.chat.attach(alice, FakeConnection("alice chat"), b"6-0-Room")
-        (event,) = [e for e in events if "chat connection refused" in e["log_format"]]
+        (event,) = [e for e in events if "chat refused" in e["log_format"]]
         self.assertEqual(
             (event["instance"], event["reason"]), (alice.instance_id, "unknown exchange")
         )

@@ -61,6 +61,8 @@ TAG_SERVICE_ROOM = 0x0001
 #: Bytes a relayed message may carry besides its text: the TLV headers and
 #: the charset and language tags ("unicode-2-0" and "en" take 25).
 MAX_MESSAGE_PARTS_OVERHEAD = 128
+#: Bytes of user-info blocks one 0E,03 carries (a frame holds 65,535).
+MAX_USERS_BODY = 32_768
 #: Channels of a chat message: 3; macOS AIM 4.0.9 sends 0xFFFF for it.
 CHAT_CHANNELS = frozenset({3, 0xFFFF})
 
@@ -210,11 +212,7 @@ class ChatService:
         raise self._refusal(failure.value, session)
 
     def _refusal(self, refused: ChatRefused, session: SessionInstance) -> SnacError:
-        self.log.info(
-            "instance {instance}: chat refused: {reason}",
-            instance=session.instance_id,
-            reason=refused.reason,
-        )
+        self._log_refused(session, refused)
         return SnacError(refused.code, refused.subcode)
 
     # -- a chat connection's life -------------------------------------------------------
@@ -246,7 +244,7 @@ class ChatService:
 
     def _log_refused(self, session: SessionInstance, refused: ChatRefused) -> None:
         self.log.info(
-            "instance {instance}: chat connection refused: {reason}",
+            "instance {instance}: chat refused: {reason}",
             instance=session.instance_id,
             reason=refused.reason,
         )
@@ -288,8 +286,8 @@ class ChatService:
         room = member.room
         present = room.ready_members()
         info = self.presence.info_block
-        roster = ChatUsersJoined(pack_users([info(m.user) for m in present]))
-        member.connection.send_event(roster)
+        for blocks in _frame_sized([info(m.user) for m in present]):
+            member.connection.send_event(ChatUsersJoined(pack_users(blocks)))
         member.connection.send_event(room.info_event)
         if not member.announced:
             member.announced = True
@@ -368,6 +366,21 @@ class ChatService:
         table[FoodGroup.OSERVICE, OService.CLIENT_READY] = self.member_ready
         table[FoodGroup.CHAT, Chat.CHANNEL_MSG_TO_HOST] = self.channel_message
         return table
+
+
+def _frame_sized(blocks: list[bytes]) -> list[list[bytes]]:
+    """``blocks`` in runs that each fit one SNAC: a roster of a full room of
+    members with long user-info blocks would not fit in one frame (libpurple
+    reads any number of 0E,03s)."""
+    runs: list[list[bytes]] = [[]]
+    size = 0
+    for block in blocks:
+        if size + len(block) > MAX_USERS_BODY and runs[-1]:
+            runs.append([])
+            size = 0
+        runs[-1].append(block)
+        size += len(block)
+    return runs
 
 
 def _hears(member: Member, sender_key: str) -> bool:
