@@ -72,6 +72,16 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
     store = SQLiteUserStore.open(config.server.db, reactor)
     secret = store.startup_secret(COOKIE_SECRET_NAME, COOKIE_SECRET_SIZE)
     server = AimServer(config, CachedUserStore(store, reactor), secret, reactor)
+    if config.auth.auto_register:
+        loopback = config.server.host in ("127.0.0.1", "::1", "localhost")
+        log.warn(
+            "auto_register is ON ([auth] auto_register = true): a login with an unknown"
+            " screen name creates that account with the password it gives.{where}",
+            where=""
+            if loopback
+            else f" The server listens on {config.server.host}: ANYONE WHO CAN REACH IT CAN"
+            " CREATE ACCOUNTS. Use it on private test networks only.",
+        )
     if not config.ratelimit.enabled:
         log.warn("rate limiting is OFF ([ratelimit] enabled = false): test networks only")
     top = MultiService()

@@ -188,7 +188,8 @@ class AddTests(CLITestCase):
 
     def test_add_invalid_name(self) -> None:
         """An invalid screen name is refused, before any password prompt."""
-        self.assert_refused(self.user("add", "no_underscores", "secret"), "invalid screen name")
+        self.assert_refused(self.user("add", "no_underscores", "secret"), "invalid")
+        self.assert_refused(self.user("add", "AOL System Msg", "secret"), "reserved")
         prompts = Prompts()
         self.assert_refused(self.user("add", "1abc", stdin=TTY(), getpass=prompts), "invalid")
         self.assertEqual(prompts.prompts, [])

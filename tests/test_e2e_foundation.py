@@ -234,6 +234,18 @@ class BadInputTests(unittest.TestCase):
 
 class AutoRegisterTests(unittest.TestCase):
     @deferred_test
+    async def test_the_system_name_cannot_be_registered(self) -> None:
+        """Nobody can pass for the server: logging in as "AOL System Msg" (any
+        spelling) with auto_register on is refused with 0x0001, by both
+        methods, and no account is made."""
+        server = await LoopbackServer.start(load_config(None, {"auth.auto_register": True}))
+        self.addCleanup(server.stop)
+        for name in ("AOL System Msg", "aolsystemmsg"):
+            self.assertEqual((await server.bucp(name, "pass1")).get_u16(0x08), 0x0001)
+            self.assertEqual((await server.roasted(name, "pass1")).get_u16(0x08), 0x0001)
+        self.assertEqual(await server.store.list_accounts(), [])
+
+    @deferred_test
     async def test_unknown_name_is_created_at_first_login_when_enabled(self) -> None:
         """With [auth] auto_register = true an unknown name is created at its
         first login (BUCP and roasted), and its password is then required."""

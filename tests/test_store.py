@@ -544,6 +544,12 @@ class AccountStoreContractMixin(StoreContractMixin):
             self.fails(self.store.create_account(name, "secret"), InvalidScreenName)
         self.assertEqual(self.ok(self.store.list_accounts()), [])
 
+    def test_create_reserved_name(self) -> None:
+        """The name the server speaks as, in any spelling, is no account's."""
+        for name in ("AOL System Msg", "aolsystemmsg", "AOLSystem Msg"):
+            self.fails(self.store.create_account(name, "secret"), InvalidScreenName)
+        self.assertEqual(self.ok(self.store.list_accounts()), [])
+
     def test_create_icq_uin(self) -> None:
         """An ICQ UIN (5-9 digits) is a valid name."""
         self.assertEqual(self.add("123456").screen_name, "123456")

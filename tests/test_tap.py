@@ -67,6 +67,25 @@ class MakeServiceTests(unittest.SynchronousTestCase):
         self.assertTrue(FilePath(db).exists())
         self.successResultOf(service.server.store.store.stop())
 
+    def test_auto_register_warns_loudly(self) -> None:
+        """auto_register logs a warning at start, louder off loopback."""
+        from twisted.logger import globalLogPublisher
+
+        events: list[dict] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        for host, loud in (("127.0.0.1", False), ("0.0.0.0", True)):
+            ini = FilePath(self.mktemp())
+            ini.setContent(b"[auth]\nauto_register = true\n[server]\nadvertised_host = 192.0.2.1\n")
+            options = Options()
+            db = self.mktemp()
+            options.parseOptions(["--config", ini.path, "--db", db, "--host", host])
+            events.clear()
+            service = makeService(options, reactor=MemoryReactorClock())
+            self.successResultOf(service.server.store.store.stop())
+            (warning,) = [e for e in events if "auto_register is ON" in e.get("log_format", "")]
+            self.assertEqual("ANYONE" in warning["where"], loud)
+
     def test_plugin_is_discoverable(self) -> None:
         """`twistd aimserver` finds the plugin."""
         import twisted.plugins

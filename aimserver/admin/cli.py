@@ -40,7 +40,7 @@ import aimserver
 from aimserver.store import accounts, chat_rooms
 from aimserver.store import sqlite as db
 from aimserver.store.interfaces import InvalidScreenName, StoreError, check_public_room
-from aimserver.wire.screenname import is_valid_screen_name
+from aimserver.wire.screenname import is_account_name
 
 __all__ = ["main", "run"]
 
@@ -295,9 +295,9 @@ def _missing(name: str) -> StoreError:
 
 def _user_add(cmd: _Command) -> None:
     name = cmd.options["name"]
-    if not is_valid_screen_name(name):
+    if not is_account_name(name):
         # Checked again when stored; checked here so a typo fails before the prompt.
-        raise InvalidScreenName(f"invalid screen name: {name!r}")
+        raise InvalidScreenName(f"invalid or reserved screen name: {name!r}")
     password = cmd.password()
     bot = bool(cmd.options["bot"])
     now = int(time.time())

@@ -43,7 +43,7 @@ from aimserver.store.credentials import (
 from aimserver.store.interfaces import Account, IAccountStore, StoreError, account_now
 from aimserver.wire.codes import FoodGroup, LoginError, LoginTag
 from aimserver.wire.errors import MalformedData
-from aimserver.wire.screenname import decode_screen_name, is_valid_screen_name
+from aimserver.wire.screenname import decode_screen_name, is_account_name, is_valid_screen_name
 from aimserver.wire.tlv import Tlv, TlvList
 
 DIGEST_SIZE = 16
@@ -166,7 +166,7 @@ class Authorizer:
         auto-registration an unknown but valid name gets a fresh key, and the
         account is created from the digest at 17,02. Synchronous when the
         account is cached: no Deferred on the common path."""
-        if not is_valid_screen_name(screen_name):
+        if not is_account_name(screen_name):
             return self.refuse(screen_name, LoginError.INVALID_SCREEN_NAME, "invalid screen name")
         return then(account_now(self.store, screen_name), self._auth_key, screen_name)
 
@@ -181,8 +181,9 @@ class Authorizer:
         """The refusal of a login request no client should send, or None: a
         name that no account can have (0x0001), or a client id string that
         is oversize or not UTF-8 (0x0006, "internal client error (bad
-        input)"). Checked before any lookup, for either method."""
-        if not is_valid_screen_name(screen_name):
+        input)"). Checked before any lookup, for either method. The name
+        the server speaks as is no account's (``SYSTEM_SENDER``)."""
+        if not is_account_name(screen_name):
             return self.refuse(screen_name, LoginError.INVALID_SCREEN_NAME, "invalid screen name")
         problem = client_id_problem(tlvs)
         if problem is not None:

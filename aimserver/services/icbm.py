@@ -68,7 +68,7 @@ from aimserver.wire.icbm import (
     pack_im_data,
     split_message,
 )
-from aimserver.wire.screenname import decode_screen_name, normalize
+from aimserver.wire.screenname import SYSTEM_SENDER, decode_screen_name, normalize
 from aimserver.wire.snac import SnacHeader
 from aimserver.wire.tlv import Tlv, TlvList
 from aimserver.wire.userinfo import CLASS_FREE, STATUS_INVISIBLE, TAG_USER_CLASS, UserInfo
@@ -93,7 +93,6 @@ _ICBM = int(FoodGroup.ICBM)
 _TO_CLIENT = int(ICBM.CHANNEL_MSG_TO_CLIENT)
 SUBCODE_OFFLINE_INBOX_FULL = 0x000F
 
-SYSTEM_SENDER = "AOL System Msg"
 MULTISESSION_NOTICE = (
     "Your AOL screen name ({screen_name}) is now signed into AOL(R) Instant Messenger (TM)"
     " in {count} locations. Click here for more information."

@@ -33,14 +33,14 @@ from aimserver.store.interfaces import (
     check_email,
     check_registration_status,
 )
-from aimserver.wire.screenname import is_valid_screen_name, normalize
+from aimserver.wire.screenname import is_account_name, normalize
 
 __all__ = ["MemoryAccountStore", "SQLiteAccountStore"]
 
 
 def _check_name(screen_name: str) -> None:
-    if not is_valid_screen_name(screen_name):
-        raise InvalidScreenName(f"invalid screen name: {screen_name!r}")
+    if not is_account_name(screen_name):
+        raise InvalidScreenName(f"invalid or reserved screen name: {screen_name!r}")
 
 
 def _check_format(screen_name: str, display: str) -> None:

@@ -29,6 +29,19 @@ def is_valid_screen_name(screen_name: str) -> bool:
     return len(normalize(screen_name)) >= 3
 
 
+#: The name the server itself speaks as (system messages, the multisession
+#: notice, admin broadcasts). No account may have it, so nobody can pass
+#: for the server.
+SYSTEM_SENDER = "AOL System Msg"
+#: Identity keys no account may have.
+RESERVED_SCREEN_NAMES = frozenset({normalize(SYSTEM_SENDER)})
+
+
+def is_account_name(screen_name: str) -> bool:
+    """A name an account may have: valid, and not one the server speaks as."""
+    return is_valid_screen_name(screen_name) and normalize(screen_name) not in RESERVED_SCREEN_NAMES
+
+
 def decode_screen_name(raw: bytes) -> str:
     """Screen names travel as ASCII; anything else is malformed input."""
     try:
