@@ -313,6 +313,25 @@ class ChatConfig:
     max_private_rooms: int = _setting(10_000, _integer(1, 1_000_000))
 
 
+_TOKEN = _Kind(
+    "empty, or a token of 16 or more printable ASCII characters without spaces",
+    str.strip,
+    lambda v: (
+        isinstance(v, str)
+        and (v == "" or (len(v) >= 16 and v.isascii() and v.isprintable() and " " not in v))
+    ),
+)
+
+
+@attrs.frozen
+class ApiConfig:
+    """The JSON management API on ``ports.api``."""
+
+    #: Bearer token every request must carry (``Authorization: Bearer ...``);
+    #: empty: none, allowed only when the API listens on loopback.
+    token: str = _setting("", _TOKEN)
+
+
 @attrs.frozen
 class RateLimitConfig:
     """SNAC rate limiting (SIGNON.md §3, ERRORS.md §3)."""
@@ -341,6 +360,7 @@ class Config:
     connection: ConnectionConfig = attrs.field(factory=ConnectionConfig)
     multisession: MultisessionConfig = attrs.field(factory=MultisessionConfig)
     chat: ChatConfig = attrs.field(factory=ChatConfig)
+    api: ApiConfig = attrs.field(factory=ApiConfig)
     ratelimit: RateLimitConfig = attrs.field(factory=RateLimitConfig)
     logging: LoggingConfig = attrs.field(factory=LoggingConfig)
 

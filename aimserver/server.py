@@ -9,7 +9,10 @@ build it directly over a memory store and listen on free loopback ports.
 from __future__ import annotations
 
 from twisted.internet.interfaces import IReactorTime
+from twisted.web.server import Site
 
+from aimserver.api.http import ApiResource
+from aimserver.api.management import ManagementApi
 from aimserver.config import Config
 from aimserver.protocols.auth import AuthFactory
 from aimserver.protocols.bos import BosFactory
@@ -143,6 +146,12 @@ class AimServer:
                 self.presence.flush,
             ],
         )
+        self.api = ManagementApi(
+            registry=self.registry, store=store, chat=self.chat, icbm=self.icbm, clock=clock
+        )
+        #: The management API's HTTP site (``--api-port``).
+        self.api_site = Site(ApiResource(self.api.routes(), config.api.token))
+        self.api_site.displayTracebacks = False
         chat_oservice = OServiceService(self.registry, self.presence, clock, self.sessions)
         self.chat_factory = ChatFactory(
             chat=self.chat,

@@ -9,6 +9,7 @@ configuration change (``ssl:...``), and a port already in use aborts start-up.
 from __future__ import annotations
 
 import gc
+import ipaddress
 from typing import Any
 
 from twisted.application import strports
@@ -59,6 +60,23 @@ class Options(usage.Options):
             self.config: Config = load_config(self["config"], overrides)
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
+        if not self.config.api.token and not _loopback(self.config):
+            raise usage.UsageError(
+                f"the management API would listen on {self.config.server.host} without a"
+                " token: set [api] token (16+ characters), or listen on 127.0.0.1"
+            )
+
+
+def _loopback(config: Config) -> bool:
+    """The API listens on loopback only (an explicit listener is the admin's call)."""
+    if config.listeners.api:
+        return any(f"interface={host}" in config.listeners.api for host in ("127.", "::1"))
+    if config.server.host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(config.server.host).is_loopback
+    except ValueError:
+        return False
 
 
 def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IService:
@@ -73,7 +91,7 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
     secret = store.startup_secret(COOKIE_SECRET_NAME, COOKIE_SECRET_SIZE)
     server = AimServer(config, CachedUserStore(store, reactor), secret, reactor)
     if config.auth.auto_register:
-        loopback = config.server.host in ("127.0.0.1", "::1", "localhost")
+        loopback = _loopback(config)
         log.warn(
             "auto_register is ON ([auth] auto_register = true): a login with an unknown"
             " screen name creates that account with the password it gives.{where}",
@@ -95,6 +113,7 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
         ("auth", server.auth_factory),
         ("bos", server.bos_factory),
         ("chat", server.chat_factory),
+        ("api", server.api_site),
     )
     for name, factory in listeners:
         listener = strports.service(config.endpoint(name), factory, reactor=reactor)
@@ -104,10 +123,11 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
     # the cyclic collector's full passes (PERFORMANCE.md: 150-270 ms stalls).
     reactor.callWhenRunning(gc.freeze)
     log.info(
-        "aimserver: auth on {auth}, BOS on {bos}, chat on {chat}, database {db}",
+        "aimserver: auth on {auth}, BOS on {bos}, chat on {chat}, API on {api}, database {db}",
         auth=config.endpoint("auth"),
         bos=config.endpoint("bos"),
         chat=config.endpoint("chat"),
+        api=config.endpoint("api"),
         db=config.server.db,
     )
     return top

@@ -75,10 +75,15 @@ class LoopbackServer:
         self.auth_port = reactor.listenTCP(0, server.auth_factory, interface=LOOPBACK)
         self.bos_port = reactor.listenTCP(0, server.bos_factory, interface=LOOPBACK)
         self.chat_port = reactor.listenTCP(0, server.chat_factory, interface=LOOPBACK)
-        self.ports = [self.auth_port, self.bos_port, self.chat_port]
+        self.api_port = reactor.listenTCP(0, server.api_site, interface=LOOPBACK)
+        self.ports = [self.auth_port, self.bos_port, self.chat_port, self.api_port]
         server.bos_address = f"{LOOPBACK}:{self.bos_port.getHost().port}"
         server.chat_address = f"{LOOPBACK}:{self.chat_port.getHost().port}"
         return self
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.api_port.getHost().port}"
 
     @property
     def auth_address(self) -> tuple[str, int]:

@@ -79,6 +79,7 @@ class DefaultsTests(ConfigTestCase):
                     "max_rooms_per_user": 10,
                     "max_private_rooms": 10_000,
                 },
+                "api": {"token": ""},
                 "ratelimit": {"enabled": True},
                 "logging": {"trace_flap": False},
             },

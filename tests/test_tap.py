@@ -76,7 +76,10 @@ class MakeServiceTests(unittest.SynchronousTestCase):
         self.addCleanup(globalLogPublisher.removeObserver, events.append)
         for host, loud in (("127.0.0.1", False), ("0.0.0.0", True)):
             ini = FilePath(self.mktemp())
-            ini.setContent(b"[auth]\nauto_register = true\n[server]\nadvertised_host = 192.0.2.1\n")
+            ini.setContent(
+                b"[auth]\nauto_register = true\n[server]\nadvertised_host = 192.0.2.1\n"
+                b"[api]\ntoken = 0123456789abcdef\n"
+            )
             options = Options()
             db = self.mktemp()
             options.parseOptions(["--config", ini.path, "--db", db, "--host", host])
@@ -85,6 +88,15 @@ class MakeServiceTests(unittest.SynchronousTestCase):
             self.successResultOf(service.server.store.store.stop())
             (warning,) = [e for e in events if "auto_register is ON" in e.get("log_format", "")]
             self.assertEqual("ANYONE" in warning["where"], loud)
+
+    def test_api_off_loopback_needs_a_token(self) -> None:
+        """The management API may listen off loopback only with a token."""
+        error = self.assertRaises(
+            usage.UsageError,
+            Options().parseOptions,
+            ["--host", "10.1.2.3", "--db", self.mktemp()],
+        )
+        self.assertIn("[api] token", str(error))
 
     def test_plugin_is_discoverable(self) -> None:
         """`twistd aimserver` finds the plugin."""

@@ -747,6 +747,13 @@ class IcbmService:
 
     def multisession_notice(self, user: User) -> None:
         """Tell every online session how many places the user is signed on in."""
-        sessions = user.online_instances()
-        text = MULTISESSION_NOTICE.format(screen_name=user.screen_name, count=len(sessions))
-        self.registry.deliver(sessions, system_message(text))
+        count = len(user.online_instances())
+        self.deliver_notice(
+            user, MULTISESSION_NOTICE.format(screen_name=user.screen_name, count=count)
+        )
+
+    def deliver_notice(self, user: User, text: str, sender: str = SYSTEM_SENDER) -> int:
+        """A message from the server (or an admin, as ``sender``) to every
+        online session of ``user``: notices reach all of them
+        (MULTISESSION.md §20), away or idle. How many it reached."""
+        return self.registry.deliver(user.online_instances(), system_message(text, sender))

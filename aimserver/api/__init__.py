@@ -1,0 +1,1 @@
+"""The JSON management API (``twisted.web``) on ``--api-port``."""

@@ -1,0 +1,377 @@
+# -*- test-case-name: tests.test_e2e_api -*-
+"""The management API's endpoints: the paths, methods, JSON fields and
+status codes of Open OSCAR Server's (docs/management-api-notes.md), so that
+admins' scripts written against it work unchanged, plus what multisession
+needs (each session instance listed, one instance closed).
+
+Unlike the Go server, every error is JSON: ``{"error": ..., "error_type":
+..., "message": ...}`` (``message`` is the Go server's field), and changes
+an admin makes reach the live server at once: deleting or suspending an
+account signs its sessions off.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import time
+from typing import Any
+
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.interfaces import IReactorTime
+
+from aimserver.api.http import (
+    ApiError,
+    ApiRequest,
+    ApiResponse,
+    Route,
+    bad_request,
+    not_found,
+    route,
+)
+from aimserver.registry import SessionInstance, User, UserRegistry
+from aimserver.services.chat import ChatService
+from aimserver.services.icbm import IcbmService
+from aimserver.store.interfaces import (
+    AccountExists,
+    InvalidPassword,
+    InvalidRoomNameError,
+    InvalidScreenName,
+    IUserStore,
+    RoomExists,
+)
+from aimserver.wire.chat import EXCHANGE_PRIVATE, EXCHANGE_PUBLIC
+from aimserver.wire.codes import DisconnectReason
+from aimserver.wire.screenname import normalize
+from aimserver.wire.userinfo import STATUS_INVISIBLE
+
+#: The Go server's values of ``suspended_status``; this server keeps one
+#: flag, so any of them suspends and "" lifts it.
+SUSPENDED_STATUSES = frozenset({"deleted", "expired", "suspended", "suspended_age"})
+
+
+def text(status: int, sentence: str) -> ApiResponse:
+    """The Go server's plain-text success sentences (scripts may print them)."""
+    return ApiResponse(status, sentence.encode("utf-8"), "text/plain; charset=utf-8")
+
+
+NO_CONTENT = ApiResponse(204)
+
+
+class ManagementApi:
+    def __init__(
+        self,
+        *,
+        registry: UserRegistry,
+        store: IUserStore,
+        chat: ChatService,
+        icbm: IcbmService,
+        clock: IReactorTime,
+    ) -> None:
+        self.registry = registry
+        self.store = store
+        self.chat = chat
+        self.icbm = icbm
+        self.clock = clock
+
+    def routes(self) -> list[Route]:
+        return [
+            route("GET", "/user", self.list_users),
+            route("POST", "/user", self.create_user),
+            route("DELETE", "/user", self.delete_user),
+            route("PUT", "/user/password", self.set_password),
+            route("GET", "/user/{screenname}/account", self.get_account),
+            route("PATCH", "/user/{screenname}/account", self.patch_account),
+            route("GET", "/session", self.list_sessions),
+            route("GET", "/session/{screenname}", self.get_session),
+            route("DELETE", "/session/{screenname}", self.close_sessions),
+            route("DELETE", "/session/{screenname}/{instance}", self.close_instance),
+            route("GET", "/chat/room/public", self.public_rooms),
+            route("POST", "/chat/room/public", self.create_public_room),
+            route("DELETE", "/chat/room/public", self.delete_public_rooms),
+            route("GET", "/chat/room/private", self.private_rooms),
+            route("POST", "/instant-message", self.instant_message),
+            route("GET", "/version", self.version),
+        ]
+
+    # -- users --------------------------------------------------------------------------
+
+    def list_users(self, request: ApiRequest) -> Deferred[ApiResponse]:
+        return self.store.list_accounts().addCallback(
+            lambda accounts: ApiResponse(200, [_user_json(a) for a in accounts])
+        )
+
+    def create_user(self, request: ApiRequest) -> Deferred[ApiResponse]:
+        data = request.fields({"screen_name": str, "password": str})
+
+        async def create() -> ApiResponse:
+            try:
+                await self.store.create_account(data["screen_name"], data["password"])
+            except AccountExists:
+                raise ApiError(409, "conflict", "user already exists") from None
+            except (InvalidScreenName, InvalidPassword) as e:
+                raise bad_request(str(e)) from None
+            return text(201, "User account created successfully.")
+
+        return ensureDeferred(create())
+
+    def delete_user(self, request: ApiRequest) -> Deferred[ApiResponse]:
+        """The account goes, and so do its live sessions (the Go server
+        leaves them signed on)."""
+        name = request.fields({"screen_name": str})["screen_name"]
+
+        def deleted(existed: bool) -> ApiResponse:
+            if not existed:
+                raise not_found("user does not exist")
+            self._sign_off(name, DisconnectReason.SIGNED_ON_ELSEWHERE)
+            return NO_CONTENT
+
+        return self.store.delete_account(name).addCallback(deleted)
+
+    def set_password(self, request: ApiRequest) -> Deferred[ApiResponse]:
+        """Live sessions stay signed on (they proved the old password); the
+        next login needs the new one."""
+        data = request.fields({"screen_name": str, "password": str})
+
+        async def change() -> ApiResponse:
+            try:
+                found = await self.store.set_password(data["screen_name"], data["password"])
+            except InvalidPassword as e:
+                raise bad_request(str(e)) from None
+            if not found:
+                raise not_found("user does not exist")
+            return NO_CONTENT
+
+        return ensureDeferred(change())
+
+    def get_account(self, request: ApiRequest) -> Deferred[ApiResponse]:
+        name = request.params["screenname"]
+        return self.store.get_account(name).addCallback(self._account_json, name)
+
+    def _account_json(self, account: Any, name: str) -> ApiResponse:
+        if account is None:
+            raise not_found("user not found")
+        user = self.registry.get(name)
+        profile = ""
+        if user is not None:
+            profiles = [s.profile for s in user.instances.values() if s.profile]
+            profile = profiles[-1].decode("utf-8", "replace") if profiles else ""
+        return ApiResponse(
+            200,
+            {
+                **_user_json(account),
+                "profile": profile,
+                "email_address": f"<{account.email}>" if account.email else "",
+                "reg_status": account.registration_status,
+                "confirmed": account.confirmed,
+            },
+        )
+
+    def patch_account(self, request: ApiRequest) -> Deferred[ApiResponse]:
+        """``suspended_status`` (any of the Go server's values suspends, ""
+        lifts it) and ``is_bot``; 304 when nothing changes. Suspending signs
+        the account's live sessions off at once."""
+        name = request.params["screenname"]
+
+        async def patch() -> ApiResponse:
+            account = await self.store.get_account(name)
+            if account is None:
+                raise not_found("user not found")
+            data = request.fields({}, {"suspended_status": str, "is_bot": bool})
+            status = data.get("suspended_status")
+            if status is not None and status != "" and status not in SUSPENDED_STATUSES:
+                raise bad_request(
+                    "suspended_status must be empty str or one of"
+                    " deleted,expired,suspended,suspended_age"
+                )
+            changed = False
+            if status is not None and (status != "") != account.suspended:
+                await self.store.set_suspended(name, status != "")
+                changed = True
+                if status != "":
+                    self._sign_off(name, DisconnectReason.SIGNED_ON_ELSEWHERE)
+            bot = data.get("is_bot")
+            if bot is not None and bot != account.bot:
+                await self.store.set_bot(name, bot)
+                changed = True
+            return NO_CONTENT if changed else ApiResponse(304)
+
+        return ensureDeferred(patch())
+
+    # -- sessions -----------------------------------------------------------------------
+
+    def list_sessions(self, request: ApiRequest) -> ApiResponse:
+        sessions = [self._session_json(user) for user in self.registry if user.online_instances()]
+        return ApiResponse(200, {"count": len(sessions), "sessions": sessions})
+
+    def get_session(self, request: ApiRequest) -> ApiResponse:
+        user = self._online(request.params["screenname"])
+        return ApiResponse(200, {"count": 1, "sessions": [self._session_json(user)]})
+
+    def close_sessions(self, request: ApiRequest) -> ApiResponse:
+        """Every instance of the user is signed off; the account is untouched."""
+        self._online(request.params["screenname"])
+        self._sign_off(request.params["screenname"], None)
+        return NO_CONTENT
+
+    def close_instance(self, request: ApiRequest) -> ApiResponse:
+        """One session instance (by its ``instance_id``) is signed off."""
+        user = self._online(request.params["screenname"])
+        try:
+            instance_id = int(request.params["instance"])
+        except ValueError:
+            raise bad_request("the instance must be a number") from None
+        session = user.instances.get(instance_id)
+        if session is None or session.closed:
+            raise not_found("session instance not found")
+        session.connection.disconnect(None)
+        return NO_CONTENT
+
+    def _online(self, name: str) -> User:
+        user = self.registry.get(name)
+        if user is None or not user.online_instances():
+            raise not_found("session not found")
+        return user
+
+    def _sign_off(self, name: str, reason: int | None) -> None:
+        user = self.registry.get(name)
+        if user is not None:
+            for session in list(user.instances.values()):
+                session.connection.disconnect(reason)
+
+    def _session_json(self, user: User) -> dict[str, Any]:
+        now = self.clock.seconds()
+        sessions = user.online_instances()
+        all_away = all(s.away for s in sessions)
+        all_idle = all(s.idle_since is not None for s in sessions)
+        return {
+            "id": user.key,
+            "screen_name": user.screen_name,
+            "online_seconds": int(now - user.signon_time),
+            "is_away": all_away,
+            "away_message": _away_text(sessions[-1]) if all_away else "",
+            "idle_seconds": (
+                int(now - max(s.idle_since for s in sessions))  # type: ignore[type-var]
+                if all_idle
+                else 0
+            ),
+            "is_invisible": all(s.status & STATUS_INVISIBLE for s in sessions),
+            "is_icq": user.key.isdigit(),
+            "instance_count": len(sessions),
+            "instances": [_instance_json(s, now) for s in sessions],
+        }
+
+    # -- chat rooms ---------------------------------------------------------------------
+
+    def public_rooms(self, request: ApiRequest) -> Deferred[ApiResponse]:
+        def listed(rooms: list[Any]) -> ApiResponse:
+            return ApiResponse(
+                200,
+                [self._room_json(EXCHANGE_PUBLIC, room.name, room.created_at) for room in rooms],
+            )
+
+        return self.store.list_public_rooms().addCallback(listed)
+
+    def create_public_room(self, request: ApiRequest) -> Deferred[ApiResponse]:
+        name = request.fields({"name": str})["name"]
+
+        async def create() -> ApiResponse:
+            try:
+                await self.store.create_public_room(name, int(time.time()))
+            except RoomExists:
+                raise ApiError(409, "conflict", "Chat room already exists.") from None
+            except InvalidRoomNameError as e:
+                raise bad_request(str(e)) from None
+            return text(201, "Chat room created successfully.")
+
+        return ensureDeferred(create())
+
+    def delete_public_rooms(self, request: ApiRequest) -> Deferred[ApiResponse]:
+        """Rooms that do not exist are ignored; members of a deleted room
+        stay until they leave, and nobody new gets in."""
+        names = request.fields({"names": list})["names"]
+        if not names:
+            raise bad_request("no chat room names provided")
+        if not all(isinstance(n, str) for n in names) or len(names) > 1000:
+            raise bad_request("names must be at most 1000 strings")
+
+        async def delete() -> ApiResponse:
+            for name in names:
+                await self.store.delete_public_room(name)
+            return NO_CONTENT
+
+        return ensureDeferred(delete())
+
+    def private_rooms(self, request: ApiRequest) -> ApiResponse:
+        rooms = [
+            self._room_json(room.exchange, room.name, room.created_at)
+            for room in self.chat.rooms.rooms.values()
+            if room.exchange == EXCHANGE_PRIVATE
+        ]
+        return ApiResponse(200, rooms)
+
+    def _room_json(self, exchange: int, name: str, created_at: int) -> dict[str, Any]:
+        from urllib.parse import quote_plus
+
+        room = self.chat.rooms.find(exchange, name)
+        participants = (
+            [{"id": m.user.key, "screen_name": m.user.screen_name} for m in room.ready_members()]
+            if room is not None
+            else []
+        )
+        return {
+            "name": name,
+            "create_time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created_at)),
+            "url": f"aim:gochat?roomname={quote_plus(name)}&exchange={exchange}",
+            "participants": participants,
+        }
+
+    # -- messages and version -----------------------------------------------------------
+
+    def instant_message(self, request: ApiRequest) -> ApiResponse:
+        """A channel-1 IM from ``from`` (any name) to ``to``'s sessions; like
+        the Go server, nothing is stored for a user who is not online."""
+        data = request.fields({"from": str, "to": str, "text": str})
+        if len(data["text"].encode("utf-8")) > 8000:
+            raise bad_request("text over 8000 bytes")
+        if not data["from"] or len(data["from"]) > 64 or not data["from"].isascii():
+            raise bad_request("from must be 1-64 ASCII characters")
+        recipient = self.registry.get(data["to"])
+        if recipient is not None:
+            self.icbm.deliver_notice(recipient, data["text"], data["from"])
+        return text(200, "Message sent successfully.")
+
+    def version(self, request: ApiRequest) -> ApiResponse:
+        try:
+            version = importlib.metadata.version("aimserver")
+        except importlib.metadata.PackageNotFoundError:
+            version = "unknown"
+        return ApiResponse(200, {"version": version, "commit": "", "date": ""})
+
+
+def _user_json(account: Any) -> dict[str, Any]:
+    return {
+        "id": normalize(account.screen_name),
+        "screen_name": account.screen_name,
+        "is_icq": normalize(account.screen_name).isdigit(),
+        "suspended_status": "suspended" if account.suspended else "",
+        "is_bot": account.bot,
+    }
+
+
+def _away_text(session: SessionInstance) -> str:
+    return (session.away_message or b"").decode("utf-8", "replace")
+
+
+def _instance_json(session: SessionInstance, now: float) -> dict[str, Any]:
+    return {
+        "num": session.instance_id,
+        "idle_seconds": int(now - session.idle_since) if session.idle_since is not None else 0,
+        "is_away": session.away,
+        "away_message": _away_text(session),
+        "is_invisible": bool(session.status & STATUS_INVISIBLE),
+        "remote_addr": session.ip,
+        "remote_port": 0,
+        "client_id": session.client_id,
+        "connected_at": int(session.connected_at),
+        "capabilities": [c.hex() for c in session.capabilities],
+    }

@@ -1,0 +1,322 @@
+"""The management API end to end over loopback HTTP (issue 17): an Open
+OSCAR Server-style admin script works unchanged (create a user, list
+sessions, send an IM, kick a session), every endpoint answers with the Go
+server's paths, fields and status codes, admin changes reach live sessions
+at once, and bad requests are refused with JSON errors and change nothing."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.trial import unittest
+from twisted.web.client import Agent, readBody
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IBodyProducer
+from zope.interface import implementer
+
+from aimserver.config import load_config
+from aimserver.wire.flap import Channel
+from tests.client import deferred_test
+from tests.harness import LoopbackServer, wait_until
+
+ACCOUNTS = {"Alice": "secret", "Bob": "secret"}
+TOKEN = "0123456789abcdef-token"
+
+
+@implementer(IBodyProducer)
+class Body:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.length = len(data)
+
+    def startProducing(self, consumer: Any) -> Any:  # noqa: N802
+        from twisted.internet.defer import succeed
+
+        consumer.write(self.data)
+        return succeed(None)
+
+    def pauseProducing(self) -> None:  # noqa: N802
+        pass
+
+    def stopProducing(self) -> None:  # noqa: N802
+        pass
+
+
+class ApiTestCase(unittest.TestCase):
+    token: str | None = None
+
+    async def start(self, **settings: object) -> LoopbackServer:
+        overrides = {"multisession.notify": False, **settings}
+        server = await LoopbackServer.start(load_config(None, overrides), accounts=ACCOUNTS)
+        self.addCleanup(server.stop)
+        self.server = server
+        return server
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        raw: bytes | None = None,
+        token: str | None = None,
+    ) -> tuple[int, Any, str]:
+        """(status, JSON or text body, content type) of one request."""
+        headers = Headers()
+        given = token if token is not None else self.token
+        if given:
+            headers.addRawHeader(b"authorization", f"Bearer {given}".encode())
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        agent = Agent(reactor)
+        response = await agent.request(
+            method.encode(),
+            (self.server.api_url + path).encode(),
+            headers,
+            Body(data) if data is not None else None,
+        )
+        content = await readBody(response)
+        kind = (response.headers.getRawHeaders(b"content-type") or [b""])[0].decode()
+        if kind.startswith("application/json"):
+            return response.code, json.loads(content), kind
+        return response.code, content.decode(), kind
+
+
+class AdminScriptTests(ApiTestCase):
+    @deferred_test
+    async def test_an_open_oscar_server_admin_script(self) -> None:
+        """Create a user, see it signed on, send it an IM, kick it: the Go
+        server's requests and answers."""
+        server = await self.start()
+        status, body, _ = await self.call(
+            "POST", "/user", {"screen_name": "Carol", "password": "pass12"}
+        )
+        self.assertEqual((status, body), (201, "User account created successfully."))
+        status, users, _ = await self.call("GET", "/user")
+        self.assertEqual(status, 200)
+        self.assertIn(
+            {
+                "id": "carol",
+                "screen_name": "Carol",
+                "is_icq": False,
+                "suspended_status": "",
+                "is_bot": False,
+            },
+            users,
+        )
+        carol = await server.session("Carol", "pass12")
+        carol.set_away(b"lunch")
+        await carol.sync()
+        status, listing, _ = await self.call("GET", "/session")
+        self.assertEqual(status, 200)
+        self.assertEqual(listing["count"], 1)
+        (session,) = listing["sessions"]
+        self.assertEqual(
+            {
+                k: session[k]
+                for k in ("id", "screen_name", "is_away", "away_message", "instance_count")
+            },
+            {
+                "id": "carol",
+                "screen_name": "Carol",
+                "is_away": True,
+                "away_message": "lunch",
+                "instance_count": 1,
+            },
+        )
+        (instance,) = session["instances"]
+        self.assertEqual(instance["remote_addr"], "127.0.0.1")
+        self.assertTrue(instance["client_id"].startswith("AOL Instant Messenger"))
+        status, body, _ = await self.call(
+            "POST",
+            "/instant-message",
+            {"from": "Admin", "to": "carol", "text": "hello from the admin"},
+        )
+        self.assertEqual((status, body), (200, "Message sent successfully."))
+        sender, text, _ = await carol.receive_im()
+        self.assertEqual((sender.screen_name, text), ("Admin", b"hello from the admin"))
+        status, one, _ = await self.call("GET", "/session/C%20AROL")
+        self.assertEqual((status, one["count"]), (200, 1))
+        status, _, _ = await self.call("DELETE", "/session/carol")
+        self.assertEqual(status, 204)
+        await carol.flap.wait_channel(Channel.SIGNOFF)
+        await wait_until(lambda: server.server.registry.get("carol") is None, "Carol signed off")
+        status, body, _ = await self.call("GET", "/session/carol")
+        self.assertEqual(
+            (status, body["error"], body["message"]),
+            (404, "session not found", "session not found"),
+        )
+        self.assertIsNotNone(await server.store.get_account("carol"))
+
+
+class UserTests(ApiTestCase):
+    @deferred_test
+    async def test_refusals_change_nothing(self) -> None:
+        """Bad JSON, unknown fields, wrong types, an oversize body, a bad
+        name or password, a duplicate: JSON errors with the Go server's
+        status codes, and no account made."""
+        await self.start()
+        cases = [
+            ("POST", "/user", None, b"{not json", 400),
+            (
+                "POST",
+                "/user",
+                {"screen_name": "Dave", "password": "pass12", "admin": True},
+                None,
+                400,
+            ),
+            ("POST", "/user", {"screen_name": "Dave", "password": 123456}, None, 400),
+            ("POST", "/user", {"screen_name": "Dave"}, None, 400),
+            ("POST", "/user", {"screen_name": "x", "password": "pass12"}, None, 400),
+            ("POST", "/user", {"screen_name": "Dave", "password": "p"}, None, 400),
+            ("POST", "/user", {"screen_name": "AOL System Msg", "password": "pass12"}, None, 400),
+            ("POST", "/user", {"screen_name": "alice", "password": "pass12"}, None, 409),
+            ("POST", "/user", None, b'{"screen_name": "' + b"D" * 70_000 + b'"}', 413),
+            ("DELETE", "/user", {"screen_name": "Nobody"}, None, 404),
+            ("PUT", "/user/password", {"screen_name": "Nobody", "password": "pass12"}, None, 404),
+            ("PUT", "/user/password", {"screen_name": "Alice", "password": "p"}, None, 400),
+            ("GET", "/user/nobody/account", None, None, 404),
+            ("PATCH", "/user/alice/account", {"suspended_status": "maybe"}, None, 400),
+            ("PATCH", "/user/alice/account", {"is_bot": "yes"}, None, 400),
+            ("PATCH", "/user/alice/account", {"admin": True}, None, 400),
+            ("GET", "/no/such/endpoint", None, None, 404),
+            ("PUT", "/user", None, None, 405),
+            ("DELETE", "/session/alice/notanumber", None, None, 404),
+        ]
+        for method, path, body, raw, expected in cases:
+            status, answer, kind = await self.call(method, path, body, raw=raw)
+            self.assertEqual(status, expected, (method, path, body, answer))
+            self.assertEqual(kind, "application/json", (method, path))
+            self.assertEqual(set(answer), {"error", "error_type", "message"}, answer)
+        status, users, _ = await self.call("GET", "/user")
+        self.assertEqual(sorted(u["id"] for u in users), ["alice", "bob"])
+        account = await self.server.store.get_account("alice")
+        self.assertFalse(account.suspended or account.bot)
+
+    @deferred_test
+    async def test_password_and_account_changes(self) -> None:
+        """A new password is needed at the next login; suspending signs the
+        live sessions off at once and refuses the next login; 304 when
+        nothing changes; bot and un-suspend."""
+        server = await self.start()
+        status, _, _ = await self.call(
+            "PUT", "/user/password", {"screen_name": "Bob", "password": "newpass1"}
+        )
+        self.assertEqual(status, 204)
+        self.assertEqual((await server.bucp("Bob", "secret")).get_u16(0x08), 0x0005)
+        bob = await server.session("Bob", "newpass1")
+        status, account, _ = await self.call("GET", "/user/BOB/account")
+        self.assertEqual(status, 200)
+        self.assertEqual(
+            set(account),
+            {
+                "id",
+                "screen_name",
+                "is_icq",
+                "suspended_status",
+                "is_bot",
+                "profile",
+                "email_address",
+                "reg_status",
+                "confirmed",
+            },
+        )
+        self.assertEqual((await self.call("PATCH", "/user/bob/account", {}))[0], 304)
+        self.assertEqual((await self.call("PATCH", "/user/bob/account", {"is_bot": False}))[0], 304)
+        self.assertEqual(
+            (await self.call("PATCH", "/user/bob/account", {"suspended_status": "suspended"}))[0],
+            204,
+        )
+        await bob.flap.wait_channel(Channel.SIGNOFF)
+        self.assertNotEqual((await server.bucp("Bob", "newpass1")).get(0x08), None)
+        status, account, _ = await self.call("GET", "/user/bob/account")
+        self.assertEqual(account["suspended_status"], "suspended")
+        self.assertEqual(
+            (
+                await self.call(
+                    "PATCH", "/user/bob/account", {"suspended_status": "", "is_bot": True}
+                )
+            )[0],
+            204,
+        )
+        status, account, _ = await self.call("GET", "/user/bob/account")
+        self.assertEqual((account["suspended_status"], account["is_bot"]), ("", True))
+        self.assertIsNone((await server.bucp("Bob", "newpass1")).get(0x08))
+
+    @deferred_test
+    async def test_deleting_a_user_signs_it_off(self) -> None:
+        server = await self.start()
+        alice = await server.session("Alice")
+        status, _, _ = await self.call("DELETE", "/user", {"screen_name": "alice"})
+        self.assertEqual(status, 204)
+        await alice.flap.wait_channel(Channel.SIGNOFF)
+        self.assertIsNone(await server.store.get_account("alice"))
+
+
+class SessionTests(ApiTestCase):
+    @deferred_test
+    async def test_one_instance_of_several_is_closed(self) -> None:
+        """Every instance is listed; DELETE /session/{sn}/{instance} closes that one only."""
+        server = await self.start()
+        first = await server.session("Alice")
+        second = await server.session("Alice")
+        self.addCleanup(second.close)
+        status, listing, _ = await self.call("GET", "/session/alice")
+        (session,) = listing["sessions"]
+        self.assertEqual(session["instance_count"], 2)
+        numbers = [i["num"] for i in session["instances"]]
+        status, _, _ = await self.call("DELETE", f"/session/alice/{numbers[0]}")
+        self.assertEqual(status, 204)
+        await first.flap.wait_channel(Channel.SIGNOFF)
+        await second.sync()
+        status, listing, _ = await self.call("GET", "/session/alice")
+        self.assertEqual([i["num"] for i in listing["sessions"][0]["instances"]], numbers[1:])
+        status, _, _ = await self.call("DELETE", f"/session/alice/{numbers[0]}")
+        self.assertEqual(status, 404)
+
+
+class ChatRoomTests(ApiTestCase):
+    @deferred_test
+    async def test_public_and_private_rooms(self) -> None:
+        server = await self.start()
+        status, body, _ = await self.call("POST", "/chat/room/public", {"name": "Town Square"})
+        self.assertEqual((status, body), (201, "Chat room created successfully."))
+        self.assertEqual(
+            (await self.call("POST", "/chat/room/public", {"name": "town square"}))[0], 409
+        )
+        self.assertEqual((await self.call("POST", "/chat/room/public", {"name": "100%"}))[0], 400)
+        alice = await server.session("Alice")
+        self.addCleanup(alice.close)
+        public = await alice.join_room("Town Square", 5)
+        self.addCleanup(public.close)
+        private = await alice.join_room("Back Room")
+        self.addCleanup(private.close)
+        status, rooms, _ = await self.call("GET", "/chat/room/public")
+        self.assertEqual(status, 200)
+        (room,) = rooms
+        self.assertEqual(room["name"], "Town Square")
+        self.assertEqual(room["url"], "aim:gochat?roomname=Town+Square&exchange=5")
+        self.assertEqual(room["participants"], [{"id": "alice", "screen_name": "Alice"}])
+        status, rooms, _ = await self.call("GET", "/chat/room/private")
+        self.assertEqual([r["name"] for r in rooms], ["Back Room"])
+        self.assertEqual((await self.call("DELETE", "/chat/room/public", {"names": []}))[0], 400)
+        status, _, _ = await self.call(
+            "DELETE", "/chat/room/public", {"names": ["Town Square", "Nowhere"]}
+        )
+        self.assertEqual(status, 204)
+        self.assertEqual((await self.call("GET", "/chat/room/public"))[1], [])
+
+
+class AccessTests(ApiTestCase):
+    token = TOKEN
+
+    @deferred_test
+    async def test_a_token_is_required_when_set(self) -> None:
+        """With [api] token set, a request without it or with another is 401."""
+        await self.start(**{"api.token": TOKEN})
+        self.assertEqual((await self.call("GET", "/version", token=""))[0], 401)
+        self.assertEqual((await self.call("GET", "/version", token="x" * 22))[0], 401)
+        status, version, _ = await self.call("GET", "/version")
+        self.assertEqual(status, 200)
+        self.assertEqual(set(version), {"version", "commit", "date"})
