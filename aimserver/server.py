@@ -147,7 +147,20 @@ class AimServer:
             ],
         )
         self.api = ManagementApi(
-            registry=self.registry, store=store, chat=self.chat, icbm=self.icbm, clock=clock
+            registry=self.registry,
+            store=store,
+            chat=self.chat,
+            icbm=self.icbm,
+            sessions=self.sessions,
+            authorizer=self.authorizer,
+            clock=clock,
+            timeouts={
+                "login_timeout": config.auth.login_timeout,
+                "cookie_lifetime": config.auth.cookie_lifetime,
+                "keepalive_interval": config.connection.keepalive_interval,
+                # Signed-on sessions never time out (AIM had no idle timeout).
+                "idle_timeout": None,
+            },
         )
         #: The management API's HTTP site (``--api-port``).
         self.api_site = Site(ApiResource(self.api.routes(), config.api.token))

@@ -320,3 +320,61 @@ class AccessTests(ApiTestCase):
         status, version, _ = await self.call("GET", "/version")
         self.assertEqual(status, 200)
         self.assertEqual(set(version), {"version", "commit", "date"})
+
+
+class StatsAndBroadcastTests(ApiTestCase):
+    @deferred_test
+    async def test_stats_count_sessions_sign_ons_refusals_and_messages(self) -> None:
+        server = await self.start()
+        alice1 = await server.session("Alice")
+        alice2 = await server.session("Alice")
+        bob = await server.session("Bob")
+        for client in (alice1, alice2, bob):
+            self.addCleanup(client.close)
+        self.assertEqual((await server.bucp("Bob", "wrong")).get_u16(0x08), 0x0005)
+        self.assertEqual((await server.bucp("Nobody", "secret")).get_u16(0x08), 0x0001)
+        bob.send_im("Alice", b"hi")
+        await alice1.receive_im()
+        room = await bob.join_room("Stats Room")
+        self.addCleanup(room.close)
+        status, stats, _ = await self.call("GET", "/stats")
+        self.assertEqual(status, 200)
+        self.assertEqual(
+            {k: stats[k] for k in ("users_online", "sessions", "sessions_per_user", "signons")},
+            {"users_online": 2, "sessions": 3, "sessions_per_user": {"1": 1, "2": 1}, "signons": 3},
+        )
+        self.assertEqual(stats["refusals"]["login bad_password"], 1)
+        self.assertEqual(stats["refusals"]["login invalid_screen_name"], 1)
+        self.assertEqual(stats["messages_routed"], 1)
+        self.assertEqual((stats["chat_rooms"], stats["chat_members"]), (1, 1))
+        self.assertEqual(stats["timeouts"]["idle_timeout"], None)
+        self.assertEqual(stats["timeouts"]["login_timeout"], 30.0)
+        self.assertGreaterEqual(stats["uptime_seconds"], 0)
+
+    @deferred_test
+    async def test_broadcast_reaches_every_session(self) -> None:
+        """MULTISESSION.md §20: a broadcast reaches every session of every
+        user, away ones included, from the system's name; or every session
+        of one user."""
+        server = await self.start()
+        alice1 = await server.session("Alice")
+        alice2 = await server.session("Alice")
+        bob = await server.session("Bob")
+        for client in (alice1, alice2, bob):
+            self.addCleanup(client.close)
+        alice2.set_away(b"gone")
+        await alice2.sync()
+        status, body, _ = await self.call("POST", "/broadcast", {"text": "Server restarts at noon"})
+        self.assertEqual((status, body), (200, {"users": 2, "sessions": 3}))
+        for client in (alice1, alice2, bob):
+            sender, text, _ = await client.receive_im()
+            self.assertEqual(
+                (sender.screen_name, text), ("AOL System Msg", b"Server restarts at noon")
+            )
+        status, body, _ = await self.call("POST", "/broadcast", {"text": "just you", "to": "bob"})
+        self.assertEqual((status, body), (200, {"users": 1, "sessions": 1}))
+        self.assertEqual((await bob.receive_im())[1], b"just you")
+        await alice1.sync()
+        self.assertEqual(alice1.flap.snacs(0x04, 0x07), [])
+        for bad in ({"text": ""}, {"text": "x", "to": "nobody"}, {"text": 5}):
+            self.assertIn((await self.call("POST", "/broadcast", bad))[0], (400, 404))

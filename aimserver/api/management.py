@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import time
+from collections import Counter
 from typing import Any
 
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -29,8 +30,10 @@ from aimserver.api.http import (
     route,
 )
 from aimserver.registry import SessionInstance, User, UserRegistry
+from aimserver.services.auth import Authorizer
 from aimserver.services.chat import ChatService
 from aimserver.services.icbm import IcbmService
+from aimserver.services.session import SessionService
 from aimserver.store.interfaces import (
     AccountExists,
     InvalidPassword,
@@ -65,13 +68,21 @@ class ManagementApi:
         store: IUserStore,
         chat: ChatService,
         icbm: IcbmService,
+        sessions: SessionService,
+        authorizer: Authorizer,
         clock: IReactorTime,
+        timeouts: dict[str, float | None],
     ) -> None:
         self.registry = registry
         self.store = store
         self.chat = chat
         self.icbm = icbm
+        self.sessions = sessions
+        self.authorizer = authorizer
         self.clock = clock
+        #: The server's default timeouts, in seconds, as /stats shows them.
+        self.timeouts = timeouts
+        self.started = clock.seconds()
 
     def routes(self) -> list[Route]:
         return [
@@ -91,6 +102,8 @@ class ManagementApi:
             route("GET", "/chat/room/private", self.private_rooms),
             route("POST", "/instant-message", self.instant_message),
             route("GET", "/version", self.version),
+            route("GET", "/stats", self.stats),
+            route("POST", "/broadcast", self.broadcast),
         ]
 
     # -- users --------------------------------------------------------------------------
@@ -339,6 +352,47 @@ class ManagementApi:
         if recipient is not None:
             self.icbm.deliver_notice(recipient, data["text"], data["from"])
         return text(200, "Message sent successfully.")
+
+    def broadcast(self, request: ApiRequest) -> ApiResponse:
+        """A system message to every online session of every user, or of the
+        user ``to`` (MULTISESSION.md §20: notices reach all sessions)."""
+        data = request.fields({"text": str}, {"to": str})
+        if not data["text"] or len(data["text"].encode("utf-8")) > 8000:
+            raise bad_request("text must be 1-8000 bytes")
+        if "to" in data:
+            users = [self._online(data["to"])]
+        else:
+            users = [user for user in self.registry if user.online_instances()]
+        reached = sum(self.icbm.deliver_notice(user, data["text"]) for user in users)
+        return ApiResponse(200, {"users": len(users), "sessions": reached})
+
+    def stats(self, request: ApiRequest) -> ApiResponse:
+        """What the server is doing now, and has done since it started."""
+        per_user: Counter[int] = Counter()
+        sessions = 0
+        for user in self.registry:
+            count = len(user.online_instances())
+            if count:
+                per_user[count] += 1
+                sessions += count
+        rooms = self.chat.rooms.rooms.values()
+        return ApiResponse(
+            200,
+            {
+                "uptime_seconds": int(self.clock.seconds() - self.started),
+                "users_online": sum(per_user.values()),
+                "sessions": sessions,
+                "sessions_per_user": {str(n): per_user[n] for n in sorted(per_user)},
+                "signons": self.sessions.signons,
+                "refusals": dict(
+                    sorted((self.sessions.refusals + self.authorizer.refusals).items())
+                ),
+                "messages_routed": self.icbm.routed,
+                "chat_rooms": len(rooms),
+                "chat_members": sum(len(room.members) for room in rooms),
+                "timeouts": self.timeouts,
+            },
+        )
 
     def version(self, request: ApiRequest) -> ApiResponse:
         try:

@@ -11,6 +11,7 @@ carries a fresh session instance id and the client's multi-connection flags
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Callable
 
 import attrs
@@ -142,6 +143,8 @@ class Authorizer:
         self.cookies = cookies
         self.bos_address = bos_address
         self.auto_register = auto_register
+        #: Logins refused since start, by login error (for /stats).
+        self.refusals: Counter[str] = Counter()
         self.limiter = limiter
         self.clock = clock
         #: Overload refusals (0x0018), one log line a burst.
@@ -287,6 +290,7 @@ class Authorizer:
         of thousands, and a log line costs as much as the refusal: the first
         after a quiet spell is logged, the next ones are counted into one line
         every SHED_LOG_INTERVAL while they go on."""
+        self.refusals[_error_name(LoginError.RATE_LIMIT_RESERVATION)] += 1
         if self.shed is not None:
             self.shed.note(
                 why,
@@ -312,6 +316,7 @@ class Authorizer:
             why=why,
             error=error,
         )
+        self.refusals[_error_name(error)] += 1
         return LoginResult(screen_name, error=error)
 
     async def _register(self, screen_name: str, password: bytes) -> Account | None:
@@ -355,3 +360,11 @@ class Authorizer:
             return await self.store.get_account(screen_name)
         self.log.info("auto-registered {screen_name}", screen_name=screen_name)
         return account
+
+
+def _error_name(error: int) -> str:
+    """A login error's name (a fixed set, whatever the code)."""
+    try:
+        return f"login {LoginError(error).name.lower()}"
+    except ValueError:
+        return f"login error {error:#06x}"

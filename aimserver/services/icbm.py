@@ -241,6 +241,8 @@ class IcbmService:
         self._deliveries: dict[str, defer.Deferred[None]] = {}
         #: Retransmissions dropped and messages refused, one log line a burst.
         self.dropped = CountedLog(self.log, clock, "IMs not delivered")
+        #: Messages routed to online sessions since start (for /stats).
+        self.routed = 0
         presence.on_visible.append(self.became_visible)
 
     def handlers(self) -> HandlerTable:
@@ -364,6 +366,7 @@ class IcbmService:
         if running is None:
             if not self.registry.deliver(targets, event):
                 raise SnacError(SnacErrorCode.NOT_LOGGED_ON)
+            self.routed += 1
         else:
             # Stored messages are still being handed over: this one goes after them.
             running.addBoth(lambda result: (self.registry.deliver(targets, event), result)[1])

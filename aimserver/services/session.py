@@ -15,7 +15,7 @@ online and is gone. Connections only frame, parse, dispatch and write.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
@@ -209,6 +209,10 @@ class SessionService:
         #: ``MAX_SERVICE_CONNECTIONS`` (one chat connection per room).
         self.service_limits = dict(service_limits or {})
         self.session_log = SessionLog(clock)
+        #: Sessions signed on since start, and BOS/service sign-ons refused,
+        #: by reason (a fixed set), for the management API's /stats.
+        self.signons = 0
+        self.refusals: Counter[str] = Counter()
         self._observers: list[object] = [presence]
 
     def observe(self, observer: object) -> None:
@@ -257,6 +261,7 @@ class SessionService:
                     reason = e.reason
                     break
         self.log.info("{peer} refused: {reason} cookie", peer=peer, reason=reason)
+        self.refusals[f"{reason} cookie"] += 1
         raise SignOnRefused()
 
     def _attach_service(
@@ -267,6 +272,7 @@ class SessionService:
         session = user.instances.get(cookie.instance_id) if user is not None else None
         if session is None or session.closed:
             self.log.info("{peer} refused: service cookie for a session that is gone", peer=peer)
+            self.refusals["session gone"] += 1
             raise SignOnRefused()
         limit = self.service_limits.get(cookie.service, MAX_SERVICE_CONNECTIONS)
         if not session.add_service_connection(connection, cookie.service, limit):
@@ -278,6 +284,7 @@ class SessionService:
                 instance=session.instance_id,
                 family=cookie.service,
             )
+            self.refusals["too many service connections"] += 1
             raise SignOnRefused()
         self.log.info(
             "{screen_name}: service {family:#06x} connected for instance {instance}",
@@ -301,6 +308,7 @@ class SessionService:
             self.log.info(
                 "{screen_name} refused: account gone or suspended", screen_name=cookie.screen_name
             )
+            self.refusals["account gone or suspended"] += 1
             raise SignOnRefused()
         try:
             session, displaced = self.registry.add_instance(
@@ -317,6 +325,7 @@ class SessionService:
                 "{screen_name} refused: too many sessions or instance in use",
                 screen_name=account.screen_name,
             )
+            self.refusals["too many sessions"] += 1
             raise SignOnRefused((Tlv.u16(LoginTag.ERROR_CODE, LoginError.RATE_LIMIT),)) from None
         session.rate_exempt = account.bot
         user = self.registry.user_of(session)
@@ -328,6 +337,7 @@ class SessionService:
             )
             old.connection.disconnect(DisconnectReason.SIGNED_ON_ELSEWHERE)
             self._notify("session_gone", user, old)
+        self.signons += 1
         self.session_log.signed_on(
             account.screen_name, peer, session.instance_id, cookie.multiconn_flags, cookie.client_id
         )
