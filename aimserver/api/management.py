@@ -13,6 +13,8 @@ account signs its sessions off.
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.resources
+import json
 import time
 from collections import Counter
 from typing import Any
@@ -103,6 +105,7 @@ class ManagementApi:
             route("POST", "/instant-message", self.instant_message),
             route("GET", "/version", self.version),
             route("GET", "/stats", self.stats),
+            route("GET", "/openapi.json", self.openapi),
             route("POST", "/broadcast", self.broadcast),
         ]
 
@@ -393,6 +396,11 @@ class ManagementApi:
                 "timeouts": self.timeouts,
             },
         )
+
+    def openapi(self, request: ApiRequest) -> ApiResponse:
+        """The OpenAPI document of this API (``api/openapi.json``)."""
+        document = importlib.resources.files("aimserver.api").joinpath("openapi.json")
+        return ApiResponse(200, json.loads(document.read_text("utf-8")))
 
     def version(self, request: ApiRequest) -> ApiResponse:
         try:
