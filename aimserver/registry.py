@@ -227,6 +227,8 @@ class UserRegistry:
         # A random start: instance ids in cookies issued before a restart do
         # not collide with the new process's.
         self._instance_ids = itertools.count(random.randint(1, 1 << 30))
+        #: Pushes queued by ``deliver`` since start (for /metrics).
+        self.delivered = 0
 
     # -- identity -----------------------------------------------------------------------
 
@@ -397,4 +399,5 @@ class UserRegistry:
                 )
             else:
                 count += 1
+        self.delivered += count
         return count

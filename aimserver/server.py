@@ -11,8 +11,9 @@ from __future__ import annotations
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.server import Site
 
-from aimserver.api.http import ApiResource
+from aimserver.api.http import ApiResource, route
 from aimserver.api.management import ManagementApi
+from aimserver.api.metrics import Metrics
 from aimserver.config import Config
 from aimserver.protocols.auth import AuthFactory
 from aimserver.protocols.bos import BosFactory
@@ -38,6 +39,7 @@ from aimserver.services.loginlimit import LoginLimiter
 from aimserver.services.oservice import BOS_FAMILIES, OServiceService
 from aimserver.services.permitdeny import PermitDenyService
 from aimserver.services.presence import Presence
+from aimserver.services.reactorlag import ReactorLag
 from aimserver.services.session import RateLimits, SessionService
 from aimserver.services.stats import StatsService
 from aimserver.services.userlookup import UserLookupService
@@ -162,8 +164,12 @@ class AimServer:
                 "idle_timeout": None,
             },
         )
+        #: Started by ``tap.makeService`` (a timer); read by /metrics.
+        self.reactor_lag = ReactorLag(clock)
+        self.metrics = Metrics(self)
+        routes = [*self.api.routes(), route("GET", "/metrics", self.metrics.render)]
         #: The management API's HTTP site (``--api-port``).
-        self.api_site = Site(ApiResource(self.api.routes(), config.api.token))
+        self.api_site = Site(ApiResource(routes, config.api.token))
         self.api_site.displayTracebacks = False
         chat_oservice = OServiceService(self.registry, self.presence, clock, self.sessions)
         self.chat_factory = ChatFactory(

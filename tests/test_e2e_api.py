@@ -378,3 +378,41 @@ class StatsAndBroadcastTests(ApiTestCase):
         self.assertEqual(alice1.flap.snacs(0x04, 0x07), [])
         for bad in ({"text": ""}, {"text": "x", "to": "nobody"}, {"text": 5}):
             self.assertIn((await self.call("POST", "/broadcast", bad))[0], (400, 404))
+
+
+class MetricsTests(ApiTestCase):
+    @deferred_test
+    async def test_prometheus_metrics(self) -> None:
+        """GET /metrics parses as the Prometheus text format and counts what
+        happened: sessions, users by session count, sign-ons, refusals by
+        reason, IMs routed, deliveries."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        server = await self.start()
+        alice1 = await server.session("Alice")
+        alice2 = await server.session("Alice")
+        bob = await server.session("Bob")
+        for client in (alice1, alice2, bob):
+            self.addCleanup(client.close)
+        await server.bucp("Bob", "wrong")
+        bob.send_im("Alice", b"hi")
+        await alice1.receive_im()
+        status, text, kind = await self.call("GET", "/metrics")
+        self.assertEqual(status, 200)
+        self.assertTrue(kind.startswith("text/plain"), kind)
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+        self.assertEqual(samples[("aimserver_users_online", ())], 2)
+        self.assertEqual(samples[("aimserver_sessions", ())], 3)
+        self.assertEqual(samples[("aimserver_users_by_session_count", (("sessions", "2"),))], 1)
+        self.assertEqual(samples[("aimserver_signons_total", ())], 3)
+        self.assertEqual(
+            samples[("aimserver_refusals_total", (("reason", "login bad_password"),))], 1
+        )
+        self.assertEqual(samples[("aimserver_ims_routed_total", ())], 1)
+        self.assertGreaterEqual(samples[("aimserver_deliveries_total", ())], 2)
+        self.assertIn(("aimserver_reactor_lag_seconds", ()), samples)
+        self.assertIn(("aimserver_rate_limited_total", ()), samples)

@@ -117,6 +117,8 @@ class RateLimits:
         self.clock = clock
         self.enabled = enabled
         self._limiters: OrderedDict[str, ratelimit.RateLimiter] = OrderedDict()
+        #: SNACs dropped by the limits since start (for /metrics).
+        self.dropped = 0
 
     def limiter(self, key: str) -> ratelimit.RateLimiter:
         limiter = self._limiters.get(key)
@@ -171,7 +173,10 @@ class RateLimits:
         disconnect = result.state == ratelimit.RateState.DISCONNECT
         if notice is None and not disconnect and result.allowed:
             return ALLOWED
-        return RateDecision(result.allowed and not disconnect, notice, disconnect)
+        allowed = result.allowed and not disconnect
+        if not allowed:
+            self.dropped += 1
+        return RateDecision(allowed, notice, disconnect)
 
 
 class SessionService:

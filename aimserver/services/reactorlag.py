@@ -1,0 +1,48 @@
+# -*- test-case-name: tests.test_reactorlag -*-
+"""How late the reactor runs a timer: the one number that says whether
+everything the server does in its thread keeps up (for /metrics)."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from twisted.application.service import Service
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+
+INTERVAL = 1.0
+#: Samples kept: the last minute's.
+WINDOW = 60
+
+
+class ReactorLag(Service):
+    """A service: ``twistd`` starts and stops it with the others."""
+
+    def __init__(self, clock: IReactorTime, interval: float = INTERVAL) -> None:
+        self.clock = clock
+        self.interval = interval
+        self.samples: deque[float] = deque(maxlen=WINDOW)
+        self._expected: float | None = None
+        self._loop = LoopingCall(self._tick)
+        self._loop.clock = clock
+
+    def startService(self) -> None:
+        super().startService()
+        if not self._loop.running:
+            self._expected = self.clock.seconds()
+            self._loop.start(self.interval, now=True)
+
+    def stopService(self) -> None:
+        super().stopService()
+        if self._loop.running:
+            self._loop.stop()
+
+    def _tick(self) -> None:
+        now = self.clock.seconds()
+        if self._expected is not None:
+            self.samples.append(max(0.0, now - self._expected))
+        self._expected = now + self.interval
+
+    def worst(self) -> float:
+        """The worst lateness of the last minute, in seconds (0 before any)."""
+        return max(self.samples, default=0.0)
