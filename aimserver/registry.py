@@ -198,6 +198,9 @@ class User:
     #: session shows it), flagged unknown while the server lacks its data;
     #: None for no icon (``services.bart``).
     icon: BartId | None = None
+    #: The digest of the MOTD this sign-on was shown, or is being shown
+    #: (``services.motd``): its other sessions are not.
+    motd_digest: str | None = None
 
     def online_instances(self) -> list[SessionInstance]:
         """Sessions that sent client-ready: they count for presence and get IMs."""

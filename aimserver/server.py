@@ -36,6 +36,7 @@ from aimserver.services.feedbag import FeedbagService
 from aimserver.services.icbm import IcbmService
 from aimserver.services.locate import LocateService
 from aimserver.services.loginlimit import LoginLimiter
+from aimserver.services.motd import MotdService
 from aimserver.services.oservice import BOS_FAMILIES, OServiceService
 from aimserver.services.permitdeny import PermitDenyService
 from aimserver.services.presence import Presence
@@ -122,6 +123,8 @@ class AimServer:
         self.bart = bart_service.BartService(self.registry, self.presence, store, clock)
         self.feedbag = FeedbagService(self.registry, self.presence, store, clock, self.bart)
         self.sessions.observe(self.feedbag)
+        self.motd = MotdService(self.registry, store)
+        self.sessions.observe(self.motd)
         settings = connection_settings(config)
         keepalive = config.connection.keepalive_interval
         self.authorizer = Authorizer(
@@ -155,6 +158,7 @@ class AimServer:
             icbm=self.icbm,
             sessions=self.sessions,
             authorizer=self.authorizer,
+            motd=self.motd,
             clock=clock,
             timeouts={
                 "login_timeout": config.auth.login_timeout,

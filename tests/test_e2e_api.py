@@ -416,3 +416,39 @@ class MetricsTests(ApiTestCase):
         self.assertGreaterEqual(samples[("aimserver_deliveries_total", ())], 2)
         self.assertIn(("aimserver_reactor_lag_seconds", ()), samples)
         self.assertIn(("aimserver_rate_limited_total", ()), samples)
+
+
+class MotdTests(ApiTestCase):
+    @deferred_test
+    async def test_news_motd_shown_once_per_user(self) -> None:
+        """MULTISESSION.md §20: the MOTD goes to the first session of a user
+        that comes online after it changed, not to its other sessions, not
+        again at the next sign-on (the store remembers), and once more when
+        it changes."""
+        server = await self.start()
+        self.assertEqual(await self.call("GET", "/motd"), (200, {"text": ""}, "application/json"))
+        self.assertEqual((await self.call("PUT", "/motd", {"text": "Welcome back"}))[0], 204)
+        self.assertEqual((await self.call("PUT", "/motd", {"text": "x" * 1025}))[0], 400)
+        first = await server.session("Alice")
+        sender, text, _ = await first.receive_im()
+        self.assertEqual((sender.screen_name, text), ("AOL System Msg", b"Welcome back"))
+        second = await server.session("Alice")
+        await second.sync()
+        await wait_until(
+            lambda: server.store._motd_seen.get("alice") is not None, "the MOTD recorded"
+        )
+        await first.close()
+        await second.close()
+        await wait_until(lambda: server.server.registry.get("alice") is None, "Alice gone")
+        again = await server.session("Alice")
+        await again.sync()
+        for client in (second, again):
+            self.assertEqual(client.flap.snacs(0x04, 0x07), [])
+        await again.close()
+        self.assertEqual((await self.call("PUT", "/motd", {"text": "New rules"}))[0], 204)
+        later = await server.session("Alice")
+        self.addCleanup(later.close)
+        self.assertEqual((await later.receive_im())[1], b"New rules")
+        bob = await server.session("Bob")
+        self.addCleanup(bob.close)
+        self.assertEqual((await bob.receive_im())[1], b"New rules")

@@ -67,6 +67,7 @@ from aimserver.store.interfaces import (
     IChatRoomStore,
     IDirectoryStore,
     IFeedbagStore,
+    IMotdStore,
     InvalidPassword,
     InvalidScreenName,
     IOfflineMessageStore,
@@ -373,8 +374,25 @@ INSERT INTO version (version) VALUES (9);
 )
 # Version 10 adds the public chat rooms.
 V10_TABLES = V9_TABLES | {"chat_rooms"}
+
+# Schema version 10 exactly as released (v9 plus the public chat rooms),
+# frozen for the same reason.
+V10_SCHEMA = (
+    V9_SCHEMA.replace("INSERT INTO version (version) VALUES (9);\n", "")
+    + """
+CREATE TABLE chat_rooms
+(
+    key        TEXT PRIMARY KEY,
+    name       TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+INSERT INTO version (version) VALUES (10);
+"""
+)
+# Version 11 adds which MOTD each user was last shown.
+V11_TABLES = V10_TABLES | {"motd_seen"}
 #: What every database has once upgraded to SCHEMA_VERSION.
-LATEST_TABLES = V10_TABLES
+LATEST_TABLES = V11_TABLES
 
 KEY = "1234567890"
 WEAK = bytes.fromhex("862A71EBC6B0913AC23B3ACE99CA9951")
@@ -1523,6 +1541,7 @@ class RoleInterfaceTests(SynchronousTestCase):
                 IDirectoryStore,
                 IBartStore,
                 IChatRoomStore,
+                IMotdStore,
             ),
         )
         self.assertEqual(list(IUserStore.names()), [])
@@ -1732,6 +1751,19 @@ def make_v9(path: str) -> None:
         )
 
     _make(path, V9_SCHEMA, insert)
+
+
+def make_v10(path: str) -> None:
+    """A database as schema version 10 wrote it: what :func:`make_v9` writes,
+    and a public room."""
+
+    def insert(conn: sqlite3.Connection) -> None:
+        _insert_v6_rows(conn)
+        conn.execute("INSERT INTO bart_items VALUES (?, ?, ?)", (*V7_ICON, NOW))
+        conn.execute("INSERT INTO bart_owners VALUES (?, ?, ?)", ("alice", V7_ICON[0], NOW))
+        conn.execute("INSERT INTO chat_rooms VALUES ('chess club', 'Chess Club', ?)", (NOW,))
+
+    _make(path, V10_SCHEMA, insert)
 
 
 def make_v4(path: str) -> None:
@@ -2225,6 +2257,35 @@ class SchemaTests(SynchronousTestCase):
         self.assertEqual(tables(path), LATEST_TABLES)
         self.assertEqual(self.successResultOf(store.list_public_rooms()), [])
 
+    def test_upgrade_v10(self) -> None:
+        """A version-10 database is upgraded to the latest keeping everything
+        (its public room too), with no MOTD shown to anyone yet; the v10 file
+        is backed up."""
+        path, store = self.upgraded(make_v10)
+        self.assertEqual(columns(path, "motd_seen"), ["normalized", "digest"])
+        self.assertEqual(self.successResultOf(store.get_account("alice")).screen_name, "Alice")
+        self.assertEqual(
+            self.successResultOf(store.list_public_rooms()), [PublicRoom("Chess Club", NOW)]
+        )
+        self.assertIsNone(self.successResultOf(store.get_motd_seen("alice")))
+        self.assertTrue(self.successResultOf(store.set_motd_seen("alice", "ab12")))
+        self.assertEqual(self.successResultOf(store.get_motd_seen("Alice")), "ab12")
+        backup = path + ".v10.bak"
+        self.assertEqual(schema_version(backup), 10)
+        self.assertEqual(tables(backup), V10_TABLES)
+
+    def test_failed_upgrade_leaves_v10(self) -> None:
+        """A v11 upgrade failing after its CREATE TABLE is rolled back
+        entirely, and the next start upgrades it."""
+        path = self.mktemp()
+        make_v10(path)
+        self.fail_upgrade_to(path, 11)
+        self.assertEqual(tables(path), V10_TABLES)
+        store = open_inline(path)
+        self.addCleanup(lambda: self.successResultOf(store.stop()))
+        self.assertEqual(tables(path), LATEST_TABLES)
+        self.assertIsNone(self.successResultOf(store.get_motd_seen("alice")))
+
     def test_failed_upgrade_leaves_v5(self) -> None:
         """A v6 upgrade failing after its CREATE TABLE is rolled back entirely,
         and the next start upgrades it."""
@@ -2258,11 +2319,11 @@ class SchemaTests(SynchronousTestCase):
 
     def test_created_equals_upgraded(self) -> None:
         """A database created fresh and ones upgraded from v1, v3, v4, v5, v6,
-        v7 and v9 end with the same schema, indexes included."""
+        v7, v9 and v10 end with the same schema, indexes included."""
         fresh = self.mktemp()
         connect(fresh).close()
         self.assertLessEqual(V8_INDEXES, set(indexes(fresh)))
-        for make in (make_v1, make_v3, make_v4, make_v5, make_v6, make_v7, make_v9):
+        for make in (make_v1, make_v3, make_v4, make_v5, make_v6, make_v7, make_v9, make_v10):
             upgraded = self.mktemp()
             make(upgraded)
             connect(upgraded).close()

@@ -35,6 +35,7 @@ from aimserver.registry import SessionInstance, User, UserRegistry
 from aimserver.services.auth import Authorizer
 from aimserver.services.chat import ChatService
 from aimserver.services.icbm import IcbmService
+from aimserver.services.motd import MotdService
 from aimserver.services.session import SessionService
 from aimserver.store.interfaces import (
     AccountExists,
@@ -72,6 +73,7 @@ class ManagementApi:
         icbm: IcbmService,
         sessions: SessionService,
         authorizer: Authorizer,
+        motd: MotdService,
         clock: IReactorTime,
         timeouts: dict[str, float | None],
     ) -> None:
@@ -81,6 +83,7 @@ class ManagementApi:
         self.icbm = icbm
         self.sessions = sessions
         self.authorizer = authorizer
+        self.motd = motd
         self.clock = clock
         #: The server's default timeouts, in seconds, as /stats shows them.
         self.timeouts = timeouts
@@ -107,6 +110,8 @@ class ManagementApi:
             route("GET", "/stats", self.stats),
             route("GET", "/openapi.json", self.openapi),
             route("POST", "/broadcast", self.broadcast),
+            route("GET", "/motd", self.get_motd),
+            route("PUT", "/motd", self.set_motd),
         ]
 
     # -- users --------------------------------------------------------------------------
@@ -368,6 +373,19 @@ class ManagementApi:
             users = [user for user in self.registry if user.online_instances()]
         reached = sum(self.icbm.deliver_notice(user, data["text"]) for user in users)
         return ApiResponse(200, {"users": len(users), "sessions": reached})
+
+    def get_motd(self, request: ApiRequest) -> ApiResponse:
+        return ApiResponse(200, {"text": self.motd.text})
+
+    def set_motd(self, request: ApiRequest) -> ApiResponse:
+        """A new MOTD, shown once to every user from its next session on
+        (until the server restarts: keep it in ``[motd] text``)."""
+        text = request.fields({"text": str})["text"]
+        try:
+            self.motd.set_text(text)
+        except ValueError as e:
+            raise bad_request(str(e)) from None
+        return NO_CONTENT
 
     def stats(self, request: ApiRequest) -> ApiResponse:
         """What the server is doing now, and has done since it started."""

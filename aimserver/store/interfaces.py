@@ -78,6 +78,8 @@ __all__ = [
     "IAccountStore",
     "IBartStore",
     "IChatRoomStore",
+    "IMotdStore",
+    "check_motd_digest",
     "IDirectoryStore",
     "IFeedbagStore",
     "IOfflineMessageStore",
@@ -1303,6 +1305,35 @@ class IChatRoomStore(Interface):
         """
 
 
+def check_motd_digest(digest: str) -> str:
+    """A MOTD's digest: 1-64 lower-case hex characters (``services.motd``)."""
+    if not isinstance(digest, str) or not 0 < len(digest) <= 64 or digest.strip("0123456789abcdef"):
+        raise StoreError(f"not a MOTD digest: {digest!r}")
+    return digest
+
+
+class IMotdStore(Interface):
+    """
+    Which message of the day each user was last shown, by the MOTD's digest,
+    so that it is shown once per user (MULTISESSION.md §20), across sign-offs
+    and restarts. Deleting the account forgets it.
+    """
+
+    def get_motd_seen(screen_name: str) -> Deferred[str | None]:
+        """
+        :return: fires with the digest of the MOTD last shown to the user, or
+            ``None`` (never shown one, or no such account).
+        """
+
+    def set_motd_seen(screen_name: str, digest: str) -> Deferred[bool]:
+        """
+        Record that the user was shown the MOTD of ``digest``.
+
+        :return: fires with ``True``, or ``False`` if there is no such account.
+        :raises StoreError: ``digest`` is not one (:func:`check_motd_digest`).
+        """
+
+
 class IUserStore(
     IAccountStore,
     IWarningStore,
@@ -1312,6 +1343,7 @@ class IUserStore(
     IDirectoryStore,
     IBartStore,
     IChatRoomStore,
+    IMotdStore,
 ):
     """
     Every role at once: all user-level persistent data, as the server and its

@@ -16,6 +16,7 @@ from aimserver.store.chat_rooms import MemoryChatRoomStore
 from aimserver.store.directory import MemoryDirectoryStore
 from aimserver.store.feedbags import MemoryFeedbagStore
 from aimserver.store.interfaces import IUserStore
+from aimserver.store.motd import MemoryMotdStore
 from aimserver.store.offline_messages import MemoryOfflineMessageStore
 from aimserver.store.server_secrets import MemorySecretStore
 from aimserver.store.warning_levels import MemoryWarningStore
@@ -33,6 +34,7 @@ class MemoryUserStore(
     MemoryDirectoryStore,
     MemoryBartStore,
     MemoryChatRoomStore,
+    MemoryMotdStore,
 ):
     """
     Accounts, warning levels, feedbags, offline messages, secrets,

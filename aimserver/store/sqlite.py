@@ -46,6 +46,7 @@ from aimserver.store.directory import SQLiteDirectoryStore
 from aimserver.store.feedbags import SQLiteFeedbagStore
 from aimserver.store.group_commit import GroupCommitter, run_batch
 from aimserver.store.interfaces import IUserStore, StoreError
+from aimserver.store.motd import SQLiteMotdStore
 from aimserver.store.offline_messages import SQLiteOfflineMessageStore
 from aimserver.store.server_secrets import SQLiteSecretStore, _get_or_create_secret
 from aimserver.store.warning_levels import SQLiteWarningStore
@@ -60,7 +61,7 @@ __all__ = [
     "transact",
 ]
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 """The schema version this code reads and writes."""
 
 BUSY_TIMEOUT = 5.0
@@ -356,6 +357,7 @@ class SQLiteUserStore(
     SQLiteDirectoryStore,
     SQLiteBartStore,
     SQLiteChatRoomStore,
+    SQLiteMotdStore,
 ):
     """
     :class:`IUserStore` over one SQLite file, every operation of every role
