@@ -452,3 +452,22 @@ class MotdTests(ApiTestCase):
         bob = await server.session("Bob")
         self.addCleanup(bob.close)
         self.assertEqual((await bob.receive_im())[1], b"New rules")
+
+
+class HttpTests(ApiTestCase):
+    @deferred_test
+    async def test_allow_header_head_and_null_fields(self) -> None:
+        """A 405 names the allowed methods; HEAD answers like GET without a
+        body; a PATCH field given as null changes nothing (the Go server's reading)."""
+        await self.start()
+        agent = Agent(reactor)
+        response = await agent.request(b"PUT", (self.server.api_url + "/session").encode())
+        await readBody(response)
+        self.assertEqual(response.code, 405)
+        self.assertEqual(response.headers.getRawHeaders(b"allow"), [b"GET"])
+        response = await agent.request(b"HEAD", (self.server.api_url + "/version").encode())
+        self.assertEqual((response.code, await readBody(response)), (200, b""))
+        status, _, _ = await self.call(
+            "PATCH", "/user/alice/account", {"suspended_status": None, "is_bot": None}
+        )
+        self.assertEqual(status, 304)

@@ -29,13 +29,17 @@ MAX_BODY = 64 * 1024
 
 
 class ApiError(Exception):
-    """Answer with ``status`` and ``{"error": message, "error_type": kind}``."""
+    """Answer with ``status`` and ``{"error": message, "error_type": kind}``
+    (and ``headers``, such as a 405's ``Allow``)."""
 
-    def __init__(self, status: int, kind: str, message: str) -> None:
+    def __init__(
+        self, status: int, kind: str, message: str, headers: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(status, kind, message)
         self.status = status
         self.kind = kind
         self.message = message
+        self.headers = dict(headers or {})
 
 
 def bad_request(message: str) -> ApiError:
@@ -52,6 +56,7 @@ class ApiResponse:
     #: Serialised as JSON; None sends no body.
     body: Any = None
     content_type: str = "application/json"
+    headers: Mapping[str, str] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -74,13 +79,18 @@ class ApiRequest:
         self, required: Mapping[str, type], optional: Mapping[str, type] = {}
     ) -> dict[str, Any]:
         """The body as a JSON object with exactly these fields, each of its
-        type: unknown fields, missing ones and wrong types are 400."""
+        type: unknown fields, missing ones and wrong types are 400. An
+        optional field given as ``null`` is as if absent (the Go server's
+        PATCH reads it so)."""
         data = self.json()
         if not isinstance(data, dict):
             raise bad_request("the body must be a JSON object")
         unknown = set(data) - set(required) - set(optional)
         if unknown:
             raise bad_request(f"unknown fields: {', '.join(sorted(unknown))}")
+        for name in optional:
+            if name in data and data[name] is None:
+                del data[name]
         for name, kind in {**required, **optional}.items():
             if name not in data:
                 if name in required:
@@ -129,6 +139,9 @@ class ApiResource(Resource):
         if self.token and not self._authorized(request):
             raise ApiError(401, "unauthorized", "a valid bearer token is required")
         method = request.method.decode("ascii", "replace")
+        if method == "HEAD":
+            # A GET's answer without its body (twisted.web drops the body of a HEAD).
+            method = "GET"
         path = request.path.decode("utf-8", "replace").rstrip("/") or "/"
         allowed = []
         for candidate in self.routes:
@@ -148,7 +161,12 @@ class ApiResource(Resource):
             params = {k: _unquote(v) for k, v in match.groupdict().items()}
             return candidate.handler(ApiRequest(method, path, params, query, body))
         if allowed:
-            raise ApiError(405, "method_not_allowed", f"{method} is not allowed on {path}")
+            raise ApiError(
+                405,
+                "method_not_allowed",
+                f"{method} is not allowed on {path}",
+                {"Allow": ", ".join(sorted(set(allowed)))},
+            )
         raise not_found(f"no such endpoint: {path}")
 
     def _authorized(self, request: Request) -> bool:
@@ -174,12 +192,14 @@ class ApiResource(Resource):
             )
         # "message" is the Go server's field, for scripts written against it.
         body = {"error": error.message, "error_type": error.kind, "message": error.message}
-        return ApiResponse(error.status, body)
+        return ApiResponse(error.status, body, headers=error.headers)
 
     def _write(self, response: ApiResponse, request: Request) -> None:
         if request.finished or getattr(request, "_disconnected", False):
             return
         request.setResponseCode(response.status)
+        for name, value in response.headers.items():
+            request.setHeader(name.encode("ascii"), value.encode("ascii"))
         if response.body is not None:
             if response.content_type == "application/json":
                 data = json.dumps(response.body).encode("utf-8")
