@@ -107,3 +107,21 @@ class ServiceConnectionTests(SecurityTestCase):
         services[0].send_snac(0x01, 0x0E, b"", request_id=9)
         header, _ = await services[0].wait_snac(0x01, 0x01)
         self.assertEqual(header.request_id, 9)
+
+
+class PasswordGuessingTests(unittest.TestCase):
+    @deferred_test
+    async def test_wrong_passwords_back_off(self) -> None:
+        """After 5 wrong passwords from one address, its next logins are
+        refused with 0x0018 (even with the right password, even for another
+        name) while it backs off; so are the guessed name's from anywhere."""
+        server = await LoopbackServer.start(
+            load_config(None, {"ratelimit.enabled": False}),
+            accounts={"Alice": "secret", "Bob": "secret"},
+        )
+        self.addCleanup(server.stop)
+        for _ in range(5):
+            self.assertEqual((await server.bucp("Alice", "guess1")).get_u16(0x08), 0x0005)
+        self.assertEqual((await server.bucp("Alice", "secret")).get_u16(0x08), 0x0018)
+        self.assertEqual((await server.roasted("Bob", "secret")).get_u16(0x08), 0x0018)
+        self.assertEqual(server.server.authorizer.refusals["login rate_limit_reservation"], 2)

@@ -6,7 +6,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from aimserver.services.loginlimit import MAX_TRACKED_ADDRESSES, LoginLimiter
+from aimserver.services.loginlimit import (
+    FAILURES_BEFORE_BACKOFF,
+    FIRST_BACKOFF,
+    FORGET_AFTER,
+    MAX_BACKOFF,
+    MAX_TRACKED_ADDRESSES,
+    FailedLogins,
+    LoginLimiter,
+)
 
 
 class LoginLimiterTests(SynchronousTestCase):
@@ -48,3 +56,48 @@ class LoginLimiterTests(SynchronousTestCase):
         admitted = sum(limiter.admit("x", t) for t in times)
         if times:
             self.assertLessEqual(admitted, 5 + 2.0 * (times[-1] - times[0]) + 1e-9)
+
+
+class FailedLoginsTests(SynchronousTestCase):
+    """Back-off after wrong passwords, per address and per screen name."""
+
+    def test_backoff_starts_doubles_and_ends(self) -> None:
+        failures = FailedLogins()
+        for n in range(FAILURES_BEFORE_BACKOFF - 1):
+            failures.failed("192.0.2.1", "alice", 100.0 + n)
+            self.assertFalse(failures.blocked("192.0.2.1", "alice", 100.0 + n))
+        failures.failed("192.0.2.1", "alice", 110.0)
+        # Both the address (for any name) and the name (from anywhere) wait.
+        self.assertTrue(failures.blocked("192.0.2.1", "bob", 110.0))
+        self.assertTrue(failures.blocked("198.51.100.7", "alice", 110.0))
+        self.assertFalse(failures.blocked("198.51.100.7", "bob", 110.0))
+        self.assertFalse(failures.blocked("192.0.2.1", "alice", 110.0 + FIRST_BACKOFF))
+        failures.failed("192.0.2.1", "alice", 120.0)
+        self.assertTrue(failures.blocked("198.51.100.7", "alice", 120.0 + FIRST_BACKOFF))
+        self.assertFalse(failures.blocked("198.51.100.7", "alice", 120.0 + 2 * FIRST_BACKOFF))
+
+    def test_backoff_is_capped_and_forgotten(self) -> None:
+        failures = FailedLogins()
+        for n in range(60):
+            failures.failed("192.0.2.1", "alice", float(n))
+        self.assertTrue(failures.blocked("192.0.2.1", "x", 59 + MAX_BACKOFF - 1))
+        self.assertFalse(failures.blocked("192.0.2.1", "x", 59 + MAX_BACKOFF))
+        # A failure long after the last starts a new count.
+        failures.failed("192.0.2.1", "alice", 59 + MAX_BACKOFF + FORGET_AFTER + 1)
+        self.assertFalse(
+            failures.blocked("192.0.2.1", "alice", 59 + MAX_BACKOFF + FORGET_AFTER + 1)
+        )
+
+    def test_success_clears_the_name_not_the_address(self) -> None:
+        failures = FailedLogins()
+        for n in range(FAILURES_BEFORE_BACKOFF):
+            failures.failed("192.0.2.1", "alice", float(n))
+        failures.succeeded("alice")
+        self.assertFalse(failures.blocked("198.51.100.7", "alice", 5.0))
+        self.assertTrue(failures.blocked("192.0.2.1", "bob", 5.0))
+
+    def test_tables_are_bounded(self) -> None:
+        failures = FailedLogins(max_tracked=3)
+        for n in range(10):
+            failures.failed(f"192.0.2.{n}", f"user{n}", 0.0)
+        self.assertEqual((len(failures._addresses), len(failures._names)), (3, 3))

@@ -70,6 +70,7 @@ class AuthConnection(FlapConnection):
         return then(self.authorizer.login_roasted(signon.tlvs), self._answer_roasted)
 
     def _answer_roasted(self, result: LoginResult) -> None:
+        self.authorizer.answered(result, self.ip)
         self.close(result.tlvs())
 
     def _malformed(self, request: SnacHeader | None, error: MalformedData) -> None:
@@ -129,6 +130,7 @@ class AuthConnection(FlapConnection):
         )
 
     def _login_answer(self, result: LoginResult, request: SnacHeader) -> None:
+        self.authorizer.answered(result, self.ip)
         self._finish(request, result)
 
     def _finish(self, request: SnacHeader, result: LoginResult) -> None:

@@ -29,7 +29,7 @@ from aimserver.registry import (
 from aimserver.services.base import then
 from aimserver.services.cookies import MAX_CLIENT_ID_LENGTH, CookieJar
 from aimserver.services.countedlog import CountedLog
-from aimserver.services.loginlimit import LoginLimiter
+from aimserver.services.loginlimit import FailedLogins, LoginLimiter
 from aimserver.store.credentials import (
     MAX_PASSWORD_LENGTH,
     MIN_PASSWORD_LENGTH,
@@ -44,7 +44,12 @@ from aimserver.store.credentials import (
 from aimserver.store.interfaces import Account, IAccountStore, StoreError, account_now
 from aimserver.wire.codes import FoodGroup, LoginError, LoginTag
 from aimserver.wire.errors import MalformedData
-from aimserver.wire.screenname import decode_screen_name, is_account_name, is_valid_screen_name
+from aimserver.wire.screenname import (
+    decode_screen_name,
+    is_account_name,
+    is_valid_screen_name,
+    normalize,
+)
 from aimserver.wire.tlv import Tlv, TlvList
 
 DIGEST_SIZE = 16
@@ -143,6 +148,8 @@ class Authorizer:
         self.cookies = cookies
         self.bos_address = bos_address
         self.auto_register = auto_register
+        #: Wrong passwords by address and by name, for back-off.
+        self.failures = FailedLogins()
         #: Logins refused since start, by login error (for /stats).
         self.refusals: Counter[str] = Counter()
         self.limiter = limiter
@@ -156,13 +163,27 @@ class Authorizer:
 
     def admit(self, screen_name: str, ip: str) -> LoginResult | None:
         """A refusal (0x0018, "connecting too frequently") when the server or
-        this address is over its login rate, else None."""
-        if self.limiter is None or self.clock is None:
+        this address is over its login rate, or this address or name is
+        backing off after wrong passwords; else None."""
+        if self.clock is None:
             return None
         now = self.clock.seconds()
-        if self.limiter.admit(ip, now):
+        if self.failures.blocked(ip, normalize(screen_name), now):
+            return self._shed(screen_name, now, "backing off after wrong passwords")
+        if self.limiter is None or self.limiter.admit(ip, now):
             return None
         return self._shed(screen_name, now, "login rate")
+
+    def answered(self, result: LoginResult, ip: str) -> None:
+        """A login was answered: a wrong password counts towards back-off
+        for the address and the name; a success clears the name's count."""
+        if self.clock is None:
+            return
+        key = normalize(result.screen_name)
+        if result.error == LoginError.BAD_PASSWORD:
+            self.failures.failed(ip, key, self.clock.seconds())
+        elif result.error is None:
+            self.failures.succeeded(key)
 
     def challenge(self, screen_name: str) -> str | LoginResult | Deferred[str | LoginResult]:
         """17,06: the account's auth key (the MD5 salt), or a refusal. With
