@@ -16,6 +16,7 @@ import difflib
 import ipaddress
 import math
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -31,6 +32,7 @@ __all__ = [
     "ConnectionConfig",
     "ListenersConfig",
     "LoggingConfig",
+    "ManholeConfig",
     "RateLimitConfig",
     "MultisessionConfig",
     "PortsConfig",
@@ -349,6 +351,44 @@ class LoggingConfig:
     trace_flap: bool = _setting(False, _BOOLEAN)
 
 
+#: ``pbkdf2_sha256$<iterations>$<salt hex>$<hash hex>`` (``aimserver.manhole.hash_password``).
+_PASSWORD_HASH_FORMAT = re.compile(
+    r"pbkdf2_sha256\$[1-9][0-9]{0,8}\$(?:[0-9a-f]{2}){8,64}\$[0-9a-f]{64}"
+)
+
+_PASSWORD_HASH = _Kind(
+    "empty, or a hash made by 'aimserver console hash-password'"
+    " (pbkdf2_sha256$iterations$salt_hex$hash_hex)",
+    str.strip,
+    lambda v: isinstance(v, str) and (v == "" or _PASSWORD_HASH_FORMAT.fullmatch(v) is not None),
+)
+_OPTIONAL_PATH = _Kind("empty, or a path", str.strip, lambda v: isinstance(v, str))
+_SSH_USER = _Kind(
+    "a user name of printable ASCII characters without spaces",
+    str.strip,
+    lambda v: isinstance(v, str) and v != "" and v.isascii() and v.isprintable() and " " not in v,
+)
+
+
+@attrs.frozen
+class ManholeConfig:
+    """The Python console over SSH on ``ports.manhole`` (off unless a login is set)."""
+
+    #: The SSH user name to log in as.
+    user: str = _setting("admin", _SSH_USER)
+    #: An OpenSSH ``authorized_keys`` file whose keys may log in; "" = none.
+    authorized_keys: str = _setting("", _OPTIONAL_PATH)
+    #: The password's hash (``aimserver console hash-password``); "" = no password login.
+    password_hash: str = _setting("", _PASSWORD_HASH)
+    #: The SSH host key, made at the first start; "" = ``<server.db>.manhole_host_key``.
+    host_key: str = _setting("", _OPTIONAL_PATH)
+
+    @property
+    def enabled(self) -> bool:
+        """A way to log in is configured: without one the console does not start."""
+        return bool(self.authorized_keys or self.password_hash)
+
+
 @attrs.frozen
 class Config:
     """Everything configurable, one attribute per INI section."""
@@ -363,6 +403,7 @@ class Config:
     api: ApiConfig = attrs.field(factory=ApiConfig)
     ratelimit: RateLimitConfig = attrs.field(factory=RateLimitConfig)
     logging: LoggingConfig = attrs.field(factory=LoggingConfig)
+    manhole: ManholeConfig = attrs.field(factory=ManholeConfig)
 
     def endpoint(self, name: str) -> str:
         """The server endpoint description ``strports.service`` should listen on.

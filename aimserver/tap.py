@@ -65,12 +65,40 @@ class Options(usage.Options):
                 f"the management API would listen on {self.config.server.host} without a"
                 " token: set [api] token (16+ characters), or listen on 127.0.0.1"
             )
+        _check_manhole(self.config)
 
 
-def _loopback(config: Config) -> bool:
-    """The API listens on loopback only (an explicit listener is the admin's call)."""
-    if config.listeners.api:
-        return any(f"interface={host}" in config.listeners.api for host in ("127.", "::1"))
+def _check_manhole(config: Config) -> None:
+    """The console listens off loopback only with key logins, and its
+    authorized_keys file must be readable.
+
+    :raises usage.UsageError: it is not so.
+    """
+    manhole = config.manhole
+    if not manhole.enabled:
+        return
+    if manhole.authorized_keys:
+        try:
+            with open(manhole.authorized_keys, "rb"):
+                pass
+        except OSError as e:
+            raise usage.UsageError(
+                f"[manhole] authorized_keys: cannot read {manhole.authorized_keys}:"
+                f" {e.strerror or e}"
+            ) from None
+    elif not _loopback(config, "manhole"):
+        raise usage.UsageError(
+            f"the manhole console would listen on {config.endpoint('manhole')} with a password"
+            " only: set [manhole] authorized_keys, or listen on 127.0.0.1"
+        )
+
+
+def _loopback(config: Config, name: str = "api") -> bool:
+    """Listener ``name`` listens on loopback only (an explicit listener is
+    the admin's call)."""
+    explicit: str = getattr(config.listeners, name)
+    if explicit:
+        return any(f"interface={host}" in explicit for host in ("127.", "::1"))
     if config.server.host == "localhost":
         return True
     try:
@@ -119,6 +147,24 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
         listener = strports.service(config.endpoint(name), factory, reactor=reactor)
         listener.setName(name)
         listener.setServiceParent(top)
+    if config.manhole.enabled:
+        from aimserver import manhole
+
+        host_key = manhole.load_host_key(manhole.host_key_path(config))
+        listener = strports.service(
+            config.endpoint("manhole"),
+            manhole.manhole_factory(server, host_key, reactor),
+            reactor=reactor,
+        )
+        listener.setName("manhole")
+        listener.setServiceParent(top)
+        log.info(
+            "manhole console on {endpoint} for user {user!r}",
+            endpoint=config.endpoint("manhole"),
+            user=config.manhole.user,
+        )
+    else:
+        log.info("manhole console off: set [manhole] authorized_keys or password_hash to enable it")
     # Everything built so far lives as long as the process: keep it out of
     # the cyclic collector's full passes (PERFORMANCE.md: 150-270 ms stalls).
     reactor.callWhenRunning(gc.freeze)

@@ -10,7 +10,9 @@ import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from aimserver import manhole
 from aimserver.admin import cli
+from aimserver.config import load_config
 from aimserver.store import accounts as accounts_store
 from aimserver.store import chat_rooms as chat_rooms_store
 from aimserver.store import interfaces
@@ -536,3 +538,45 @@ class UsageTests(CLITestCase):
         self.patch(sys, "stderr", io.StringIO())
         exited = self.assertRaises(SystemExit, cli.main)
         self.assertEqual(exited.code, 2)
+
+
+class ConsoleTests(CLITestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.patch(manhole, "HASH_ITERATIONS", 1000)
+
+    def test_hash_password(self) -> None:
+        """hash-password prints a hash of the password, given, prompted for
+        (twice) or read from stdin, that [manhole] password_hash accepts."""
+        for argv, stdin in (
+            (["s3cret pass"], None),
+            ([], TTY("")),
+            ([], io.StringIO("s3cret pass\n")),
+        ):
+            status, out, err = self.run_cli(
+                "console",
+                "hash-password",
+                *argv,
+                stdin=stdin,
+                getpass=Prompts("s3cret pass", "s3cret pass"),
+            )
+            self.assertEqual((status, err), (0, ""))
+            encoded = out.strip()
+            self.assertTrue(encoded.startswith("pbkdf2_sha256$1000$"), encoded)
+            self.assertTrue(manhole.check_password(b"s3cret pass", encoded))
+            self.assertEqual(
+                load_config(None, {"manhole.password_hash": encoded}).manhole.password_hash,
+                encoded,
+            )
+        self.assertFalse(os.path.exists("aimserver.sqlite"))
+
+    def test_hash_password_refusals(self) -> None:
+        """Mismatched prompts or an empty password print no hash."""
+        self.assert_refused(
+            self.run_cli("console", "hash-password", stdin=TTY(""), getpass=Prompts("a", "b")),
+            "do not match",
+        )
+        self.assert_refused(
+            self.run_cli("console", "hash-password", stdin=io.StringIO("\n")), "empty"
+        )
+        self.assert_usage_error(self.run_cli("console"), "missing command")

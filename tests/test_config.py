@@ -82,6 +82,12 @@ class DefaultsTests(ConfigTestCase):
                 "api": {"token": ""},
                 "ratelimit": {"enabled": True},
                 "logging": {"trace_flap": False},
+                "manhole": {
+                    "user": "admin",
+                    "authorized_keys": "",
+                    "password_hash": "",
+                    "host_key": "",
+                },
             },
         )
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 from twisted.application.service import IServiceCollection, IServiceMaker
 from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import capturedLogs
 from twisted.plugin import getPlugins
 from twisted.python import usage
 from twisted.python.filepath import FilePath
 from twisted.trial import unittest
 
+from aimserver.manhole import hash_password
 from aimserver.tap import Options, makeService
 
 
@@ -104,3 +109,69 @@ class MakeServiceTests(unittest.SynchronousTestCase):
 
         names = [p.tapname for p in getPlugins(IServiceMaker, twisted.plugins)]
         self.assertIn("aimserver", names)
+
+
+class ManholeTests(unittest.SynchronousTestCase):
+    """The admin console's listener (issue 17)."""
+
+    def options(self, ini: str, *argv: str) -> Options:
+        path = FilePath(self.mktemp())
+        path.setContent(ini.encode())
+        options = Options()
+        options.parseOptions(["--config", path.path, "--db", self.mktemp(), *argv])
+        return options
+
+    def make(self, options: Options) -> tuple[IServiceCollection, MemoryReactorClock]:
+        reactor = MemoryReactorClock()
+        service = makeService(options, reactor=reactor)
+        self.addCleanup(lambda: self.successResultOf(service.server.store.store.stop()))
+        return service, reactor
+
+    def test_off_without_a_login(self) -> None:
+        """With neither authorized_keys nor password_hash there is no console,
+        and the log says how to enable it."""
+        with capturedLogs() as events:
+            service, _ = self.make(self.options(""))
+        self.assertNotIn("manhole", [s.name for s in service])
+        (line,) = [e for e in events if "manhole console off" in e["log_format"]]
+        self.assertIn("password_hash", line["log_format"])
+
+    def test_listens_on_loopback_with_a_password(self) -> None:
+        """A password hash starts the console on 127.0.0.1:2222, and the first
+        start makes a private host key next to the database."""
+        options = self.options(f"[manhole]\npassword_hash = {hash_password('pw', 1000)}\n")
+        service, reactor = self.make(options)
+        service.getServiceNamed("manhole").startService()
+        self.assertEqual(
+            [(port, interface) for port, _, _, interface in reactor.tcpServers],
+            [(2222, "127.0.0.1")],
+        )
+        key = FilePath(options.config.server.db + ".manhole_host_key")
+        self.assertEqual(stat.S_IMODE(os.stat(key.path).st_mode), 0o600)
+        first = key.getContent()
+        self.make(options)
+        self.assertEqual(key.getContent(), first)
+
+    def test_off_loopback_needs_keys(self) -> None:
+        """Off loopback, a password alone is a start-up error; with an
+        authorized_keys file the console may listen there."""
+        ini = (
+            "[api]\ntoken = 0123456789abcdef\n"
+            f"[manhole]\npassword_hash = {hash_password('pw', 1000)}\n"
+        )
+        error = self.assertRaises(usage.UsageError, self.options, ini, "--host", "10.1.2.3")
+        self.assertIn("[manhole] authorized_keys", str(error))
+        keys_file = FilePath(self.mktemp())
+        keys_file.setContent(b"")
+        options = self.options(f"{ini}authorized_keys = {keys_file.path}\n", "--host", "10.1.2.3")
+        service, reactor = self.make(options)
+        service.getServiceNamed("manhole").startService()
+        self.assertEqual(reactor.tcpServers[0][3], "10.1.2.3")
+
+    def test_unreadable_authorized_keys(self) -> None:
+        """An authorized_keys file that cannot be read stops start-up, naming it."""
+        missing = self.mktemp()
+        error = self.assertRaises(
+            usage.UsageError, self.options, f"[manhole]\nauthorized_keys = {missing}\n"
+        )
+        self.assertIn(missing, str(error))

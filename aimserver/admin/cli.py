@@ -10,10 +10,12 @@ SQLite database.
     aimserver user list [--db PATH]
     aimserver room add|delete NAME [--db PATH]
     aimserver room list [--db PATH]
+    aimserver console hash-password [PASSWORD]
 
 A bot account (``--bot``) is a service bot: the server exempts it from rate
 limits and warnings. A public room is one of exchange 5, kept until deleted;
-any case and spacing of its name names it.
+any case and spacing of its name names it. ``console hash-password`` prints
+the ``[manhole] password_hash`` of a console password (it needs no database).
 
 It works whether or not the server is running: it opens its own connection
 (the file is in WAL mode, writers wait for each other) and calls the same
@@ -188,6 +190,17 @@ class RoomListOptions(_CommandOptions):
     longdesc = "List the public chat rooms, one per line."
 
 
+class HashPasswordOptions(_Options):
+    synopsis = "[PASSWORD]"
+    longdesc = (
+        "Print the hash of a console password for [manhole] password_hash."
+        " Without PASSWORD, it is prompted for (or read from stdin)."
+    )
+
+    def parseArgs(self, password: str | None = None) -> None:
+        self["password"] = password
+
+
 class UserOptions(_Options):
     synopsis = "COMMAND [options]"
     longdesc = "Manage accounts."
@@ -220,13 +233,27 @@ class RoomOptions(_Options):
             raise usage.UsageError("missing command")
 
 
+class ConsoleOptions(_Options):
+    synopsis = "COMMAND [options]"
+    longdesc = "Set up the admin console (the manhole over SSH)."
+    subCommands = [
+        ["hash-password", None, HashPasswordOptions, "Hash a console password."],
+    ]
+
+    def postOptions(self) -> None:
+        if self.subCommand is None:
+            raise usage.UsageError("missing command")
+
+
 class Options(_Options):
     synopsis = "COMMAND [options]"
     longdesc = (
         "Administer an aimserver database."
-        " Run 'aimserver user --help' or 'aimserver room --help' for the commands."
+        " Run 'aimserver user --help', 'aimserver room --help' or"
+        " 'aimserver console --help' for the commands."
     )
     subCommands = [
+        ["console", None, ConsoleOptions, "Set up the admin console."],
         ["room", None, RoomOptions, "Manage the public chat rooms."],
         ["user", None, UserOptions, "Manage accounts."],
     ]
@@ -385,7 +412,22 @@ _ROOM_COMMANDS: dict[str, Callable[[_Command], None]] = {
     "list": _room_list,
 }
 
-_COMMANDS = {"room": _ROOM_COMMANDS, "user": _USER_COMMANDS}
+
+def _console_hash_password(cmd: _Command) -> None:
+    # Here, not at the top: it loads twisted.conch, which the others need not.
+    from aimserver.manhole import hash_password
+
+    password = cmd.password()
+    if not password:
+        raise StoreError("the password is empty")
+    cmd.say(hash_password(password))
+
+
+_CONSOLE_COMMANDS: dict[str, Callable[[_Command], None]] = {
+    "hash-password": _console_hash_password,
+}
+
+_COMMANDS = {"console": _CONSOLE_COMMANDS, "room": _ROOM_COMMANDS, "user": _USER_COMMANDS}
 
 
 def run(
