@@ -152,14 +152,7 @@ class AimServer:
             ],
         )
         self.api = ManagementApi(
-            registry=self.registry,
-            store=store,
-            chat=self.chat,
-            icbm=self.icbm,
-            sessions=self.sessions,
-            authorizer=self.authorizer,
-            motd=self.motd,
-            clock=clock,
+            self,
             timeouts={
                 "login_timeout": config.auth.login_timeout,
                 "cookie_lifetime": config.auth.cookie_lifetime,

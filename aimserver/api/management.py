@@ -17,11 +17,12 @@ import importlib.resources
 import json
 import time
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 
+from aimserver import console
 from aimserver.api.http import (
     ApiError,
     ApiRequest,
@@ -50,6 +51,9 @@ from aimserver.wire.codes import DisconnectReason
 from aimserver.wire.screenname import normalize
 from aimserver.wire.userinfo import STATUS_INVISIBLE
 
+if TYPE_CHECKING:
+    from aimserver.server import AimServer
+
 #: The Go server's values of ``suspended_status``; this server keeps one
 #: flag, so any of them suspends and "" lifts it.
 SUSPENDED_STATUSES = frozenset({"deleted", "expired", "suspended", "suspended_age"})
@@ -64,30 +68,21 @@ NO_CONTENT = ApiResponse(204)
 
 
 class ManagementApi:
-    def __init__(
-        self,
-        *,
-        registry: UserRegistry,
-        store: IUserStore,
-        chat: ChatService,
-        icbm: IcbmService,
-        sessions: SessionService,
-        authorizer: Authorizer,
-        motd: MotdService,
-        clock: IReactorTime,
-        timeouts: dict[str, float | None],
-    ) -> None:
-        self.registry = registry
-        self.store = store
-        self.chat = chat
-        self.icbm = icbm
-        self.sessions = sessions
-        self.authorizer = authorizer
-        self.motd = motd
-        self.clock = clock
+    def __init__(self, server: AimServer, timeouts: dict[str, float | None]) -> None:
+        #: The console's helpers act on the server (kick, broadcast): the
+        #: API answers with them, so both do the same.
+        self.server = server
+        self.registry: UserRegistry = server.registry
+        self.store: IUserStore = server.store
+        self.chat: ChatService = server.chat
+        self.icbm: IcbmService = server.icbm
+        self.sessions: SessionService = server.sessions
+        self.authorizer: Authorizer = server.authorizer
+        self.motd: MotdService = server.motd
+        self.clock: IReactorTime = server.clock
         #: The server's default timeouts, in seconds, as /stats shows them.
         self.timeouts = timeouts
-        self.started = clock.seconds()
+        self.started = self.clock.seconds()
 
     def routes(self) -> list[Route]:
         return [
@@ -230,21 +225,23 @@ class ManagementApi:
 
     def close_sessions(self, request: ApiRequest) -> ApiResponse:
         """Every instance of the user is signed off; the account is untouched."""
-        self._online(request.params["screenname"])
-        self._sign_off(request.params["screenname"], None)
+        name = request.params["screenname"]
+        self._online(name)
+        console.kick(self.server, name)
         return NO_CONTENT
 
     def close_instance(self, request: ApiRequest) -> ApiResponse:
         """One session instance (by its ``instance_id``) is signed off."""
-        user = self._online(request.params["screenname"])
+        name = request.params["screenname"]
+        self._online(name)
         try:
             instance_id = int(request.params["instance"])
         except ValueError:
             raise bad_request("the instance must be a number") from None
-        session = user.instances.get(instance_id)
-        if session is None or session.closed:
-            raise not_found("session instance not found")
-        session.connection.disconnect(None)
+        try:
+            console.kick(self.server, name, instance_id)
+        except console.NotSignedOn:
+            raise not_found("session instance not found") from None
         return NO_CONTENT
 
     def _online(self, name: str) -> User:
@@ -365,14 +362,15 @@ class ManagementApi:
         """A system message to every online session of every user, or of the
         user ``to`` (MULTISESSION.md §20: notices reach all sessions)."""
         data = request.fields({"text": str}, {"to": str})
-        if not data["text"] or len(data["text"].encode("utf-8")) > 8000:
-            raise bad_request("text must be 1-8000 bytes")
-        if "to" in data:
-            users = [self._online(data["to"])]
-        else:
-            users = [user for user in self.registry if user.online_instances()]
-        reached = sum(self.icbm.deliver_notice(user, data["text"]) for user in users)
-        return ApiResponse(200, {"users": len(users), "sessions": reached})
+        to = data.get("to")
+        users = 1 if to is not None else sum(1 for u in self.registry if u.online_instances())
+        if to is not None:
+            self._online(to)
+        try:
+            reached = console.broadcast(self.server, data["text"], to)
+        except ValueError as e:
+            raise bad_request(str(e)) from None
+        return ApiResponse(200, {"users": users, "sessions": reached})
 
     def get_motd(self, request: ApiRequest) -> ApiResponse:
         return ApiResponse(200, {"text": self.motd.text})
