@@ -334,6 +334,22 @@ class ApiConfig:
     token: str = _setting("", _TOKEN)
 
 
+_MOTD = _Kind(
+    "a message of at most 1024 UTF-8 bytes",
+    str.strip,
+    lambda v: isinstance(v, str) and len(v.encode("utf-8")) <= 1024,
+)
+
+
+@attrs.frozen
+class MotdConfig:
+    """The message of the day (MULTISESSION.md §20)."""
+
+    #: Shown once to every user, as a system IM, at its first sign-on after
+    #: it changes; "" for none. PUT /motd changes it until the next start.
+    text: str = _setting("", _MOTD)
+
+
 @attrs.frozen
 class RateLimitConfig:
     """SNAC rate limiting (SIGNON.md §3, ERRORS.md §3)."""
@@ -401,6 +417,7 @@ class Config:
     multisession: MultisessionConfig = attrs.field(factory=MultisessionConfig)
     chat: ChatConfig = attrs.field(factory=ChatConfig)
     api: ApiConfig = attrs.field(factory=ApiConfig)
+    motd: MotdConfig = attrs.field(factory=MotdConfig)
     ratelimit: RateLimitConfig = attrs.field(factory=RateLimitConfig)
     logging: LoggingConfig = attrs.field(factory=LoggingConfig)
     manhole: ManholeConfig = attrs.field(factory=ManholeConfig)

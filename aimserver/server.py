@@ -123,7 +123,7 @@ class AimServer:
         self.bart = bart_service.BartService(self.registry, self.presence, store, clock)
         self.feedbag = FeedbagService(self.registry, self.presence, store, clock, self.bart)
         self.sessions.observe(self.feedbag)
-        self.motd = MotdService(self.registry, store)
+        self.motd = MotdService(self.registry, store, config.motd.text)
         self.sessions.observe(self.motd)
         settings = connection_settings(config)
         keepalive = config.connection.keepalive_interval

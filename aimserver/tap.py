@@ -137,6 +137,7 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
     sweeper = TimerService(WARNING_SWEEP_INTERVAL, server.warnings.sweep)
     sweeper.clock = reactor
     sweeper.setServiceParent(top)
+    server.reactor_lag.setServiceParent(top)
     listeners = (
         ("auth", server.auth_factory),
         ("bos", server.bos_factory),

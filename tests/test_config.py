@@ -80,6 +80,7 @@ class DefaultsTests(ConfigTestCase):
                     "max_private_rooms": 10_000,
                 },
                 "api": {"token": ""},
+                "motd": {"text": ""},
                 "ratelimit": {"enabled": True},
                 "logging": {"trace_flap": False},
                 "manhole": {

@@ -471,3 +471,14 @@ class HttpTests(ApiTestCase):
             "PATCH", "/user/alice/account", {"suspended_status": None, "is_bot": None}
         )
         self.assertEqual(status, 304)
+
+
+class MotdFromIniTests(ApiTestCase):
+    @deferred_test
+    async def test_the_ini_motd(self) -> None:
+        """[motd] text is the MOTD from the start."""
+        server = await self.start(**{"motd.text": "Read the rules"})
+        self.assertEqual((await self.call("GET", "/motd"))[1], {"text": "Read the rules"})
+        alice = await server.session("Alice")
+        self.addCleanup(alice.close)
+        self.assertEqual((await alice.receive_im())[1], b"Read the rules")

@@ -69,6 +69,8 @@ class MakeServiceTests(unittest.SynchronousTestCase):
         ports = sorted((port, interface) for port, _, _, interface in reactor.tcpServers)
         self.assertEqual(ports, [(5190, "127.0.0.2"), (6191, "127.0.0.2"), (6192, "127.0.0.2")])
         self.assertEqual(service.server.chat_address, "127.0.0.2:6192")
+        # The reactor-lag probe /metrics reads runs with the server.
+        self.assertIn(service.server.reactor_lag, list(service))
         self.assertTrue(FilePath(db).exists())
         self.successResultOf(service.server.store.store.stop())
 
