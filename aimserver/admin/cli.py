@@ -190,6 +190,16 @@ class RoomListOptions(_CommandOptions):
     longdesc = "List the public chat rooms, one per line."
 
 
+class _GroupOptions(_Options):
+    """Options whose subcommand is required (``aimserver user``, ``room``, ...)."""
+
+    synopsis = "COMMAND [options]"
+
+    def postOptions(self) -> None:
+        if self.subCommand is None:
+            raise usage.UsageError("missing command")
+
+
 class HashPasswordOptions(_Options):
     synopsis = "[PASSWORD]"
     longdesc = (
@@ -201,7 +211,7 @@ class HashPasswordOptions(_Options):
         self["password"] = password
 
 
-class UserOptions(_Options):
+class UserOptions(_GroupOptions):
     synopsis = "COMMAND [options]"
     longdesc = "Manage accounts."
     subCommands = [
@@ -214,12 +224,8 @@ class UserOptions(_Options):
         ["unsuspend", None, UnsuspendOptions, "Reinstate a suspended account."],
     ]
 
-    def postOptions(self) -> None:
-        if self.subCommand is None:
-            raise usage.UsageError("missing command")
 
-
-class RoomOptions(_Options):
+class RoomOptions(_GroupOptions):
     synopsis = "COMMAND [options]"
     longdesc = "Manage the public chat rooms."
     subCommands = [
@@ -228,24 +234,16 @@ class RoomOptions(_Options):
         ["list", None, RoomListOptions, "List the public chat rooms."],
     ]
 
-    def postOptions(self) -> None:
-        if self.subCommand is None:
-            raise usage.UsageError("missing command")
 
-
-class ConsoleOptions(_Options):
+class ConsoleOptions(_GroupOptions):
     synopsis = "COMMAND [options]"
     longdesc = "Set up the admin console (the manhole over SSH)."
     subCommands = [
         ["hash-password", None, HashPasswordOptions, "Hash a console password."],
     ]
 
-    def postOptions(self) -> None:
-        if self.subCommand is None:
-            raise usage.UsageError("missing command")
 
-
-class Options(_Options):
+class Options(_GroupOptions):
     synopsis = "COMMAND [options]"
     longdesc = (
         "Administer an aimserver database."
@@ -257,10 +255,6 @@ class Options(_Options):
         ["room", None, RoomOptions, "Manage the public chat rooms."],
         ["user", None, UserOptions, "Manage accounts."],
     ]
-
-    def postOptions(self) -> None:
-        if self.subCommand is None:
-            raise usage.UsageError("missing command")
 
 
 def _innermost(options: usage.Options) -> usage.Options:

@@ -326,10 +326,7 @@ class ChatMessage:
 
     @classmethod
     def unpack(cls, body: bytes) -> ChatMessage:
-        reader = Reader(body, "chat message")
-        cookie = reader.take(MESSAGE_COOKIE_SIZE, "chat message cookie")
-        channel = reader.u16("chat message channel")
-        tlvs = TlvList.read_list(reader)
+        cookie, channel, tlvs = _message_head(body, "chat message")
         return cls(
             cookie=cookie,
             channel=channel,
@@ -339,6 +336,14 @@ class ChatMessage:
             auto_response=tlvs.has(TAG_MESSAGE_AUTO_RESPONSE),
             message=tlvs.get(TAG_MESSAGE_DATA) or b"",
         )
+
+
+def _message_head(body: bytes, what: str) -> tuple[bytes, int, TlvList]:
+    """``cookie | u16 channel | TLVs to the end``: 0E,05 and 0E,06 alike."""
+    reader = Reader(body, what)
+    cookie = reader.take(MESSAGE_COOKIE_SIZE, "chat message cookie")
+    channel = reader.u16("chat message channel")
+    return cookie, channel, TlvList.read_list(reader)
 
 
 def message_parts(message: bytes) -> TlvList:
@@ -406,10 +411,7 @@ class ChatMessageToClient:
 
     @classmethod
     def unpack(cls, body: bytes) -> ChatMessageToClient:
-        reader = Reader(body, "chat message to client")
-        cookie = reader.take(MESSAGE_COOKIE_SIZE, "chat message cookie")
-        channel = reader.u16("chat message channel")
-        tlvs = TlvList.read_list(reader)
+        cookie, channel, tlvs = _message_head(body, "chat message to client")
         sender = tlvs.get(TAG_MESSAGE_SENDER)
         if sender is None:
             raise MalformedData("chat message to client: no sender (TLV 0x0003)")
