@@ -271,6 +271,11 @@ class ConnectionConfig:
     #: Connections the kernel queues for each listener before accept(): a
     #: reconnect storm after a restart must not overflow it.
     listen_backlog: int = _setting(4096, _integer(1, 65535))
+    #: Connections one client address may hold open at once, over the auth,
+    #: BOS and chat ports together (a client holds a few per session: BOS,
+    #: ChatNav, icons, one per chat room); 0 = no limit. Raise it for many
+    #: users behind one NAT address.
+    max_connections_per_address: int = _setting(200, _integer(0))
     #: Bytes queued for a slow reader before it is disconnected.
     max_send_queue: int = _setting(
         1 << 20,

@@ -18,7 +18,7 @@ from aimserver.config import Config
 from aimserver.protocols.auth import AuthFactory
 from aimserver.protocols.bos import BosFactory
 from aimserver.protocols.chat import ChatFactory
-from aimserver.protocols.flap import ConnectionSettings
+from aimserver.protocols.flap import AddressLimit, ConnectionSettings
 from aimserver.registry import UserRegistry
 from aimserver.services import alert as alert_service
 from aimserver.services import bart as bart_service
@@ -168,6 +168,10 @@ class AimServer:
         #: The management API's HTTP site (``--api-port``).
         self.api_site = Site(ApiResource(routes, config.api.token))
         self.api_site.displayTracebacks = False
+        #: One count of open connections per client address, for every port.
+        self.addresses = AddressLimit(config.connection.max_connections_per_address)
+        for factory in (self.auth_factory, self.bos_factory):
+            factory.addresses = self.addresses
         chat_oservice = OServiceService(self.registry, self.presence, clock, self.sessions)
         self.chat_factory = ChatFactory(
             chat=self.chat,
@@ -184,6 +188,7 @@ class AimServer:
             clock=clock,
             keepalive_interval=keepalive,
         )
+        self.chat_factory.addresses = self.addresses
 
     def service_handlers(self) -> dict[int, tuple[tuple[int, ...], HandlerTable]]:
         """Service connections the BOS listener also accepts, by family."""

@@ -50,6 +50,8 @@ SETTINGS: dict[str, dict[str, str]] = {
     "server": {"host": HOST, "db": ""},
     "ratelimit": {"enabled": "false"},
     "multisession": {"max_sessions": "10", "notify": "false"},
+    # Every simulated client connects from one loopback address.
+    "connection": {"max_connections_per_address": "0"},
 }
 
 

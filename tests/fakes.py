@@ -278,7 +278,7 @@ class ToyFactory(FlapFactory):
         self.seen: list[int] = []
         self.pending: list[defer.Deferred[Any]] = []
 
-    def buildProtocol(self, addr: object) -> ToyConnection:
+    def make_connection(self) -> ToyConnection:
         connection = ToyConnection(self)
         connection.factory = self
         return connection

@@ -70,6 +70,7 @@ class DefaultsTests(ConfigTestCase):
                     "max_unauthenticated_frame_size": 2048,
                     "keepalive_interval": 60.0,
                     "listen_backlog": 4096,
+                    "max_connections_per_address": 200,
                     "max_send_queue": 1 << 20,
                 },
                 "multisession": {"max_sessions": 5, "notify": True},

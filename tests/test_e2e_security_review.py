@@ -12,7 +12,7 @@ from aimserver.config import load_config
 from aimserver.wire.flap import Channel, SignonPayload
 from aimserver.wire.tlv import Tlv, TlvList
 from tests.client import BosClient, FlapClient, connect, deferred_test
-from tests.harness import LoopbackServer
+from tests.harness import LoopbackServer, wait_until
 
 ACCOUNTS = {"Alice": "secret", "Bob": "secret"}
 STATUS_INVISIBLE = 0x00000100
@@ -125,3 +125,30 @@ class PasswordGuessingTests(unittest.TestCase):
         self.assertEqual((await server.bucp("Alice", "secret")).get_u16(0x08), 0x0018)
         self.assertEqual((await server.roasted("Bob", "secret")).get_u16(0x08), 0x0018)
         self.assertEqual(server.server.authorizer.refusals["login rate_limit_reservation"], 2)
+
+
+class ConnectionsPerAddressTests(unittest.TestCase):
+    @deferred_test
+    async def test_one_address_may_hold_only_so_many(self) -> None:
+        """[connection] max_connections_per_address counts the auth, BOS and
+        chat ports together; one more is closed before a byte is read; a
+        closed one gives its place back."""
+        server = await LoopbackServer.start(
+            load_config(None, {"connection.max_connections_per_address": 3})
+        )
+        self.addCleanup(server.stop)
+        bos = ("127.0.0.1", server.bos_port.getHost().port)
+        chat = ("127.0.0.1", server.chat_port.getHost().port)
+        held = [await connect(*server.auth_address), await connect(*bos), await connect(*chat)]
+        for client in held:
+            await client.wait_channel(Channel.SIGNON)
+        refused = await connect(*server.auth_address)
+        await refused.wait_lost()
+        self.assertEqual(refused.received, [])
+        await held.pop().close()
+        await wait_until(lambda: server.server.addresses.open.get("127.0.0.1") == 2, "a place back")
+        again = await connect(*bos)
+        await again.wait_channel(Channel.SIGNON)
+        for client in (*held, again):
+            await client.close()
+        await wait_until(lambda: not server.server.addresses.open, "every place back")

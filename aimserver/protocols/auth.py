@@ -157,7 +157,7 @@ class AuthFactory(FlapFactory):
         super().stopFactory()
         self.authorizer.flush_shed(final=True)
 
-    def buildProtocol(self, addr: object) -> AuthConnection:
+    def make_connection(self) -> AuthConnection:
         connection = AuthConnection(self)
         connection.factory = self
         return connection

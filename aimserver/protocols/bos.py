@@ -166,5 +166,5 @@ class BosFactory(FlapFactory):
         for stop in self.on_stop:
             stop()
 
-    def buildProtocol(self, addr: object) -> BosConnection:
+    def make_connection(self) -> BosConnection:
         return BosConnection(self)

@@ -63,5 +63,5 @@ class ChatFactory(BosFactory):
         self.chat = chat
         self.families = (int(FoodGroup.CHAT),)
 
-    def buildProtocol(self, addr: object) -> ChatConnection:
+    def make_connection(self) -> ChatConnection:
         return ChatConnection(self)

@@ -109,6 +109,8 @@ class FlapConnection(Protocol, TimeoutMixin):
         self._busy: defer.Deferred[Any] | None = None
         self._queued: deque[tuple[int, bytes]] = deque()
         self.wrote_since_sweep = False
+        #: Gives back this connection's place in its address's count.
+        self.release_address: Callable[[], None] | None = None
         self.peer = "?"
         #: ``(family, subtype) -> handler``, called by ``call_handler`` (the BOS
         #: connection puts the session first). A handler returns the replies
@@ -166,6 +168,9 @@ class FlapConnection(Protocol, TimeoutMixin):
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self.setTimeout(None)
+        release, self.release_address = self.release_address, None
+        if release is not None:
+            release()
         self._closing = True
         self._queued.clear()
         if self.sweeper is not None:
@@ -561,8 +566,44 @@ class KeepaliveSweeper:
                 connection.wrote_since_sweep = False
 
 
+class AddressLimit:
+    """Connections open per client address, across the listeners that share
+    this object: one address may not hold every file descriptor (a review
+    opened 500 idle connections from one address, and real sign-ons failed
+    at a low fd limit). 0 means no limit."""
+
+    log = Logger()
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open: dict[str, int] = {}
+
+    def admit(self, address: str) -> bool:
+        count = self.open.get(address, 0)
+        if self.limit and count >= self.limit:
+            self.log.info(
+                "refused a connection from {address}: it has {count} open",
+                address=address,
+                count=count,
+            )
+            return False
+        self.open[address] = count + 1
+        return True
+
+    def release(self, address: str) -> None:
+        count = self.open.get(address, 0) - 1
+        if count > 0:
+            self.open[address] = count
+        else:
+            self.open.pop(address, None)
+
+
 class FlapFactory(Factory):
     """Shared parts of a listener: its settings, clock and keepalive sweeper."""
+
+    #: Connections per client address (shared by the process's listeners);
+    #: None: no limit.
+    addresses: AddressLimit | None = None
 
     def __init__(
         self, settings: ConnectionSettings, clock: IReactorTime, keepalive_interval: float
@@ -577,3 +618,18 @@ class FlapFactory(Factory):
 
     def stopFactory(self) -> None:
         self.sweeper.stop()
+
+    def buildProtocol(self, addr: Any) -> FlapConnection | None:
+        """A connection, unless its address holds as many as it may (then
+        Twisted closes it at once, before a byte is read)."""
+        address = getattr(addr, "host", None)
+        limit = self.addresses
+        if limit is not None and address is not None and not limit.admit(address):
+            return None
+        connection = self.make_connection()
+        if limit is not None and address is not None:
+            connection.release_address = lambda: limit.release(address)
+        return connection
+
+    def make_connection(self) -> FlapConnection:
+        raise NotImplementedError
