@@ -246,6 +246,10 @@ class AuthConfig:
 
     #: Create an unknown screen name at its first login (development only).
     auto_register: bool = _setting(False, _BOOLEAN)
+    #: Refuse an unknown screen name as such (login error 0x0001, as AOL
+    #: did). Off: it is answered like a wrong password (0x0005), so logins
+    #: do not tell which names exist.
+    reveal_unknown_names: bool = _setting(False, _BOOLEAN)
     #: Seconds a login cookie stays valid.
     cookie_lifetime: float = _setting(60.0, _seconds(zero_allowed=False))
     #: Seconds a connection may take to authenticate before it is closed.

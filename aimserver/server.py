@@ -135,6 +135,8 @@ class AimServer:
             auto_register=config.auth.auto_register,
             limiter=login_limiter(config),
             clock=clock,
+            reveal_unknown_names=config.auth.reveal_unknown_names,
+            stand_in_secret=cookie_secret,
         )
         self.auth_factory = AuthFactory(self.authorizer, settings, clock, keepalive)
         self.bos_factory = BosFactory(

@@ -60,6 +60,7 @@ class DefaultsTests(ConfigTestCase):
                 "listeners": {name: "" for name in LISTENER_NAMES},
                 "auth": {
                     "auto_register": False,
+                    "reveal_unknown_names": False,
                     "cookie_lifetime": 60.0,
                     "login_timeout": 30.0,
                     "max_logins_per_second": 1000.0,

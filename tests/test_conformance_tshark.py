@@ -600,7 +600,7 @@ class TsharkConformanceTests(unittest.TestCase):
         self.assertEqual((header.request_id, body), (78, b"\x00\x01"))
         await probe.close()
         self.assertEqual((await server.bucp("Alice", "wrong")).get_u16(0x08), 0x0005)
-        self.assertEqual((await server.bucp("Nobody", "secret")).get_u16(0x08), 0x0001)
+        self.assertEqual((await server.bucp("Nobody", "secret")).get_u16(0x08), 0x0005)
         self.assertEqual((await server.roasted("Bob Smith", "wrong")).get_u16(0x08), 0x0005)
 
         # Departure, then an IM to the user who left.
@@ -757,7 +757,7 @@ class TsharkConformanceTests(unittest.TestCase):
         # server refuses with the name echoed, so the marker is in two frames.
         marker = f"Probe{uuid.uuid4().hex[:10]}"
         refused = await roasted_login(*server.auth_address, marker, "secret")
-        self.assertEqual(refused.get_u16(0x08), 0x0001)
+        self.assertEqual(refused.get_u16(0x08), 0x0005)  # as a wrong password
         await self.wait_flushed(capture, path, marker.encode())
         await capture.stop("INT")
         return path

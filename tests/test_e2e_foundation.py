@@ -94,12 +94,22 @@ class FoundationTests(unittest.TestCase):
 
     @deferred_test
     async def test_wrong_password_and_unknown_user_are_refused(self) -> None:
-        """Wrong password gives login error 0x0005, an unknown name 0x0001, on
-        both login methods."""
+        """Wrong password gives login error 0x0005 on both login methods, and
+        so does an unknown name: logins do not tell which names exist."""
         server = await self._server()
         self.assertEqual((await server.bucp("Alice", "wrong")).get_u16(0x08), 0x0005)
-        self.assertEqual((await server.bucp("Nobody", "secret")).get_u16(0x08), 0x0001)
+        self.assertEqual((await server.bucp("Nobody", "secret")).get_u16(0x08), 0x0005)
         self.assertEqual((await server.roasted("Alice", "wrong")).get_u16(0x08), 0x0005)
+        self.assertEqual((await server.roasted("Nobody", "x")).get_u16(0x08), 0x0005)
+
+    @deferred_test
+    async def test_unknown_name_revealed_when_configured(self) -> None:
+        """With [auth] reveal_unknown_names an unknown name gets 0x0001, as AOL answered."""
+        server = await LoopbackServer.start(
+            load_config(None, {"auth.reveal_unknown_names": True}), accounts={"Alice": "secret"}
+        )
+        self.addCleanup(server.stop)
+        self.assertEqual((await server.bucp("Nobody", "secret")).get_u16(0x08), 0x0001)
         self.assertEqual((await server.roasted("Nobody", "x")).get_u16(0x08), 0x0001)
 
 
@@ -171,7 +181,7 @@ class BadInputTests(unittest.TestCase):
         await self._held(server, client, partial)
         client.transport.write(whole[8:])
         frame = await client.wait_channel(Channel.SIGNOFF)
-        self.assertEqual(TlvList.unpack_list(frame.payload).get_u16(0x0008), 0x0001)
+        self.assertEqual(TlvList.unpack_list(frame.payload).get_u16(0x0008), 0x0005)
         self.assertEqual(client.received, [], "the server answered the partial frame")
         await client.wait_lost()
 

@@ -150,9 +150,22 @@ class BucpTests(AuthTestCase):
         wire = self.bucp_login(bucp_login_tlvs(b"alice", b"not the key", b"secret"))
         self.assert_answer_then_close(wire, 2, error_tlvs(b"Alice", 0x0005))
 
-    def test_unknown_name_is_refused_at_the_challenge(self) -> None:
-        """An unknown screen name gets 17,03 error 0x0001 straight away (no
-        key), then an empty channel 4 and the close."""
+    def test_unknown_name_looks_like_a_known_one(self) -> None:
+        """By default logins do not tell which names exist: an unknown name
+        gets a key at 17,06 like a real one (the same one each time), and
+        its 17,02 is answered as a wrong password (0x0005)."""
+        key = login_key(self.connect(), b"Nobody")
+        self.assertEqual(len(key), len(self.auth_key("Alice")))
+        self.assertEqual(login_key(self.connect(), b"no body"), key)
+        self.assertNotEqual(login_key(self.connect(), b"Nobody2"), key)
+        wire = self.bucp_login(bucp_login_tlvs(b"Nobody", key, b"secret"), b"Nobody")
+        self.assert_answer_then_close(wire, 2, error_tlvs(b"Nobody", 0x0005))
+
+    def test_unknown_name_is_refused_at_the_challenge_when_revealed(self) -> None:
+        """With [auth] reveal_unknown_names, as AOL did: 17,03 error 0x0001
+        straight away (no key), then an empty channel 4 and the close."""
+        config = load_config(None, {"auth.reveal_unknown_names": True})
+        self.server, self.store, self.clock = make_server(config, ACCOUNTS)
         wire = self.connect()
         wire.raw()
         wire.feed(frame(Channel.SIGNON, HELLO_PAYLOAD))
@@ -278,7 +291,12 @@ class RoastedLoginTests(AuthTestCase):
         self.assertEqual(answer.payload, error_tlvs(b"Alice", 0x0005))
 
     def test_unknown_name(self) -> None:
-        """An unknown screen name gets channel 4 with error 0x0001."""
+        """An unknown screen name gets channel 4 with error 0x0005, like a
+        wrong password (0x0001 with [auth] reveal_unknown_names)."""
+        answer = self.roasted(*roasted_signon_tlvs(b"Nobody", b"secret"))
+        self.assertEqual(answer.payload, error_tlvs(b"Nobody", 0x0005))
+        config = load_config(None, {"auth.reveal_unknown_names": True})
+        self.server, self.store, self.clock = make_server(config, ACCOUNTS)
         answer = self.roasted(*roasted_signon_tlvs(b"Nobody", b"secret"))
         self.assertEqual(answer.payload, error_tlvs(b"Nobody", 0x0001))
 
@@ -693,8 +711,10 @@ class LoginInputTests(AuthTestCase):
             self.assertEqual(len(self.events), 1, why)
             self.assertIn(why, self.events[0]["log_format"] + str(self.events[0].get("why")))
             self.events.clear()
-        wire = self.hello()
-        wire.send_snac(0x17, 0x06, Tlv(0x01, b"Nobody").pack(), request_id=3)
+        wire = self.connect()
+        key = login_key(wire, b"Nobody")
+        self.events.clear()
+        wire.send_snac(0x17, 0x02, bucp_login_tlvs(b"Nobody", key, b"x"), request_id=3)
         self.assertEqual([e.get("why") for e in self.events], ["unknown screen name"])
         self.events.clear()
         self.roasted(*roasted_signon_tlvs(b"alice", b"wrong"))

@@ -10,6 +10,7 @@ carries a fresh session instance id and the client's multi-connection flags
 
 from __future__ import annotations
 
+import hmac
 import os
 from collections import Counter
 from collections.abc import Callable
@@ -142,8 +143,18 @@ class Authorizer:
         auto_register: bool = False,
         limiter: LoginLimiter | None = None,
         clock: IReactorTime | None = None,
+        reveal_unknown_names: bool = False,
+        stand_in_secret: bytes = b"",
     ) -> None:
         self.store = store
+        #: Refuse an unknown name as such (0x0001), as AOL did; by default
+        #: it is answered as a wrong password, so that logins do not tell
+        #: which names exist.
+        self.reveal_unknown_names = reveal_unknown_names
+        #: Keys the stand-in auth keys of unknown names (``_stand_in_key``).
+        self._stand_in_secret = hmac.new(
+            stand_in_secret or os.urandom(32), b"aimserver stand-in auth key", "sha256"
+        ).digest()
         self.registry = registry
         self.cookies = cookies
         self.bos_address = bos_address
@@ -199,7 +210,24 @@ class Authorizer:
             return account.auth_key
         if self.auto_register:
             return os.urandom(16).hex()
+        if not self.reveal_unknown_names:
+            return self._stand_in_key(screen_name)
         return self.refuse(screen_name, LoginError.INVALID_SCREEN_NAME, "unknown screen name")
+
+    def _stand_in_key(self, screen_name: str) -> str:
+        """The auth key an unknown name is given, so that 17,07 looks the
+        same for it as for a real one: the same for every ask (a real
+        account's key does not change either), unguessable without the
+        server's secret."""
+        digest = hmac.new(self._stand_in_secret, normalize(screen_name).encode(), "sha256")
+        return digest.hexdigest()[:32]
+
+    def _unknown(self, screen_name: str) -> LoginResult:
+        """An unknown name at the password check: a wrong password
+        (0x0005) unless names are revealed; the log says which it was."""
+        if self.reveal_unknown_names:
+            return self.refuse(screen_name, LoginError.INVALID_SCREEN_NAME, "unknown screen name")
+        return self.refuse(screen_name, LoginError.BAD_PASSWORD, "unknown screen name")
 
     def bad_input(self, screen_name: str, tlvs: TlvList) -> LoginResult | None:
         """The refusal of a login request no client should send, or None: a
@@ -256,7 +284,7 @@ class Authorizer:
         self, account: Account | None, screen_name: str, tlvs: TlvList, digest: bytes
     ) -> LoginResult:
         if account is None:
-            return self.refuse(screen_name, LoginError.INVALID_SCREEN_NAME, "unknown screen name")
+            return self._unknown(screen_name)
         if not check_bucp_digest(account, digest):
             return self.refuse(account.screen_name, LoginError.BAD_PASSWORD, "wrong password")
         return self._grant(account, tlvs)
@@ -284,7 +312,7 @@ class Authorizer:
         self, account: Account | None, screen_name: str, tlvs: TlvList, roasted: bytes
     ) -> LoginResult:
         if account is None:
-            return self.refuse(screen_name, LoginError.INVALID_SCREEN_NAME, "unknown screen name")
+            return self._unknown(screen_name)
         if not check_roasted_password(account, roasted):
             return self.refuse(account.screen_name, LoginError.BAD_PASSWORD, "wrong password")
         return self._grant(account, tlvs)
