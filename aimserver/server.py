@@ -23,6 +23,7 @@ from aimserver.registry import UserRegistry
 from aimserver.services import alert as alert_service
 from aimserver.services import bart as bart_service
 from aimserver.services import odir as odir_service
+from aimserver.services.account_watch import AccountWatch
 from aimserver.services.admin import FAMILIES as ADMIN_FAMILIES
 from aimserver.services.admin import AdminService
 from aimserver.services.auth import Authorizer
@@ -163,6 +164,9 @@ class AimServer:
                 "idle_timeout": None,
             },
         )
+        #: Signs off accounts the admin CLI deleted or suspended (its timer
+        #: runs under ``tap.makeService``).
+        self.account_watch = AccountWatch(self.registry, store)
         #: Started by ``tap.makeService`` (a timer); read by /metrics.
         self.reactor_lag = ReactorLag(clock)
         self.metrics = Metrics(self)

@@ -138,6 +138,7 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
     sweeper.clock = reactor
     sweeper.setServiceParent(top)
     server.reactor_lag.setServiceParent(top)
+    server.account_watch.service(reactor).setServiceParent(top)
     listeners = (
         ("auth", server.auth_factory),
         ("bos", server.bos_factory),

@@ -467,6 +467,17 @@ class SQLiteUserStore(
     def _now(self) -> int:
         return int(self._clock.seconds())
 
+    def outside_writes(self) -> Deferred[int]:
+        """A number that changes when another process (the admin CLI) has
+        committed to the database since the last call (SQLite's
+        ``data_version``; this store's own writes leave it alone)."""
+        return self._call(_data_version, write=False)
+
+
+def _data_version(conn: sqlite3.Connection) -> int:
+    (version,) = conn.execute("PRAGMA data_version").fetchone()
+    return int(version)
+
 
 class StoreService(Service):
     """Runs a :class:`SQLiteUserStore`'s DB thread while the application runs."""
