@@ -20,6 +20,7 @@ from twisted.python import usage
 
 from aimserver.config import Config, ConfigError, load_config
 from aimserver.server import COOKIE_SECRET_NAME, COOKIE_SECRET_SIZE, AimServer
+from aimserver.shutdown import CloseSessionsOnStop
 from aimserver.store.cache import CachedUserStore
 from aimserver.store.sqlite import SQLiteUserStore, StoreService
 
@@ -139,6 +140,8 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
     sweeper.setServiceParent(top)
     server.reactor_lag.setServiceParent(top)
     server.account_watch.service(reactor).setServiceParent(top)
+    # Stopped before the timers and the store (services stop in reverse).
+    CloseSessionsOnStop(server.registry, reactor).setServiceParent(top)
     listeners = (
         ("auth", server.auth_factory),
         ("bos", server.bos_factory),
