@@ -482,3 +482,37 @@ class MotdFromIniTests(ApiTestCase):
         alice = await server.session("Alice")
         self.addCleanup(alice.close)
         self.assertEqual((await alice.receive_im())[1], b"Read the rules")
+
+
+class CliThroughTheApiTests(ApiTestCase):
+    @deferred_test
+    async def test_cli_broadcast_and_motd(self) -> None:
+        """'aimserver server broadcast|motd' act on the running server through
+        its API (the token too); with no server answering, exit 1."""
+        import io
+
+        from twisted.internet.threads import deferToThread
+
+        from aimserver.admin.cli import run
+
+        server = await self.start(**{"api.token": TOKEN})
+        alice = await server.session("Alice")
+        self.addCleanup(alice.close)
+
+        async def cli(*argv: str) -> tuple[int, str, str]:
+            out, err = io.StringIO(), io.StringIO()
+            code = await deferToThread(run, list(argv), out, err)
+            return code, out.getvalue(), err.getvalue()
+
+        api = ["--api", server.api_url, "--token", TOKEN]
+        code, out, _ = await cli("server", "broadcast", "Maintenance at noon", *api)
+        self.assertEqual((code, out), (0, "sent to 1 sessions of 1 users\n"))
+        self.assertEqual((await alice.receive_im())[1], b"Maintenance at noon")
+        self.assertEqual((await cli("server", "motd", "Hello all", *api))[0], 0)
+        self.assertEqual(await cli("server", "motd", *api), (0, "Hello all\n", ""))
+        code, _, err = await cli("server", "motd", "--api", server.api_url)
+        self.assertEqual(code, 1)
+        self.assertIn("a valid bearer token is required (401)", err)
+        code, _, err = await cli("server", "broadcast", "x", "--to", "nobody", *api)
+        self.assertEqual(code, 1)
+        self.assertIn("session not found (404)", err)

@@ -11,6 +11,8 @@ SQLite database.
     aimserver room add|delete NAME [--db PATH]
     aimserver room list [--db PATH]
     aimserver console hash-password [PASSWORD]
+    aimserver server broadcast TEXT [--to NAME] [--api URL] [--token TOKEN]
+    aimserver server motd [TEXT] [--api URL] [--token TOKEN]
 
 A bot account (``--bot``) is a service bot: the server exempts it from rate
 limits and warnings. A public room is one of exchange 5, kept until deleted;
@@ -86,15 +88,11 @@ class _Options(usage.Options):
         raise _Exit(f"aimserver {_version()}")
 
 
-class _CommandOptions(_Options):
+class _LeafOptions(_Options):
     """
-    A leaf command: takes ``--db``, also after the positional arguments
+    A leaf command: takes its options also after the positional arguments
     (``user add bob --db x``), which getopt alone refuses.
     """
-
-    optParameters = [
-        ["db", "d", _DEFAULT_DB, "The SQLite database file."],
-    ]
 
     def parseOptions(self, options: list[str] | None = None) -> None:
         if options is not None:
@@ -116,6 +114,14 @@ class _CommandOptions(_Options):
             )
             ordered.extend([opt, value] if takes_value else [opt])
         return [*ordered, "--", *args]
+
+
+class _CommandOptions(_LeafOptions):
+    """A command on the database: ``--db``."""
+
+    optParameters = [
+        ["db", "d", _DEFAULT_DB, "The SQLite database file."],
+    ]
 
 
 class _NameOptions(_CommandOptions):
@@ -243,16 +249,54 @@ class ConsoleOptions(_GroupOptions):
     ]
 
 
+class _ServerCommandOptions(_LeafOptions):
+    """A command for the running server, through its management API."""
+
+    optParameters = [
+        ["api", "a", "http://127.0.0.1:8080", "The server's management API."],
+        ["token", "t", None, "Its [api] token, if it has one."],
+    ]
+
+
+class BroadcastOptions(_ServerCommandOptions):
+    synopsis = "TEXT [--to NAME] [--api URL] [--token TOKEN]"
+    longdesc = "Send a system message to every session of everyone, or of one user."
+    optParameters = [["to", None, None, "Only this user's sessions."]]
+
+    def parseArgs(self, text: str) -> None:
+        self["text"] = text
+
+
+class MotdOptions(_ServerCommandOptions):
+    synopsis = "[TEXT] [--api URL] [--token TOKEN]"
+    longdesc = (
+        "Show the message of the day, or set it (until the server restarts: keep it in"
+        " [motd] text). An empty TEXT removes it."
+    )
+
+    def parseArgs(self, text: str | None = None) -> None:
+        self["text"] = text
+
+
+class ServerOptions(_GroupOptions):
+    longdesc = "Act on the running server, through its management API."
+    subCommands = [
+        ["broadcast", None, BroadcastOptions, "Send a system message."],
+        ["motd", None, MotdOptions, "Show or set the message of the day."],
+    ]
+
+
 class Options(_GroupOptions):
     synopsis = "COMMAND [options]"
     longdesc = (
         "Administer an aimserver database."
-        " Run 'aimserver user --help', 'aimserver room --help' or"
-        " 'aimserver console --help' for the commands."
+        " Run 'aimserver user --help', 'aimserver room --help',"
+        " 'aimserver server --help' or 'aimserver console --help' for the commands."
     )
     subCommands = [
         ["console", None, ConsoleOptions, "Set up the admin console."],
         ["room", None, RoomOptions, "Manage the public chat rooms."],
+        ["server", None, ServerOptions, "Act on the running server (broadcast, MOTD)."],
         ["user", None, UserOptions, "Manage accounts."],
     ]
 
@@ -421,7 +465,60 @@ _CONSOLE_COMMANDS: dict[str, Callable[[_Command], None]] = {
     "hash-password": _console_hash_password,
 }
 
-_COMMANDS = {"console": _CONSOLE_COMMANDS, "room": _ROOM_COMMANDS, "user": _USER_COMMANDS}
+
+def _call_api(cmd: _Command, method: str, path: str, body: Any = None) -> Any:
+    """One request to the running server's API; its JSON answer (or None)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    url = cmd.options["api"].rstrip("/") + path
+    data = None if body is None else json.dumps(body).encode("utf-8")
+    request = urllib.request.Request(url, data=data, method=method)
+    if cmd.options["token"]:
+        request.add_header("Authorization", f"Bearer {cmd.options['token']}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            content = response.read()
+    except urllib.error.HTTPError as e:
+        try:
+            message = json.loads(e.read())["error"]
+        except (ValueError, KeyError, TypeError):
+            message = e.reason
+        raise StoreError(f"the server refused: {message} ({e.code})") from None
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise StoreError(f"no server answering at {cmd.options['api']}: {reason}") from None
+    return json.loads(content) if content else None
+
+
+def _server_broadcast(cmd: _Command) -> None:
+    body = {"text": cmd.options["text"]}
+    if cmd.options["to"]:
+        body["to"] = cmd.options["to"]
+    answer = _call_api(cmd, "POST", "/broadcast", body)
+    cmd.say(f"sent to {answer['sessions']} sessions of {answer['users']} users")
+
+
+def _server_motd(cmd: _Command) -> None:
+    if cmd.options["text"] is None:
+        cmd.say(_call_api(cmd, "GET", "/motd")["text"])
+        return
+    _call_api(cmd, "PUT", "/motd", {"text": cmd.options["text"]})
+    cmd.say("message of the day set" if cmd.options["text"] else "message of the day removed")
+
+
+_SERVER_COMMANDS: dict[str, Callable[[_Command], None]] = {
+    "broadcast": _server_broadcast,
+    "motd": _server_motd,
+}
+
+_COMMANDS = {
+    "console": _CONSOLE_COMMANDS,
+    "room": _ROOM_COMMANDS,
+    "server": _SERVER_COMMANDS,
+    "user": _USER_COMMANDS,
+}
 
 
 def run(
