@@ -275,6 +275,10 @@ class ConnectionConfig:
     #: Connections the kernel queues for each listener before accept(): a
     #: reconnect storm after a restart must not overflow it.
     listen_backlog: int = _setting(4096, _integer(1, 65535))
+    #: Seconds a signed-on connection may send nothing (clients' keepalives
+    #: count) before the server closes it, checked at each keepalive sweep;
+    #: 0 = never, as AIM had no idle timeout.
+    idle_timeout: float = _setting(0.0, _seconds(zero_allowed=True))
     #: Connections one client address may hold open at once, over the auth,
     #: BOS and chat ports together (a client holds a few per session: BOS,
     #: ChatNav, icons, one per chat room); 0 = no limit. Raise it for many

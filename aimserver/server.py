@@ -66,6 +66,7 @@ def connection_settings(config: Config) -> ConnectionSettings:
         login_timeout=config.auth.login_timeout,
         max_send_queue=config.connection.max_send_queue,
         trace=config.logging.trace_flap,
+        idle_timeout=config.connection.idle_timeout,
     )
 
 
@@ -160,8 +161,9 @@ class AimServer:
                 "login_timeout": config.auth.login_timeout,
                 "cookie_lifetime": config.auth.cookie_lifetime,
                 "keepalive_interval": config.connection.keepalive_interval,
-                # Signed-on sessions never time out (AIM had no idle timeout).
-                "idle_timeout": None,
+                # None: connections never time out (AIM had no idle timeout).
+                "idle_timeout": config.connection.idle_timeout or None,
+                "idle_check_interval": config.connection.keepalive_interval,
             },
         )
         #: Signs off accounts the admin CLI deleted or suspended (its timer

@@ -71,6 +71,7 @@ class DefaultsTests(ConfigTestCase):
                     "max_unauthenticated_frame_size": 2048,
                     "keepalive_interval": 60.0,
                     "listen_backlog": 4096,
+                    "idle_timeout": 0.0,
                     "max_connections_per_address": 200,
                     "max_send_queue": 1 << 20,
                 },

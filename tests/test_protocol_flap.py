@@ -537,6 +537,34 @@ class LoginTimeoutTests(SynchronousTestCase):
 
 
 class KeepaliveTests(SynchronousTestCase):
+    def test_idle_timeout_closes_silent_signed_on_connections(self) -> None:
+        """With [connection] idle_timeout a signed-on connection that sent
+        nothing (a keepalive counts) for that long is closed with channel 4
+        at a sweep; one that keeps sending, or is not signed on, is not."""
+        settings = ConnectionSettings(idle_timeout=120.0, login_timeout=1000.0)
+        factory = ToyFactory(settings, keepalive_interval=60.0)
+        factory.doStart()
+        self.addCleanup(factory.doStop)
+        silent, talking, unsigned = Wire(factory), Wire(factory), Wire(factory)
+        for wire in (silent, talking):
+            wire.signon(OK)
+        for _ in range(3):
+            talking.feed(frame(Channel.KEEP_ALIVE))
+            factory.clock.advance(60)
+        self.assertTrue(silent.closing)
+        self.assertIn(Channel.SIGNOFF, [f.channel for f in parse_frames(silent.raw())])
+        self.assertFalse(talking.closing)
+        self.assertFalse(unsigned.closing)
+
+    def test_no_idle_timeout_by_default(self) -> None:
+        factory = ToyFactory(keepalive_interval=60.0)
+        factory.doStart()
+        self.addCleanup(factory.doStop)
+        wire = Wire(factory)
+        wire.signon(OK)
+        factory.clock.advance(3600)
+        self.assertFalse(wire.closing)
+
     def test_sweeper_pings_only_silent_connections(self) -> None:
         """Each sweep sends an empty channel-5 frame to exactly the
         connections nothing was written to since the previous sweep."""

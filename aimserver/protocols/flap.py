@@ -70,6 +70,9 @@ class ConnectionSettings:
     login_timeout: float = 30.0
     max_send_queue: int = 1 << 20
     trace: bool = False
+    #: Seconds a signed-on connection may go without sending anything
+    #: (keepalives count) before it is closed; 0 = never.
+    idle_timeout: float = 0.0
 
 
 @implementer(IPushProducer)
@@ -109,6 +112,9 @@ class FlapConnection(Protocol, TimeoutMixin):
         self._busy: defer.Deferred[Any] | None = None
         self._queued: deque[tuple[int, bytes]] = deque()
         self.wrote_since_sweep = False
+        #: Sweeps (``KeepaliveSweeper``) since the peer last sent anything.
+        self.read_since_sweep = False
+        self.quiet_sweeps = 0
         #: Gives back this connection's place in its address's count.
         self.release_address: Callable[[], None] | None = None
         self.peer = "?"
@@ -210,6 +216,7 @@ class FlapConnection(Protocol, TimeoutMixin):
     def dataReceived(self, data: bytes) -> None:
         if self._closing:
             return
+        self.read_since_sweep = True
         buf = self._buffer + data if self._buffer else data
         offset = 0
         size = len(buf)
@@ -561,9 +568,32 @@ class KeepaliveSweeper:
     def sweep(self) -> None:
         for connection in list(self.connections):
             with self.log.failuresHandled("keepalive to {peer}", peer=connection.peer):
+                if self._idle_too_long(connection):
+                    continue
                 if not connection.wrote_since_sweep:
                     connection.send_keepalive()
                 connection.wrote_since_sweep = False
+
+    def _idle_too_long(self, connection: FlapConnection) -> bool:
+        """Close a signed-on connection that sent nothing for the idle
+        timeout (checked at each sweep, so to within one interval)."""
+        if connection.read_since_sweep:
+            connection.read_since_sweep = False
+            connection.quiet_sweeps = 0
+            return False
+        connection.quiet_sweeps += 1
+        timeout = connection.settings.idle_timeout
+        if not timeout or not connection._authenticated:
+            return False
+        if connection.quiet_sweeps * self.interval < timeout:
+            return False
+        self.log.info(
+            "{peer}: closing, nothing received for {seconds:.0f} s",
+            peer=connection.peer,
+            seconds=connection.quiet_sweeps * self.interval,
+        )
+        connection.close()
+        return True
 
 
 class AddressLimit:
