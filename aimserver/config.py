@@ -363,6 +363,45 @@ class MotdConfig:
     text: str = _setting("", _MOTD)
 
 
+def _parse_list(text: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def _is_network(value: str) -> bool:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
+_NAMES = _Kind(
+    "a comma-separated list of screen names",
+    _parse_list,
+    lambda v: isinstance(v, tuple) and all(isinstance(n, str) and n for n in v),
+)
+_NETWORKS = _Kind(
+    "a comma-separated list of IP addresses or networks (192.0.2.0/24, 2001:db8::/32)",
+    _parse_list,
+    lambda v: isinstance(v, tuple) and all(isinstance(n, str) and _is_network(n) for n in v),
+)
+
+
+@attrs.frozen
+class AccessConfig:
+    """Who may connect and sign on; reloaded on SIGHUP without a restart."""
+
+    #: Only these screen names may sign on; empty: every name not denied.
+    allow_names: tuple[str, ...] = _setting((), _NAMES)
+    #: These screen names may not sign on (their sessions are signed off
+    #: when the list is reloaded).
+    deny_names: tuple[str, ...] = _setting((), _NAMES)
+    #: Only these addresses may connect; empty: every address not denied.
+    allow_networks: tuple[str, ...] = _setting((), _NETWORKS)
+    #: These addresses may not connect, on any port.
+    deny_networks: tuple[str, ...] = _setting((), _NETWORKS)
+
+
 @attrs.frozen
 class RateLimitConfig:
     """SNAC rate limiting (SIGNON.md §3, ERRORS.md §3)."""
@@ -431,6 +470,7 @@ class Config:
     chat: ChatConfig = attrs.field(factory=ChatConfig)
     api: ApiConfig = attrs.field(factory=ApiConfig)
     motd: MotdConfig = attrs.field(factory=MotdConfig)
+    access: AccessConfig = attrs.field(factory=AccessConfig)
     ratelimit: RateLimitConfig = attrs.field(factory=RateLimitConfig)
     logging: LoggingConfig = attrs.field(factory=LoggingConfig)
     manhole: ManholeConfig = attrs.field(factory=ManholeConfig)

@@ -172,6 +172,18 @@ def broadcast(server: AimServer, text: str, to: str | None = None) -> int:
     return sum(server.icbm.deliver_notice(user, text) for user in recipients)
 
 
+def reload(server: AimServer) -> list[str]:
+    """Re-read the INI and apply what can change live (access lists, MOTD),
+    as SIGHUP does; what changed.
+
+    :raises ValueError: the server was not started from an INI it can re-read.
+    """
+    load = getattr(server, "config_loader", None)
+    if load is None:
+        raise ValueError("this server has no INI to re-read")
+    return server.reload(load())
+
+
 def help(server: AimServer) -> _Text:  # noqa: A001 (the console's own help)
     """This list."""
     lines = ["Objects: server (AimServer), registry, store, config.", "Helpers:"]
@@ -189,6 +201,7 @@ HELPERS: dict[str, tuple[str, Callable[..., Any]]] = {
     "session": ("(name, instance_id)", session),
     "kick": ("(name, instance_id=None)", kick),
     "broadcast": ("(text, to=None)", broadcast),
+    "reload": ("()", reload),
     "help": ("()", help),
 }
 

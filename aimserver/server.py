@@ -8,6 +8,7 @@ build it directly over a memory store and listen on free loopback ports.
 
 from __future__ import annotations
 
+import attrs
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.server import Site
 
@@ -23,6 +24,7 @@ from aimserver.registry import UserRegistry
 from aimserver.services import alert as alert_service
 from aimserver.services import bart as bart_service
 from aimserver.services import odir as odir_service
+from aimserver.services.access import AccessControl
 from aimserver.services.account_watch import AccountWatch
 from aimserver.services.admin import FAMILIES as ADMIN_FAMILIES
 from aimserver.services.admin import AdminService
@@ -129,6 +131,7 @@ class AimServer:
         self.sessions.observe(self.motd)
         settings = connection_settings(config)
         keepalive = config.connection.keepalive_interval
+        self.access = AccessControl(config.access)
         self.authorizer = Authorizer(
             store,
             self.registry,
@@ -139,6 +142,7 @@ class AimServer:
             clock=clock,
             reveal_unknown_names=config.auth.reveal_unknown_names,
             stand_in_secret=cookie_secret,
+            access=self.access,
         )
         self.auth_factory = AuthFactory(self.authorizer, settings, clock, keepalive)
         self.bos_factory = BosFactory(
@@ -180,6 +184,7 @@ class AimServer:
         self.addresses = AddressLimit(config.connection.max_connections_per_address)
         for factory in (self.auth_factory, self.bos_factory):
             factory.addresses = self.addresses
+            factory.access = self.access
         chat_oservice = OServiceService(self.registry, self.presence, clock, self.sessions)
         self.chat_factory = ChatFactory(
             chat=self.chat,
@@ -197,6 +202,26 @@ class AimServer:
             keepalive_interval=keepalive,
         )
         self.chat_factory.addresses = self.addresses
+        self.chat_factory.access = self.access
+
+    def reload(self, config: Config) -> list[str]:
+        """What can change live, from a re-read INI (SIGHUP, or the console's
+        ``reload()``): the access lists (signing off what they now refuse)
+        and the MOTD. Says what changed; the rest needs a restart."""
+        changed = []
+        if self.access.reload(config.access):
+            changed.append("access lists")
+            for user in list(self.registry):
+                for session in list(user.instances.values()):
+                    if not self.access.admits_name(user.screen_name) or not (
+                        self.access.admits_address(session.ip)
+                    ):
+                        session.connection.disconnect(None)
+        if config.motd.text != self.config.motd.text:
+            self.motd.set_text(config.motd.text)
+            changed.append("motd")
+        self.config = attrs.evolve(self.config, access=config.access, motd=config.motd)
+        return changed
 
     def service_handlers(self) -> dict[int, tuple[tuple[int, ...], HandlerTable]]:
         """Service connections the BOS listener also accepts, by family."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import ipaddress
+import signal
 from typing import Any
 
 from twisted.application import strports
@@ -61,6 +62,8 @@ class Options(usage.Options):
             self.config: Config = load_config(self["config"], overrides)
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
+        #: Re-reads the INI with the same command-line overrides (SIGHUP).
+        self.loader = lambda: load_config(self["config"], overrides)
         if not self.config.api.token and not _loopback(self.config):
             raise usage.UsageError(
                 f"the management API would listen on {self.config.server.host} without a"
@@ -108,6 +111,23 @@ def _loopback(config: Config, name: str = "api") -> bool:
         return False
 
 
+def _reload_on_sighup(server: AimServer, reactor: Any) -> None:
+    """SIGHUP re-reads the INI and applies what can change live."""
+
+    def reload() -> None:
+        try:
+            changed = server.reload(server.config_loader())  # type: ignore[attr-defined]
+        except ConfigError as e:
+            log.error("SIGHUP: the INI was not reloaded: {error}", error=str(e))
+            return
+        log.info(
+            "SIGHUP: reloaded the INI; changed: {changed}",
+            changed=", ".join(changed) or "nothing that can change live",
+        )
+
+    signal.signal(signal.SIGHUP, lambda signum, frame: reactor.callFromThread(reload))
+
+
 def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IService:
     """The whole server as one MultiService: the store's DB thread, the auth
     listener and the BOS listener, sharing one registry and store."""
@@ -140,6 +160,10 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
     sweeper.setServiceParent(top)
     server.reactor_lag.setServiceParent(top)
     server.account_watch.service(reactor).setServiceParent(top)
+    loader = getattr(options, "loader", None)
+    if loader is not None:
+        server.config_loader = loader  # type: ignore[attr-defined]
+        reactor.callWhenRunning(_reload_on_sighup, server, reactor)
     # Stopped before the timers and the store (services stop in reverse).
     CloseSessionsOnStop(server.registry, reactor).setServiceParent(top)
     listeners = (

@@ -84,6 +84,12 @@ class DefaultsTests(ConfigTestCase):
                 },
                 "api": {"token": ""},
                 "motd": {"text": ""},
+                "access": {
+                    "allow_names": (),
+                    "deny_names": (),
+                    "allow_networks": (),
+                    "deny_networks": (),
+                },
                 "ratelimit": {"enabled": True},
                 "logging": {"trace_flap": False},
                 "manhole": {

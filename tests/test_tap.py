@@ -105,6 +105,34 @@ class MakeServiceTests(unittest.SynchronousTestCase):
         )
         self.assertIn("[api] token", str(error))
 
+    def test_sighup_reloads_the_ini(self) -> None:
+        """SIGHUP re-reads the INI (with the command line's overrides) and
+        applies what can change live: here the MOTD and the access lists."""
+        import os
+        import signal
+
+        from aimserver import tap
+
+        ini = FilePath(self.mktemp())
+        ini.setContent(b"[motd]\ntext = old\n")
+        options = Options()
+        options.parseOptions(["--config", ini.path, "--db", self.mktemp()])
+        reactor = MemoryReactorClock()
+        service = makeService(options, reactor=reactor)
+        self.addCleanup(lambda: self.successResultOf(service.server.store.store.stop()))
+        previous = signal.getsignal(signal.SIGHUP)
+        self.addCleanup(signal.signal, signal.SIGHUP, previous)
+        reactor.callFromThread = lambda f, *a: f(*a)  # type: ignore[method-assign]
+        tap._reload_on_sighup(service.server, reactor)
+        ini.setContent(b"[motd]\ntext = new\n[access]\ndeny_names = Mallory\n")
+        os.kill(os.getpid(), signal.SIGHUP)
+        self.assertEqual(service.server.motd.text, "new")
+        self.assertFalse(service.server.access.admits_name("mallory"))
+        # A broken INI keeps what is in force.
+        ini.setContent(b"[motd]\ntxet = typo\n")
+        os.kill(os.getpid(), signal.SIGHUP)
+        self.assertEqual(service.server.motd.text, "new")
+
     def test_plugin_is_discoverable(self) -> None:
         """`twistd aimserver` finds the plugin."""
         import twisted.plugins

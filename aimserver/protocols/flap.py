@@ -631,9 +631,13 @@ class AddressLimit:
 class FlapFactory(Factory):
     """Shared parts of a listener: its settings, clock and keepalive sweeper."""
 
+    log = Logger()
+
     #: Connections per client address (shared by the process's listeners);
     #: None: no limit.
     addresses: AddressLimit | None = None
+    #: Which addresses may connect at all (``services.access``); None: any.
+    access: Any = None
 
     def __init__(
         self, settings: ConnectionSettings, clock: IReactorTime, keepalive_interval: float
@@ -653,6 +657,10 @@ class FlapFactory(Factory):
         """A connection, unless its address holds as many as it may (then
         Twisted closes it at once, before a byte is read)."""
         address = getattr(addr, "host", None)
+        access = self.access
+        if access is not None and address is not None and not access.admits_address(address):
+            self.log.info("refused a connection from {address}: denied", address=address)
+            return None
         limit = self.addresses
         if limit is not None and address is not None and not limit.admit(address):
             return None

@@ -14,6 +14,7 @@ import hmac
 import os
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -145,8 +146,11 @@ class Authorizer:
         clock: IReactorTime | None = None,
         reveal_unknown_names: bool = False,
         stand_in_secret: bytes = b"",
+        access: Any = None,
     ) -> None:
         self.store = store
+        #: The [access] lists (``services.access``): denied names get 0x0011.
+        self.access = access
         #: Refuse an unknown name as such (0x0001), as AOL did; by default
         #: it is answered as a wrong password, so that logins do not tell
         #: which names exist.
@@ -176,6 +180,8 @@ class Authorizer:
         """A refusal (0x0018, "connecting too frequently") when the server or
         this address is over its login rate, or this address or name is
         backing off after wrong passwords; else None."""
+        if self.access is not None and not self.access.admits_name(screen_name):
+            return self.refuse(screen_name, LoginError.SUSPENDED, "denied by [access]")
         if self.clock is None:
             return None
         now = self.clock.seconds()
