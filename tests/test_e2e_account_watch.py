@@ -66,3 +66,6 @@ class OutsideChangeTests(unittest.TestCase):
         self.assertEqual((await server.bucp("Alice", "secret")).get_u16(0x08), 0x0011)
         self.assertEqual((await server.bucp("Carol", "secret")).get_u16(0x08), 0x0005)
         self.assertIsNone((await server.bucp("Carol", "newpass1")).get(0x08))
+        # /metrics reports the SQLite store's batches behind the account cache.
+        metrics = server.server.metrics.render(None).body.decode()  # type: ignore[arg-type]
+        self.assertIn("aimserver_store_latency_seconds ", metrics)

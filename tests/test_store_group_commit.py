@@ -13,7 +13,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from aimserver.store.group_commit import GroupCommitter, run_batch
+from aimserver.store.group_commit import RECENT_BATCHES, GroupCommitter, run_batch
 from aimserver.store.interfaces import AccountExists, StoreError
 
 
@@ -81,6 +81,14 @@ class GroupCommitTests(SynchronousTestCase):
         self.assertEqual([self.successResultOf(d) for d in rest], [2, 3, 4])
         self.assertEqual((self.committer.transactions, self.committer.operations), (2, 4))
         self.assertEqual(stored(self.conn), {"a": 1, "b": 2, "c": 3, "d": 4})
+
+    def test_each_batch_is_timed_and_the_record_bounded(self) -> None:
+        """Every batch's duration is kept for /metrics, the latest only."""
+        for n in range(RECENT_BATCHES + 5):
+            self.committer.submit(put, f"k{n}", n)
+            self.runner.step()
+        self.assertEqual(len(self.committer.recent_seconds), RECENT_BATCHES)
+        self.assertTrue(all(seconds >= 0 for seconds in self.committer.recent_seconds))
 
     def test_nothing_is_reported_before_its_commit(self) -> None:
         """A Deferred fires only once the transaction holding it has

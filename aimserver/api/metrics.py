@@ -86,11 +86,12 @@ class ServerCollector(Collector):
             "How late the reactor ran a 1-second timer, worst of the last minute.",
             value=lag.worst(),
         )
-        store_latency = getattr(server.store, "latency", None)
+        backing = getattr(server.store, "store", server.store)  # behind the account cache
+        store_latency = getattr(backing, "latency", None)
         if store_latency is not None:
             yield GaugeMetricFamily(
                 "aimserver_store_latency_seconds",
-                "The store's last write transaction, from queued to committed.",
+                "The slowest of the store's latest 64 batches, run to answered on its thread.",
                 value=store_latency(),
             )
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -41,6 +42,10 @@ _Op = Callable[..., Any]
 _Runner = Callable[..., Deferred[Any]]
 #: What one operation came to: (True, result) or (False, failure).
 Outcome = tuple[bool, Any]
+
+
+#: Batches whose durations are kept for /metrics.
+RECENT_BATCHES = 64
 
 
 def _failure(error: BaseException) -> Failure:
@@ -162,6 +167,9 @@ class GroupCommitter:
         #: benchmark's notes.
         self.transactions = 0
         self.operations = 0
+        #: Seconds the latest batches took, queued work to answer (for
+        #: /metrics), the last ``RECENT_BATCHES`` of them.
+        self.recent_seconds: deque[float] = deque(maxlen=RECENT_BATCHES)
 
     def submit(self, op: _Op, *args: Any, write: bool = True) -> Deferred[Any]:
         if len(self._pending) >= self._max_pending:
@@ -197,8 +205,14 @@ class GroupCommitter:
         self._in_flight = True
         self.transactions += 1
         self.operations += count
+        started = time.monotonic()
         d = self._run(run_batch, self._conn, [(p.op, p.args, p.write) for p in batch])
+        d.addBoth(self._timed, started)
         d.addBoth(self._finished, batch)
+
+    def _timed(self, result: Any, started: float) -> Any:
+        self.recent_seconds.append(time.monotonic() - started)
+        return result
 
     def _finished(self, outcomes: list[Outcome] | Failure, batch: list[_Pending]) -> None:
         self._in_flight = False

@@ -467,6 +467,11 @@ class SQLiteUserStore(
     def _now(self) -> int:
         return int(self._clock.seconds())
 
+    def latency(self) -> float:
+        """The slowest of the latest batches of store calls, in seconds
+        (queued to answered on the DB thread, commit included)."""
+        return max(self.committer.recent_seconds, default=0.0)
+
     def outside_writes(self) -> Deferred[int]:
         """A number that changes when another process (the admin CLI) has
         committed to the database since the last call (SQLite's
