@@ -18,6 +18,7 @@ from zope.interface import implementer
 
 from aimserver.config import load_config
 from aimserver.wire.flap import Channel
+from aimserver.wire.tlv import TlvList
 from tests.client import deferred_test
 from tests.harness import LoopbackServer, wait_until
 
@@ -250,7 +251,9 @@ class UserTests(ApiTestCase):
         alice = await server.session("Alice")
         status, _, _ = await self.call("DELETE", "/user", {"screen_name": "alice"})
         self.assertEqual(status, 204)
-        await alice.flap.wait_channel(Channel.SIGNOFF)
+        frame = await alice.flap.wait_channel(Channel.SIGNOFF)
+        # Disconnect reason 0x0002: the account was deleted.
+        self.assertEqual(TlvList.unpack_list(frame.payload).get_u16(0x0009), 0x0002)
         self.assertIsNone(await server.store.get_account("alice"))
 
 

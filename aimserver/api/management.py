@@ -138,7 +138,7 @@ class ManagementApi:
         def deleted(existed: bool) -> ApiResponse:
             if not existed:
                 raise not_found("user does not exist")
-            self._sign_off(name, DisconnectReason.SIGNED_ON_ELSEWHERE)
+            self._sign_off(name, DisconnectReason.ACCOUNT_DELETED)
             return NO_CONTENT
 
         return self.store.delete_account(name).addCallback(deleted)
@@ -204,7 +204,7 @@ class ManagementApi:
                 await self.store.set_suspended(name, status != "")
                 changed = True
                 if status != "":
-                    self._sign_off(name, DisconnectReason.SIGNED_ON_ELSEWHERE)
+                    self._sign_off(name, None)
             bot = data.get("is_bot")
             if bot is not None and bot != account.bot:
                 await self.store.set_bot(name, bot)

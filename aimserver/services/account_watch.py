@@ -79,5 +79,6 @@ class AccountWatch:
                 screen_name=user.screen_name,
                 what="deleted" if account is None else "suspended",
             )
+            reason = DisconnectReason.ACCOUNT_DELETED if account is None else None
             for session in list(user.instances.values()):
-                session.connection.disconnect(DisconnectReason.SIGNED_ON_ELSEWHERE)
+                session.connection.disconnect(reason)
