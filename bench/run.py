@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench import api_load as al
 from bench import capacity as cap
 from bench import chat as ch
 from bench import feedbag as fb
@@ -85,6 +86,8 @@ class Server:
     ports: tuple[int, ...] = ()
     #: the subject's own log (twistd --logfile)
     twistd_log: Path | None = None
+    #: the subject's management API (``--api-port``, always a free port of its own)
+    api: tuple[str, int] | None = None
 
 
 class Harness:
@@ -148,6 +151,8 @@ class Harness:
         bench.gcprobe, which logs every full GC."""
         auth, bos = ports[:2] if ports else (free_port(), free_port())
         chat = ports[2] if ports and len(ports) > 2 else free_port()
+        # The management API gets a free port too, never the default 8080.
+        api = free_port()
         ini = self.ini
         if settings:
             ini = self.workdir / f"bench-{self.started + 1:02d}.ini"
@@ -170,12 +175,16 @@ class Harness:
             str(bos),
             "--chat-port",
             str(chat),
+            "--api-port",
+            str(api),
             "--config",
             str(ini),
         ]
         if gc_log is not None:
             cmd = [sys.executable, "-m", "bench.gcprobe", str(gc_log), "--", *cmd[1:]]
-        server = await self._launch("subject", "subject", cmd, [auth, bos, chat])
+        server = await self._launch("subject", "subject", cmd, [auth, bos, chat, api])
+        server.ports = (auth, bos, chat)
+        server.api = (HOST, api)
         server.twistd_log = twistd_log
         return server
 
@@ -379,7 +388,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 # -- main ---------------------------------------------------------------------------------
 
 
-SCENARIOS = ("S1", "S2", "S3", "S4", "S5", "S7", "S8", "S9", "S10", "S11")
+SCENARIOS = ("S1", "S2", "S3", "S4", "S5", "S7", "S8", "S9", "S10", "S11", "S12")
 
 
 async def run_suite(
@@ -398,6 +407,7 @@ async def run_suite(
         "S9": lambda: cap.scenario_s9(harness, profile),
         "S10": lambda: fb.scenario_s10(harness, profile),
         "S11": lambda: ch.scenario_s11(harness, profile),
+        "S12": lambda: al.scenario_s12(harness, profile),
     }
     for name in picked:
         started = time.monotonic()
@@ -441,6 +451,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--s11-depth", type=int, help="S11: lines in flight per sender in the closed loop"
     )
+    parser.add_argument(
+        "--s12-sessions", type=int, help="S12: sessions online while the API is timed"
+    )
     parser.add_argument("--rounds", type=int, help="baseline/subject alternations per figure")
     parser.add_argument("--window", type=float, help="seconds per measured window")
     parser.add_argument(
@@ -473,6 +486,7 @@ def main(argv: list[str] | None = None) -> int:
         "s8_seconds",
         "s8_rate",
         "s11_depth",
+        "s12_sessions",
     ):
         if getattr(args, name):
             profile = dataclasses.replace(profile, **{name: getattr(args, name)})
@@ -512,6 +526,7 @@ def main(argv: list[str] | None = None) -> int:
             + cap.accounts(profile, profile.s2_sessions)
             + fb.accounts(profile)
             + ch.accounts(profile)
+            + al.accounts(profile)
         )
         # One account per name: scenarios share some (S10's load is S5's).
         names = list(dict.fromkeys(names))

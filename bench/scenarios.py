@@ -220,6 +220,13 @@ class Profile:
     s11_depth: int = 4
     #: open loops at these % of each target's own closed-loop maximum
     s11_levels: tuple[int, ...] = (50,)
+    # -- S12, the management API under load (bench/api_load.py) --
+    #: sessions held (the S2 accounts and ring buddy lists), timed requests per path
+    s12_sessions: int = 10_000
+    s12_requests: int = 20
+    #: the IM stream (the S3 pairs, open loop, msgs/s) and its window with and without polling
+    s12_im_rate: float = 5_000.0
+    s12_window: float = 10.0
 
 
 FULL = Profile(
@@ -259,6 +266,9 @@ QUICK = Profile(
     s8_seconds=20.0,
     s8_warmup=6.0,
     s9_window=2.0,
+    s12_sessions=2_000,
+    s12_requests=10,
+    s12_window=5.0,
 )
 
 
