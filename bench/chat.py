@@ -185,13 +185,7 @@ def parse_chat_text(payload: bytes) -> tuple[tuple[bytes, bytes], int, int] | No
     if start < 0:
         return None
     (length,) = lg.U16.unpack_from(payload, start - 2)
-    parts = payload[start : start + length].split(b"|")
-    if len(parts) != 5:
-        return None
-    try:
-        return (parts[1], parts[2]), int(parts[3]), int(parts[4])
-    except ValueError:
-        return None
+    return lg.marked_fields(payload[start : start + length])
 
 
 # -- the time to the last member ----------------------------------------------------------

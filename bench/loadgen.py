@@ -614,7 +614,13 @@ def parse_im_text(payload: bytes) -> tuple[tuple[bytes, bytes], int, int] | None
     if start < 0:
         return None
     (length,) = U16.unpack_from(payload, start - 6)
-    parts = payload[start : start + length - 4].split(b"|")
+    return marked_fields(payload[start : start + length - 4])
+
+
+def marked_fields(text: bytes) -> tuple[tuple[bytes, bytes], int, int] | None:
+    """((sender, instance), seq, send time ns) of a benchmark text that
+    starts with MARK (an IM's or a chat line's), or None."""
+    parts = text.split(b"|")
     if len(parts) != 5:
         return None
     try:

@@ -55,6 +55,14 @@ class ApiTestCase(unittest.TestCase):
         self.server = server
         return server
 
+    async def sessions(self, server: LoopbackServer, *names: str) -> list[Any]:
+        """A signed-on session per name (repeat a name for several), closed
+        at the test's end."""
+        clients = [await server.session(name) for name in names]
+        for client in clients:
+            self.addCleanup(client.close)
+        return clients
+
     async def call(
         self,
         method: str,
@@ -329,11 +337,7 @@ class StatsAndBroadcastTests(ApiTestCase):
     @deferred_test
     async def test_stats_count_sessions_sign_ons_refusals_and_messages(self) -> None:
         server = await self.start()
-        alice1 = await server.session("Alice")
-        alice2 = await server.session("Alice")
-        bob = await server.session("Bob")
-        for client in (alice1, alice2, bob):
-            self.addCleanup(client.close)
+        alice1, alice2, bob = await self.sessions(server, "Alice", "Alice", "Bob")
         self.assertEqual((await server.bucp("Bob", "wrong")).get_u16(0x08), 0x0005)
         self.assertEqual((await server.bucp("Nobody", "secret")).get_u16(0x08), 0x0005)
         bob.send_im("Alice", b"hi")
@@ -360,11 +364,7 @@ class StatsAndBroadcastTests(ApiTestCase):
         user, away ones included, from the system's name; or every session
         of one user."""
         server = await self.start()
-        alice1 = await server.session("Alice")
-        alice2 = await server.session("Alice")
-        bob = await server.session("Bob")
-        for client in (alice1, alice2, bob):
-            self.addCleanup(client.close)
+        alice1, alice2, bob = await self.sessions(server, "Alice", "Alice", "Bob")
         alice2.set_away(b"gone")
         await alice2.sync()
         status, body, _ = await self.call("POST", "/broadcast", {"text": "Server restarts at noon"})
@@ -392,11 +392,7 @@ class MetricsTests(ApiTestCase):
         from prometheus_client.parser import text_string_to_metric_families
 
         server = await self.start()
-        alice1 = await server.session("Alice")
-        alice2 = await server.session("Alice")
-        bob = await server.session("Bob")
-        for client in (alice1, alice2, bob):
-            self.addCleanup(client.close)
+        alice1, alice2, bob = await self.sessions(server, "Alice", "Alice", "Bob")
         await server.bucp("Bob", "wrong")
         bob.send_im("Alice", b"hi")
         await alice1.receive_im()
