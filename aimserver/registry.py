@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -249,6 +250,19 @@ class UserRegistry:
 
     def __iter__(self) -> Iterator[User]:
         return iter(self.users.values())
+
+    def sessions_per_user(self) -> Counter[int]:
+        """How many users have 1, 2, ... online sessions (for /stats,
+        /metrics and the status page's history): one walk of the users."""
+        counts: Counter[int] = Counter()
+        for user in self.users.values():
+            online = 0
+            for instance in user.instances.values():
+                if instance.online and not instance.closed:
+                    online += 1
+            if online:
+                counts[online] += 1
+        return counts
 
     # -- sessions -----------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_api_http -*-
+# -*- test-case-name: tests.test_e2e_api -*-
 """The API's HTTP plumbing: routes, the bearer token, JSON in and out, and
 errors as ``{"error": ..., "error_type": ...}``.
 
@@ -10,12 +10,12 @@ they know nothing of twisted.web, so they are tested without HTTP.
 from __future__ import annotations
 
 import hmac
-import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
+import orjson
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -71,8 +71,8 @@ class ApiRequest:
     def json(self) -> Any:
         """The body as JSON; 400 for anything else."""
         try:
-            return json.loads(self.body)
-        except (ValueError, UnicodeDecodeError):
+            return orjson.loads(self.body)
+        except orjson.JSONDecodeError:
             raise bad_request("the body is not JSON") from None
 
     def fields(
@@ -137,7 +137,7 @@ class ApiResource(Resource):
 
     def _answer(self, request: Request) -> Any:
         if self.token and not self._authorized(request):
-            raise ApiError(401, "unauthorized", "a valid bearer token is required")
+            raise _unauthorized()
         method = request.method.decode("ascii", "replace")
         if method == "HEAD":
             # A GET's answer without its body (twisted.web drops the body of a HEAD).
@@ -202,7 +202,12 @@ class ApiResource(Resource):
             request.setHeader(name.encode("ascii"), value.encode("ascii"))
         if response.body is not None:
             if response.content_type == "application/json":
-                data = json.dumps(response.body).encode("utf-8")
+                # A handler may hand over its JSON already encoded (GET /session).
+                data = (
+                    response.body
+                    if isinstance(response.body, bytes)
+                    else orjson.dumps(response.body)
+                )
             else:
                 data = (
                     response.body
@@ -212,6 +217,10 @@ class ApiResource(Resource):
             request.setHeader(b"content-type", response.content_type.encode("ascii"))
             request.write(data)
         request.finish()
+
+
+def _unauthorized() -> ApiError:
+    return ApiError(401, "unauthorized", "a valid bearer token is required")
 
 
 def _unquote(value: str) -> str:

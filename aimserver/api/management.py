@@ -12,13 +12,17 @@ account signs its sessions off.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import gc
 import importlib.metadata
 import importlib.resources
 import json
 import time
-from collections import Counter
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 
@@ -216,12 +220,29 @@ class ManagementApi:
     # -- sessions -----------------------------------------------------------------------
 
     def list_sessions(self, request: ApiRequest) -> ApiResponse:
-        sessions = [self._session_json(user) for user in self.registry if user.online_instances()]
-        return ApiResponse(200, {"count": len(sessions), "sessions": sessions})
+        """Every online user with its instances. Built in the reactor thread
+        (the registry is only safe there), so it is kept cheap: about 3 us a
+        user, 10,000 sessions in a fraction of the 100 ms the API promises
+        (bench S12). The cyclic collector is paused meanwhile: the 20,000
+        dicts would otherwise set off collections that walk every live
+        session's objects, doubling the time, and they are all freed once
+        encoded, so there is nothing for it to find."""
+        now = self.clock.seconds()
+        with _collector_paused():
+            sessions = [
+                entry
+                for entry in (_session_json(user, now) for user in self.registry)
+                if entry is not None
+            ]
+            data = orjson.dumps({"count": len(sessions), "sessions": sessions})
+            del sessions
+        return ApiResponse(200, data)
 
     def get_session(self, request: ApiRequest) -> ApiResponse:
         user = self._online(request.params["screenname"])
-        return ApiResponse(200, {"count": 1, "sessions": [self._session_json(user)]})
+        return ApiResponse(
+            200, {"count": 1, "sessions": [_session_json(user, self.clock.seconds())]}
+        )
 
     def close_sessions(self, request: ApiRequest) -> ApiResponse:
         """Every instance of the user is signed off; the account is untouched."""
@@ -255,28 +276,6 @@ class ManagementApi:
         if user is not None:
             for session in list(user.instances.values()):
                 session.connection.disconnect(reason)
-
-    def _session_json(self, user: User) -> dict[str, Any]:
-        now = self.clock.seconds()
-        sessions = user.online_instances()
-        all_away = all(s.away for s in sessions)
-        all_idle = all(s.idle_since is not None for s in sessions)
-        return {
-            "id": user.key,
-            "screen_name": user.screen_name,
-            "online_seconds": int(now - user.signon_time),
-            "is_away": all_away,
-            "away_message": _away_text(sessions[-1]) if all_away else "",
-            "idle_seconds": (
-                int(now - max(s.idle_since for s in sessions))  # type: ignore[type-var]
-                if all_idle
-                else 0
-            ),
-            "is_invisible": all(s.status & STATUS_INVISIBLE for s in sessions),
-            "is_icq": user.key.isdigit(),
-            "instance_count": len(sessions),
-            "instances": [_instance_json(s, now) for s in sessions],
-        }
 
     # -- chat rooms ---------------------------------------------------------------------
 
@@ -387,13 +386,8 @@ class ManagementApi:
 
     def stats(self, request: ApiRequest) -> ApiResponse:
         """What the server is doing now, and has done since it started."""
-        per_user: Counter[int] = Counter()
-        sessions = 0
-        for user in self.registry:
-            count = len(user.online_instances())
-            if count:
-                per_user[count] += 1
-                sessions += count
+        per_user = self.registry.sessions_per_user()
+        sessions = sum(n * users for n, users in per_user.items())
         rooms = self.chat.rooms.rooms.values()
         return ApiResponse(
             200,
@@ -436,20 +430,67 @@ def _user_json(account: Any) -> dict[str, Any]:
     }
 
 
-def _away_text(session: SessionInstance) -> str:
-    return (session.away_message or b"").decode("utf-8", "replace")
+def _session_json(user: User, now: float) -> dict[str, Any] | None:
+    """The Go server's session fields for the user as a whole (away and idle
+    only when every instance is), plus its instances; None when none is online."""
+    sessions = [s for s in user.instances.values() if s.online and not s.closed]
+    if not sessions:
+        return None
+    instances = [_instance_json(s, now) for s in sessions]
+    if len(instances) == 1:
+        only = instances[0]
+        all_away, away_message = only["is_away"], only["away_message"]
+        idle_seconds, invisible = only["idle_seconds"], only["is_invisible"]
+    else:
+        all_away = all(i["is_away"] for i in instances)
+        away_message = instances[-1]["away_message"] if all_away else ""
+        idle = [s.idle_since for s in sessions]
+        idle_seconds = 0 if None in idle else int(now - max(idle))  # type: ignore[type-var]
+        invisible = all(i["is_invisible"] for i in instances)
+    return {
+        "id": user.key,
+        "screen_name": user.screen_name,
+        "online_seconds": int(now - user.signon_time),
+        "is_away": all_away,
+        "away_message": away_message if all_away else "",
+        "idle_seconds": idle_seconds,
+        "is_invisible": invisible,
+        "is_icq": user.key.isdigit(),
+        "instance_count": len(instances),
+        "instances": instances,
+    }
 
 
 def _instance_json(session: SessionInstance, now: float) -> dict[str, Any]:
+    away = session.away
+    idle_since = session.idle_since
     return {
         "num": session.instance_id,
-        "idle_seconds": int(now - session.idle_since) if session.idle_since is not None else 0,
-        "is_away": session.away,
-        "away_message": _away_text(session),
+        "idle_seconds": 0 if idle_since is None else int(now - idle_since),
+        "is_away": away,
+        "away_message": (session.away_message or b"").decode("utf-8", "replace") if away else "",
         "is_invisible": bool(session.status & STATUS_INVISIBLE),
         "remote_addr": session.ip,
         "remote_port": 0,
         "client_id": session.client_id,
         "connected_at": int(session.connected_at),
-        "capabilities": [c.hex() for c in session.capabilities],
+        "capabilities": _capabilities_json(session.capabilities),
     }
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@functools.lru_cache(maxsize=256)
+def _capabilities_json(capabilities: tuple[bytes, ...]) -> orjson.Fragment:
+    """Sessions of one client announce the same capabilities: each distinct
+    set is encoded once (hex strings), not once a session per request."""
+    return orjson.Fragment(orjson.dumps([c.hex() for c in capabilities]))

@@ -11,7 +11,6 @@ milliseconds in the reactor thread.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,11 +27,7 @@ class ServerCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         server = self.server
-        per_user: Counter[int] = Counter()
-        for user in server.registry:
-            count = len(user.online_instances())
-            if count:
-                per_user[count] += 1
+        per_user = server.registry.sessions_per_user()
         yield GaugeMetricFamily(
             "aimserver_users_online",
             "Screen names with at least one online session.",
