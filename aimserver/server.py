@@ -12,9 +12,11 @@ import attrs
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.server import Site
 
+from aimserver.api.history import StatsHistory, sample_server
 from aimserver.api.http import ApiResource, route
 from aimserver.api.management import ManagementApi
 from aimserver.api.metrics import Metrics
+from aimserver.api.status import StatusPage
 from aimserver.config import Config
 from aimserver.protocols.auth import AuthFactory
 from aimserver.protocols.bos import BosFactory
@@ -176,7 +178,13 @@ class AimServer:
         #: Started by ``tap.makeService`` (a timer); read by /metrics.
         self.reactor_lag = ReactorLag(clock)
         self.metrics = Metrics(self)
-        routes = [*self.api.routes(), route("GET", "/metrics", self.metrics.render)]
+        #: The status page's last hour (its timer runs under ``tap.makeService``).
+        self.stats_history = StatsHistory(lambda: sample_server(self), clock)
+        routes = [
+            *self.api.routes(),
+            route("GET", "/metrics", self.metrics.render),
+            *StatusPage(self.stats_history).routes(),
+        ]
         #: The management API's HTTP site (``--api-port``).
         self.api_site = Site(ApiResource(routes, config.api.token))
         self.api_site.displayTracebacks = False

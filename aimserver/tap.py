@@ -159,6 +159,7 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
     sweeper.clock = reactor
     sweeper.setServiceParent(top)
     server.reactor_lag.setServiceParent(top)
+    server.stats_history.setServiceParent(top)
     server.account_watch.service(reactor).setServiceParent(top)
     loader = getattr(options, "loader", None)
     if loader is not None:

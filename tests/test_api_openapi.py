@@ -43,6 +43,16 @@ OVERSIZE = b"x" * (MAX_BODY + 1)
 # -- the document ----------------------------------------------------------------------
 
 
+def is_public(op: dict[str, Any]) -> bool:
+    """Answered without the token: the operation's security is only ``{}``."""
+    return op.get("security") == [{}]
+
+
+def router_statuses(op: dict[str, Any]) -> set[str]:
+    """What the router itself may answer for any operation (no 401 for a public one)."""
+    return ROUTER_STATUSES - {"401"} if is_public(op) else ROUTER_STATUSES
+
+
 def operations(document: dict[str, Any] = DOCUMENT) -> dict[tuple[str, str], dict[str, Any]]:
     """(METHOD, path template) -> operation object."""
     return {
@@ -283,7 +293,7 @@ class DocumentTests(unittest.TestCase):
                 self.assertIn(p["schema"]["type"], ("string", "integer"), where)
             if "requestBody" in op:
                 self.assertEqual(set(op["requestBody"]["content"]), {"application/json"}, where)
-            self.assertLessEqual(ROUTER_STATUSES, set(op["responses"]), where)
+            self.assertLessEqual(router_statuses(op), set(op["responses"]), where)
             for status, response in op["responses"].items():
                 response = resolve(response)
                 self.assertRegex(status, r"^[1-5][0-9][0-9]$", where)
@@ -403,7 +413,7 @@ class OpenApiTestCase(ApiTestCase):
         """Every status documented for these operations (but the router's)
         was answered: the document lists nothing the handler cannot do."""
         for key in ops:
-            documented = set(operations()[key]["responses"]) - ROUTER_STATUSES
+            documented = set(operations()[key]["responses"]) - router_statuses(operations()[key])
             self.assertEqual(documented - self.seen.get(key, set()), set(), key)
 
 
@@ -594,10 +604,18 @@ class ServerEndpointTests(OpenApiTestCase):
         )
         if ("GET", "/metrics") in operations():
             self.assertIn("aimserver_sessions 1.0", await self.api("GET", "/metrics", expect=200))
+        history = await self.api("GET", "/stats/history", expect=200)
+        self.assertEqual(history["samples"][-1][history["fields"].index("sessions")], 1)
+        self.assertIn('<script src="/status.js">', await self.api("GET", "/status", expect=200))
+        self.assertIn("/stats/history", await self.api("GET", "/status.js", expect=200))
         served = await self.api("GET", "/openapi.json", expect=200)
         self.assertEqual(served, DOCUMENT)
         self.assertAllStatusesSeen(
-            *(key for key in operations() if key[1] in ("/version", "/stats", "/metrics"))
+            *(
+                key
+                for key in operations()
+                if key[1] in ("/version", "/stats", "/metrics", "/stats/history", "/status")
+            )
         )
         self.assertAllStatusesSeen(("GET", "/openapi.json"))
 
@@ -632,10 +650,21 @@ class TokenTests(OpenApiTestCase):
 
     @deferred_test
     async def test_every_operation_needs_the_token_when_one_is_set(self) -> None:
+        """All but the public ones (the status page's HTML and script,
+        ``security: [{}]``), which hold no data and answer anyone."""
         await self.start(**{"api.token": TOKEN})
-        for method, template in operations():
+        public = []
+        for (method, template), op in operations().items():
             params = {name: "1" for name in template_names(template)}
             for wrong in ("", "x" * len(TOKEN)):
+                if is_public(op):
+                    await self.api(method, template, params=params, token=wrong, expect=200)
+                    public.append(template)
+                    continue
                 answer = await self.api(method, template, params=params, token=wrong, expect=401)
                 self.assertEqual(answer["error_type"], "unauthorized")
+        self.assertEqual(sorted(set(public)), ["/status", "/status.js"])
         await self.api("GET", "/version", expect=200)
+        # Without the token an unknown path is 401 too: nothing says what exists.
+        status, answer, _ = await self.call("GET", "/no/such/path", token="")
+        self.assertEqual((status, answer["error_type"]), (401, "unauthorized"))

@@ -31,7 +31,6 @@ import os
 import re
 import shutil
 import struct
-import subprocess
 import sys
 import uuid
 from collections import Counter, defaultdict
@@ -47,7 +46,9 @@ from aimserver.wire.bart import BartId, BartInfo, Download, Download2, Upload
 from aimserver.wire.chat import CHAT_CAPABILITY, EXCHANGE_PRIVATE, RoomInfo, RoomRef, parse_users
 from aimserver.wire.icbm import Rendezvous
 from aimserver.wire.tlv import Tlv, TlvList
+from tests import external
 from tests.client import BosClient, ChatClient, deferred_test, redeem, roasted_login
+from tests.external import in_ci
 from tests.harness import LoopbackServer
 
 TSHARK = shutil.which("tshark")
@@ -455,12 +456,6 @@ def _without_lower_layers(detail: list[str]) -> list[str]:
     return kept
 
 
-def in_ci(environ: Mapping[str, str] | None = None) -> bool:
-    """``CI=true`` (or 1/yes), as GitHub Actions, GitLab CI and ``.ci/run`` set it."""
-    value = (os.environ if environ is None else environ).get("CI", "")
-    return value.strip().lower() in ("true", "1", "yes")
-
-
 def missing_tools() -> str | None:
     """Why the check cannot run on this machine's PATH, or None."""
     missing = [name for name, path in (("tshark", TSHARK), ("dumpcap", DUMPCAP)) if path is None]
@@ -472,11 +467,7 @@ def missing_tools() -> str | None:
 def unavailable(reason: str, environ: Mapping[str, str] | None = None) -> Exception:
     """What to raise when the check cannot run: a skip on a developer's
     machine, a failure under CI."""
-    if in_ci(environ):
-        return unittest.FailTest(
-            f"CI=true but the Wireshark conformance check cannot run: {reason}"
-        )
-    return unittest.SkipTest(reason)
+    return external.unavailable("the Wireshark conformance check", reason, environ)
 
 
 def sleep(seconds: float) -> defer.Deferred[None]:
@@ -1094,86 +1085,3 @@ class AvailabilityTests(unittest.SynchronousTestCase):
         self.assertFalse(in_ci({}))
         self.assertIsInstance(unavailable("x", {"CI": "false"}), unittest.SkipTest)
         self.assertIsInstance(unavailable("x", {"CI": "true"}), unittest.FailTest)
-
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-#: The shell command each fake records its name and arguments with, as
-#: "name|DEBIAN_FRONTEND|CI|arguments".
-RECORD = 'echo "$(basename "$0")|${DEBIAN_FRONTEND:-}|${CI:-}|$*" >> "$LOG"'
-
-
-class CiScriptTests(unittest.SynchronousTestCase):
-    """``.ci/run``, run against fakes (apt-get, id, python3, the venv's pip
-    and python) in a scratch copy: it installs tshark when missing and root,
-    then runs exactly the README's test command, with CI set."""
-
-    def readme_command(self) -> str:
-        with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
-            lines = f.read().splitlines()
-        start = lines.index("## Run the tests")
-        return next(line.strip() for line in lines[start + 1 :] if line.strip())
-
-    def test_last_line_is_the_readme_command(self) -> None:
-        with open(os.path.join(REPO, ".ci", "run"), encoding="utf-8") as f:
-            lines = [line for line in f.read().splitlines() if line.strip()]
-        self.assertEqual(lines[-1], self.readme_command())
-
-    def run_script(self, *, uid: int, have_tshark: bool) -> tuple[list[list[str]], str]:
-        root = os.path.abspath(self.mktemp())
-        bin_dir = os.path.join(root, "bin")
-        venv_bin = os.path.join(root, ".venv", "bin")
-        os.makedirs(os.path.join(root, ".ci"))
-        os.makedirs(bin_dir)
-        os.makedirs(venv_bin)
-        shutil.copy(os.path.join(REPO, ".ci", "run"), os.path.join(root, ".ci", "run"))
-        fakes = {
-            os.path.join(bin_dir, "apt-get"): RECORD,
-            os.path.join(bin_dir, "id"): f"echo {uid}",
-            os.path.join(bin_dir, "python3"): RECORD,
-            os.path.join(venv_bin, "pip"): RECORD,
-            os.path.join(venv_bin, "python"): RECORD,
-        }
-        if have_tshark:
-            fakes[os.path.join(bin_dir, "tshark")] = RECORD
-            fakes[os.path.join(bin_dir, "dumpcap")] = RECORD
-        for path, body in fakes.items():
-            with open(path, "w") as f:
-                f.write(f"#!/bin/sh\n{body}\n")
-            os.chmod(path, 0o755)
-        for tool in ("dirname", "basename"):
-            os.symlink(shutil.which(tool) or f"/usr/bin/{tool}", os.path.join(bin_dir, tool))
-        log = os.path.join(root, "log")
-        env = {"PATH": bin_dir, "LOG": log, "HOME": root}
-        done = subprocess.run(
-            ["/bin/bash", os.path.join(root, ".ci", "run")],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        self.assertEqual(done.returncode, 0, done.stderr)
-        with open(log) as f:
-            calls = [line.split("|") for line in f.read().splitlines()]
-        return calls, done.stderr
-
-    def test_installs_tshark_as_root_before_the_tests(self) -> None:
-        calls, _ = self.run_script(uid=0, have_tshark=False)
-        self.assertEqual(
-            calls,
-            [
-                ["apt-get", "", "true", "update"],
-                ["apt-get", "noninteractive", "true", "install -y tshark"],
-                ["python3", "", "true", "-m venv .venv"],
-                ["pip", "", "true", "install -q -e .[test]"],
-                ["python", "", "true", "-m twisted.trial tests"],
-            ],
-        )
-
-    def test_no_install_when_present(self) -> None:
-        calls, _ = self.run_script(uid=0, have_tshark=True)
-        self.assertEqual([call[0] for call in calls], ["python3", "pip", "python"])
-
-    def test_no_install_when_not_root_but_says_so(self) -> None:
-        calls, stderr = self.run_script(uid=1000, have_tshark=False)
-        self.assertEqual([call[0] for call in calls], ["python3", "pip", "python"])
-        self.assertIn("install tshark", stderr)

@@ -110,12 +110,15 @@ class Route:
     method: str
     pattern: re.Pattern[str]
     handler: Handler
+    #: Answered without the bearer token: only what holds no data (the status
+    #: page's HTML and script, which then ask the API with the token).
+    public: bool = False
 
 
-def route(method: str, path: str, handler: Handler) -> Route:
+def route(method: str, path: str, handler: Handler, *, public: bool = False) -> Route:
     """``path`` with ``{name}`` parts matching one path segment each."""
     regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path)
-    return Route(method, re.compile(f"^{regex}$"), handler)
+    return Route(method, re.compile(f"^{regex}$"), handler, public)
 
 
 class ApiResource(Resource):
@@ -136,8 +139,7 @@ class ApiResource(Resource):
         return NOT_DONE_YET
 
     def _answer(self, request: Request) -> Any:
-        if self.token and not self._authorized(request):
-            raise _unauthorized()
+        authorized = not self.token or self._authorized(request)
         method = request.method.decode("ascii", "replace")
         if method == "HEAD":
             # A GET's answer without its body (twisted.web drops the body of a HEAD).
@@ -151,6 +153,8 @@ class ApiResource(Resource):
             if candidate.method != method:
                 allowed.append(candidate.method)
                 continue
+            if not (authorized or candidate.public):
+                raise _unauthorized()
             body = request.content.read(MAX_BODY + 1) if request.content is not None else b""
             if len(body) > MAX_BODY:
                 raise ApiError(413, "too_large", f"the body is over {MAX_BODY} bytes")
@@ -160,6 +164,9 @@ class ApiResource(Resource):
             }
             params = {k: _unquote(v) for k, v in match.groupdict().items()}
             return candidate.handler(ApiRequest(method, path, params, query, body))
+        if not authorized:
+            # Without the token, nothing says which paths exist.
+            raise _unauthorized()
         if allowed:
             raise ApiError(
                 405,

@@ -403,6 +403,7 @@ class ManagementApi:
                 "messages_routed": self.icbm.routed,
                 "chat_rooms": len(rooms),
                 "chat_members": sum(len(room.members) for room in rooms),
+                "reactor_lag_ms": round(self.server.reactor_lag.worst() * 1000, 1),
                 "timeouts": self.timeouts,
             },
         )
