@@ -5,9 +5,6 @@ The manhole (``aimserver.manhole``) puts them in its namespace bound to the
 live server, as ``users()``, ``sessions(name)`` and so on; they work the same
 without SSH, which is how the tests call them. They run in the reactor
 thread, so each is quick: registry lookups and writes, no store I/O.
-
-There is no ``warn`` helper: ``WarningService`` only knows the ICBM warning
-a user gives another (credits, anonymity, rate of decay), not an admin's.
 """
 
 from __future__ import annotations
@@ -36,6 +33,7 @@ __all__ = [
     "session",
     "sessions",
     "users",
+    "warn",
 ]
 
 #: Longest broadcast text, in UTF-8 bytes (what the management API allows).
@@ -172,6 +170,25 @@ def broadcast(server: AimServer, text: str, to: str | None = None) -> int:
     return sum(server.icbm.deliver_notice(user, text) for user in recipients)
 
 
+def warn(server: AimServer, name: str, percent: float = 10.0) -> float:
+    """Raise the warning level of ``name`` by ``percent`` (lower it with a
+    negative one), as an anonymous warning. Its sessions and watchers see
+    the new level at once, it decays as any warning does, and it is kept.
+    Returns the new level in percent.
+
+    :raises NotSignedOn: ``name`` is not signed on.
+    :raises ValueError: ``percent`` is not a number from -100 to 100.
+    """
+    if (
+        isinstance(percent, bool)
+        or not isinstance(percent, int | float)
+        or not (-100 <= percent <= 100)
+    ):
+        raise ValueError("percent must be a number from -100 to 100")
+    user = _user(server, name)
+    return server.warnings.admin_warning(user, round(percent * 10)) / 10
+
+
 def reload(server: AimServer) -> list[str]:
     """Re-read the INI and apply what can change live (access lists, MOTD),
     as SIGHUP does; what changed.
@@ -200,6 +217,7 @@ HELPERS: dict[str, tuple[str, Callable[..., Any]]] = {
     "sessions": ("(name)", sessions),
     "session": ("(name, instance_id)", session),
     "kick": ("(name, instance_id=None)", kick),
+    "warn": ("(name, percent=10)", warn),
     "broadcast": ("(text, to=None)", broadcast),
     "reload": ("()", reload),
     "help": ("()", help),

@@ -32,6 +32,7 @@ from aimserver.manhole import (
 )
 from aimserver.registry import MULTICONN_MULTI
 from aimserver.server import AimServer
+from aimserver.services.events import Warned
 from tests.client import TIMEOUT, deferred_test
 from tests.fakes import make_server, result_of
 from tests.fakes_services import FakeConnection
@@ -134,6 +135,7 @@ class HelperTests(unittest.SynchronousTestCase):
             lambda: self.ns["kick"]("carol"),
             lambda: self.ns["kick"]("bob", self.home.instance_id),
             lambda: self.ns["broadcast"]("hi", to="carol"),
+            lambda: self.ns["warn"]("carol"),
         ):
             self.assertRaises(console.NotSignedOn, call)
         self.assertEqual((self.alice_home.disconnects, self.bob.disconnects), ([], []))
@@ -168,11 +170,38 @@ class HelperTests(unittest.SynchronousTestCase):
         self.assertRaises(ValueError, self.ns["broadcast"], "x" * 8001)
         self.assertEqual(self.bob.messages(), [])
 
+    def test_warn(self) -> None:
+        """warn(name, percent) raises the user's warning level as an
+        anonymous warning: every session of the user is told (01,10, no
+        warner) and it is stored; a negative percent lowers it, never below 0."""
+        self.assertEqual(self.ns["warn"]("alice"), 10.0)
+        self.assertEqual(self.ns["warn"]("Alice", 25), 35.0)
+        for conn in (self.alice_home, self.alice_work):
+            warned = [e for e in conn.events if isinstance(e, Warned)]
+            self.assertEqual([(w.level, w.warner) for w in warned], [(100, None), (350, None)])
+        self.assertFalse([e for e in self.bob.events if isinstance(e, Warned)])
+        self.assertEqual(result_of(self.store.get_account("alice")).warning_level, 350)
+        self.assertEqual(self.ns["warn"]("alice", -100), 0.0)
+        self.assertEqual(self.ns["warn"]("alice", 100), 100.0)
+        self.assertEqual(self.ns["warn"]("alice", 5), 100.0)
+
+    def test_warn_amount_is_checked(self) -> None:
+        """A percent that is not a number from -100 to 100 changes nothing."""
+        for bad in (101, -101, float("nan"), "10", True):
+            self.assertRaises(ValueError, self.ns["warn"], "alice", bad)
+        self.assertFalse([e for e in self.alice_home.events if isinstance(e, Warned)])
+
     def test_help(self) -> None:
         """help() lists every helper with its arguments; the console shows
         it as text, not as a quoted string."""
         text = self.ns["help"]()
-        for helper in ("users()", "sessions(name)", "kick(name, instance_id=None)", "broadcast("):
+        for helper in (
+            "users()",
+            "sessions(name)",
+            "kick(name, instance_id=None)",
+            "warn(name, percent=10)",
+            "broadcast(",
+        ):
             self.assertIn(helper, text)
         self.assertEqual(repr(text), str(text))
 
@@ -367,7 +396,7 @@ class ManholeEndToEndTests(unittest.TestCase):
         if keys_file:
             settings["manhole.authorized_keys"] = keys_file
         config = load_config(None, settings)
-        self.aim = await LoopbackServer.start(config, accounts={"Alice": "secret"})
+        self.aim = await LoopbackServer.start(config, accounts={"Alice": "secret", "Bob": "secret"})
         self.addCleanup(self.aim.stop)
         self.host_key = load_host_key(self.mktemp())
         self.listening = WrappingFactory(manhole_factory(self.aim.server, self.host_key, reactor))
@@ -423,6 +452,66 @@ class ManholeEndToEndTests(unittest.TestCase):
         terminal = await factory.logged_in
         await self.evaluate(terminal, b"('users', len(registry.users))", b"('users', 1)")
         await self.evaluate(terminal, b"users()", b"{'Alice': 1}")
+        await self.log_out(factory)
+
+    async def answer(self, terminal: _Terminal, expression: bytes, answer: bytes) -> None:
+        """``evaluate``, seeing only the output from this expression on."""
+        await terminal.ready
+        await _until(lambda: b">>> " in terminal.output, "the console's prompt")
+        terminal.output = b""
+        terminal.write(expression + b"\r")
+        await _until(
+            lambda: answer in terminal.output and b">>> " in terminal.output,
+            lambda: f"{answer!r} in the console output {terminal.output!r}",
+        )
+
+    @deferred_test
+    async def test_every_helper_against_the_running_server(self) -> None:
+        """Each helper, typed at the console over SSH, acts on the server
+        that real OSCAR clients are signed on to: sessions and one session
+        listed, a broadcast and a warning reach the clients, kick closes one
+        instance, reload applies a re-read INI's access lists, help lists them."""
+        await self.start()
+        ini = FilePath(self.mktemp())
+        ini.setContent(b"")
+        self.aim.server.config_loader = lambda: load_config(ini.path)
+        home = await self.aim.session("Alice")
+        work = await self.aim.session("Alice")
+        bob = await self.aim.session("Bob")
+        for client in (home, work, bob):
+            self.addCleanup(client.close)
+        factory = await self.connect(password=PASSWORD)
+        terminal = await factory.logged_in
+
+        await self.answer(terminal, b"users()", b"{'Alice': 2, 'Bob': 1}")
+        await self.answer(terminal, b"('n', len(sessions('alice')))", b"('n', 2)")
+        first = self.aim.server.registry.get("alice").online_instances()[0]
+        await self.answer(
+            terminal,
+            f"session('alice', {first.instance_id})['client_id']".encode(),
+            repr(first.client_id).encode(),
+        )
+        await self.answer(terminal, b"('sent', broadcast('Restart at noon'))", b"('sent', 3)")
+        for client in (home, work, bob):
+            sender, text, _ = await client.receive_im()
+            self.assertEqual((sender.screen_name, text), ("AOL System Msg", b"Restart at noon"))
+        await self.answer(terminal, b"warn('bob', 10)", b"10.0")
+        _, warned = await bob.flap.wait_snac(0x01, 0x10)
+        self.assertEqual(warned[:2], b"\x00\x64")  # 10 %, no warner
+        await self.answer(
+            terminal, f"('closed', kick('alice', {first.instance_id}))".encode(), b"('closed', 1)"
+        )
+        await _until(lambda: first.closed, "the kicked instance closed")
+        await _until(
+            lambda: len(self.aim.server.registry.get("alice").online_instances()) == 1,
+            "one Alice session left",
+        )
+        ini.setContent(b"[access]\ndeny_names = Bob\n")
+        await self.answer(terminal, b"reload()", b"['access lists']")
+        await bob.flap.wait_lost()
+        await self.answer(terminal, b"users()", b"{'Alice': 1}")
+        await self.answer(terminal, b"help()", b"warn(name, percent=10)")
+        await self.answer(terminal, b"sessions('bob')", b"NotSignedOn: not signed on: bob")
         await self.log_out(factory)
 
     @deferred_test

@@ -108,8 +108,6 @@ class WarningService:
         anonymous = bool(send_as & SEND_AS_ANONYMOUS)
         new_level = min(MAX_LEVEL, level + (ANONYMOUS_WARNING if anonymous else NAMED_WARNING))
         delta = new_level - level
-        target.warning_level = new_level
-        target.warning_at = self.clock.seconds()
         self.log.info(
             "{warner} warned {target} ({kind}): now {new_level}",
             warner=warner.screen_name,
@@ -122,13 +120,34 @@ class WarningService:
             if anonymous
             else UserInfo(warner.screen_name, self.presence.warning_level(warner)).pack()
         )
+        self._set_level(target, new_level, warner_info)
+        return [Reply(FoodGroup.ICBM, ICBM.EVIL_REPLY, struct.pack("!HH", delta, new_level))]
+
+    def admin_warning(self, target: User, change: int) -> int:
+        """An admin raises (or, with a negative ``change``, lowers) the
+        user's warning level by ``change`` tenths of a percent, within 0-100 %,
+        as an anonymous warning: no credit is needed, and bots are not
+        spared. Its sessions are told as of any warning; returns the new level."""
+        level = self.presence.warning_level(target)
+        new_level = max(0, min(MAX_LEVEL, level + change))
+        self.log.info(
+            "An admin changed the warning level of {target} by {change}: now {new_level}",
+            target=target.screen_name,
+            change=change,
+            new_level=new_level,
+        )
+        self._set_level(target, new_level, None)
+        return new_level
+
+    def _set_level(self, target: User, new_level: int, warner_info: bytes | None) -> None:
+        target.warning_level = new_level
+        target.warning_at = self.clock.seconds()
         # Every attached session, those still signing on included: the level
         # is the user's, and a session that took its snapshot already must
         # not keep the old one.
         self.registry.deliver(target.live_instances(), Warned(new_level, warner_info))
         self.presence.warning_changed(target)
         self.persist(target)
-        return [Reply(FoodGroup.ICBM, ICBM.EVIL_REPLY, struct.pack("!HH", delta, new_level))]
 
     def persist(self, user: User) -> None:
         d = self.store.set_warning(user.screen_name, user.warning_level, int(user.warning_at))
