@@ -8,6 +8,7 @@ durability, its DB thread).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 import stat
@@ -391,8 +392,25 @@ INSERT INTO version (version) VALUES (10);
 )
 # Version 11 adds which MOTD each user was last shown.
 V11_TABLES = V10_TABLES | {"motd_seen"}
+
+# Schema version 11 exactly as released (v10 plus motd_seen), frozen for the
+# same reason.
+V11_SCHEMA = (
+    V10_SCHEMA.replace("INSERT INTO version (version) VALUES (10);\n", "")
+    + """
+CREATE TABLE motd_seen
+(
+    normalized TEXT PRIMARY KEY REFERENCES accounts (normalized) ON DELETE CASCADE,
+    digest     TEXT NOT NULL
+);
+INSERT INTO version (version) VALUES (11);
+"""
+)
+# Version 12 adds a column (bart_items.bart_type) and its index.
+V12_TABLES = V11_TABLES
+V12_INDEXES = {"bart_items_by_type"}
 #: What every database has once upgraded to SCHEMA_VERSION.
-LATEST_TABLES = V11_TABLES
+LATEST_TABLES = V12_TABLES
 
 KEY = "1234567890"
 WEAK = bytes.fromhex("862A71EBC6B0913AC23B3ACE99CA9951")
@@ -1766,6 +1784,30 @@ def make_v10(path: str) -> None:
     _make(path, V10_SCHEMA, insert)
 
 
+#: Bob's icon in :func:`make_v11`, stored after alice's, under the MD5 of
+#: its data as a client would upload it.
+V11_ICON = (hashlib.md5(b"GIF89a bob").digest(), b"GIF89a bob")
+
+
+def make_v11(path: str) -> None:
+    """A database as schema version 11 wrote it: what :func:`make_v10`
+    writes, bob's icon (stored after alice's), and the MOTD alice was shown."""
+
+    def insert(conn: sqlite3.Connection) -> None:
+        _insert_v6_rows(conn)
+        conn.executemany(
+            "INSERT INTO bart_items VALUES (?, ?, ?)", [(*V7_ICON, NOW), (*V11_ICON, NOW - 9)]
+        )
+        conn.executemany(
+            "INSERT INTO bart_owners VALUES (?, ?, ?)",
+            [("alice", V7_ICON[0], NOW), ("bob", V11_ICON[0], NOW - 9)],
+        )
+        conn.execute("INSERT INTO chat_rooms VALUES ('chess club', 'Chess Club', ?)", (NOW,))
+        conn.execute("INSERT INTO motd_seen VALUES ('alice', 'ab12')")
+
+    _make(path, V11_SCHEMA, insert)
+
+
 def make_v4(path: str) -> None:
     """A database as schema version 4 wrote it: alice (password "secret",
     warned) with one feedbag item and MAX_OFFLINE_MESSAGES_PER_SENDER offline
@@ -2286,6 +2328,62 @@ class SchemaTests(SynchronousTestCase):
         self.assertEqual(tables(path), LATEST_TABLES)
         self.assertIsNone(self.successResultOf(store.get_motd_seen("alice")))
 
+    def test_upgrade_v11(self) -> None:
+        """A version-11 database is upgraded to the latest keeping everything;
+        its icons become buddy icons (type 1), listed by type in the order
+        they were stored, through the new index; the v11 file is backed up."""
+        path, store = self.upgraded(make_v11)
+        self.assertEqual(columns(path, "bart_items")[-1], "bart_type")
+        self.assertEqual(indexes(path)["bart_items_by_type"], ("bart_items", ["bart_type"]))
+        self.assertEqual(self.successResultOf(store.get_account("alice")).screen_name, "Alice")
+        self.assertEqual(self.successResultOf(store.get_motd_seen("alice")), "ab12")
+        self.assertEqual(self.successResultOf(store.get_bart_item(V11_ICON[0])), V11_ICON[1])
+        self.assertEqual(self.successResultOf(store.list_bart_items("alice")), [V7_ICON[0]])
+        icons = self.successResultOf(store.list_bart_items_by_type(1, 10))
+        self.assertEqual(icons, [V11_ICON[0], V7_ICON[0]])
+        self.assertEqual(self.successResultOf(store.list_bart_items_by_type(0, 10)), [])
+
+        # Uploaded again as a small icon, an old item stays a buddy icon;
+        # new bytes take the type they come with.
+        again = self.successResultOf(store.add_bart_item("alice", V11_ICON[1], NOW + 1, 0))
+        self.assertEqual(again, V11_ICON[0])
+        small = self.successResultOf(store.add_bart_item("bob", b"GIF89a small", NOW + 1, 0))
+        self.assertEqual(self.successResultOf(store.list_bart_items_by_type(0, 10)), [small])
+        self.assertEqual(self.successResultOf(store.list_bart_items_by_type(1, 10)), icons)
+
+        backup = path + ".v11.bak"
+        self.assertEqual(schema_version(backup), 11)
+        self.assertEqual(tables(backup), V11_TABLES)
+        self.assertNotIn("bart_type", columns(backup, "bart_items"))
+        self.assertFalse(V12_INDEXES & set(indexes(backup)))
+
+    def test_failed_upgrade_leaves_v11(self) -> None:
+        """A v12 upgrade failing after its ALTER TABLE and index is rolled
+        back entirely, and the next start upgrades it."""
+        path = self.mktemp()
+        make_v11(path)
+        self.fail_upgrade_to(path, 12)
+        self.assertNotIn("bart_type", columns(path, "bart_items"))
+        self.assertFalse(V12_INDEXES & set(indexes(path)))
+        store = open_inline(path)
+        self.addCleanup(lambda: self.successResultOf(store.stop()))
+        self.assertEqual(schema_version(path), SCHEMA_VERSION)
+        self.assertEqual(
+            self.successResultOf(store.list_bart_items_by_type(1, 10)), [V11_ICON[0], V7_ICON[0]]
+        )
+
+    def test_bart_type_column_checked(self) -> None:
+        """The database itself refuses a BART type that is not a u16."""
+        conn = connect(":memory:")
+        self.addCleanup(conn.close)
+        for bart_type in (-1, 0x10000):
+            self.assertRaises(
+                sqlite3.IntegrityError,
+                conn.execute,
+                "INSERT INTO bart_items (hash, data, created_at, bart_type) VALUES (?, ?, ?, ?)",
+                (b"\x01" * 16, b"x", NOW, bart_type),
+            )
+
     def test_failed_upgrade_leaves_v5(self) -> None:
         """A v6 upgrade failing after its CREATE TABLE is rolled back entirely,
         and the next start upgrades it."""
@@ -2319,11 +2417,12 @@ class SchemaTests(SynchronousTestCase):
 
     def test_created_equals_upgraded(self) -> None:
         """A database created fresh and ones upgraded from v1, v3, v4, v5, v6,
-        v7, v9 and v10 end with the same schema, indexes included."""
+        v7, v9, v10 and v11 end with the same schema, indexes included."""
         fresh = self.mktemp()
         connect(fresh).close()
-        self.assertLessEqual(V8_INDEXES, set(indexes(fresh)))
-        for make in (make_v1, make_v3, make_v4, make_v5, make_v6, make_v7, make_v9, make_v10):
+        self.assertLessEqual(V8_INDEXES | V12_INDEXES, set(indexes(fresh)))
+        makers = (make_v1, make_v3, make_v4, make_v5, make_v6, make_v7, make_v9, make_v10, make_v11)
+        for make in makers:
             upgraded = self.mktemp()
             make(upgraded)
             connect(upgraded).close()

@@ -1,6 +1,7 @@
 """
 Tests for aimserver.store.bart_items: the IBartStore contract (buddy icons
-kept once per MD5, each account owning its latest uploads), run against the
+kept once per MD5 with the type of their first upload, each account owning
+its latest uploads, items listed by type), run against the
 memory store, the SQLite store (file and ``:memory:``) and the account cache
 in front of each; then what only the SQLite file promises (a reopen keeps
 the icons; what is dropped leaves the file).
@@ -20,12 +21,14 @@ from aimserver.store.cache import CachedUserStore
 from aimserver.store.interfaces import (
     MAX_BART_ITEM_BYTES,
     MAX_BART_ITEMS_PER_ACCOUNT,
+    MAX_SEARCH_LIMIT,
     IBartStore,
     NoSuchAccount,
     StoreError,
 )
 from aimserver.store.memory import MemoryUserStore
 from aimserver.store.sqlite import SQLiteUserStore
+from aimserver.wire.bart import TYPE_BUDDY_ICON, TYPE_SMALL_BUDDY_ICON
 from tests.test_store import NOW, StoreContractMixin, contract_settings, open_inline
 
 ICON = b"GIF89a icon of alice"
@@ -40,8 +43,13 @@ def icon(n: int) -> bytes:
     return b"GIF89a icon number %d" % n
 
 
-# A model run: (account, which of a few icons) uploads.
-uploads = st.lists(st.tuples(st.sampled_from(["alice", "bob"]), st.integers(0, 11)), max_size=30)
+# A model run: (account, which of a few icons, as which type) uploads.
+uploads = st.lists(
+    st.tuples(st.sampled_from(["alice", "bob"]), st.integers(0, 11), st.sampled_from([0, 1, 7])),
+    max_size=30,
+)
+#: Not a u16, or not an int: refused as a BART type.
+BAD_TYPES = (-1, 0x10000, True, 1.0, "1", None)
 
 
 class BartStoreContractMixin(StoreContractMixin):
@@ -161,27 +169,112 @@ class BartStoreContractMixin(StoreContractMixin):
         self.assertEqual(self.ok(self.store.add_bart_item("alice", ICON, NOW)), mine)
         self.assertEqual(self.ok(self.store.get_bart_item(mine)), ICON)
 
+    def test_type_of_the_first_upload_kept(self) -> None:
+        """An item is listed under the type of the upload that stored it: the
+        same bytes uploaded again under another type, by anyone, stay where
+        they are; without a type, an upload is a buddy icon."""
+        self.add("alice")
+        self.add("bob")
+        small = self.ok(self.store.add_bart_item("alice", ICON, NOW, TYPE_SMALL_BUDDY_ICON))
+        self.assertEqual(self.ok(self.store.add_bart_item("bob", ICON, NOW + 1, 1)), small)
+        self.ok(self.store.add_bart_item("alice", ICON, NOW + 2, TYPE_BUDDY_ICON))
+        big = self.ok(self.store.add_bart_item("bob", OTHER, NOW))
+        self.ok(self.store.add_bart_item("alice", OTHER, NOW, TYPE_SMALL_BUDDY_ICON))
+        self.assertEqual(self.ok(self.store.list_bart_items_by_type(0, 10)), [small])
+        self.assertEqual(self.ok(self.store.list_bart_items_by_type(1, 10)), [big])
+        self.assertEqual(self.ok(self.store.get_bart_item(small)), ICON)
+
+    def test_any_u16_type_kept(self) -> None:
+        """Every u16 is a type the store keeps and lists (the BART service
+        decides which it accepts)."""
+        self.add("alice")
+        for n, bart_type in enumerate((0, 2, 0x7F, 0xFFFF)):
+            digest = self.ok(self.store.add_bart_item("alice", icon(n), NOW, bart_type))
+            self.assertEqual(self.ok(self.store.list_bart_items_by_type(bart_type, 1)), [digest])
+        self.assertEqual(self.ok(self.store.list_bart_items_by_type(3, MAX_SEARCH_LIMIT)), [])
+
+    def test_listed_by_type_newest_first_up_to_limit(self) -> None:
+        """One type's items are listed most recently stored first (whatever
+        ``now`` says, and an upload of a stored item does not move it), at
+        most ``limit`` of them, across every account."""
+        self.add("alice")
+        self.add("bob")
+        a = self.ok(self.store.add_bart_item("alice", icon(1), NOW, 1))
+        self.ok(self.store.add_bart_item("alice", icon(2), NOW, 0))
+        b = self.ok(self.store.add_bart_item("bob", icon(3), NOW - 50, 1))
+        c = self.ok(self.store.add_bart_item("alice", icon(4), NOW - 100, 1))
+        self.ok(self.store.add_bart_item("bob", icon(1), NOW + 100, 1))
+        self.assertEqual(self.ok(self.store.list_bart_items_by_type(1, 10)), [c, b, a])
+        self.assertEqual(self.ok(self.store.list_bart_items_by_type(1, 2)), [c, b])
+        self.assertEqual(self.ok(self.store.list_bart_items_by_type(1, 1)), [c])
+
+    def test_unowned_items_not_listed(self) -> None:
+        """An item nobody owns any longer, dropped past the allowance or with
+        its only owner, is not listed; stored anew, it takes its new type."""
+        self.add("alice")
+        self.add("bob")
+        first = self.ok(self.store.add_bart_item("alice", icon(0), NOW, 0))
+        for n in range(1, MAX_BART_ITEMS_PER_ACCOUNT + 1):
+            self.ok(self.store.add_bart_item("alice", icon(n), NOW, 1))
+        self.assertEqual(self.ok(self.store.list_bart_items_by_type(0, 10)), [])
+        mine = self.ok(self.store.add_bart_item("bob", ICON, NOW, 0))
+        self.assertEqual(self.ok(self.store.list_bart_items_by_type(0, 10)), [mine])
+        self.ok(self.store.delete_account("bob"))
+        self.assertEqual(self.ok(self.store.list_bart_items_by_type(0, 10)), [])
+        self.ok(self.store.add_bart_item("alice", icon(0), NOW, 2))
+        self.assertEqual(self.ok(self.store.list_bart_items_by_type(2, 10)), [first])
+        self.assertNotIn(first, self.ok(self.store.list_bart_items_by_type(1, 10)))
+
+    def test_refused_type_changes_nothing(self) -> None:
+        """A type that is not a u16 int is refused and nothing changes: the
+        data is not stored, and the account's uploads stay as they were."""
+        self.add("alice")
+        kept = self.ok(self.store.add_bart_item("alice", ICON, NOW))
+        for bart_type in BAD_TYPES:
+            self.fails(self.store.add_bart_item("alice", OTHER, NOW, bart_type), StoreError)
+            self.fails(self.store.add_bart_item("alice", ICON, NOW, bart_type), StoreError)
+        self.assertFalse(self.ok(self.store.has_bart_item(md5(OTHER))))
+        self.assertEqual(self.ok(self.store.list_bart_items("alice")), [kept])
+        self.assertEqual(self.ok(self.store.list_bart_items_by_type(1, 10)), [kept])
+
+    def test_refused_listing(self) -> None:
+        """Listing takes a u16 type and a limit from 1 to MAX_SEARCH_LIMIT."""
+        self.add("alice")
+        self.ok(self.store.add_bart_item("alice", ICON, NOW))
+        for bart_type in BAD_TYPES:
+            self.fails(self.store.list_bart_items_by_type(bart_type, 10), StoreError)
+        for limit in (0, -1, MAX_SEARCH_LIMIT + 1, True, 2.0, "3", None):
+            self.fails(self.store.list_bart_items_by_type(1, limit), StoreError)
+
     @contract_settings(max_examples=40)
     @given(uploads)
-    def test_model(self, run: list[tuple[str, int]]) -> None:
+    def test_model(self, run: list[tuple[str, int, int]]) -> None:
         """Any sequence of uploads leaves each account owning its latest
         distinct uploads (at most MAX_BART_ITEMS_PER_ACCOUNT, newest first),
-        and exactly the items someone owns readable."""
+        exactly the items someone owns readable, and each listed under the
+        type it was stored with, most recently stored first."""
         store = self.make_store()
         for name in ("alice", "bob"):
             self.ok(store.create_account(name, "secret"))
         owned: dict[str, list[bytes]] = {"alice": [], "bob": []}
-        for name, n in run:
+        #: Hash -> type, in the order the items were stored.
+        stored: dict[bytes, int] = {}
+        for name, n, bart_type in run:
             digest = md5(icon(n))
-            self.assertEqual(self.ok(store.add_bart_item(name, icon(n), NOW)), digest)
+            self.assertEqual(self.ok(store.add_bart_item(name, icon(n), NOW, bart_type)), digest)
+            stored.setdefault(digest, bart_type)
             mine = [digest] + [h for h in owned[name] if h != digest]
             owned[name] = mine[:MAX_BART_ITEMS_PER_ACCOUNT]
+            live = set(owned["alice"]) | set(owned["bob"])
+            stored = {h: t for h, t in stored.items() if h in live}
         for name, hashes in owned.items():
             self.assertEqual(self.ok(store.list_bart_items(name)), hashes)
-        live = set(owned["alice"]) | set(owned["bob"])
         for n in range(12):
             found = self.ok(store.get_bart_item(md5(icon(n))))
-            self.assertEqual(found, icon(n) if md5(icon(n)) in live else None)
+            self.assertEqual(found, icon(n) if md5(icon(n)) in stored else None)
+        for bart_type in (0, 1, 7):
+            expected = [h for h, t in reversed(stored.items()) if t == bart_type]
+            self.assertEqual(self.ok(store.list_bart_items_by_type(bart_type, 12)), expected)
 
 
 class MemoryBartStoreTests(BartStoreContractMixin, SynchronousTestCase):
@@ -254,6 +347,22 @@ class SQLiteBartFileTests(SynchronousTestCase):
         # The order goes on from where it was.
         self.successResultOf(store.add_bart_item("alice", OTHER, NOW))
         self.assertEqual(self.successResultOf(store.list_bart_items("alice")), [first, digest])
+
+    def test_reopen_keeps_types(self) -> None:
+        """Each item's type, and the order items were stored in, survive
+        closing and reopening."""
+        path = self.mktemp()
+        store = open_inline(path)
+        self.successResultOf(store.create_account("alice", "secret"))
+        small = self.successResultOf(store.add_bart_item("alice", OTHER, NOW, 0))
+        older = self.successResultOf(store.add_bart_item("alice", icon(1), NOW, 1))
+        newer = self.successResultOf(store.add_bart_item("alice", icon(2), NOW, 1))
+        self.successResultOf(store.stop())
+
+        store = open_inline(path)
+        self.addCleanup(lambda: self.successResultOf(store.stop()))
+        self.assertEqual(self.successResultOf(store.list_bart_items_by_type(0, 5)), [small])
+        self.assertEqual(self.successResultOf(store.list_bart_items_by_type(1, 5)), [newer, older])
 
     def test_dropped_items_leave_the_file(self) -> None:
         """Storage stays bounded: however many uploads, the file holds at most

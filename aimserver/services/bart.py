@@ -263,9 +263,9 @@ class BartService:
             return [_upload_reply(BartReplyCode.INVALID, refused)]
 
         now = int(self.clock.seconds())
-        return self.store.add_bart_item(user.screen_name, upload.data, now).addCallbacks(
-            stored, failed
-        )
+        return self.store.add_bart_item(
+            user.screen_name, upload.data, now, upload.type
+        ).addCallbacks(stored, failed)
 
     def _upload_refused(self, user: User, upload: Upload, code: int) -> Replies:
         self.log.info(

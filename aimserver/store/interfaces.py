@@ -28,6 +28,7 @@ import attrs
 from zope.interface import Interface
 from zope.interface.interface import InterfaceClass
 
+from aimserver.wire.bart import TYPE_BUDDY_ICON
 from aimserver.wire.roomname import InvalidRoomName, room_key, room_name
 from aimserver.wire.screenname import normalize
 
@@ -104,6 +105,7 @@ __all__ = [
     "account_now",
     "check_bart_hash",
     "check_bart_item",
+    "check_bart_type",
     "check_credentials",
     "check_directory_fields",
     "check_directory_query",
@@ -612,6 +614,13 @@ def check_bart_item(data: bytes) -> None:
         raise StoreError(f"BART item data must be bytes, not {type(data).__name__}")
     if not 1 <= len(data) <= MAX_BART_ITEM_BYTES:
         raise StoreError(f"BART item data must be 1-{MAX_BART_ITEM_BYTES} bytes")
+
+
+def check_bart_type(bart_type: int) -> None:
+    """:raises StoreError: ``bart_type`` is not an integer from 0 to 0xFFFF
+    (the u16 of a BART ID: any of them is kept, not only the icon types)."""
+    if not _is_int(bart_type) or not 0 <= bart_type <= _U16_MAX:
+        raise StoreError(f"a BART type must be 0-{_U16_MAX:#06x}, not {bart_type!r}")
 
 
 def check_bart_hash(digest: bytes) -> None:
@@ -1214,7 +1223,9 @@ class IBartStore(Interface):
     item nobody owns (any longer) is gone, for every reader.
     """
 
-    def add_bart_item(screen_name: str, data: bytes, now: int) -> Deferred[bytes]:
+    def add_bart_item(
+        screen_name: str, data: bytes, now: int, bart_type: int = TYPE_BUDDY_ICON
+    ) -> Deferred[bytes]:
         """
         Keep ``data`` (once, whoever else uploaded the same bytes) and make it
         the account's newest upload, ``now`` being the time of it. Uploading
@@ -1222,11 +1233,17 @@ class IBartStore(Interface):
         :data:`MAX_BART_ITEMS_PER_ACCOUNT` uploads the account's oldest is
         dropped, and removed if nobody else owns it.
 
+        The item keeps the ``bart_type`` (the 10,02 upload's type) of the
+        upload that stored it: a later upload of the same bytes, by anyone and
+        under another type, changes neither the item nor its type (the hash
+        names the bytes, and one item has one type). Once nobody owns the
+        item it is gone, and the next upload stores it anew with its own type.
+
         :return: fires with the item's hash, the MD5 of ``data``.
         :rtype: Deferred[bytes]
         :raises NoSuchAccount: there is no such account.
-        :raises StoreError: the data is out of bounds (:func:`check_bart_item`);
-            nothing changes.
+        :raises StoreError: the data or the type is out of bounds
+            (:func:`check_bart_item`, :func:`check_bart_type`); nothing changes.
         """
 
     def get_bart_item(digest: bytes) -> Deferred[bytes | None]:
@@ -1250,6 +1267,23 @@ class IBartStore(Interface):
         :return: fires with the hashes of the items the account owns, newest
             upload first (empty for no such account).
         :rtype: Deferred[list[bytes]]
+        """
+
+    def list_bart_items_by_type(bart_type: int, limit: int) -> Deferred[list[bytes]]:
+        """
+        The items of one type, for an administrator. Only items someone owns
+        are listed (each one :meth:`get_bart_item` finds); there may be up to
+        :data:`MAX_BART_ITEMS_PER_ACCOUNT` per account, so one reply stops at
+        ``limit``.
+
+        :return: fires with the hashes of the items whose type (that of the
+            upload that stored them, see :meth:`add_bart_item`) is
+            ``bart_type``, the most recently stored first, at most ``limit``
+            of them. An upload of an item already stored does not move it.
+        :rtype: Deferred[list[bytes]]
+        :raises StoreError: ``bart_type`` is out of bounds
+            (:func:`check_bart_type`), or ``limit`` is not 1 to
+            :data:`MAX_SEARCH_LIMIT` (:func:`check_search_limit`).
         """
 
 

@@ -61,7 +61,7 @@ __all__ = [
     "transact",
 ]
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 """The schema version this code reads and writes."""
 
 BUSY_TIMEOUT = 5.0
