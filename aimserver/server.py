@@ -17,6 +17,7 @@ from aimserver.api.http import ApiResource, route
 from aimserver.api.management import ManagementApi
 from aimserver.api.metrics import Metrics
 from aimserver.api.status import StatusPage
+from aimserver.api.userdata import UserDataApi
 from aimserver.config import Config
 from aimserver.protocols.auth import AuthFactory
 from aimserver.protocols.bos import BosFactory
@@ -184,6 +185,7 @@ class AimServer:
             *self.api.routes(),
             route("GET", "/metrics", self.metrics.render),
             *StatusPage(self.stats_history).routes(),
+            *UserDataApi(store).routes(),
         ]
         #: The management API's HTTP site (``--api-port``).
         self.api_site = Site(ApiResource(routes, config.api.token))

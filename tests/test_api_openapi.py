@@ -10,6 +10,7 @@ being silently ignored)."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.resources
 import json
 import re
@@ -19,15 +20,21 @@ from urllib.parse import quote
 
 from twisted.internet import reactor
 from twisted.trial import unittest
+from twisted.web.client import Agent, readBody
 
 from aimserver.api.http import MAX_BODY, route
 from aimserver.config import Config
 from aimserver.server import AimServer
 from aimserver.store.memory import MemoryUserStore
+from aimserver.wire.bart import Upload, UploadReply
+from aimserver.wire.feedbag import WireFeedbagItem
 from aimserver.wire.flap import Channel
+from aimserver.wire.tlv import Tlv
 from tests.client import deferred_test
 from tests.harness import SECRET, wait_until
 from tests.test_e2e_api import TOKEN, ApiTestCase
+from tests.test_e2e_bart import ICON, ICON_ITEM, MD5, bart_connection
+from tests.test_e2e_feedbag import BOB
 
 DOCUMENT_TEXT = (
     importlib.resources.files("aimserver.api").joinpath("openapi.json").read_text("utf-8")
@@ -145,6 +152,8 @@ def validate(schema: dict[str, Any], value: Any, where: str = "$") -> list[str]:
         return validate(resolve(schema), value, where)
     if value is None:
         return [] if schema.get("nullable") else [f"{where}: null is not allowed"]
+    if schema.get("format") == "binary":
+        return [] if isinstance(value, bytes) else [f"{where}: {value!r:.60} is not bytes"]
     kind = schema.get("type")
     if kind is not None and not TYPES[kind](value):
         return [f"{where}: {value!r:.60} is not {kind}"]
@@ -304,7 +313,12 @@ class DocumentTests(unittest.TestCase):
                     self.assertEqual(
                         response["content"], {"application/json": {"schema": error}}, where
                     )
-                else:
+                elif not all(
+                    media["schema"].get("format") == "binary"
+                    for media in response["content"].values()
+                ):
+                    # One JSON or text type; only raw bytes may come as several
+                    # (an icon is a GIF, a JPEG, ...).
                     self.assertEqual(len(response["content"]), 1, (where, status))
         schemes = DOCUMENT["components"]["securitySchemes"]
         self.assertEqual(schemes["bearerAuth"], {**schemes["bearerAuth"], "type": "http"})
@@ -366,6 +380,7 @@ class OpenApiTestCase(ApiTestCase):
         token: str | None = None,
         expect: int | None = None,
         conforms: bool | None = None,
+        query: str = "",
     ) -> Any:
         """The answer's body, once its status (``expect`` if given) is one
         documented for the operation and its content type and body fit the
@@ -384,6 +399,8 @@ class OpenApiTestCase(ApiTestCase):
             )
             if conforms is not None:
                 self.assertEqual(request_errors == [], conforms, (where, request_errors))
+        if query:
+            path += "?" + query
         status, answer, kind = await self.call(method, path, body, raw=raw, token=token)
         if expect is not None:
             self.assertEqual(status, expect, (where, answer))
@@ -668,3 +685,103 @@ class TokenTests(OpenApiTestCase):
         # Without the token an unknown path is 401 too: nothing says what exists.
         status, answer, _ = await self.call("GET", "/no/such/path", token="")
         self.assertEqual((status, answer["error_type"]), (401, "unauthorized"))
+
+
+class UserDataEndpointTests(OpenApiTestCase):
+    """The Go server's feedbag and BART read endpoints, over data a real
+    client stored: Alice's buddy list (13,08) and icon (10,02 upload)."""
+
+    @deferred_test
+    async def test_buddy_list_icon_and_bart_items(self) -> None:
+        server = await self.start()
+        alice = await server.session("Alice")
+        self.addCleanup(alice.close)
+        await alice.request(0x13, 0x04, b"", 0x06)
+        alice.flap.send_snac(0x13, 0x07, b"", alice.next_id())
+        # Two groups, the second shown first; in "Buddies", Carol before Bob.
+        root = WireFeedbagItem(b"", 0, 0, 1, Tlv(0x00C8, b"\x0b\x00\x0a\x1e").pack())
+        buddies = WireFeedbagItem(b"Buddies", 0x0A1E, 0, 1, Tlv(0x00C8, b"\x00\x07\x12\x34").pack())
+        carol = WireFeedbagItem(b"Carol", 0x0A1E, 0x0007, 0)
+        family = WireFeedbagItem(b"Family", 0x0B00, 0, 1)
+        items = root.pack() + buddies.pack() + BOB.pack() + carol.pack() + family.pack()
+        _, status = await alice.request(0x13, 0x08, items + ICON_ITEM.pack(), 0x0E)
+        self.assertEqual(status, b"\x00\x00" * 6)
+
+        await self.api("GET", "/user/{screenname}/icon", params={"screenname": "alice"}, expect=404)
+        bart = await bart_connection(alice)
+        self.addCleanup(bart.close)
+        _, body = await bart.request(0x10, 0x02, Upload(1, ICON).pack(), 0x03)
+        self.assertEqual(UploadReply.unpack(body).code, 0)
+
+        groups = await self.api(
+            "GET", "/feedbag/{screen_name}/group", params={"screen_name": "A lice"}, expect=200
+        )
+        self.assertEqual(
+            groups,
+            [
+                {"group_id": 0x0B00, "group_name": "Family", "buddies": []},
+                {
+                    "group_id": 0x0A1E,
+                    "group_name": "Buddies",
+                    "buddies": [
+                        {"name": "Carol", "item_id": 0x0007},
+                        {"name": "Bob", "item_id": 0x1234},
+                    ],
+                },
+            ],
+        )
+        icon = await self.api(
+            "GET", "/user/{screenname}/icon", params={"screenname": "alice"}, expect=200
+        )
+        self.assertEqual(icon, ICON)
+        item = await self.api("GET", "/bart/{hash}", params={"hash": MD5.hex()}, expect=200)
+        self.assertEqual(item, ICON)
+        # Uploaded bytes are data, never a page that could run in the API's origin.
+        for path in ("/user/alice/icon", f"/bart/{MD5.hex()}"):
+            response = await Agent(reactor).request(b"GET", (server.api_url + path).encode())
+            await readBody(response)
+            self.assertEqual(
+                response.headers.getRawHeaders(b"x-content-type-options"), [b"nosniff"]
+            )
+            self.assertIn(b"sandbox", response.headers.getRawHeaders(b"content-security-policy")[0])
+        listed = await self.api("GET", "/bart", query="type=1", expect=200)
+        self.assertEqual(listed, [{"hash": MD5.hex(), "type": 1}])
+        self.assertEqual(await self.api("GET", "/bart", query="type=0", expect=200), [])
+        # A small icon (type 0) is listed under its own type.
+        small = b"GIF89a\x10\x00\x10\x00small"
+        _, body = await bart.request(0x10, 0x02, Upload(0, small).pack(), 0x03)
+        self.assertEqual(UploadReply.unpack(body).code, 0)
+        small_hash = hashlib.md5(small).hexdigest()
+        listed = await self.api("GET", "/bart", query="type=0", expect=200)
+        self.assertEqual(listed, [{"hash": small_hash, "type": 0}])
+
+        # Refusals: unknown users, empty lists, bad hashes and types get the
+        # Go server's statuses and messages, as JSON errors.
+        for name in ("Bob", "nobody"):
+            answer = await self.api(
+                "GET", "/feedbag/{screen_name}/group", params={"screen_name": name}, expect=404
+            )
+            self.assertEqual(answer["message"], "feedbag not found")
+        for name, message in (("nobody", "user not found"), ("Bob", "icon not found")):
+            answer = await self.api(
+                "GET", "/user/{screenname}/icon", params={"screenname": name}, expect=404
+            )
+            self.assertEqual(answer["message"], message)
+        for digest, status in (("zz", 400), ("", 400), ("abc", 400), ("00" * 16, 404)):
+            if digest:
+                await self.api("GET", "/bart/{hash}", params={"hash": digest}, expect=status)
+        for query, message in (
+            ("", "type query parameter is required"),
+            ("type=", "type query parameter is required"),
+            ("type=x", "invalid type ID"),
+            ("type=-1", "invalid type ID"),
+            ("type=65536", "invalid type ID"),
+        ):
+            answer = await self.api("GET", "/bart", query=query, expect=400)
+            self.assertEqual(answer["message"], message)
+        self.assertAllStatusesSeen(
+            ("GET", "/feedbag/{screen_name}/group"),
+            ("GET", "/user/{screenname}/icon"),
+            ("GET", "/bart"),
+            ("GET", "/bart/{hash}"),
+        )

@@ -89,7 +89,9 @@ class ApiTestCase(unittest.TestCase):
         kind = (response.headers.getRawHeaders(b"content-type") or [b""])[0].decode()
         if kind.startswith("application/json"):
             return response.code, json.loads(content), kind
-        return response.code, content.decode(), kind
+        if not kind.startswith(("image/", "application/")):
+            return response.code, content.decode(), kind
+        return response.code, content, kind  # bytes: an icon, a BART item
 
 
 class AdminScriptTests(ApiTestCase):
