@@ -284,6 +284,12 @@ class ConnectionConfig:
     #: ChatNav, icons, one per chat room); 0 = no limit. Raise it for many
     #: users behind one NAT address.
     max_connections_per_address: int = _setting(200, _integer(0))
+    #: Connections not yet authenticated (logging in, or not yet showing a
+    #: cookie), over every port together. Each is closed after
+    #: ``[auth] login_timeout`` anyway; at this many, a new one closes the
+    #: oldest, so connections opened from many addresses cannot hold memory
+    #: and descriptors, and a real login still gets in. 0 = no limit.
+    max_pending_connections: int = _setting(10_000, _integer(0))
     #: Bytes queued for a slow reader before it is disconnected.
     max_send_queue: int = _setting(
         1 << 20,

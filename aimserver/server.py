@@ -8,6 +8,8 @@ build it directly over a memory store and listen on free loopback ports.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import attrs
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.server import Site
@@ -22,7 +24,7 @@ from aimserver.config import Config
 from aimserver.protocols.auth import AuthFactory
 from aimserver.protocols.bos import BosFactory
 from aimserver.protocols.chat import ChatFactory
-from aimserver.protocols.flap import AddressLimit, ConnectionSettings
+from aimserver.protocols.flap import AddressLimit, ConnectionSettings, PendingConnections
 from aimserver.registry import UserRegistry
 from aimserver.services import alert as alert_service
 from aimserver.services import bart as bart_service
@@ -192,9 +194,12 @@ class AimServer:
         self.api_site.displayTracebacks = False
         #: One count of open connections per client address, for every port.
         self.addresses = AddressLimit(config.connection.max_connections_per_address)
+        #: Connections not yet authenticated, on every port.
+        self.pending_connections = PendingConnections(config.connection.max_pending_connections)
         for factory in (self.auth_factory, self.bos_factory):
             factory.addresses = self.addresses
             factory.access = self.access
+            factory.pending_connections = self.pending_connections
         chat_oservice = OServiceService(self.registry, self.presence, clock, self.sessions)
         self.chat_factory = ChatFactory(
             chat=self.chat,
@@ -213,6 +218,16 @@ class AimServer:
         )
         self.chat_factory.addresses = self.addresses
         self.chat_factory.access = self.access
+        self.chat_factory.pending_connections = self.pending_connections
+
+    def refusals(self) -> Counter[str]:
+        """Everything refused since start, by reason: logins, sign-ons, and
+        unauthenticated connections closed to make room (for /stats,
+        /metrics and the status page)."""
+        refused = self.sessions.refusals + self.authorizer.refusals
+        if self.pending_connections.evicted:
+            refused["connection pending_limit"] = self.pending_connections.evicted
+        return refused
 
     def reload(self, config: Config) -> list[str]:
         """What can change live, from a re-read INI (SIGHUP, or the console's

@@ -73,6 +73,7 @@ class DefaultsTests(ConfigTestCase):
                     "listen_backlog": 4096,
                     "idle_timeout": 0.0,
                     "max_connections_per_address": 200,
+                    "max_pending_connections": 10_000,
                     "max_send_queue": 1 << 20,
                 },
                 "multisession": {"max_sessions": 5, "notify": True},

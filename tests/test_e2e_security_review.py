@@ -152,3 +152,51 @@ class ConnectionsPerAddressTests(unittest.TestCase):
         for client in (*held, again):
             await client.close()
         await wait_until(lambda: not server.server.addresses.open, "every place back")
+
+
+class PendingConnectionsTests(unittest.TestCase):
+    @deferred_test
+    async def test_connections_that_never_authenticate_are_bounded(self) -> None:
+        """Under a flood of connections that never log in, on every port,
+        at most [connection] max_pending_connections wait at once: each new
+        one closes the oldest (channel 4), a real login still gets in, and
+        the rest are closed at the login timeout. Counted in /stats."""
+        server = await LoopbackServer.start(
+            load_config(
+                None,
+                {
+                    "connection.max_pending_connections": 10,
+                    "connection.max_connections_per_address": 0,
+                    "auth.login_timeout": 2,
+                },
+            ),
+            accounts={"Alice": "secret"},
+        )
+        self.addCleanup(server.stop)
+        pending = server.server.pending_connections
+        ports = [
+            server.auth_address,
+            ("127.0.0.1", server.bos_port.getHost().port),
+            ("127.0.0.1", server.chat_port.getHost().port),
+        ]
+        flood = []
+        for n in range(30):
+            client = await connect(*ports[n % 3])
+            await client.wait_channel(Channel.SIGNON)
+            flood.append(client)
+            self.assertLessEqual(len(pending.waiting), 10)
+        # The first 20 were closed to make room, each with a channel-4 frame.
+        for client in flood[:20]:
+            await client.wait_lost()
+            self.assertEqual(client.received[-1].channel, Channel.SIGNOFF)
+        self.assertEqual(pending.evicted, 20)
+        # A real login and sign-on still get in (each displaces one idle
+        # connection while it waits), and then leave the pending set.
+        alice = await server.session("Alice")
+        self.addCleanup(alice.close)
+        self.assertNotIn(server.server_side(alice.flap), pending.waiting)
+        # The rest are closed at the login timeout.
+        for client in flood[20:]:
+            await client.wait_lost(timeout=5)
+        await wait_until(lambda: not pending.waiting, "no connection left waiting")
+        self.assertEqual(server.server.refusals()["connection pending_limit"], pending.evicted)

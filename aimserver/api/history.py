@@ -54,7 +54,7 @@ class Sample:
 def sample_server(server: Any) -> Sample:
     """One sample of a live ``AimServer``: one walk of the registry."""
     per_user = server.registry.sessions_per_user()
-    refusals = server.sessions.refusals + server.authorizer.refusals
+    refusals = server.refusals()
     return Sample(
         time=round(server.clock.seconds(), 3),
         users_online=sum(per_user.values()),

@@ -397,9 +397,7 @@ class ManagementApi:
                 "sessions": sessions,
                 "sessions_per_user": {str(n): per_user[n] for n in sorted(per_user)},
                 "signons": self.sessions.signons,
-                "refusals": dict(
-                    sorted((self.sessions.refusals + self.authorizer.refusals).items())
-                ),
+                "refusals": dict(sorted(self.server.refusals().items())),
                 "messages_routed": self.icbm.routed,
                 "chat_rooms": len(rooms),
                 "chat_members": sum(len(room.members) for room in rooms),

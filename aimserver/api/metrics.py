@@ -52,9 +52,7 @@ class ServerCollector(Collector):
         refusals = CounterMetricFamily(
             "aimserver_refusals", "Sign-ons and logins refused since start.", labels=["reason"]
         )
-        for reason, count in sorted(
-            (server.sessions.refusals + server.authorizer.refusals).items()
-        ):
+        for reason, count in sorted(server.refusals().items()):
             refusals.add_metric([reason], count)
         yield refusals
         yield CounterMetricFamily(

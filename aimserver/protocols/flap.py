@@ -117,6 +117,8 @@ class FlapConnection(Protocol, TimeoutMixin):
         self.quiet_sweeps = 0
         #: Gives back this connection's place in its address's count.
         self.release_address: Callable[[], None] | None = None
+        #: Where the connection waits until it authenticates (set by its factory).
+        self.pending_connections: PendingConnections | None = None
         self.peer = "?"
         #: ``(family, subtype) -> handler``, called by ``call_handler`` (the BOS
         #: connection puts the session first). A handler returns the replies
@@ -151,6 +153,8 @@ class FlapConnection(Protocol, TimeoutMixin):
         if self.sweeper is not None:
             self.sweeper.connections.add(self)
         self.setTimeout(self.settings.login_timeout)
+        if self.pending_connections is not None:
+            self.pending_connections.add(self)
         # The server greets first and never waits for the client's hello.
         self.send_frame(Channel.SIGNON, HELLO)
 
@@ -174,6 +178,8 @@ class FlapConnection(Protocol, TimeoutMixin):
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self.setTimeout(None)
+        if self.pending_connections is not None:
+            self.pending_connections.discard(self)
         release, self.release_address = self.release_address, None
         if release is not None:
             release()
@@ -198,6 +204,8 @@ class FlapConnection(Protocol, TimeoutMixin):
         """The peer proved who it is: lift the login timeout and the small frame limit."""
         self._authenticated = True
         self.setTimeout(None)
+        if self.pending_connections is not None:
+            self.pending_connections.discard(self)
 
     # -- flow control: a reader that stops reading is cut off, not buffered forever ---
 
@@ -628,6 +636,39 @@ class AddressLimit:
             self.open.pop(address, None)
 
 
+class PendingConnections:
+    """Connections not yet authenticated, across the listeners that share
+    this object, oldest first. Past ``limit`` the oldest is closed (FLAP
+    channel 4): it has had the most time to log in, and a flood of idle
+    connections then pushes out its own, not a login that is under way.
+    0 means no limit."""
+
+    log = Logger()
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.waiting: dict[FlapConnection, None] = {}
+        #: Connections closed to make room, since start (for /stats).
+        self.evicted = 0
+
+    def add(self, connection: FlapConnection) -> None:
+        self.waiting[connection] = None
+        while self.limit and len(self.waiting) > self.limit:
+            oldest = next(iter(self.waiting))
+            del self.waiting[oldest]
+            self.evicted += 1
+            self.log.info(
+                "{service}: closed {peer}, not authenticated: {limit} connections were waiting",
+                service=oldest.service_name,
+                peer=oldest.peer,
+                limit=self.limit,
+            )
+            oldest.close()
+
+    def discard(self, connection: FlapConnection) -> None:
+        self.waiting.pop(connection, None)
+
+
 class FlapFactory(Factory):
     """Shared parts of a listener: its settings, clock and keepalive sweeper."""
 
@@ -636,6 +677,9 @@ class FlapFactory(Factory):
     #: Connections per client address (shared by the process's listeners);
     #: None: no limit.
     addresses: AddressLimit | None = None
+    #: Connections not yet authenticated (shared by the process's
+    #: listeners); None: no limit.
+    pending_connections: PendingConnections | None = None
     #: Which addresses may connect at all (``services.access``); None: any.
     access: Any = None
 
@@ -667,6 +711,7 @@ class FlapFactory(Factory):
         connection = self.make_connection()
         if limit is not None and address is not None:
             connection.release_address = lambda: limit.release(address)
+        connection.pending_connections = self.pending_connections
         return connection
 
     def make_connection(self) -> FlapConnection:
