@@ -231,9 +231,12 @@ class AimServer:
 
     def reload(self, config: Config) -> list[str]:
         """What can change live, from a re-read INI (SIGHUP, or the console's
-        ``reload()``): the access lists (signing off what they now refuse)
-        and the MOTD. Says what changed; the rest needs a restart."""
-        changed = []
+        ``reload()``): the access lists (signing off what they now refuse),
+        the MOTD, and the limits that only decide what comes next (sessions
+        per user, connections per address and waiting to authenticate, the
+        login rates); what is already signed on or connected stays. Says
+        what changed; the rest needs a restart."""
+        changed = self._reload_limits(config)
         if self.access.reload(config.access):
             changed.append("access lists")
             for user in list(self.registry):
@@ -245,7 +248,46 @@ class AimServer:
         if config.motd.text != self.config.motd.text:
             self.motd.set_text(config.motd.text)
             changed.append("motd")
-        self.config = attrs.evolve(self.config, access=config.access, motd=config.motd)
+        self.config = attrs.evolve(
+            self.config,
+            access=config.access,
+            motd=config.motd,
+            multisession=attrs.evolve(
+                self.config.multisession, max_sessions=config.multisession.max_sessions
+            ),
+            connection=attrs.evolve(
+                self.config.connection,
+                max_connections_per_address=config.connection.max_connections_per_address,
+                max_pending_connections=config.connection.max_pending_connections,
+            ),
+            auth=attrs.evolve(
+                self.config.auth,
+                max_logins_per_second=config.auth.max_logins_per_second,
+                max_logins_per_ip_per_minute=config.auth.max_logins_per_ip_per_minute,
+            ),
+        )
+        return changed
+
+    def _reload_limits(self, config: Config) -> list[str]:
+        old, changed = self.config, []
+        if config.multisession.max_sessions != old.multisession.max_sessions:
+            self.registry.max_sessions = config.multisession.max_sessions
+            changed.append("multisession.max_sessions")
+        if config.connection.max_connections_per_address != (
+            old.connection.max_connections_per_address
+        ):
+            self.addresses.limit = config.connection.max_connections_per_address
+            changed.append("connection.max_connections_per_address")
+        if config.connection.max_pending_connections != old.connection.max_pending_connections:
+            self.pending_connections.limit = config.connection.max_pending_connections
+            changed.append("connection.max_pending_connections")
+        rates = ("max_logins_per_second", "max_logins_per_ip_per_minute")
+        moved = [r for r in rates if getattr(config.auth, r) != getattr(old.auth, r)]
+        if moved:
+            # Fresh buckets at the new rates (full: nobody is penalised by
+            # the change), unless rate limiting is off for the whole server.
+            self.authorizer.limiter = login_limiter(attrs.evolve(old, auth=config.auth))
+            changed.extend(f"auth.{r}" for r in moved)
         return changed
 
     def service_handlers(self) -> dict[int, tuple[tuple[int, ...], HandlerTable]]:

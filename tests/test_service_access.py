@@ -9,7 +9,7 @@ from aimserver.config import AccessConfig, ConfigError, load_config
 from aimserver.services.access import AccessLists
 from aimserver.wire.flap import Channel
 from tests.client import connect, deferred_test
-from tests.harness import LoopbackServer
+from tests.harness import LoopbackServer, wait_until
 
 
 class AccessListsTests(unittest.SynchronousTestCase):
@@ -66,4 +66,66 @@ class AccessEndToEndTests(unittest.TestCase):
         self.assertEqual(refused.received, [])
         self.assertEqual(
             server.server.reload(load_config(None, {"access.deny_networks": "127.0.0.0/8"})), []
+        )
+
+
+class LimitsReloadTests(unittest.TestCase):
+    @deferred_test
+    async def test_limits_change_live_for_what_comes_next(self) -> None:
+        """A reload applies the new sessions-per-user limit, connection caps
+        and login rates to the next logins and connections; sessions already
+        signed on stay; other keys are left for a restart."""
+        base = {"multisession.max_sessions": 2, "multisession.notify": False}
+        server = await LoopbackServer.start(load_config(None, base), accounts={"Alice": "secret"})
+        self.addCleanup(server.stop)
+        sessions = [await server.session("Alice") for _ in range(2)]
+        for client in sessions:
+            self.addCleanup(client.close)
+        self.assertEqual((await server.bucp("Alice", "secret", flags=0x01)).get_u16(0x08), 0x001D)
+        changed = server.server.reload(
+            load_config(
+                None,
+                {
+                    **base,
+                    "multisession.max_sessions": 3,
+                    "connection.max_pending_connections": 50,
+                    "auth.max_logins_per_ip_per_minute": 1,
+                    "chat.max_occupancy": 5,  # needs a restart: not applied
+                },
+            )
+        )
+        self.assertEqual(
+            changed,
+            [
+                "multisession.max_sessions",
+                "connection.max_pending_connections",
+                "auth.max_logins_per_ip_per_minute",
+            ],
+        )
+        self.assertEqual(server.server.pending_connections.limit, 50)
+        self.assertEqual(server.server.config.chat.max_occupancy, 100)
+        # Three sessions now; the two signed on were not touched.
+        third = await server.session("Alice")
+        self.addCleanup(third.close)
+        await wait_until(
+            lambda: len(server.server.registry.get("alice").online_instances()) == 3,
+            "three Alice sessions online",
+        )
+        self.assertTrue(all(client.flap.connected_now for client in sessions))
+        # One login a minute per address now: the next is refused (0x0018).
+        self.assertEqual((await server.bucp("Alice", "secret")).get_u16(0x08), 0x0018)
+        # Reloading the same file again changes nothing.
+        self.assertEqual(
+            server.server.reload(
+                load_config(
+                    None,
+                    {
+                        **base,
+                        "multisession.max_sessions": 3,
+                        "connection.max_pending_connections": 50,
+                        "auth.max_logins_per_ip_per_minute": 1,
+                    },
+                )
+            ),
+            [],
         )
