@@ -16,9 +16,8 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
-from twisted.application.service import Service
+from twisted.application.internet import TimerService
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import LoopingCall
 
 INTERVAL = 10.0
 WINDOW = 360
@@ -66,7 +65,7 @@ def sample_server(server: Any) -> Sample:
     )
 
 
-class StatsHistory(Service):
+class StatsHistory(TimerService):
     """A service: ``twistd`` starts and stops it with the others."""
 
     def __init__(
@@ -76,21 +75,19 @@ class StatsHistory(Service):
         interval: float = INTERVAL,
         window: int = WINDOW,
     ) -> None:
+        super().__init__(interval, self._tick)
+        self.clock = clock
         self.sample = sample
-        self.interval = interval
         self.samples: deque[Sample] = deque(maxlen=window)
-        self._loop = LoopingCall(self._tick)
-        self._loop.clock = clock
 
-    def startService(self) -> None:
-        super().startService()
-        if not self._loop.running:
-            self._loop.start(self.interval, now=True)
+    @property
+    def interval(self) -> float:
+        """Seconds between samples (takes effect at the next start)."""
+        return float(self.step)
 
-    def stopService(self) -> None:
-        super().stopService()
-        if self._loop.running:
-            self._loop.stop()
+    @interval.setter
+    def interval(self, seconds: float) -> None:
+        self.step = seconds
 
     def _tick(self) -> None:
         self.samples.append(self.sample())

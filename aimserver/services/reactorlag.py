@@ -6,36 +6,27 @@ from __future__ import annotations
 
 from collections import deque
 
-from twisted.application.service import Service
+from twisted.application.internet import TimerService
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import LoopingCall
 
 INTERVAL = 1.0
 #: Samples kept: the last minute's.
 WINDOW = 60
 
 
-class ReactorLag(Service):
+class ReactorLag(TimerService):
     """A service: ``twistd`` starts and stops it with the others."""
 
     def __init__(self, clock: IReactorTime, interval: float = INTERVAL) -> None:
+        super().__init__(interval, self._tick)
         self.clock = clock
         self.interval = interval
         self.samples: deque[float] = deque(maxlen=WINDOW)
         self._expected: float | None = None
-        self._loop = LoopingCall(self._tick)
-        self._loop.clock = clock
 
     def startService(self) -> None:
+        self._expected = None
         super().startService()
-        if not self._loop.running:
-            self._expected = self.clock.seconds()
-            self._loop.start(self.interval, now=True)
-
-    def stopService(self) -> None:
-        super().stopService()
-        if self._loop.running:
-            self._loop.stop()
 
     def _tick(self) -> None:
         now = self.clock.seconds()
