@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 #: The services that listen; each has a port and an optional listener description.
-LISTENER_NAMES = ("auth", "bos", "chat", "api", "manhole")
+LISTENER_NAMES = ("auth", "bos", "chat", "api", "manhole", "web")
 
 _T = TypeVar("_T")
 
@@ -227,6 +227,7 @@ class PortsConfig:
     chat: int = _setting(5192, _PORT)
     api: int = _setting(8080, _PORT)
     manhole: int = _setting(2222, _PORT)
+    web: int = _setting(8081, _PORT)
 
 
 @attrs.frozen
@@ -238,6 +239,7 @@ class ListenersConfig:
     chat: str = _setting("", _DESCRIPTION)
     api: str = _setting("", _DESCRIPTION)
     manhole: str = _setting("", _DESCRIPTION)
+    web: str = _setting("", _DESCRIPTION)
 
 
 @attrs.frozen
@@ -342,6 +344,15 @@ _TOKEN = _Kind(
         and (v == "" or (len(v) >= 16 and v.isascii() and v.isprintable() and " " not in v))
     ),
 )
+
+
+@attrs.frozen
+class WebConfig:
+    """The browser client on ``ports.web`` (docs/web-protocol.md)."""
+
+    #: Seconds a browser session whose socket dropped is kept for a resume
+    #: (buddies see no departure); then it signs off.
+    resume_seconds: float = _setting(120.0, _seconds(zero_allowed=False))
 
 
 @attrs.frozen
@@ -480,6 +491,7 @@ class Config:
     ratelimit: RateLimitConfig = attrs.field(factory=RateLimitConfig)
     logging: LoggingConfig = attrs.field(factory=LoggingConfig)
     manhole: ManholeConfig = attrs.field(factory=ManholeConfig)
+    web: WebConfig = attrs.field(factory=WebConfig)
 
     def endpoint(self, name: str) -> str:
         """The server endpoint description ``strports.service`` should listen on.

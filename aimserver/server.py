@@ -54,6 +54,8 @@ from aimserver.services.stats import StatsService
 from aimserver.services.userlookup import UserLookupService
 from aimserver.services.warnings import WarningService
 from aimserver.store.interfaces import IUserStore
+from aimserver.web.service import WebService
+from aimserver.web.site import web_factory
 from aimserver.wire.codes import FoodGroup
 
 COOKIE_SECRET_NAME = "cookie-hmac"
@@ -219,6 +221,9 @@ class AimServer:
         self.chat_factory.addresses = self.addresses
         self.chat_factory.access = self.access
         self.chat_factory.pending_connections = self.pending_connections
+        #: The browser client's sessions and its listener (``--web-port``).
+        self.web = WebService(self, config.web.resume_seconds)
+        self.web_factory = web_factory(self.web)
 
     def refusals(self) -> Counter[str]:
         """Everything refused since start, by reason: logins, sign-ons, and

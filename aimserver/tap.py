@@ -27,7 +27,7 @@ from aimserver.store.sqlite import SQLiteUserStore, StoreService
 
 log = Logger()
 
-_PORT_OPTIONS = ("auth", "bos", "chat", "api", "manhole")
+_PORT_OPTIONS = ("auth", "bos", "chat", "api", "manhole", "web")
 WARNING_SWEEP_INTERVAL = 60.0
 
 
@@ -172,6 +172,7 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
         ("bos", server.bos_factory),
         ("chat", server.chat_factory),
         ("api", server.api_site),
+        ("web", server.web_factory),
     )
     for name, factory in listeners:
         listener = strports.service(config.endpoint(name), factory, reactor=reactor)

@@ -76,7 +76,8 @@ class LoopbackServer:
         self.bos_port = reactor.listenTCP(0, server.bos_factory, interface=LOOPBACK)
         self.chat_port = reactor.listenTCP(0, server.chat_factory, interface=LOOPBACK)
         self.api_port = reactor.listenTCP(0, server.api_site, interface=LOOPBACK)
-        self.ports = [self.auth_port, self.bos_port, self.chat_port, self.api_port]
+        self.web_port = reactor.listenTCP(0, server.web_factory, interface=LOOPBACK)
+        self.ports = [self.auth_port, self.bos_port, self.chat_port, self.api_port, self.web_port]
         server.bos_address = f"{LOOPBACK}:{self.bos_port.getHost().port}"
         server.chat_address = f"{LOOPBACK}:{self.chat_port.getHost().port}"
         return self
@@ -84,6 +85,10 @@ class LoopbackServer:
     @property
     def api_url(self) -> str:
         return f"http://{LOOPBACK}:{self.api_port.getHost().port}"
+
+    @property
+    def web_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.web_port.getHost().port}"
 
     @property
     def auth_address(self) -> tuple[str, int]:
@@ -150,6 +155,8 @@ class LoopbackServer:
             connection.transport.loseConnection()
         for client in list(FlapClient.open_clients):
             client.transport.loseConnection()
+        # Browser sessions kept for a resume end with the server.
+        self.server.web.stop()
         await wait_until(
             lambda: not self.server_connections() and not FlapClient.open_clients,
             lambda: "connections still open after stop(): " + "; ".join(self.open_connections()),

@@ -56,7 +56,14 @@ class DefaultsTests(ConfigTestCase):
             attrs.asdict(config),
             {
                 "server": {"host": "127.0.0.1", "advertised_host": "", "db": "aimserver.sqlite"},
-                "ports": {"auth": 5190, "bos": 5191, "chat": 5192, "api": 8080, "manhole": 2222},
+                "ports": {
+                    "auth": 5190,
+                    "bos": 5191,
+                    "chat": 5192,
+                    "api": 8080,
+                    "manhole": 2222,
+                    "web": 8081,
+                },
                 "listeners": {name: "" for name in LISTENER_NAMES},
                 "auth": {
                     "auto_register": False,
@@ -99,6 +106,7 @@ class DefaultsTests(ConfigTestCase):
                     "password_hash": "",
                     "host_key": "",
                 },
+                "web": {"resume_seconds": 120.0},
             },
         )
 
@@ -269,7 +277,7 @@ class UnknownSettingTests(ConfigTestCase):
     def test_unknown_override(self) -> None:
         """An override for no setting is a bug in the caller, reported the same way."""
         self.assertConfigError(None, {"ports.www": 80}, "ports", "www")
-        self.assertConfigError(None, {"web.port": 80}, "web", None)
+        self.assertConfigError(None, {"www.port": 80}, "www", None)
         self.assertConfigError(None, {"ports": 80}, "ports", "")
 
 

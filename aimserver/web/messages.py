@@ -1,0 +1,185 @@
+# -*- test-case-name: tests.test_web_messages -*-
+"""The browser protocol's envelopes (docs/web-protocol.md): a request parsed
+and checked before anything acts on it, answers and events as JSON text.
+
+Pure: no sockets, no registry. A request that is not what the document says
+(not JSON, not an object, an unknown command, a missing, unknown or wrongly
+typed parameter, a value out of bounds) is a ``WebError`` of type
+``ValidationError``, answered without changing anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import orjson
+
+#: The largest message either way, in bytes of UTF-8 (close code 1009 beyond).
+MAX_MESSAGE_BYTES = 65_536
+MAX_ID_LENGTH = 64
+
+VALIDATION = "ValidationError"
+UNAUTHORIZED = "Unauthorized"
+SESSION_ERROR = "SessionError"
+SESSION_NOT_FOUND = "SessionNotFound"
+RATE_LIMITED = "RateLimited"
+
+
+class WebError(Exception):
+    """A request refused: answered ``{"status": "error", ...}``."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.message = message
+
+
+@attrs.frozen
+class Param:
+    """One parameter: its JSON type, whether it must be there, its bounds
+    (a string's length in characters, an integer's value)."""
+
+    kind: type | tuple[type, ...]
+    required: bool = True
+    max_length: int | None = None
+    minimum: int | None = None
+    maximum: int | None = None
+    choices: frozenset[str] | None = None
+    nullable: bool = False
+
+
+def _name(required: bool = True) -> Param:
+    return Param(str, required, max_length=64)
+
+
+#: Every command and its parameters (docs/web-protocol.md, "Commands").
+COMMANDS: Mapping[str, Mapping[str, Param]] = {
+    "create_session": {
+        "screen_name": _name(),
+        "password": Param(str, max_length=64),
+        "client": Param(str, required=False, max_length=64),
+    },
+    "restore_session": {
+        "session_id": Param(str, max_length=64),
+        "resume_token": Param(str, max_length=128),
+        "last_seq": Param(int, minimum=0),
+    },
+    "close_session": {},
+    "get_session_info": {},
+    "list_client_sessions": {},
+    "get_buddy_list": {},
+    "send_im": {
+        "to": _name(),
+        "text": Param(str, max_length=4000),
+        "client_message_id": Param(str, max_length=MAX_ID_LENGTH),
+        "auto_response": Param(bool, required=False),
+    },
+    "typing": {
+        "to": _name(),
+        "state": Param(str, choices=frozenset({"typing", "typed", "none"})),
+    },
+    "update_session_state": {
+        "away_message": Param(str, required=False, max_length=1024, nullable=True),
+        "idle_seconds": Param(int, required=False, minimum=0, maximum=0xFFFFFFFF),
+        "profile": Param(str, required=False, max_length=1024),
+    },
+    "warn": {"name": _name(), "anonymous": Param(bool, required=False)},
+    "ack": {"seq": Param(int, minimum=0)},
+}
+
+
+@attrs.frozen
+class Request:
+    id: str | int
+    command: str
+    parameters: Mapping[str, Any]
+
+
+def parse_request(text: str) -> Request:
+    """The request in ``text``, checked against ``COMMANDS``. A refusal that
+    could still name the request carries its id (``WebError.request_id``)."""
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise WebError(VALIDATION, "the message is not JSON") from None
+    if not isinstance(data, dict):
+        raise WebError(VALIDATION, "the message must be a JSON object")
+    request_id = data.get("id")
+    if (
+        isinstance(request_id, bool)
+        or not isinstance(request_id, str | int)
+        or (isinstance(request_id, str) and len(request_id) > MAX_ID_LENGTH)
+        or (isinstance(request_id, int) and not -(2**53) < request_id < 2**53)
+    ):
+        raise WebError(VALIDATION, "id must be a string of at most 64 characters or an integer")
+    try:
+        unknown = set(data) - {"id", "command", "parameters"}
+        if unknown:
+            raise WebError(VALIDATION, f"unknown fields: {', '.join(sorted(map(str, unknown)))}")
+        command = data.get("command")
+        if not isinstance(command, str) or command not in COMMANDS:
+            raise WebError(VALIDATION, f"unknown command: {str(command)[:64]!r}")
+        parameters = data.get("parameters", {})
+        if not isinstance(parameters, dict):
+            raise WebError(VALIDATION, "parameters must be a JSON object")
+        return Request(request_id, command, checked(COMMANDS[command], parameters))
+    except WebError as e:
+        e.request_id = request_id  # type: ignore[attr-defined]
+        raise
+
+
+def checked(schema: Mapping[str, Param], given: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(given) - set(schema)
+    if unknown:
+        raise WebError(VALIDATION, f"unknown parameters: {', '.join(sorted(unknown))}")
+    for name, param in schema.items():
+        if name not in given:
+            if param.required:
+                raise WebError(VALIDATION, f"missing parameter: {name}")
+            continue
+        value = given[name]
+        if value is None and param.nullable:
+            continue
+        kinds = param.kind if isinstance(param.kind, tuple) else (param.kind,)
+        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+            raise WebError(VALIDATION, f"{name} must be a {_kind_name(kinds)}")
+        if param.max_length is not None and len(value) > param.max_length:
+            raise WebError(VALIDATION, f"{name} is longer than {param.max_length} characters")
+        if param.minimum is not None and value < param.minimum:
+            raise WebError(VALIDATION, f"{name} must be at least {param.minimum}")
+        if param.maximum is not None and value > param.maximum:
+            raise WebError(VALIDATION, f"{name} must be at most {param.maximum}")
+        if param.choices is not None and value not in param.choices:
+            raise WebError(VALIDATION, f"{name} must be one of {', '.join(sorted(param.choices))}")
+    return dict(given)
+
+
+def _kind_name(kinds: tuple[type, ...]) -> str:
+    names = {str: "string", int: "integer", bool: "boolean"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def success(request_id: str | int, result: Any, now_ms: int) -> str:
+    return _text({"id": request_id, "status": "success", "result": result, "timestamp": now_ms})
+
+
+def failure(request_id: str | int | None, error: WebError, now_ms: int) -> str:
+    return _text(
+        {
+            "id": request_id,
+            "status": "error",
+            "error": error.message,
+            "error_type": error.error_type,
+            "timestamp": now_ms,
+        }
+    )
+
+
+def event(name: str, seq: int, now_ms: int, fields: Mapping[str, Any]) -> str:
+    return _text({"event": name, "seq": seq, "timestamp": now_ms, **fields})
+
+
+def _text(message: Mapping[str, Any]) -> str:
+    return orjson.dumps(message).decode("utf-8")

@@ -1,0 +1,354 @@
+# -*- test-case-name: tests.test_e2e_web -*-
+"""The browser protocol's commands (docs/web-protocol.md), over the same
+services as OSCAR.
+
+A browser session signs on as a classic one does: the authorizer checks the
+password, the limits and the access lists and issues a BOS cookie, and the
+session service redeems it for a session instance (multi-connection flag
+0x01). Every command that an OSCAR client would send as a SNAC is sent as
+that SNAC, to the same handler table the BOS listener uses, after the same
+rate-limit check: one implementation of each rule, whatever the client.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from aimserver.api.userdata import groups_in_display_order
+from aimserver.registry import SessionInstance
+from aimserver.services.base import Reply, SnacError
+from aimserver.services.session import ALLOWED, SignOnRefused
+from aimserver.store.credentials import roast
+from aimserver.store.interfaces import FeedbagItem
+from aimserver.web import messages
+from aimserver.web.messages import WebError
+from aimserver.web.render import TYPING_CODES, encode_text
+from aimserver.web.session import WebSession
+from aimserver.wire.codes import ICBM, Feedbag, FoodGroup, LoginError, LoginTag, OService
+from aimserver.wire.feedbag import read_items
+from aimserver.wire.icbm import (
+    TAG_AUTO_RESPONSE,
+    TAG_IM_DATA,
+    TAG_REQUEST_HOST_ACK,
+    TAG_STORE_IF_OFFLINE,
+    ChannelMessageToHost,
+    ClientEvent,
+)
+from aimserver.wire.reader import string08
+from aimserver.wire.screenname import encode_screen_name, normalize
+from aimserver.wire.snac import SnacHeader
+from aimserver.wire.tlv import Tlv, TlvList
+
+if TYPE_CHECKING:
+    from aimserver.server import AimServer
+
+#: What a browser session says it is, in ``list_client_sessions`` and the log.
+DEFAULT_CLIENT = "aimserver web client"
+#: How a refused login reads in the browser.
+LOGIN_ERRORS: dict[int, tuple[str, str]] = {
+    int(LoginError.INVALID_SCREEN_NAME): (messages.UNAUTHORIZED, "wrong screen name or password"),
+    int(LoginError.BAD_PASSWORD): (messages.UNAUTHORIZED, "wrong screen name or password"),
+    int(LoginError.SUSPENDED): (messages.UNAUTHORIZED, "this screen name may not sign on"),
+    int(LoginError.DELETED_ACCOUNT): (messages.UNAUTHORIZED, "this screen name was deleted"),
+    int(LoginError.RATE_LIMIT_RESERVATION): (
+        messages.RATE_LIMITED,
+        "too many logins: wait a moment and try again",
+    ),
+    int(LoginError.RATE_LIMIT): (
+        messages.SESSION_ERROR,
+        "this screen name is signed on in as many places as it may be",
+    ),
+}
+#: SNAC error codes, as a browser user reads them.
+SNAC_ERRORS = {
+    0x0004: "not signed on",
+    0x0009: "you may not do that to this user",
+    0x000D: "you may not do that to this user",
+    0x000E: "the request was malformed",
+    0x0002: "the rate limit was exceeded",
+    0x0003: "the rate limit was exceeded",
+}
+AWAY_MIME = b'text/aolrtf; charset="utf-8"'
+
+
+class WebService:
+    log = Logger()
+
+    def __init__(self, server: AimServer, resume_seconds: float) -> None:
+        self.server = server
+        self.clock = server.clock
+        self.resume_seconds = resume_seconds
+        self.handlers = server.bos_factory.handlers
+        self.families = server.bos_factory.families
+        self._rate_check = server.sessions.rate_limits.check
+        #: session id -> its WebSession, while it lives (resumable or attached).
+        self.sessions: dict[str, WebSession] = {}
+        self._request_ids = 0
+
+    # -- signing on and off ---------------------------------------------------------------
+
+    async def create_session(self, parameters: dict[str, Any], peer: str) -> WebSession:
+        """Sign on a new session instance: the authorizer's checks, then the
+        session service's, as for an OSCAR login (BUCP or channel 1)."""
+        screen_name = parameters["screen_name"]
+        ip = peer.rpartition(":")[0] or peer
+        authorizer = self.server.authorizer
+        refusal = authorizer.admit(screen_name, ip)
+        if refusal is None:
+            tlvs = TlvList.of(
+                [
+                    Tlv(LoginTag.SCREEN_NAME, screen_name.encode("utf-8", "replace")),
+                    Tlv(LoginTag.ROASTED_PASSWORD, roast(parameters["password"].encode("utf-8"))),
+                    Tlv(
+                        LoginTag.CLIENT_ID_STRING,
+                        parameters.get("client", DEFAULT_CLIENT).encode("utf-8"),
+                    ),
+                    Tlv(LoginTag.MULTICONN_FLAGS, b"\x01"),
+                ]
+            )
+            result = authorizer.login_roasted(tlvs)
+            if isinstance(result, Deferred):
+                result = await result
+            authorizer.answered(result, ip)
+        else:
+            result = refusal
+        if result.error is not None:
+            error_type, message = LOGIN_ERRORS.get(
+                result.error, (messages.SESSION_ERROR, f"login refused ({result.error:#06x})")
+            )
+            raise WebError(error_type, message)
+        web = WebSession(os.urandom(16).hex(), self.clock, self.resume_seconds, self._ended)
+        try:
+            attached = self.server.sessions.sign_on(result.cookie, self.families, web, peer)
+            if isinstance(attached, Deferred):
+                attached = await attached
+        except SignOnRefused:
+            raise WebError(messages.SESSION_ERROR, "the sign-on was refused") from None
+        web.instance = attached.session
+        self.sessions[web.session_id] = web
+        return web
+
+    async def start(self, web: WebSession) -> dict[str, Any]:
+        """The rest of the sign-on, as libpurple does it: read the stored
+        list, use it, client ready. Returns the buddy list."""
+        groups = await self.buddy_list(web, client_ready=False)
+        await self.call(web, FoodGroup.FEEDBAG, Feedbag.USE, b"", client_ready=False)
+        await self.call(web, FoodGroup.OSERVICE, OService.CLIENT_READY, b"", client_ready=True)
+        return groups
+
+    def restore(self, session_id: str, token: str, last_seq: int) -> tuple[WebSession, list[str]]:
+        web = self.sessions.get(session_id)
+        if web is None or web.closing or not web.token_matches(token):
+            raise WebError(messages.SESSION_NOT_FOUND, "no such session: sign on again")
+        missed = web.replay_after(last_seq)
+        if missed is None:
+            raise WebError(messages.SESSION_NOT_FOUND, "too much was missed: reload")
+        return web, missed
+
+    def stop(self) -> None:
+        """The server stops: every browser session ends (the registry's
+        clean shutdown does the same through ``disconnect``)."""
+        for web in list(self.sessions.values()):
+            web.end("closed")
+
+    def check_rate(self, web: WebSession, family: int, subtype: int) -> None:
+        """Count a command the server answers itself as the SNAC an OSCAR
+        client would send for it: a flood of them meets the same limits."""
+        session = web.instance
+        assert session is not None
+        decision = self._rate_check(session, family, subtype, True)
+        if decision is not ALLOWED and not decision.allowed:
+            if decision.disconnect:
+                self.clock.callLater(0, web.end, "rate_limited")
+            raise WebError(messages.RATE_LIMITED, "slow down: the rate limit was exceeded")
+
+    def _ended(self, web: WebSession) -> None:
+        self.sessions.pop(web.session_id, None)
+        instance = web.instance
+        if instance is not None:
+            self.server.sessions.closing(instance, web)
+            self.server.sessions.connection_lost(instance, web)
+        self.log.info(
+            "web session {session_id} ended: {reason}",
+            session_id=web.session_id,
+            reason=web.end_reason,
+        )
+
+    # -- SNACs, as an OSCAR client sends them ------------------------------------------------
+
+    async def call(
+        self, web: WebSession, family: int, subtype: int, body: bytes, client_ready: bool = True
+    ) -> list[Reply]:
+        session = web.instance
+        assert session is not None
+        decision = self._rate_check(session, family, subtype, client_ready)
+        if decision is not ALLOWED and not decision.allowed:
+            if decision.disconnect:
+                self.clock.callLater(0, web.end, "rate_limited")
+            raise WebError(messages.RATE_LIMITED, "slow down: the rate limit was exceeded")
+        handler = self.handlers[(family, subtype)]
+        self._request_ids = (self._request_ids + 1) & 0x7FFFFFFF
+        header = SnacHeader(family, subtype, 0, self._request_ids)
+        try:
+            replies = handler(session, header, body)
+            if isinstance(replies, Deferred):
+                replies = await replies
+        except SnacError as e:
+            raise WebError(
+                messages.SESSION_ERROR, SNAC_ERRORS.get(e.code, f"refused ({e.code:#06x})")
+            ) from None
+        return list(replies or [])
+
+    # -- commands --------------------------------------------------------------------------
+
+    async def buddy_list(self, web: WebSession, client_ready: bool = True) -> dict[str, Any]:
+        replies = await self.call(web, FoodGroup.FEEDBAG, Feedbag.QUERY, b"", client_ready)
+        items: list[FeedbagItem] = []
+        for reply in replies:
+            if reply.subtype != Feedbag.REPLY:
+                continue
+            # u8 version, u16 count, the items, u32 last-modified time.
+            for item in read_items(reply.body[3:-4], "13,06 items"):
+                items.append(
+                    FeedbagItem(
+                        item.name.decode("utf-8", "replace"),
+                        item.group_id,
+                        item.item_id,
+                        item.class_id,
+                        item.attributes,
+                    )
+                )
+        me = web.instance
+        assert me is not None
+        groups = groups_in_display_order(tuple(items))
+        for group in groups:
+            group["name"] = group.pop("group_name")
+            del group["group_id"]
+            group["buddies"] = [self._buddy(b["name"], me.user_key) for b in group["buddies"]]
+        return {"groups": groups}
+
+    def _buddy(self, name: str, viewer_key: str) -> dict[str, Any]:
+        user = self.server.registry.by_key(normalize(name))
+        online = (
+            user is not None
+            and bool(user.online_instances())
+            and self.server.presence.visible_to(user, viewer_key)
+        )
+        return {"name": name, "online": online}
+
+    async def send_im(self, web: WebSession, parameters: dict[str, Any]) -> dict[str, Any]:
+        client_message_id = parameters["client_message_id"]
+        earlier = web.remembered(client_message_id)
+        if earlier is not None:
+            return earlier
+        tlvs = [
+            Tlv(TAG_IM_DATA, encode_text(parameters["text"])),
+            Tlv.empty(TAG_REQUEST_HOST_ACK),
+            Tlv.empty(TAG_STORE_IF_OFFLINE),
+        ]
+        if parameters.get("auto_response"):
+            tlvs.append(Tlv.empty(TAG_AUTO_RESPONSE))
+        body = ChannelMessageToHost(os.urandom(8), 1, parameters["to"], TlvList(tuple(tlvs))).pack()
+        icbm = self.server.icbm
+        routed = icbm.routed
+        await self.call(web, FoodGroup.ICBM, ICBM.CHANNEL_MSG_TO_HOST, body)
+        result = {"delivered": icbm.routed > routed}
+        web.remember(client_message_id, result)
+        self._echo_to_siblings(web, parameters)
+        return result
+
+    def _echo_to_siblings(self, web: WebSession, parameters: dict[str, Any]) -> None:
+        """The same conversation on every device: the user's other browser
+        sessions see what this one sent (classic clients get nothing new)."""
+        me = web.instance
+        assert me is not None
+        user = self.server.registry.user_of(me)
+        if user is None:
+            return
+        for sibling in user.online_instances():
+            other = sibling.connection
+            if sibling is not me and isinstance(other, WebSession):
+                other.push(
+                    "im_sent",
+                    {
+                        "to": parameters["to"],
+                        "text": parameters["text"],
+                        "client_message_id": parameters["client_message_id"],
+                    },
+                )
+
+    async def typing(self, web: WebSession, parameters: dict[str, Any]) -> dict[str, Any]:
+        event = ClientEvent(b"\x00" * 8, 1, parameters["to"], TYPING_CODES[parameters["state"]])
+        await self.call(web, FoodGroup.ICBM, ICBM.CLIENT_EVENT, event.pack())
+        return {}
+
+    async def update_state(self, web: WebSession, parameters: dict[str, Any]) -> dict[str, Any]:
+        if "away_message" in parameters:
+            text = (parameters["away_message"] or "").encode("utf-8")
+            body = TlvList.of([Tlv(0x0003, AWAY_MIME), Tlv(0x0004, text)]).pack_list()
+            await self.call(web, FoodGroup.LOCATE, 0x0004, body)
+        if "profile" in parameters:
+            text = parameters["profile"].encode("utf-8")
+            body = TlvList.of([Tlv(0x0001, AWAY_MIME), Tlv(0x0002, text)]).pack_list()
+            await self.call(web, FoodGroup.LOCATE, 0x0004, body)
+        if "idle_seconds" in parameters:
+            body = struct.pack("!I", parameters["idle_seconds"])
+            await self.call(web, FoodGroup.OSERVICE, OService.IDLE_NOTIFICATION, body)
+        return {}
+
+    async def warn(self, web: WebSession, parameters: dict[str, Any]) -> dict[str, Any]:
+        body = struct.pack("!H", 1 if parameters.get("anonymous") else 0) + string08(
+            encode_screen_name(parameters["name"])
+        )
+        replies = await self.call(web, FoodGroup.ICBM, ICBM.EVIL_REQUEST, body)
+        level = next(
+            (struct.unpack("!HH", r.body[:4])[1] for r in replies if r.subtype == ICBM.EVIL_REPLY),
+            0,
+        )
+        return {"warning_level": level / 10}
+
+    def session_info(self, web: WebSession) -> dict[str, Any]:
+        me = web.instance
+        assert me is not None
+        user = self.server.registry.user_of(me)
+        now = self.clock.seconds()
+        return {
+            "screen_name": user.screen_name if user else "",
+            "instance_id": me.instance_id,
+            "signed_on_at": int(me.connected_at),
+            "away_message": (me.away_message or b"").decode("utf-8", "replace")
+            if me.away
+            else None,
+            "idle_seconds": 0 if me.idle_since is None else int(now - me.idle_since),
+            "warning_level": self.server.presence.warning_level(user) / 10 if user else 0,
+            "sessions": len(user.online_instances()) if user else 0,
+        }
+
+    def client_sessions(self, web: WebSession) -> dict[str, Any]:
+        me = web.instance
+        assert me is not None
+        user = self.server.registry.user_of(me)
+        now = self.clock.seconds()
+        return {
+            "sessions": [
+                _location(instance, instance is me, now)
+                for instance in (user.live_instances() if user else [])
+            ]
+        }
+
+
+def _location(instance: SessionInstance, this: bool, now: float) -> dict[str, Any]:
+    return {
+        "instance_id": instance.instance_id,
+        "client": instance.client_id,
+        "address": instance.ip,
+        "since": int(instance.connected_at),
+        "idle_seconds": 0 if instance.idle_since is None else int(now - instance.idle_since),
+        "away": instance.away,
+        "this": this,
+    }

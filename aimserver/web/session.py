@@ -1,0 +1,195 @@
+# -*- test-case-name: tests.test_e2e_web -*-
+"""A browser session: one session instance that outlives its WebSocket.
+
+``WebSession`` is what the registry holds (an ``ISessionConnection``, like a
+BOS connection): the services hand it events, which it numbers (``seq``) and
+keeps until the browser acks them, bounded. A socket (``web.socket``) is
+attached to it while the browser is connected; when the socket drops, the
+session stays for ``resume_seconds`` and keeps what it is sent, so a socket
+that comes back with the resume token (``restore_session``) takes over the
+same instance and is replayed what it missed: buddies see no departure and
+arrival, nothing is lost or doubled. After the window it signs off as any
+session does.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from aimserver.registry import ISessionConnection, SessionInstance
+from aimserver.services.events import Event
+from aimserver.web import messages
+from aimserver.web.render import render
+from aimserver.wire.codes import DisconnectReason
+
+#: Events kept for a resume, per session: past this many unacked, the
+#: oldest are dropped and a resume from before them is told to reload.
+MAX_KEPT_EVENTS = 1000
+#: Client message ids remembered per session (idempotent sends).
+MAX_REMEMBERED_SENDS = 256
+#: Why a session ended, as ``session_ended`` says it.
+END_REASONS = {
+    int(DisconnectReason.SIGNED_ON_ELSEWHERE): "signed_on_elsewhere",
+    int(DisconnectReason.ACCOUNT_DELETED): "deleted",
+}
+
+
+class SocketLike:
+    """What a session needs of its socket (``web.socket.WebSocketChannel``)."""
+
+    def send_text(self, text: str) -> None:
+        raise NotImplementedError
+
+    def close(self, code: int = 1000) -> None:
+        raise NotImplementedError
+
+
+@implementer(ISessionConnection)
+class WebSession:
+    log = Logger()
+
+    def __init__(
+        self,
+        session_id: str,
+        clock: IReactorTime,
+        resume_seconds: float,
+        on_end: Callable[[WebSession], None],
+    ) -> None:
+        self.session_id = session_id
+        self.clock = clock
+        self.resume_seconds = resume_seconds
+        self.on_end = on_end
+        #: The registry's instance, once signed on.
+        self.instance: SessionInstance | None = None
+        self.socket: SocketLike | None = None
+        self.resume_token = _new_token()
+        self.seq = 0
+        #: ``(seq, text)`` of the events the browser has not acked, oldest first.
+        self.kept: deque[tuple[int, str]] = deque()
+        #: Events up to here were dropped unacked: a resume from before them
+        #: cannot be replayed in full.
+        self.dropped_through = 0
+        #: client_message_id -> the answer's result (idempotent sends).
+        self.sends: OrderedDict[str, Any] = OrderedDict()
+        self._closing = False
+        self._expiry: IDelayedCall | None = None
+        #: Called with the reason when the session ends (the service signs it off).
+        self.end_reason: str | None = None
+
+    # -- ISessionConnection --------------------------------------------------------------
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    def send_event(self, event: Event) -> None:
+        if self._closing:
+            return
+        rendered = render(event, self.clock.seconds())
+        if rendered is None:
+            return
+        name, fields = rendered
+        self.push(name, fields)
+
+    def disconnect(self, reason: int | None) -> None:
+        """The server ends the session (displaced, kicked, deleted)."""
+        self.end(END_REASONS.get(reason or 0, "kicked"))
+
+    # -- events ---------------------------------------------------------------------------
+
+    def push(self, name: str, fields: dict[str, Any]) -> None:
+        """An event for the browser: numbered, kept until acked, sent if a
+        socket is attached."""
+        self.seq += 1
+        text = messages.event(name, self.seq, self.now_ms(), fields)
+        self.kept.append((self.seq, text))
+        if len(self.kept) > MAX_KEPT_EVENTS:
+            self.dropped_through = self.kept.popleft()[0]
+        if self.socket is not None:
+            self.socket.send_text(text)
+
+    def ack(self, seq: int) -> None:
+        while self.kept and self.kept[0][0] <= seq:
+            self.kept.popleft()
+
+    def replay_after(self, last_seq: int) -> list[str] | None:
+        """What the browser missed after ``last_seq``, or None when some of
+        it was dropped (the browser must reload)."""
+        if last_seq < self.dropped_through or last_seq > self.seq:
+            return None
+        return [text for seq, text in self.kept if seq > last_seq]
+
+    # -- sockets --------------------------------------------------------------------------
+
+    def attach(self, socket: SocketLike) -> None:
+        if self._expiry is not None and self._expiry.active():
+            self._expiry.cancel()
+        self._expiry = None
+        self.socket = socket
+
+    def socket_lost(self, socket: SocketLike) -> None:
+        """The socket dropped: keep the session for a resume, then end it."""
+        if self.socket is not socket or self._closing:
+            return
+        self.socket = None
+        self._expiry = self.clock.callLater(self.resume_seconds, self._expired)
+
+    def _expired(self) -> None:
+        self._expiry = None
+        self.log.info(
+            "web session {session_id} not resumed in {seconds:g}s: signing off",
+            session_id=self.session_id,
+            seconds=self.resume_seconds,
+        )
+        self.end("expired")
+
+    def token_matches(self, token: str) -> bool:
+        return hmac.compare_digest(token.encode("utf-8"), self.resume_token.encode("utf-8"))
+
+    def new_token(self) -> str:
+        self.resume_token = _new_token()
+        return self.resume_token
+
+    # -- the end --------------------------------------------------------------------------
+
+    def end(self, reason: str) -> None:
+        """Sign off: tell the browser why (if it is there), close the socket,
+        leave the registry."""
+        if self._closing:
+            return
+        if self.socket is not None and reason not in ("closed", "expired"):
+            self.push("session_ended", {"reason": reason})
+        self._closing = True
+        self.end_reason = reason
+        if self._expiry is not None and self._expiry.active():
+            self._expiry.cancel()
+        self._expiry = None
+        socket, self.socket = self.socket, None
+        if socket is not None:
+            socket.close(1000)
+        self.on_end(self)
+
+    # -- idempotent sends -----------------------------------------------------------------
+
+    def remembered(self, client_message_id: str) -> Any:
+        return self.sends.get(client_message_id)
+
+    def remember(self, client_message_id: str, result: Any) -> None:
+        self.sends[client_message_id] = result
+        if len(self.sends) > MAX_REMEMBERED_SENDS:
+            self.sends.popitem(last=False)
+
+    def now_ms(self) -> int:
+        return int(self.clock.seconds() * 1000)
+
+
+def _new_token() -> str:
+    return os.urandom(24).hex()

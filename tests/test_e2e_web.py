@@ -1,0 +1,288 @@
+"""The browser protocol end to end (issue 18): real WebSockets to the web
+listener, next to classic OSCAR clients on the same server.
+
+Sign-on and its refusals, IMs both ways with a classic client, the
+multisession rules across web and classic sessions, resume with replay and
+nothing lost or doubled, token expiry, idempotent resends, the same
+conversation on every browser session, and bad input answered with errors."""
+
+from __future__ import annotations
+
+import json
+
+from twisted.internet import reactor, task
+from twisted.trial import unittest
+
+from aimserver.config import load_config
+from aimserver.wire.userinfo import UserInfo
+from tests.client import deferred_test
+from tests.harness import LoopbackServer, wait_until
+from tests.webclient import WebClient
+
+ACCOUNTS = {"Alice": "secret", "Bob": "secret", "Carol": "secret"}
+
+
+def sleep(seconds: float) -> object:
+    return task.deferLater(reactor, seconds, lambda: None)
+
+
+class WebCase(unittest.TestCase):
+    async def start(self, **settings: object) -> LoopbackServer:
+        server = await LoopbackServer.start(load_config(None, settings), accounts=ACCOUNTS)
+        self.addCleanup(server.stop)
+        self.server = server
+        return server
+
+    async def web(self) -> WebClient:
+        client = await WebClient.connect(self.server.web_url)
+        self.addCleanup(client.close)
+        return client
+
+    async def classic(self, name: str, **kw: object) -> object:
+        client = await self.server.session(name, **kw)
+        self.addCleanup(client.close)
+        return client
+
+
+class SignOnTests(WebCase):
+    @deferred_test
+    async def test_sign_on_and_ims_with_a_classic_client(self) -> None:
+        await self.start(**{"multisession.notify": False})
+        bob = await self.classic("Bob", buddies=["Alice"])
+        alice = await self.web()
+        result = await alice.sign_on("alice")
+        self.assertEqual(result["screen_name"], "Alice")
+        self.assertEqual(len(result["session_id"]), 32)
+        self.assertGreaterEqual(len(result["resume_token"]), 32)
+        self.assertEqual(result["buddy_list"], {"groups": []})
+        # Bob, a classic client watching Alice, sees her arrive.
+        arrived: UserInfo = await bob.wait_arrival()
+        self.assertEqual(arrived.screen_name, "Alice")
+        # Alice to Bob: delivered to the classic client.
+        sent = await alice.ok(
+            "send_im", to="Bob", text="hello from the web", client_message_id="m1"
+        )
+        self.assertEqual(sent, {"delivered": True})
+        _, text, _ = await bob.receive_im()
+        self.assertEqual(text, b"hello from the web")
+        # Bob to Alice, non-ASCII included (UCS-2 on the wire).
+        bob.send_im("Alice", "caf\u00e9".encode("utf-16-be"))
+        im = await alice.event("im")
+        self.assertEqual(im["from"], "Bob")
+        self.assertFalse(im["system"])
+        info = await alice.ok("get_session_info")
+        self.assertEqual((info["screen_name"], info["sessions"]), ("Alice", 1))
+        await alice.ok("close_session")
+        await alice.lost
+        departed: UserInfo = await bob.wait_departure()
+        self.assertEqual(departed.screen_name, "Alice")
+
+    @deferred_test
+    async def test_refusals(self) -> None:
+        """A wrong password, an unknown name, a suspended account: the same
+        refusals as a classic login, as errors; commands before sign-on are
+        Unauthorized."""
+        server = await self.start()
+        client = await self.web()
+        answer = await client.request("get_buddy_list")
+        self.assertEqual(answer["error_type"], "Unauthorized")
+        for name, password in (("Alice", "wrong"), ("nobody", "secret")):
+            answer = await client.request("create_session", screen_name=name, password=password)
+            self.assertEqual(
+                (answer["status"], answer["error_type"], answer["error"]),
+                ("error", "Unauthorized", "wrong screen name or password"),
+            )
+        await server.store.set_suspended("Carol", True)
+        answer = await client.request("create_session", screen_name="Carol", password="secret")
+        self.assertEqual(answer["error_type"], "Unauthorized")
+        self.assertEqual(server.server.authorizer.refusals["login bad_password"], 2)
+        # The socket is still usable: a right password signs on.
+        await client.sign_on("Alice")
+
+
+class MultisessionTests(WebCase):
+    @deferred_test
+    async def test_web_and_classic_sessions_of_one_user(self) -> None:
+        """A browser session joins a classic one (flag 0x01): both get the
+        "signed on at 2 locations" notice, an IM reaches both, and the
+        browser lists both locations."""
+        await self.start()
+        classic = await self.classic("Alice")
+        web = await self.web()
+        await web.sign_on("Alice", client="Firefox on the laptop")
+        notice = await web.event("im", lambda m: m["system"])
+        self.assertIn("2", notice["text"])
+        bob = await self.classic("Bob")
+        bob.send_im("Alice", b"to every place")
+        im = await web.event("im", lambda m: not m["system"])
+        self.assertEqual((im["from"], im["text"]), ("Bob", "to every place"))
+        while True:
+            _, text, _ = await classic.receive_im()
+            if text == b"to every place":
+                break
+        places = (await web.ok("list_client_sessions"))["sessions"]
+        self.assertEqual(len(places), 2)
+        mine = [p for p in places if p["this"]]
+        self.assertEqual([p["client"] for p in mine], ["Firefox on the laptop"])
+
+    @deferred_test
+    async def test_the_same_conversation_on_every_browser_session(self) -> None:
+        """What one browser session sends shows in the user's other browser
+        sessions as sent from another location; classic ones get nothing new."""
+        await self.start(**{"multisession.notify": False})
+        await self.classic("Bob")
+        first, second = await self.web(), await self.web()
+        await first.sign_on("Alice")
+        await second.sign_on("Alice")
+        await first.ok("send_im", to="Bob", text="one", client_message_id="a")
+        echoed = await second.event("im_sent")
+        self.assertEqual(
+            (echoed["to"], echoed["text"], echoed["client_message_id"]), ("Bob", "one", "a")
+        )
+        self.assertEqual(first.events("im_sent"), [])
+
+
+class ResumeTests(WebCase):
+    @deferred_test
+    async def test_resume_replays_what_was_missed_once(self) -> None:
+        """The socket drops; Bob's IMs meanwhile are kept; a new socket with
+        the token takes the same instance over and is replayed them, once, in
+        order; Bob saw no departure and no second arrival."""
+        await self.start(**{"multisession.notify": False})
+        bob = await self.classic("Bob", buddies=["Alice"])
+        alice = await self.web()
+        signed = await alice.sign_on("Alice")
+        await bob.wait_arrival()
+        bob.send_im("Alice", b"first")
+        first = await alice.event("im")
+        await alice.ok("ack", seq=first["seq"])
+        alice.drop()
+        await alice.lost
+        for n in range(3):
+            bob.send_im("Alice", f"missed {n}".encode())
+        await sleep(0.2)
+        again = await self.web()
+        restored = await again.ok(
+            "restore_session",
+            session_id=signed["session_id"],
+            resume_token=signed["resume_token"],
+            last_seq=first["seq"],
+        )
+        self.assertEqual(restored["replayed"], 3)
+        self.assertNotEqual(restored["resume_token"], signed["resume_token"])
+        texts = [(await again.event("im"))["text"] for _ in range(3)]
+        self.assertEqual(texts, ["missed 0", "missed 1", "missed 2"])
+        self.assertEqual(again.seqs, [first["seq"] + 1, first["seq"] + 2, first["seq"] + 3])
+        # It is the same session: an IM now arrives once, numbered next.
+        bob.send_im("Alice", b"after")
+        after = await again.event("im", lambda m: m["text"] == "after")
+        self.assertEqual(after["seq"], first["seq"] + 4)
+        await bob.sync()
+        self.assertEqual(bob.flap.snacs(0x03, 0x0C), [])  # no departure
+        # The old token is spent.
+        stale = await (await self.web()).request(
+            "restore_session",
+            session_id=signed["session_id"],
+            resume_token=signed["resume_token"],
+            last_seq=0,
+        )
+        self.assertEqual(stale["error_type"], "SessionNotFound")
+
+    @deferred_test
+    async def test_after_the_window_the_session_signs_off(self) -> None:
+        server = await self.start(**{"multisession.notify": False, "web.resume_seconds": 0.3})
+        bob = await self.classic("Bob", buddies=["Alice"])
+        alice = await self.web()
+        signed = await alice.sign_on("Alice")
+        await bob.wait_arrival()
+        alice.drop()
+        departed: UserInfo = await bob.wait_departure()
+        self.assertEqual(departed.screen_name, "Alice")
+        self.assertIsNone(server.server.registry.get("alice"))
+        late = await (await self.web()).request(
+            "restore_session",
+            session_id=signed["session_id"],
+            resume_token=signed["resume_token"],
+            last_seq=0,
+        )
+        self.assertEqual(late["error_type"], "SessionNotFound")
+
+    @deferred_test
+    async def test_a_resend_is_answered_once_and_delivered_once(self) -> None:
+        await self.start(**{"multisession.notify": False})
+        bob = await self.classic("Bob")
+        alice = await self.web()
+        await alice.sign_on("Alice")
+        first = await alice.ok("send_im", to="Bob", text="only once", client_message_id="x-1")
+        second = await alice.ok("send_im", to="Bob", text="only once", client_message_id="x-1")
+        self.assertEqual(first, second)
+        await alice.ok("send_im", to="Bob", text="next", client_message_id="x-2")
+        texts = [(await bob.receive_im())[1] for _ in range(2)]
+        self.assertEqual(texts, [b"only once", b"next"])
+
+
+class BadInputTests(WebCase):
+    @deferred_test
+    async def test_bad_requests_are_answered_with_errors(self) -> None:
+        await self.start()
+        client = await self.web()
+        cases = [
+            ("not json", None),
+            ("[1, 2]", None),
+            (json.dumps({"id": 1, "command": "fly"}), 1),
+            (json.dumps({"id": 2, "command": "send_im", "parameters": {"to": "Bob"}}), 2),
+            (json.dumps({"id": 3, "command": "ack", "parameters": {"seq": "1"}}), 3),
+            (json.dumps({"id": 4, "command": "ack", "parameters": {"seq": 1, "x": 2}}), 4),
+            (json.dumps({"id": {"no": 1}, "command": "ack"}), None),
+            (
+                json.dumps(
+                    {
+                        "id": 5,
+                        "command": "create_session",
+                        "parameters": {"screen_name": "A" * 65, "password": "x"},
+                    }
+                ),
+                5,
+            ),
+        ]
+        for text, request_id in cases:
+            client.send_raw(text)
+            answer = await client.wait(lambda m: m.get("status") == "error", text)
+            client.received.remove(answer)
+            self.assertEqual(
+                (answer["id"], answer["error_type"]), (request_id, "ValidationError"), text
+            )
+        # Still usable after all that.
+        await client.sign_on("Alice")
+
+    @deferred_test
+    async def test_an_oversize_message_closes_the_socket(self) -> None:
+        await self.start()
+        client = await self.web()
+        client.send_raw(
+            json.dumps({"id": 1, "command": "ack", "parameters": {"seq": 1}}) + " " * 70_000
+        )
+        await client.lost
+        self.assertTrue(client.closed)
+
+    @deferred_test
+    async def test_a_flood_closes_only_that_socket(self) -> None:
+        await self.start(**{"multisession.notify": False})
+        bob = await self.classic("Bob")
+        calm = await self.web()
+        await calm.sign_on("Carol")
+        flood = await self.web()
+        await flood.sign_on("Alice")
+        for _ in range(1000):
+            flood.send("get_session_info")
+        await flood.lost
+        limited = [m for m in flood.received if m.get("error_type") == "RateLimited"]
+        self.assertGreater(len(limited), 0)
+        # Carol's session and Bob's are untouched.
+        await calm.ok("send_im", to="Bob", text="still here", client_message_id="c")
+        _, text, _ = await bob.receive_im()
+        self.assertEqual(text, b"still here")
+        # The flooder was signed off, as a classic client far over the limit is.
+        ended = [m for m in flood.received if m.get("event") == "session_ended"]
+        self.assertEqual([m["reason"] for m in ended], ["rate_limited"])
+        await wait_until(lambda: self.server.server.registry.get("alice") is None, "signed off")
