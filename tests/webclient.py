@@ -3,6 +3,7 @@ WebSocket, with Twisted's own WebSocket client."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 from collections.abc import Callable
@@ -140,9 +141,8 @@ class WebClient:
 
     async def close(self) -> None:
         if not self.closed:
-            try:
+            # LocalProtocolError: the server's close frame came first; the
+            # TCP close follows.
+            with contextlib.suppress(LocalProtocolError):
                 self.transport.loseConnection()
-            except LocalProtocolError:
-                # The server's close frame came first: the TCP close follows.
-                pass
         await self.lost

@@ -144,7 +144,7 @@ def checked(schema: Mapping[str, Param], given: dict[str, Any]) -> dict[str, Any
             continue
         kinds = param.kind if isinstance(param.kind, tuple) else (param.kind,)
         if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
-            raise WebError(VALIDATION, f"{name} must be a {_kind_name(kinds)}")
+            raise WebError(VALIDATION, f"{name} must be {_kind_name(kinds)}")
         if param.max_length is not None and len(value) > param.max_length:
             raise WebError(VALIDATION, f"{name} is longer than {param.max_length} characters")
         if param.minimum is not None and value < param.minimum:
@@ -157,7 +157,7 @@ def checked(schema: Mapping[str, Param], given: dict[str, Any]) -> dict[str, Any
 
 
 def _kind_name(kinds: tuple[type, ...]) -> str:
-    names = {str: "string", int: "integer", bool: "boolean"}
+    names = {str: "a string", int: "an integer", bool: "a boolean"}
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
