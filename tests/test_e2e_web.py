@@ -286,3 +286,60 @@ class BadInputTests(WebCase):
         ended = [m for m in flood.received if m.get("event") == "session_ended"]
         self.assertEqual([m["reason"] for m in ended], ["rate_limited"])
         await wait_until(lambda: self.server.server.registry.get("alice") is None, "signed off")
+
+
+class BuddyListTests(WebCase):
+    @deferred_test
+    async def test_add_and_remove_buddies_synced_to_every_session(self) -> None:
+        """add_buddy edits the stored list as libpurple does: the buddy shows
+        online at once, the user's other browser session gets the new list,
+        and a classic session of the user gets the edit as SNACs; a new
+        session reads it back. remove_buddy takes it out again."""
+        await self.start(**{"multisession.notify": False})
+        await self.classic("Bob")
+        first, second = await self.web(), await self.web()
+        await first.sign_on("Alice")
+        await second.sign_on("Alice")
+        classic = await self.classic("Alice")
+        classic.flap.send_snac(0x13, 0x07, b"", classic.next_id())
+        added = await first.ok("add_buddy", name="Bob", group="Friends")
+        self.assertEqual(
+            added["buddy_list"],
+            {"groups": [{"name": "Friends", "buddies": [{"name": "Bob", "online": True}]}]},
+        )
+        online = await first.event("buddy_online")
+        self.assertEqual(online["name"], "Bob")
+        pushed = await second.event("buddy_list")
+        self.assertEqual(pushed["groups"], added["buddy_list"]["groups"])
+        await classic.flap.wait_snac(0x13, 0x08)
+        # Adding again changes nothing; another buddy joins the same group.
+        again = await first.ok("add_buddy", name="bob")
+        self.assertEqual(again["buddy_list"], added["buddy_list"])
+        both = await first.ok("add_buddy", name="Carol", group="friends")
+        self.assertEqual(
+            [b["name"] for b in both["buddy_list"]["groups"][0]["buddies"]], ["Bob", "Carol"]
+        )
+        third = await self.web()
+        signed = await third.sign_on("Alice")
+        self.assertEqual(signed["buddy_list"], both["buddy_list"])
+        removed = await first.ok("remove_buddy", name="BOB")
+        self.assertEqual(
+            [b["name"] for b in removed["buddy_list"]["groups"][0]["buddies"]], ["Carol"]
+        )
+        missing = await first.request("remove_buddy", name="Bob")
+        self.assertEqual(missing["error_type"], "SessionError")
+
+    @deferred_test
+    async def test_sign_off_another_location(self) -> None:
+        await self.start(**{"multisession.notify": False})
+        classic = await self.classic("Alice")
+        web = await self.web()
+        await web.sign_on("Alice")
+        places = (await web.ok("list_client_sessions"))["sessions"]
+        other = next(p for p in places if not p["this"])
+        mine = next(p for p in places if p["this"])
+        refused = await web.request("sign_off_location", instance_id=mine["instance_id"])
+        self.assertEqual(refused["error_type"], "ValidationError")
+        await web.ok("sign_off_location", instance_id=other["instance_id"])
+        await classic.flap.wait_lost()
+        self.assertEqual(len((await web.ok("list_client_sessions"))["sessions"]), 1)

@@ -86,6 +86,9 @@ COMMANDS: Mapping[str, Mapping[str, Param]] = {
         "profile": Param(str, required=False, max_length=1024),
     },
     "warn": {"name": _name(), "anonymous": Param(bool, required=False)},
+    "add_buddy": {"name": _name(), "group": Param(str, required=False, max_length=48)},
+    "remove_buddy": {"name": _name()},
+    "sign_off_location": {"instance_id": Param(int, minimum=0, maximum=2**53)},
     "ack": {"seq": Param(int, minimum=0)},
 }
 

@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from aimserver.api.userdata import groups_in_display_order
 from aimserver.registry import SessionInstance
 from aimserver.services.base import Reply, SnacError
+from aimserver.services.feedbag_order import CLASS_BUDDY, CLASS_GROUP, TAG_ORDER, order_of
 from aimserver.services.session import ALLOWED, SignOnRefused
 from aimserver.store.credentials import roast
 from aimserver.store.interfaces import FeedbagItem
@@ -30,7 +31,8 @@ from aimserver.web.messages import WebError
 from aimserver.web.render import TYPING_CODES, encode_text
 from aimserver.web.session import WebSession
 from aimserver.wire.codes import ICBM, Feedbag, FoodGroup, LoginError, LoginTag, OService
-from aimserver.wire.feedbag import read_items
+from aimserver.wire.errors import MalformedData
+from aimserver.wire.feedbag import pack_item, read_items
 from aimserver.wire.icbm import (
     TAG_AUTO_RESPONSE,
     TAG_IM_DATA,
@@ -47,6 +49,8 @@ from aimserver.wire.tlv import Tlv, TlvList
 if TYPE_CHECKING:
     from aimserver.server import AimServer
 
+#: Where add_buddy puts a buddy when no group is named (libpurple's default).
+DEFAULT_GROUP = "Buddies"
 #: What a browser session says it is, in ``list_client_sessions`` and the log.
 DEFAULT_CLIENT = "aimserver web client"
 #: How a refused login reads in the browser.
@@ -123,6 +127,7 @@ class WebService:
             )
             raise WebError(error_type, message)
         web = WebSession(os.urandom(16).hex(), self.clock, self.resume_seconds, self._ended)
+        web.on_list_changed = self.list_changed
         try:
             attached = self.server.sessions.sign_on(result.cookie, self.families, web, peer)
             if isinstance(attached, Deferred):
@@ -182,11 +187,17 @@ class WebService:
     # -- SNACs, as an OSCAR client sends them ------------------------------------------------
 
     async def call(
-        self, web: WebSession, family: int, subtype: int, body: bytes, client_ready: bool = True
+        self,
+        web: WebSession,
+        family: int,
+        subtype: int,
+        body: bytes,
+        client_ready: bool = True,
+        counted: bool = True,
     ) -> list[Reply]:
         session = web.instance
         assert session is not None
-        decision = self._rate_check(session, family, subtype, client_ready)
+        decision = self._rate_check(session, family, subtype, client_ready) if counted else ALLOWED
         if decision is not ALLOWED and not decision.allowed:
             if decision.disconnect:
                 self.clock.callLater(0, web.end, "rate_limited")
@@ -206,8 +217,14 @@ class WebService:
 
     # -- commands --------------------------------------------------------------------------
 
-    async def buddy_list(self, web: WebSession, client_ready: bool = True) -> dict[str, Any]:
-        replies = await self.call(web, FoodGroup.FEEDBAG, Feedbag.QUERY, b"", client_ready)
+    async def _items(
+        self, web: WebSession, client_ready: bool = True, counted: bool = True
+    ) -> list[FeedbagItem]:
+        """The stored list, read as a client reads it (13,04); ``counted``:
+        against the rate limits (not when the server pushes it)."""
+        replies = await self.call(
+            web, FoodGroup.FEEDBAG, Feedbag.QUERY, b"", client_ready, counted=counted
+        )
         items: list[FeedbagItem] = []
         for reply in replies:
             if reply.subtype != Feedbag.REPLY:
@@ -223,6 +240,13 @@ class WebService:
                         item.attributes,
                     )
                 )
+        return items
+
+    async def buddy_list(self, web: WebSession, client_ready: bool = True) -> dict[str, Any]:
+        items = await self._items(web, client_ready)
+        return self._groups(web, items)
+
+    def _groups(self, web: WebSession, items: list[FeedbagItem]) -> dict[str, Any]:
         me = web.instance
         assert me is not None
         groups = groups_in_display_order(tuple(items))
@@ -231,6 +255,126 @@ class WebService:
             del group["group_id"]
             group["buddies"] = [self._buddy(b["name"], me.user_key) for b in group["buddies"]]
         return {"groups": groups}
+
+    def list_changed(self, web: WebSession) -> None:
+        """Another session of the user edited the stored list: push the new
+        one, once for the whole edit (its SNACs come in one turn or a few)."""
+        if web.list_refresh_pending or web.closing:
+            return
+        web.list_refresh_pending = True
+
+        async def push() -> None:
+            web.list_refresh_pending = False
+            if web.closing or web.instance is None:
+                return
+            items = await self._items(web, counted=False)
+            web.push("buddy_list", self._groups(web, items))
+
+        def later() -> None:
+            d = Deferred.fromCoroutine(push())
+            d.addErrback(lambda f: self.log.failure("pushing the buddy list", f))
+
+        self.clock.callLater(0, later)
+
+    async def add_buddy(self, web: WebSession, parameters: dict[str, Any]) -> dict[str, Any]:
+        """As libpurple adds one: in one cluster (13,11 .. 13,12), the group
+        if it is new, the buddy, and the orders that list them (13,09)."""
+        name, group_name = parameters["name"], parameters.get("group") or DEFAULT_GROUP
+        items = await self._items(web)
+        key = normalize(name)
+        if any(i.class_id == CLASS_BUDDY and normalize(i.name) == key for i in items):
+            return {"buddy_list": self._groups(web, items)}
+        by_key = {i.key: i for i in items}
+        root = by_key.get((0, 0)) or FeedbagItem("", 0, 0, CLASS_GROUP, b"")
+        group = next(
+            (
+                i
+                for i in items
+                if i.class_id == CLASS_GROUP
+                and i.group_id != 0
+                and i.name.lower() == group_name.lower()
+            ),
+            None,
+        )
+        inserts: list[FeedbagItem] = []
+        updates: list[FeedbagItem] = []
+        if (0, 0) not in by_key:
+            inserts.append(root)
+        if group is None:
+            group_id = _free_id({i.group_id for i in items})
+            group = FeedbagItem(group_name, group_id, 0, CLASS_GROUP, b"")
+            inserts.append(group)
+            root = _with_order(root, [*_order(root), group_id])
+            updates.append(root)
+        item_id = _free_id({i.item_id for i in items})
+        inserts.append(FeedbagItem(name, group.group_id, item_id, CLASS_BUDDY, b""))
+        updated_group = _with_order(group, [*_order(group), item_id])
+        if group in inserts:
+            inserts[inserts.index(group)] = updated_group
+        else:
+            updates.append(updated_group)
+        await self._edit(web, inserts=inserts, updates=updates)
+        return {"buddy_list": await self.buddy_list(web)}
+
+    async def remove_buddy(self, web: WebSession, parameters: dict[str, Any]) -> dict[str, Any]:
+        key = normalize(parameters["name"])
+        items = await self._items(web)
+        gone = [i for i in items if i.class_id == CLASS_BUDDY and normalize(i.name) == key]
+        if not gone:
+            raise WebError(messages.SESSION_ERROR, f"{parameters['name']} is not on the list")
+        by_key = {i.key: i for i in items}
+        updates = []
+        for buddy in gone:
+            group = by_key.get((buddy.group_id, 0))
+            if group is not None:
+                order = [i for i in _order(group) if i != buddy.item_id]
+                updates.append(_with_order(group, order))
+        await self._edit(web, deletes=gone, updates=updates)
+        return {"buddy_list": await self.buddy_list(web)}
+
+    async def _edit(
+        self,
+        web: WebSession,
+        inserts: list[FeedbagItem] = [],  # noqa: B006 (read only)
+        updates: list[FeedbagItem] = [],  # noqa: B006
+        deletes: list[FeedbagItem] = [],  # noqa: B006
+    ) -> None:
+        await self.call(web, FoodGroup.FEEDBAG, Feedbag.START_CLUSTER, b"")
+        try:
+            for subtype, items in (
+                (Feedbag.INSERT_ITEM, inserts),
+                (Feedbag.UPDATE_ITEM, updates),
+                (Feedbag.DELETE_ITEM, deletes),
+            ):
+                if not items:
+                    continue
+                body = b"".join(
+                    pack_item(
+                        i.name.encode("utf-8"), i.group_id, i.item_id, i.class_id, i.attributes
+                    )
+                    for i in items
+                )
+                replies = await self.call(web, FoodGroup.FEEDBAG, subtype, body)
+                status = b"".join(r.body for r in replies if r.subtype == Feedbag.STATUS)
+                if status.strip(b"\x00"):
+                    raise WebError(messages.SESSION_ERROR, "the buddy list refused the change")
+        finally:
+            await self.call(web, FoodGroup.FEEDBAG, Feedbag.END_CLUSTER, b"")
+
+    async def sign_off_location(
+        self, web: WebSession, parameters: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Close another session of this screen name (the locations page)."""
+        me = web.instance
+        assert me is not None
+        user = self.server.registry.user_of(me)
+        target = None if user is None else user.instances.get(parameters["instance_id"])
+        if target is None or target.closed:
+            raise WebError(messages.SESSION_ERROR, "no such location")
+        if target is me:
+            raise WebError(messages.VALIDATION, "use close_session for this one")
+        target.connection.disconnect(None)
+        return {}
 
     def _buddy(self, name: str, viewer_key: str) -> dict[str, Any]:
         user = self.server.registry.by_key(normalize(name))
@@ -340,6 +484,36 @@ class WebService:
                 for instance in (user.live_instances() if user else [])
             ]
         }
+
+
+def _order(container: FeedbagItem) -> list[int]:
+    try:
+        return order_of(TlvList.unpack_list(container.attributes, "order"))
+    except MalformedData:
+        return []
+
+
+def _with_order(container: FeedbagItem, ids: list[int]) -> FeedbagItem:
+    """``container`` with its order TLV (0x00C8) set to ``ids``, the rest kept."""
+    try:
+        others = [
+            t for t in TlvList.unpack_list(container.attributes, "group") if t.tag != TAG_ORDER
+        ]
+    except MalformedData:
+        others = []
+    order = Tlv(TAG_ORDER, struct.pack(f"!{len(ids)}H", *ids))
+    attributes = TlvList.of([*others, order]).pack_list()
+    return FeedbagItem(
+        container.name, container.group_id, container.item_id, container.class_id, attributes
+    )
+
+
+def _free_id(used: set[int]) -> int:
+    """The lowest ID in 1-0x7FFF no item uses (as clients pick them)."""
+    for candidate in range(1, 0x8000):
+        if candidate not in used:
+            return candidate
+    raise WebError(messages.SESSION_ERROR, "the buddy list is full")
 
 
 def _location(instance: SessionInstance, this: bool, now: float) -> dict[str, Any]:

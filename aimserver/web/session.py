@@ -25,7 +25,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from aimserver.registry import ISessionConnection, SessionInstance
-from aimserver.services.events import Event
+from aimserver.services.events import Event, FeedbagSynced
 from aimserver.web import messages
 from aimserver.web.render import render
 from aimserver.wire.codes import DisconnectReason
@@ -81,8 +81,12 @@ class WebSession:
         self.sends: OrderedDict[str, Any] = OrderedDict()
         self._closing = False
         self._expiry: IDelayedCall | None = None
-        #: Called with the reason when the session ends (the service signs it off).
+        #: Why the session ended, once it has.
         self.end_reason: str | None = None
+        #: Called when another session edits the stored list (the service
+        #: then pushes the new list, once per edit).
+        self.on_list_changed: Callable[[WebSession], None] | None = None
+        self.list_refresh_pending = False
 
     # -- ISessionConnection --------------------------------------------------------------
 
@@ -92,6 +96,12 @@ class WebSession:
 
     def send_event(self, event: Event) -> None:
         if self._closing:
+            return
+        if isinstance(event, FeedbagSynced):
+            # Another session edited the stored list: the browser gets the
+            # whole new list, not the edit's items.
+            if self.on_list_changed is not None:
+                self.on_list_changed(self)
             return
         rendered = render(event, self.clock.seconds())
         if rendered is None:

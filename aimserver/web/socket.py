@@ -175,6 +175,13 @@ class WebSocketChannel(SocketLike):
             return await service.update_state(web, parameters), None
         if command == "warn":
             return await service.warn(web, parameters), None
+        if command == "add_buddy":
+            return await service.add_buddy(web, parameters), None
+        if command == "remove_buddy":
+            return await service.remove_buddy(web, parameters), None
+        if command == "sign_off_location":
+            service.check_rate(web, FoodGroup.OSERVICE, OService.USER_INFO_QUERY)
+            return await service.sign_off_location(web, parameters), None
         raise WebError(messages.VALIDATION, f"unknown command: {command}")
 
     async def _create(self, parameters: dict[str, Any]) -> dict[str, Any]:
