@@ -14,70 +14,21 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
-from typing import Any, TypeVar
 
 from twisted.internet import reactor, task
-from twisted.internet.threads import deferToThread
 from twisted.trial import unittest
 
 from aimserver.config import load_config
-from tests import external
+from tests.browser import PAGE_TIMEOUT, BrowserCase
 from tests.client import deferred_test
 from tests.harness import LoopbackServer
 
-T = TypeVar("T")
 TOKEN = "status-page-token-0123456789"
 ACCOUNTS = {"Alice": "secret", "Bob": "secret"}
-INSTALL_HINT = (
-    "install Debian's chromium and chromium-driver (apt-get install -y chromium "
-    "chromium-driver) and Selenium (pip install -e '.[test]')"
-)
-#: How long the page may take to show a change (it refreshes every 2 s).
-PAGE_TIMEOUT = 15.0
 
 
-def browser_problem() -> str | None:
-    """Why a headless Chromium cannot be driven here, or None."""
-    missing = [name for name in ("chromium", "chromedriver") if shutil.which(name) is None]
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        missing.append("selenium")
-    if missing:
-        return f"the status page test needs {' and '.join(missing)}; {INSTALL_HINT}"
-    return None
-
-
-def new_browser() -> Any:
-    """A headless Chromium under chromedriver (called in a thread: Selenium blocks)."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium") or "chromium"
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",  # CI runs as root
-        "--disable-dev-shm-usage",
-        "--disable-gpu",
-        "--window-size=1100,760",
-        "--no-first-run",
-        "--disable-background-networking",
-    ):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    service = Service(executable_path=shutil.which("chromedriver"))
-    return webdriver.Chrome(options=options, service=service)
-
-
-class StatusPageTests(unittest.TestCase):
-    timeout = 120
-
-    def setUp(self) -> None:
-        problem = browser_problem()
-        if problem is not None:
-            raise external.unavailable("the status page's browser test", problem)
+class StatusPageTests(BrowserCase):
+    check = "the status page's browser test"
 
     async def start(self) -> LoopbackServer:
         config = load_config(None, {"api.token": TOKEN, "multisession.notify": False})
@@ -89,31 +40,11 @@ class StatusPageTests(unittest.TestCase):
         history.interval = 0.5
         history.startService()
         self.addCleanup(history.stopService)
-        browser = await deferToThread(new_browser)
-        self.addCleanup(deferToThread, browser.quit)
-        self.browser = browser
+        await self.open_browser()
         return server
 
-    async def in_browser(self, call: Callable[..., T], *args: Any) -> T:
-        return await deferToThread(call, *args)
-
-    async def text(self, element_id: str) -> str:
-        from selenium.webdriver.common.by import By
-
-        element = await self.in_browser(self.browser.find_element, By.ID, element_id)
-        return await self.in_browser(lambda: element.text)
-
-    async def shows(self, expected: dict[str, str]) -> None:
-        """Wait until each element shows its text; fail saying what it shows."""
-        deadline = reactor.seconds() + PAGE_TIMEOUT
-        while True:
-            shown = {key: await self.text(key) for key in expected}
-            if shown == expected:
-                return
-            if reactor.seconds() > deadline:
-                problem = await self.text("problem")
-                self.fail(f"the page shows {shown}, not {expected} (problem: {problem!r})")
-            await task.deferLater(reactor, 0.2, lambda: None)
+    async def problem_shown(self) -> str:
+        return await self.text("problem")
 
     async def sparkline_points(self, name: str) -> int:
         from selenium.webdriver.common.by import By
@@ -159,7 +90,7 @@ class StatusPageTests(unittest.TestCase):
             await task.deferLater(reactor, 0.2, lambda: None)
         self.assertGreaterEqual(await self.sparkline_points("ims_per_second"), 2)
 
-        await self.in_browser(self.browser.save_screenshot, self.screenshot_path())
+        await self.in_browser(self.browser.save_screenshot, self.screenshot_path("status-page.png"))
         self.assertEqual(await self.errors_logged(), [])
 
         await bob.close()
@@ -184,10 +115,6 @@ class StatusPageTests(unittest.TestCase):
         errors = await self.errors_logged()
         self.assertTrue(all("401" in message for message in errors), errors)
 
-    def screenshot_path(self) -> str:
-        directory = os.environ.get("AIMSERVER_SCREENSHOT_DIR") or os.getcwd()
-        return os.path.join(directory, "status-page.png")
-
 
 class AvailabilityTests(unittest.SynchronousTestCase):
     """Without Chromium the browser test skips saying what to install, and
@@ -206,7 +133,7 @@ class AvailabilityTests(unittest.SynchronousTestCase):
         self.without_chromium(None)
         with self.assertRaises(unittest.SkipTest) as caught:
             StatusPageTests("test_the_page_shows_the_live_numbers_changing").setUp()
-        self.assertIn("needs chromium and chromedriver", str(caught.exception))
+        self.assertIn("need chromium and chromedriver", str(caught.exception))
         self.assertIn("apt-get install -y chromium chromium-driver", str(caught.exception))
 
     def test_fails_under_ci(self) -> None:
