@@ -68,6 +68,7 @@ from aimserver.store.interfaces import (
     IChatRoomStore,
     IDirectoryStore,
     IFeedbagStore,
+    IHistoryStore,
     IMotdStore,
     InvalidPassword,
     InvalidScreenName,
@@ -409,8 +410,23 @@ INSERT INTO version (version) VALUES (11);
 # Version 12 adds a column (bart_items.bart_type) and its index.
 V12_TABLES = V11_TABLES
 V12_INDEXES = {"bart_items_by_type"}
+
+# Schema version 12 exactly as released (v11 plus bart_items.bart_type and its
+# index), frozen for the same reason.
+V12_SCHEMA = (
+    V11_SCHEMA.replace("INSERT INTO version (version) VALUES (11);\n", "")
+    + """
+ALTER TABLE bart_items ADD COLUMN bart_type INTEGER NOT NULL DEFAULT 1
+    CHECK (bart_type BETWEEN 0 AND 65535);
+CREATE INDEX bart_items_by_type ON bart_items (bart_type);
+INSERT INTO version (version) VALUES (12);
+"""
+)
+# Version 13 adds each account's conversation history.
+V13_TABLES = V12_TABLES | {"history"}
+V13_INDEXES = {"history_by_account"}
 #: What every database has once upgraded to SCHEMA_VERSION.
-LATEST_TABLES = V12_TABLES
+LATEST_TABLES = V13_TABLES
 
 KEY = "1234567890"
 WEAK = bytes.fromhex("862A71EBC6B0913AC23B3ACE99CA9951")
@@ -1560,6 +1576,7 @@ class RoleInterfaceTests(SynchronousTestCase):
                 IBartStore,
                 IChatRoomStore,
                 IMotdStore,
+                IHistoryStore,
             ),
         )
         self.assertEqual(list(IUserStore.names()), [])
@@ -1806,6 +1823,30 @@ def make_v11(path: str) -> None:
         conn.execute("INSERT INTO motd_seen VALUES ('alice', 'ab12')")
 
     _make(path, V11_SCHEMA, insert)
+
+
+#: The small icon bob uploaded in :func:`make_v12`, after his buddy icon.
+V12_ICON = (hashlib.md5(b"GIF89a small bob").digest(), b"GIF89a small bob")
+
+
+def make_v12(path: str) -> None:
+    """A database as schema version 12 wrote it: what :func:`make_v11`
+    writes, and a small icon (type 0) of bob's."""
+
+    def insert(conn: sqlite3.Connection) -> None:
+        _insert_v6_rows(conn)
+        conn.executemany(
+            "INSERT INTO bart_items VALUES (?, ?, ?, ?)",
+            [(*V7_ICON, NOW, 1), (*V11_ICON, NOW - 9, 1), (*V12_ICON, NOW - 8, 0)],
+        )
+        conn.executemany(
+            "INSERT INTO bart_owners VALUES (?, ?, ?)",
+            [("alice", V7_ICON[0], NOW), ("bob", V11_ICON[0], NOW - 9), ("bob", V12_ICON[0], NOW)],
+        )
+        conn.execute("INSERT INTO chat_rooms VALUES ('chess club', 'Chess Club', ?)", (NOW,))
+        conn.execute("INSERT INTO motd_seen VALUES ('alice', 'ab12')")
+
+    _make(path, V12_SCHEMA, insert)
 
 
 def make_v4(path: str) -> None:
@@ -2372,6 +2413,67 @@ class SchemaTests(SynchronousTestCase):
             self.successResultOf(store.list_bart_items_by_type(1, 10)), [V11_ICON[0], V7_ICON[0]]
         )
 
+    def test_upgrade_v12(self) -> None:
+        """A version-12 database is upgraded to the latest keeping everything
+        (icons and their types too), with an empty history for everyone that
+        is then kept, through its index; the v12 file is backed up."""
+        path, store = self.upgraded(make_v12)
+        self.assertEqual(
+            columns(path, "history"), ["id", "normalized", "peer", "outgoing", "text", "at"]
+        )
+        self.assertEqual(indexes(path)["history_by_account"], ("history", ["normalized", "id"]))
+        self.assertEqual(self.successResultOf(store.get_account("alice")).screen_name, "Alice")
+        self.assertEqual(self.successResultOf(store.get_motd_seen("alice")), "ab12")
+        self.assertEqual(
+            self.successResultOf(store.list_bart_items("bob")), [V12_ICON[0], V11_ICON[0]]
+        )
+        self.assertEqual(self.successResultOf(store.list_bart_items_by_type(0, 10)), [V12_ICON[0]])
+        self.assertEqual(self.successResultOf(store.recent_history("alice", None, 10)), [])
+
+        self.successResultOf(store.add_history("Alice", "Bob", True, "hi", NOW, 10, 3600))
+        self.successResultOf(store.add_history("alice", "bob", False, "hello", NOW + 1, 10, 3600))
+        history = self.successResultOf(store.recent_history("alice", "BOB", 10))
+        self.assertEqual(
+            [(e.peer, e.outgoing, e.text, e.at) for e in history],
+            [("Bob", True, "hi", NOW), ("bob", False, "hello", NOW + 1)],
+        )
+        self.assertTrue(self.successResultOf(store.delete_account("alice")))
+        self.assertEqual(self.successResultOf(store.recent_history("alice", None, 10)), [])
+
+        backup = path + ".v12.bak"
+        self.assertEqual(schema_version(backup), 12)
+        self.assertEqual(tables(backup), V12_TABLES)
+        self.assertFalse(V13_INDEXES & set(indexes(backup)))
+
+    def test_failed_upgrade_leaves_v12(self) -> None:
+        """A v13 upgrade failing after its CREATE TABLE and index is rolled
+        back entirely, and the next start upgrades it."""
+        path = self.mktemp()
+        make_v12(path)
+        self.fail_upgrade_to(path, 13)
+        self.assertEqual(tables(path), V12_TABLES)
+        self.assertFalse(V13_INDEXES & set(indexes(path)))
+        store = open_inline(path)
+        self.addCleanup(lambda: self.successResultOf(store.stop()))
+        self.assertEqual(schema_version(path), SCHEMA_VERSION)
+        self.assertEqual(tables(path), LATEST_TABLES)
+        self.successResultOf(store.add_history("bob", "Alice", True, "hi", NOW, 10, 3600))
+        self.assertEqual(len(self.successResultOf(store.recent_history("bob", None, 10))), 1)
+
+    def test_history_columns_checked(self) -> None:
+        """The database itself refuses a history entry of an unknown account,
+        or whose direction is not 0 or 1."""
+        conn = connect(":memory:")
+        self.addCleanup(conn.close)
+        transact(conn, accounts_store._create_account, "alice", "secret", NOW)
+        insert = "INSERT INTO history (normalized, peer, outgoing, text, at) VALUES (?, ?, ?, ?, ?)"
+        self.assertRaises(
+            sqlite3.IntegrityError, conn.execute, insert, ("nobody", "bob", 1, "hi", NOW)
+        )
+        self.assertRaises(
+            sqlite3.IntegrityError, conn.execute, insert, ("alice", "bob", 2, "hi", NOW)
+        )
+
     def test_bart_type_column_checked(self) -> None:
         """The database itself refuses a BART type that is not a u16."""
         conn = connect(":memory:")
@@ -2417,11 +2519,22 @@ class SchemaTests(SynchronousTestCase):
 
     def test_created_equals_upgraded(self) -> None:
         """A database created fresh and ones upgraded from v1, v3, v4, v5, v6,
-        v7, v9, v10 and v11 end with the same schema, indexes included."""
+        v7, v9, v10, v11 and v12 end with the same schema, indexes included."""
         fresh = self.mktemp()
         connect(fresh).close()
-        self.assertLessEqual(V8_INDEXES | V12_INDEXES, set(indexes(fresh)))
-        makers = (make_v1, make_v3, make_v4, make_v5, make_v6, make_v7, make_v9, make_v10, make_v11)
+        self.assertLessEqual(V8_INDEXES | V12_INDEXES | V13_INDEXES, set(indexes(fresh)))
+        makers = (
+            make_v1,
+            make_v3,
+            make_v4,
+            make_v5,
+            make_v6,
+            make_v7,
+            make_v9,
+            make_v10,
+            make_v11,
+            make_v12,
+        )
         for make in makers:
             upgraded = self.mktemp()
             make(upgraded)

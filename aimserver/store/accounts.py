@@ -304,7 +304,7 @@ def _delete_account(conn: sqlite3.Connection, screen_name: str) -> bool:
     normalized = normalize(screen_name)
     drop_owned_bart_items(conn, normalized)
     # Foreign keys cascade to the account's other rows (feedbag, offline
-    # messages, directory record, BART ownerships).
+    # messages, directory record, BART ownerships, MOTD seen, history).
     cursor = conn.execute("DELETE FROM accounts WHERE normalized = ?", (normalized,))
     return cursor.rowcount > 0
 

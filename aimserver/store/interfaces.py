@@ -4,8 +4,8 @@
 """
 The contract between the server and whatever keeps user-level data: one
 interface per role (accounts, warning levels, feedbags, offline messages,
-server secrets, directory records, BART items, public chat rooms) and
-:class:`IUserStore`, all of them at once.
+server secrets, directory records, BART items, public chat rooms, MOTDs
+seen, conversation history) and :class:`IUserStore`, all of them at once.
 
 Everything here is free of Twisted at import time so that the pure modules
 (:mod:`aimserver.passwords`) can share the error types and value classes.
@@ -15,7 +15,8 @@ mixin per role; a role's two mixins live together in its own module
 (:mod:`~aimserver.store.accounts`, :mod:`~aimserver.store.warning_levels`,
 :mod:`~aimserver.store.feedbags`, :mod:`~aimserver.store.offline_messages`,
 :mod:`~aimserver.store.server_secrets`, :mod:`~aimserver.store.directory`,
-:mod:`~aimserver.store.bart_items`, :mod:`~aimserver.store.chat_rooms`).
+:mod:`~aimserver.store.bart_items`, :mod:`~aimserver.store.chat_rooms`,
+:mod:`~aimserver.store.motd`, :mod:`~aimserver.store.history`).
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ __all__ = [
     "MAX_DIRECTORY_FIELD_BYTES",
     "MAX_EMAIL_LENGTH",
     "MAX_FEEDBAG_ITEMS",
+    "MAX_HISTORY_LIMIT",
+    "MAX_HISTORY_PEER_BYTES",
+    "MAX_HISTORY_TEXT_BYTES",
     "MAX_INTEREST_KEYWORDS",
     "MAX_ITEM_ATTRIBUTES_BYTES",
     "MAX_ITEM_NAME_BYTES",
@@ -76,6 +80,7 @@ __all__ = [
     "Feedbag",
     "FeedbagSummary",
     "FeedbagItem",
+    "HistoryEntry",
     "IAccountStore",
     "IBartStore",
     "IChatRoomStore",
@@ -83,6 +88,7 @@ __all__ = [
     "check_motd_digest",
     "IDirectoryStore",
     "IFeedbagStore",
+    "IHistoryStore",
     "IOfflineMessageStore",
     "ISecretStore",
     "IUserStore",
@@ -111,6 +117,8 @@ __all__ = [
     "check_directory_query",
     "check_email",
     "check_feedbag_item",
+    "check_history_entry",
+    "check_history_query",
     "check_interest_keywords",
     "check_offline_message",
     "check_offline_quota",
@@ -189,6 +197,12 @@ MAX_SEARCH_LIMIT = 1000
 MAX_PUBLIC_ROOMS = 10_000
 """The most public chat rooms an administrator may create: the exchange's
 whole list stays small enough to read at once."""
+MAX_HISTORY_TEXT_BYTES = 8000
+"""The longest text (UTF-8 bytes) one conversation history entry keeps."""
+MAX_HISTORY_PEER_BYTES = 255
+"""The longest peer screen name (UTF-8 bytes) a history entry keeps."""
+MAX_HISTORY_LIMIT = 1000
+"""The most history entries one read may ask for."""
 _U16_MAX = 0xFFFF
 # Times and ids must fit SQLite's signed 64-bit INTEGER.
 _TIMESTAMP_MAX = 2**63 - 1
@@ -422,6 +436,25 @@ class OfflineMessage:
     tlvs: bytes
     sent_at: int
     """Unix seconds."""
+
+
+@attrs.frozen
+class HistoryEntry:
+    """
+    One IM in an account's conversation history, as that account saw it: the
+    same conversation shown on every device the account signs on with.
+    """
+
+    peer: str
+    """The other screen name, as it was given when the entry was recorded."""
+    outgoing: bool
+    """``True`` if the account sent the IM, ``False`` if it received it."""
+    text: str
+    at: int
+    """Unix seconds."""
+    id: int
+    """Assigned by the store: higher than that of every entry it holds,
+    across every account, when the entry is recorded."""
 
 
 @attrs.frozen
@@ -1346,6 +1379,65 @@ def check_motd_digest(digest: str) -> str:
     return digest
 
 
+def _utf8_size(text: object) -> int | None:
+    """The size of ``text`` in UTF-8, or ``None`` if it is no str that has one
+    (a lone surrogate has none, and SQLite could not keep it)."""
+    if not isinstance(text, str):
+        return None
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        return None
+
+
+def _check_count(what: str, value: object, low: int, high: int) -> None:
+    if not (_is_int(value) and low <= value <= high):  # type: ignore[operator]
+        raise StoreError(f"{what} must be an integer from {low} to {high}, not {value!r}")
+
+
+def check_history_entry(
+    peer: str, outgoing: bool, text: str, at: int, limit: int, keep_seconds: int
+) -> None:
+    """
+    Refuse a conversation history entry, or a way of pruning, that no store
+    should take.
+
+    :raises StoreError: ``peer`` is not a str of 1 to
+        :data:`MAX_HISTORY_PEER_BYTES` UTF-8 bytes; ``outgoing`` is not a
+        bool; ``text`` is not a str of at most :data:`MAX_HISTORY_TEXT_BYTES`
+        UTF-8 bytes; ``at`` is not a non-negative integer; ``limit`` is not a
+        positive integer or ``keep_seconds`` not a non-negative one (both fit
+        SQLite's 64-bit INTEGER).
+    """
+    size = _utf8_size(peer)
+    if size is None or not 0 < size <= MAX_HISTORY_PEER_BYTES:
+        raise StoreError(f"a history peer must be 1-{MAX_HISTORY_PEER_BYTES} UTF-8 bytes")
+    if not isinstance(outgoing, bool):
+        raise StoreError(f"a history entry's direction must be a bool, not {outgoing!r}")
+    size = _utf8_size(text)
+    if size is None or size > MAX_HISTORY_TEXT_BYTES:
+        raise StoreError(f"a history text must be at most {MAX_HISTORY_TEXT_BYTES} UTF-8 bytes")
+    _check_timestamp("history entry time", at)
+    _check_count("a history length", limit, 1, _TIMESTAMP_MAX)
+    _check_count("a history age", keep_seconds, 0, _TIMESTAMP_MAX)
+
+
+def check_history_query(peer: str | None, limit: int) -> str | None:
+    """
+    The key (:func:`~aimserver.wire.screenname.normalize`) of the peer a
+    history read is about, or ``None`` for every peer.
+
+    :raises StoreError: ``peer`` is neither ``None`` nor a str, or ``limit``
+        is not an integer from 1 to :data:`MAX_HISTORY_LIMIT`.
+    """
+    _check_count("a history read's limit", limit, 1, MAX_HISTORY_LIMIT)
+    if peer is None:
+        return None
+    if not isinstance(peer, str):
+        raise StoreError(f"a history peer must be a str, not {type(peer).__name__}")
+    return normalize(peer)
+
+
 class IMotdStore(Interface):
     """
     Which message of the day each user was last shown, by the MOTD's digest,
@@ -1368,6 +1460,63 @@ class IMotdStore(Interface):
         """
 
 
+class IHistoryStore(Interface):
+    """
+    Each account's conversation history: the IMs it sent and received, kept
+    so that every device it signs on with shows the same conversation. An
+    account's history holds what the caller's pruning leaves of it (see
+    :meth:`add_history`); deleting the account deletes it (entries naming it
+    as the peer belong to the other accounts and stay).
+
+    Entries are ordered by ``id``: the order they were recorded in, whatever
+    their ``at`` says (a clock stepping back does not reorder them). The
+    entry recorded last has the highest id in the store; an id is never
+    held by two entries, though once the store's highest entries are gone
+    (:meth:`clear_history`, a deleted account) their ids may be given again.
+    """
+
+    def add_history(
+        owner: str, peer: str, outgoing: bool, text: str, at: int, limit: int, keep_seconds: int
+    ) -> Deferred[None]:
+        """
+        Record one IM in ``owner``'s history: exchanged with ``peer`` (kept as
+        given), sent by ``owner`` if ``outgoing``, at ``at``. Then, in the
+        same step, prune that history to its ``limit`` newest entries and
+        drop those whose ``at`` is before ``at - keep_seconds``; the new
+        entry always stays.
+
+        :rtype: Deferred[None]
+        :raises NoSuchAccount: there is no account ``owner``.
+        :raises StoreError: an argument is out of bounds
+            (:func:`check_history_entry`: ``text`` longer than
+            :data:`MAX_HISTORY_TEXT_BYTES` UTF-8 bytes, for one); nothing
+            changes.
+        """
+
+    def recent_history(owner: str, peer: str | None, limit: int) -> Deferred[list[HistoryEntry]]:
+        """
+        Read (without removing) the end of ``owner``'s history, or of its
+        conversation with ``peer`` (any spelling: names are compared by
+        :func:`~aimserver.wire.screenname.normalize`).
+
+        :return: fires with the ``limit`` newest such entries, the oldest of
+            them first; empty if there are none, or no such account.
+        :rtype: Deferred[list[HistoryEntry]]
+        :raises StoreError: ``limit`` is not an integer from 1 to
+            :data:`MAX_HISTORY_LIMIT`, or ``peer`` is neither ``None`` nor a
+            str (:func:`check_history_query`).
+        """
+
+    def clear_history(owner: str) -> Deferred[int]:
+        """
+        Delete all of ``owner``'s history.
+
+        :return: fires with how many entries were deleted (0 for no such
+            account).
+        :rtype: Deferred[int]
+        """
+
+
 class IUserStore(
     IAccountStore,
     IWarningStore,
@@ -1378,6 +1527,7 @@ class IUserStore(
     IBartStore,
     IChatRoomStore,
     IMotdStore,
+    IHistoryStore,
 ):
     """
     Every role at once: all user-level persistent data, as the server and its

@@ -15,6 +15,7 @@ from aimserver.store.bart_items import MemoryBartStore
 from aimserver.store.chat_rooms import MemoryChatRoomStore
 from aimserver.store.directory import MemoryDirectoryStore
 from aimserver.store.feedbags import MemoryFeedbagStore
+from aimserver.store.history import MemoryHistoryStore
 from aimserver.store.interfaces import IUserStore
 from aimserver.store.motd import MemoryMotdStore
 from aimserver.store.offline_messages import MemoryOfflineMessageStore
@@ -35,12 +36,14 @@ class MemoryUserStore(
     MemoryBartStore,
     MemoryChatRoomStore,
     MemoryMotdStore,
+    MemoryHistoryStore,
 ):
     """
     Accounts, warning levels, feedbags, offline messages, secrets,
-    directory records, buddy icons and public chat rooms in dictionaries,
-    lost when the process ends. One object provides every role, so test
-    doubles can subclass it and override any method.
+    directory records, buddy icons, public chat rooms, MOTDs seen and
+    conversation histories in dictionaries, lost when the process ends. One
+    object provides every role, so test doubles can subclass it and override
+    any method.
 
     :param clock: where ``created_at`` comes from; the wall clock if ``None``.
     """

@@ -45,6 +45,7 @@ from aimserver.store.chat_rooms import SQLiteChatRoomStore
 from aimserver.store.directory import SQLiteDirectoryStore
 from aimserver.store.feedbags import SQLiteFeedbagStore
 from aimserver.store.group_commit import GroupCommitter, run_batch
+from aimserver.store.history import SQLiteHistoryStore
 from aimserver.store.interfaces import IUserStore, StoreError
 from aimserver.store.motd import SQLiteMotdStore
 from aimserver.store.offline_messages import SQLiteOfflineMessageStore
@@ -61,7 +62,7 @@ __all__ = [
     "transact",
 ]
 
-SCHEMA_VERSION = 12
+SCHEMA_VERSION = 13
 """The schema version this code reads and writes."""
 
 BUSY_TIMEOUT = 5.0
@@ -358,6 +359,7 @@ class SQLiteUserStore(
     SQLiteBartStore,
     SQLiteChatRoomStore,
     SQLiteMotdStore,
+    SQLiteHistoryStore,
 ):
     """
     :class:`IUserStore` over one SQLite file, every operation of every role
