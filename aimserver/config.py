@@ -353,6 +353,14 @@ class WebConfig:
     #: Seconds a browser session whose socket dropped is kept for a resume
     #: (buddies see no departure); then it signs off.
     resume_seconds: float = _setting(120.0, _seconds(zero_allowed=False))
+    #: Keep each user's recent IMs (sent and received by its browser
+    #: sessions) so a new browser session shows the conversation; false:
+    #: nothing is kept.
+    history: bool = _setting(True, _BOOLEAN)
+    #: Days an IM stays in the history.
+    history_days: int = _setting(30, _integer(1, 3650))
+    #: IMs kept per user, newest first.
+    history_messages: int = _setting(1000, _integer(1, 10_000))
 
 
 @attrs.frozen

@@ -222,7 +222,7 @@ class AimServer:
         self.chat_factory.access = self.access
         self.chat_factory.pending_connections = self.pending_connections
         #: The browser client's sessions and its listener (``--web-port``).
-        self.web = WebService(self, config.web.resume_seconds)
+        self.web = WebService(self, config.web)
         self.web_factory = web_factory(self.web)
 
     def refusals(self) -> Counter[str]:

@@ -106,7 +106,12 @@ class DefaultsTests(ConfigTestCase):
                     "password_hash": "",
                     "host_key": "",
                 },
-                "web": {"resume_seconds": 120.0},
+                "web": {
+                    "resume_seconds": 120.0,
+                    "history": True,
+                    "history_days": 30,
+                    "history_messages": 1000,
+                },
             },
         )
 

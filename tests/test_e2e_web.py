@@ -343,3 +343,41 @@ class BuddyListTests(WebCase):
         await web.ok("sign_off_location", instance_id=other["instance_id"])
         await classic.flap.wait_lost()
         self.assertEqual(len((await web.ok("list_client_sessions"))["sessions"]), 1)
+
+
+class HistoryTests(WebCase):
+    @deferred_test
+    async def test_a_new_browser_session_shows_the_recent_conversation(self) -> None:
+        """What Alice's browser sessions sent and received is kept once,
+        oldest first, per peer if asked; a new session reads it."""
+        await self.start(**{"multisession.notify": False})
+        bob = await self.classic("Bob")
+        await self.classic("Carol")
+        first, second = await self.web(), await self.web()
+        await first.sign_on("Alice")
+        await second.sign_on("Alice")
+        await first.ok("send_im", to="Bob", text="hi Bob", client_message_id="1")
+        await bob.receive_im()
+        bob.send_im("Alice", b"hi Alice")
+        await first.event("im")
+        await second.event("im")
+        await first.ok("send_im", to="Carol", text="hi Carol", client_message_id="2")
+        third = await self.web()
+        await third.sign_on("Alice")
+        history = (await third.ok("get_history"))["messages"]
+        self.assertEqual(
+            [(m["with"], m["outgoing"], m["text"]) for m in history],
+            [("Bob", True, "hi Bob"), ("Bob", False, "hi Alice"), ("Carol", True, "hi Carol")],
+        )
+        with_bob = (await third.ok("get_history", **{"with": "bob", "limit": 1}))["messages"]
+        self.assertEqual([m["text"] for m in with_bob], ["hi Alice"])
+
+    @deferred_test
+    async def test_history_can_be_switched_off(self) -> None:
+        server = await self.start(**{"multisession.notify": False, "web.history": False})
+        await self.classic("Bob")
+        alice = await self.web()
+        await alice.sign_on("Alice")
+        await alice.ok("send_im", to="Bob", text="not kept", client_message_id="1")
+        self.assertEqual((await alice.ok("get_history"))["messages"], [])
+        self.assertEqual(await server.store.recent_history("Alice", None, 10), [])

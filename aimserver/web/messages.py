@@ -90,6 +90,10 @@ COMMANDS: Mapping[str, Mapping[str, Param]] = {
     "remove_buddy": {"name": _name()},
     "sign_off_location": {"instance_id": Param(int, minimum=0, maximum=2**53)},
     "ack": {"seq": Param(int, minimum=0)},
+    "get_history": {
+        "with": Param(str, required=False, max_length=64),
+        "limit": Param(int, required=False, minimum=1, maximum=1000),
+    },
 }
 
 

@@ -47,6 +47,7 @@ from aimserver.wire.snac import SnacHeader
 from aimserver.wire.tlv import Tlv, TlvList
 
 if TYPE_CHECKING:
+    from aimserver.config import WebConfig
     from aimserver.server import AimServer
 
 #: Where add_buddy puts a buddy when no group is named (libpurple's default).
@@ -83,10 +84,14 @@ AWAY_MIME = b'text/aolrtf; charset="utf-8"'
 class WebService:
     log = Logger()
 
-    def __init__(self, server: AimServer, resume_seconds: float) -> None:
+    def __init__(self, server: AimServer, config: WebConfig) -> None:
         self.server = server
         self.clock = server.clock
-        self.resume_seconds = resume_seconds
+        self.config = config
+        self.resume_seconds = config.resume_seconds
+        #: user key -> the last IM event kept in its history (its browser
+        #: sessions each get the same event: it is kept once).
+        self._last_kept: dict[str, object] = {}
         self.handlers = server.bos_factory.handlers
         self.families = server.bos_factory.families
         self._rate_check = server.sessions.rate_limits.check
@@ -128,6 +133,7 @@ class WebService:
             raise WebError(error_type, message)
         web = WebSession(os.urandom(16).hex(), self.clock, self.resume_seconds, self._ended)
         web.on_list_changed = self.list_changed
+        web.on_im = self._keep_received
         try:
             attached = self.server.sessions.sign_on(result.cookie, self.families, web, peer)
             if isinstance(attached, Deferred):
@@ -172,10 +178,61 @@ class WebService:
                 self.clock.callLater(0, web.end, "rate_limited")
             raise WebError(messages.RATE_LIMITED, "slow down: the rate limit was exceeded")
 
+    # -- history ----------------------------------------------------------------------------
+
+    def _keep(self, owner: str, peer: str, outgoing: bool, text: str) -> None:
+        if not self.config.history:
+            return
+        d = self.server.store.add_history(
+            owner,
+            peer,
+            outgoing,
+            text,
+            int(self.clock.seconds()),
+            self.config.history_messages,
+            self.config.history_days * 86400,
+        )
+        d.addErrback(
+            lambda f: self.log.failure("keeping an IM of {owner} in its history", f, owner=owner)
+        )
+
+    def _keep_received(self, web: WebSession, event: object, fields: dict[str, Any]) -> None:
+        instance = web.instance
+        if instance is None:
+            return
+        if self._last_kept.get(instance.user_key) is event:
+            return
+        self._last_kept[instance.user_key] = event
+        user = self.server.registry.user_of(instance)
+        if user is not None:
+            self._keep(user.screen_name, fields["from"], False, fields["text"])
+
+    async def history(self, web: WebSession, parameters: dict[str, Any]) -> dict[str, Any]:
+        me = web.instance
+        assert me is not None
+        user = self.server.registry.user_of(me)
+        if user is None or not self.config.history:
+            return {"messages": []}
+        entries = await self.server.store.recent_history(
+            user.screen_name, parameters.get("with"), parameters.get("limit", 100)
+        )
+        return {
+            "messages": [
+                {"with": e.peer, "outgoing": e.outgoing, "text": e.text, "at": e.at}
+                for e in entries
+            ]
+        }
+
     def _ended(self, web: WebSession) -> None:
         self.sessions.pop(web.session_id, None)
         instance = web.instance
         if instance is not None:
+            user = self.server.registry.user_of(instance)
+            if user is None or not any(
+                isinstance(i.connection, WebSession) and i is not instance
+                for i in user.instances.values()
+            ):
+                self._last_kept.pop(instance.user_key, None)
             self.server.sessions.closing(instance, web)
             self.server.sessions.connection_lost(instance, web)
         self.log.info(
@@ -403,6 +460,9 @@ class WebService:
         await self.call(web, FoodGroup.ICBM, ICBM.CHANNEL_MSG_TO_HOST, body)
         result = {"delivered": icbm.routed > routed}
         web.remember(client_message_id, result)
+        user = self.server.registry.user_of(web.instance) if web.instance else None
+        if user is not None:
+            self._keep(user.screen_name, parameters["to"], True, parameters["text"])
         self._echo_to_siblings(web, parameters)
         return result
 

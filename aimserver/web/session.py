@@ -87,6 +87,9 @@ class WebSession:
         #: then pushes the new list, once per edit).
         self.on_list_changed: Callable[[WebSession], None] | None = None
         self.list_refresh_pending = False
+        #: Called with each IM this session is handed (the service keeps it
+        #: in the user's history, once however many sessions get it).
+        self.on_im: Callable[[WebSession, Event, dict[str, Any]], None] | None = None
 
     # -- ISessionConnection --------------------------------------------------------------
 
@@ -108,6 +111,8 @@ class WebSession:
             return
         name, fields = rendered
         self.push(name, fields)
+        if name == "im" and not fields["system"] and self.on_im is not None:
+            self.on_im(self, event, fields)
 
     def disconnect(self, reason: int | None) -> None:
         """The server ends the session (displaced, kicked, deleted)."""

@@ -165,6 +165,9 @@ class WebSocketChannel(SocketLike):
         if command == "list_client_sessions":
             service.check_rate(web, FoodGroup.OSERVICE, OService.USER_INFO_QUERY)
             return service.client_sessions(web), None
+        if command == "get_history":
+            service.check_rate(web, FoodGroup.OSERVICE, OService.USER_INFO_QUERY)
+            return await service.history(web, parameters), None
         if command == "get_buddy_list":
             return await service.buddy_list(web), None
         if command == "send_im":
