@@ -361,6 +361,13 @@ class WebConfig:
     history_days: int = _setting(30, _integer(1, 3650))
     #: IMs kept per user, newest first.
     history_messages: int = _setting(1000, _integer(1, 10_000))
+    #: The page offers account creation (what revival networks send users to
+    #: other sites for). Off by default: anyone who reaches the port can
+    #: make accounts.
+    signup: bool = _setting(False, _BOOLEAN)
+    #: Accounts one address may create an hour, and the whole server.
+    signups_per_address_per_hour: int = _setting(3, _integer(1, 10_000))
+    signups_per_hour: int = _setting(60, _integer(1, 1_000_000))
 
 
 @attrs.frozen

@@ -111,6 +111,9 @@ class DefaultsTests(ConfigTestCase):
                     "history": True,
                     "history_days": 30,
                     "history_messages": 1000,
+                    "signup": False,
+                    "signups_per_address_per_hour": 3,
+                    "signups_per_hour": 60,
                 },
             },
         )

@@ -381,3 +381,38 @@ class HistoryTests(WebCase):
         await alice.ok("send_im", to="Bob", text="not kept", client_message_id="1")
         self.assertEqual((await alice.ok("get_history"))["messages"], [])
         self.assertEqual(await server.store.recent_history("Alice", None, 10), [])
+
+
+class SignUpTests(WebCase):
+    @deferred_test
+    async def test_sign_up_when_on(self) -> None:
+        """With [web] signup the page can create an account (the CLI sees it,
+        it signs on at once); the naming rules, reserved names, taken names
+        and the per-address limit are refused with the reason."""
+        server = await self.start(**{"web.signup": True, "web.signups_per_address_per_hour": 2})
+        client = await self.web()
+        self.assertEqual((await client.ok("server_info"))["signup"], True)
+        made = await client.ok("sign_up", screen_name="New Person", password="pass12")
+        self.assertEqual(made, {"screen_name": "New Person"})
+        self.assertIsNotNone(await server.store.get_account("newperson"))
+        for name, password, error_type in (
+            ("AOL System Msg", "pass12", "ValidationError"),
+            ("1abc", "pass12", "ValidationError"),
+            ("Short Pw", "abc", "ValidationError"),
+            ("alice", "pass12", "SessionError"),
+        ):
+            answer = await client.request("sign_up", screen_name=name, password=password)
+            self.assertEqual(answer["error_type"], error_type, name)
+        answer = await client.request("sign_up", screen_name="Third One", password="pass12")
+        self.assertEqual(answer["error_type"], "RateLimited")
+        self.assertIsNone(await server.store.get_account("thirdone"))
+        await client.sign_on("New Person", "pass12")
+
+    @deferred_test
+    async def test_sign_up_is_off_by_default(self) -> None:
+        server = await self.start()
+        client = await self.web()
+        self.assertEqual((await client.ok("server_info"))["signup"], False)
+        answer = await client.request("sign_up", screen_name="Someone", password="pass12")
+        self.assertEqual(answer["error_type"], "Unauthorized")
+        self.assertIsNone(await server.store.get_account("someone"))

@@ -61,6 +61,8 @@ COMMANDS: Mapping[str, Mapping[str, Param]] = {
         "password": Param(str, max_length=64),
         "client": Param(str, required=False, max_length=64),
     },
+    "server_info": {},
+    "sign_up": {"screen_name": _name(), "password": Param(str, max_length=64)},
     "restore_session": {
         "session_id": Param(str, max_length=64),
         "resume_token": Param(str, max_length=128),

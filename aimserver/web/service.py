@@ -23,9 +23,15 @@ from aimserver.api.userdata import groups_in_display_order
 from aimserver.registry import SessionInstance
 from aimserver.services.base import Reply, SnacError
 from aimserver.services.feedbag_order import CLASS_BUDDY, CLASS_GROUP, TAG_ORDER, order_of
+from aimserver.services.loginlimit import LoginLimiter
 from aimserver.services.session import ALLOWED, SignOnRefused
-from aimserver.store.credentials import roast
-from aimserver.store.interfaces import FeedbagItem
+from aimserver.store.credentials import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, roast
+from aimserver.store.interfaces import (
+    AccountExists,
+    FeedbagItem,
+    InvalidPassword,
+    InvalidScreenName,
+)
 from aimserver.web import messages
 from aimserver.web.messages import WebError
 from aimserver.web.render import TYPING_CODES, encode_text
@@ -42,7 +48,7 @@ from aimserver.wire.icbm import (
     ClientEvent,
 )
 from aimserver.wire.reader import string08
-from aimserver.wire.screenname import encode_screen_name, normalize
+from aimserver.wire.screenname import encode_screen_name, is_account_name, normalize
 from aimserver.wire.snac import SnacHeader
 from aimserver.wire.tlv import Tlv, TlvList
 
@@ -89,6 +95,12 @@ class WebService:
         self.clock = server.clock
         self.config = config
         self.resume_seconds = config.resume_seconds
+        self._signups = LoginLimiter(
+            config.signups_per_hour / 3600,
+            config.signups_per_hour,
+            config.signups_per_address_per_hour / 3600,
+            config.signups_per_address_per_hour,
+        )
         #: user key -> the last IM event kept in its history (its browser
         #: sessions each get the same event: it is kept once).
         self._last_kept: dict[str, object] = {}
@@ -177,6 +189,55 @@ class WebService:
             if decision.disconnect:
                 self.clock.callLater(0, web.end, "rate_limited")
             raise WebError(messages.RATE_LIMITED, "slow down: the rate limit was exceeded")
+
+    # -- sign-up ----------------------------------------------------------------------------
+
+    def server_info(self) -> dict[str, Any]:
+        """What the page needs before anyone signs on."""
+        return {
+            "signup": self.config.signup,
+            "max_sessions": self.server.config.multisession.max_sessions,
+            "resume_seconds": int(self.config.resume_seconds),
+        }
+
+    async def sign_up(self, parameters: dict[str, Any], peer: str) -> dict[str, Any]:
+        """Create an account, as ``aimserver user add`` does, when [web]
+        signup is on: the naming and password rules, the reserved names, the
+        access lists, and per-address and server-wide hourly limits."""
+        if not self.config.signup:
+            raise WebError(messages.UNAUTHORIZED, "sign-up is off on this server")
+        name = parameters["screen_name"].strip()
+        if not is_account_name(name):
+            raise WebError(
+                messages.VALIDATION,
+                "a screen name is 3-16 letters, digits and spaces, starting with a letter",
+            )
+        password = parameters["password"]
+        if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
+            raise WebError(
+                messages.VALIDATION,
+                f"a password is {MIN_PASSWORD_LENGTH}-{MAX_PASSWORD_LENGTH} characters",
+            )
+        access = self.server.access
+        ip = peer.rpartition(":")[0] or peer
+        if not access.admits_name(name):
+            raise WebError(messages.UNAUTHORIZED, "this screen name may not be used")
+        if not self._signups.admit(ip, self.clock.seconds()):
+            raise WebError(messages.RATE_LIMITED, "too many new accounts: try again later")
+        try:
+            account = await self.server.store.create_account(name, password)
+        except AccountExists:
+            raise WebError(messages.SESSION_ERROR, "that screen name is taken") from None
+        except InvalidPassword:
+            raise WebError(messages.VALIDATION, "a password is 4-16 characters") from None
+        except InvalidScreenName as e:
+            raise WebError(messages.VALIDATION, str(e)) from None
+        self.log.info(
+            "web: {peer} created the account {screen_name}",
+            peer=peer,
+            screen_name=account.screen_name,
+        )
+        return {"screen_name": account.screen_name}
 
     # -- history ----------------------------------------------------------------------------
 

@@ -151,6 +151,10 @@ class WebSocketChannel(SocketLike):
             return await self._create(parameters), None
         if command == "restore_session":
             return self._restore(parameters)
+        if command == "server_info":
+            return service.server_info(), None
+        if command == "sign_up":
+            return await service.sign_up(parameters, self.peer), None
         web = self.web
         if web is None:
             raise WebError(messages.UNAUTHORIZED, "sign on first (create_session)")
