@@ -9,9 +9,12 @@ conversation on every browser session, and bad input answered with errors."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from twisted.internet import reactor, task
 from twisted.trial import unittest
+from twisted.web.client import Agent, readBody
+from twisted.web.http_headers import Headers
 
 from aimserver.config import load_config
 from aimserver.wire.userinfo import UserInfo
@@ -416,3 +419,61 @@ class SignUpTests(WebCase):
         answer = await client.request("sign_up", screen_name="Someone", password="pass12")
         self.assertEqual(answer["error_type"], "Unauthorized")
         self.assertIsNone(await server.store.get_account("someone"))
+
+
+class DeviceTests(WebCase):
+    async def http(self, method: str, path: str, device: str | None) -> tuple[int, Any]:
+        headers = Headers()
+        if device is not None:
+            headers.addRawHeader(b"x-device-id", device.encode())
+        response = await Agent(reactor).request(
+            method.encode(), (self.server.web_url + path).encode(), headers
+        )
+        return response.code, json.loads(await readBody(response))
+
+    @deferred_test
+    async def test_one_browser_many_sessions(self) -> None:
+        """A device's sessions are listed with their state and default, one
+        is made the default, one is closed from there; other devices see
+        none of them; a device holds at most 10."""
+        await self.start(**{"multisession.notify": False, "multisession.max_sessions": 10})
+        device, other = "device-" + "a" * 20, "device-" + "b" * 20
+        alice, carol, elsewhere = await self.web(), await self.web(), await self.web()
+        first = await alice.sign_on("Alice", device_id=device)
+        second = await carol.sign_on("Carol", device_id=device)
+        await elsewhere.sign_on("Alice", device_id=other)
+        code, answer = await self.http("GET", "/web/sessions", device)
+        self.assertEqual((code, answer["status"], answer["code"]), (200, "success", 200))
+        self.assertEqual(
+            [(s["session_id"], s["screen_name"], s["is_default"]) for s in answer["results"]],
+            [(first["session_id"], "Alice", True), (second["session_id"], "Carol", False)],
+        )
+        self.assertTrue(all(s["is_connected"] and s["is_logged_in"] for s in answer["results"]))
+        code, answer = await self.http(
+            "POST", f"/web/sessions/{second['session_id']}/set-default", device
+        )
+        self.assertEqual((code, answer["results"]["is_default"]), (200, True))
+        code, answer = await self.http("GET", f"/web/sessions/{first['session_id']}/status", device)
+        self.assertEqual((code, answer["results"]["is_default"]), (200, False))
+        # Another device cannot see or close them.
+        code, answer = await self.http("DELETE", f"/web/sessions/{first['session_id']}", other)
+        self.assertEqual((code, answer["status"]), (404, "error"))
+        code, answer = await self.http("GET", "/web/sessions", None)
+        self.assertEqual((code, answer["status"]), (400, "error"))
+        # Closed from the device list: the socket closes, the session signs off.
+        code, _ = await self.http("DELETE", f"/web/sessions/{first['session_id']}", device)
+        self.assertEqual(code, 200)
+        await alice.lost
+        code, answer = await self.http("GET", "/web/sessions", device)
+        self.assertEqual([s["screen_name"] for s in answer["results"]], ["Carol"])
+        # At most 10 per device.
+        for _ in range(9):
+            await (await self.web()).sign_on("Bob", device_id=device)
+        refused = await (await self.web()).request(
+            "create_session", screen_name="Bob", password="secret", device_id=device
+        )
+        self.assertEqual(refused["error_type"], "SessionError")
+        bad = await (await self.web()).request(
+            "create_session", screen_name="Bob", password="secret", device_id="short"
+        )
+        self.assertEqual(bad["error_type"], "ValidationError")

@@ -60,6 +60,7 @@ COMMANDS: Mapping[str, Mapping[str, Param]] = {
         "screen_name": _name(),
         "password": Param(str, max_length=64),
         "client": Param(str, required=False, max_length=64),
+        "device_id": Param(str, required=False, max_length=64),
     },
     "server_info": {},
     "sign_up": {"screen_name": _name(), "password": Param(str, max_length=64)},

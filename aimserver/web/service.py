@@ -33,6 +33,7 @@ from aimserver.store.interfaces import (
     InvalidScreenName,
 )
 from aimserver.web import messages
+from aimserver.web.devices import Devices, check_device_id
 from aimserver.web.messages import WebError
 from aimserver.web.render import TYPING_CODES, encode_text
 from aimserver.web.session import WebSession
@@ -95,6 +96,8 @@ class WebService:
         self.clock = server.clock
         self.config = config
         self.resume_seconds = config.resume_seconds
+        #: Which sessions each browser holds (``GET /web/sessions``).
+        self.devices = Devices()
         self._signups = LoginLimiter(
             config.signups_per_hour / 3600,
             config.signups_per_hour,
@@ -118,6 +121,9 @@ class WebService:
         session service's, as for an OSCAR login (BUCP or channel 1)."""
         screen_name = parameters["screen_name"]
         ip = peer.rpartition(":")[0] or peer
+        device_id = parameters.get("device_id")
+        if device_id is not None:
+            self.devices.admit(check_device_id(device_id), self.clock.seconds())
         authorizer = self.server.authorizer
         refusal = authorizer.admit(screen_name, ip)
         if refusal is None:
@@ -153,7 +159,10 @@ class WebService:
         except SignOnRefused:
             raise WebError(messages.SESSION_ERROR, "the sign-on was refused") from None
         web.instance = attached.session
+        web.screen_name = result.screen_name
         self.sessions[web.session_id] = web
+        if device_id is not None:
+            self.devices.add(device_id, web)
         return web
 
     async def start(self, web: WebSession) -> dict[str, Any]:
@@ -286,6 +295,7 @@ class WebService:
 
     def _ended(self, web: WebSession) -> None:
         self.sessions.pop(web.session_id, None)
+        self.devices.remove(web)
         instance = web.instance
         if instance is not None:
             user = self.server.registry.user_of(instance)

@@ -81,6 +81,10 @@ class WebSession:
         self.sends: OrderedDict[str, Any] = OrderedDict()
         self._closing = False
         self._expiry: IDelayedCall | None = None
+        #: The browser that holds it (``web.devices``), if it said.
+        self.device_id: str | None = None
+        #: The screen name as the account spells it, once signed on.
+        self.screen_name = ""
         #: Why the session ended, once it has.
         self.end_reason: str | None = None
         #: Called when another session edits the stored list (the service

@@ -15,10 +15,12 @@ from typing import Any
 
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 from twisted.web.static import File
 from twisted.web.websocket import WebSocketResource
 
+from aimserver.web.devices import DevicesResource
 from aimserver.web.messages import MAX_MESSAGE_BYTES
 from aimserver.web.service import WebService
 from aimserver.web.socket import WebSocketChannel
@@ -95,6 +97,9 @@ def web_factory(service: WebService) -> WrappingFactory:
     """The listener's factory: the site behind the input bound."""
     root = static_root()
     root.putChild(b"ws", WebSocketResource(_Sockets(service)))
+    web = Resource()
+    web.putChild(b"sessions", DevicesResource(service))
+    root.putChild(b"web", web)
     site = _SecureSite(root)
     site.displayTracebacks = False
     factory = WrappingFactory(site)
