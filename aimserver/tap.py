@@ -167,6 +167,8 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
         reactor.callWhenRunning(_reload_on_sighup, server, reactor)
     # Stopped before the timers and the store (services stop in reverse).
     CloseSessionsOnStop(server.registry, reactor).setServiceParent(top)
+    # Stopped before it: browser sessions are told the server is restarting.
+    server.web.setServiceParent(top)
     listeners = (
         ("auth", server.auth_factory),
         ("bos", server.bos_factory),

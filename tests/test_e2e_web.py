@@ -81,6 +81,17 @@ class SignOnTests(WebCase):
         self.assertEqual(departed.screen_name, "Alice")
 
     @deferred_test
+    async def test_the_page_is_told_when_the_server_stops(self) -> None:
+        server = await self.start(**{"multisession.notify": False})
+        alice = await self.web()
+        await alice.sign_on("Alice")
+        server.server.web.stopService()
+        ended = await alice.event("session_ended")
+        self.assertEqual(ended["reason"], "server_stopping")
+        await alice.lost
+        self.assertIsNone(server.server.registry.get("alice"))
+
+    @deferred_test
     async def test_refusals(self) -> None:
         """A wrong password, an unknown name, a suspended account: the same
         refusals as a classic login, as errors; commands before sign-on are

@@ -16,6 +16,7 @@ import os
 import struct
 from typing import TYPE_CHECKING, Any
 
+from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
@@ -88,7 +89,10 @@ SNAC_ERRORS = {
 AWAY_MIME = b'text/aolrtf; charset="utf-8"'
 
 
-class WebService:
+class WebService(Service):
+    """A service only for its stop (``twistd`` stops it before the
+    registry's clean shutdown)."""
+
     log = Logger()
 
     def __init__(self, server: AimServer, config: WebConfig) -> None:
@@ -182,11 +186,16 @@ class WebService:
             raise WebError(messages.SESSION_NOT_FOUND, "too much was missed: reload")
         return web, missed
 
+    def stopService(self) -> None:
+        super().stopService()
+        self.stop()
+
     def stop(self) -> None:
-        """The server stops: every browser session ends (the registry's
-        clean shutdown does the same through ``disconnect``)."""
+        """The server stops: every browser session ends, its page told why
+        (``server_stopping``: the page keeps the entry to sign on again),
+        before the registry's clean shutdown closes the classic ones."""
         for web in list(self.sessions.values()):
-            web.end("closed")
+            web.end("server_stopping")
 
     def check_rate(self, web: WebSession, family: int, subtype: int) -> None:
         """Count a command the server answers itself as the SNAC an OSCAR

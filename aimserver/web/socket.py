@@ -88,8 +88,14 @@ class WebSocketChannel(SocketLike):
     # -- SocketLike -----------------------------------------------------------------------
 
     def send_text(self, text: str) -> None:
-        if not self.closed and self.transport is not None:
+        if self.closed or self.transport is None:
+            return
+        try:
             self.transport.sendTextMessage(text)
+        except LocalProtocolError:
+            # The browser's close frame came in: nothing more can be sent,
+            # and the TCP close follows (then the session waits for a resume).
+            self.closed = True
 
     def close(self, code: int = 1000) -> None:
         if self.closed:
