@@ -92,6 +92,14 @@ class WebClientTests(BrowserCase):
         )
         registry = server.server.registry
         self.assertEqual(len(registry.get("alice").online_instances()), 2)
+        # The page named its browser: the server knows the three are one device's.
+        device = await self.in_browser(
+            self.browser.execute_script, "return localStorage.getItem('aimserver-device-id')"
+        )
+        held = server.server.web.devices.sessions[device]
+        self.assertEqual(
+            sorted(web.screen_name for web in held.values()), ["Alice", "Alice", "Carol"]
+        )
         self.assertEqual(len(registry.get("carol").online_instances()), 1)
 
         # Alice's first session in view; Bob IMs Carol: Carol's entry counts it.

@@ -19,6 +19,7 @@ import { backoffDelay } from "./backoff.js";
 import { Emitter } from "./emitter.js";
 import {
   ACK_INTERVAL_MS,
+  deviceId,
   NOT_CONNECTED,
   RequestError,
   SIGNED_OFF,
@@ -224,6 +225,8 @@ export class SessionLink extends Emitter {
         }
         const parameters = { screen_name: this.#screenName, password: this.#password };
         if (this.#client) parameters.client = this.#client;
+        const device = deviceId();
+        if (device) parameters.device_id = device;
         const result = await sock.request("create_session", parameters);
         if (sock !== this.#sock || this.#stopped) return;
         this.#password = null;

@@ -48,6 +48,23 @@ export function randomId() {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+// This browser's device id (docs/web-protocol.md, "Devices"): made once and
+// kept, so the server knows which sessions one browser holds. It lets
+// whoever has it list and close those sessions, so it is long and random.
+const DEVICE_KEY = "aimserver-device-id";
+export function deviceId(storage = globalThis.localStorage) {
+  try {
+    let id = storage?.getItem(DEVICE_KEY);
+    if (!id || !/^[A-Za-z0-9_-]{16,64}$/.test(id)) {
+      id = randomId().replaceAll("-", "");
+      storage?.setItem(DEVICE_KEY, id);
+    }
+    return id;
+  } catch {
+    return null; // storage refused (private mode): sign on without one
+  }
+}
+
 // What list_client_sessions shows for this page ("client", at most 64).
 export function clientLabel(userAgent = globalThis.navigator?.userAgent ?? "") {
   const browsers = [
