@@ -75,10 +75,22 @@ class SignOnTests(WebCase):
         self.assertFalse(im["system"])
         info = await alice.ok("get_session_info")
         self.assertEqual((info["screen_name"], info["sessions"]), ("Alice", 1))
+        stats = await alice.ok("get_session_statistics")
+        self.assertEqual((stats["ims_sent"], stats["ims_received"], stats["resumes"]), (1, 1, 0))
+        # Away, then invisible: Bob sees her away, then gone.
+        await alice.ok("update_session_state", away_message="out to lunch")
+        changed: UserInfo = await bob.wait_arrival()
+        self.assertEqual(changed.screen_name, "Alice")
+        await alice.ok("update_session_state", invisible=True)
+        gone: UserInfo = await bob.wait_departure()
+        self.assertEqual(gone.screen_name, "Alice")
+        await alice.ok("update_session_state", invisible=False, away_message=None)
+        await bob.wait_arrival()
         await alice.ok("close_session")
         await alice.lost
         departed: UserInfo = await bob.wait_departure()
         self.assertEqual(departed.screen_name, "Alice")
+        self.assertIsNone(self.server.server.registry.get("alice"))
 
     @deferred_test
     async def test_the_page_is_told_when_the_server_stops(self) -> None:

@@ -53,6 +53,7 @@ from aimserver.wire.reader import string08
 from aimserver.wire.screenname import encode_screen_name, is_account_name, normalize
 from aimserver.wire.snac import SnacHeader
 from aimserver.wire.tlv import Tlv, TlvList
+from aimserver.wire.userinfo import STATUS_INVISIBLE
 
 if TYPE_CHECKING:
     from aimserver.config import WebConfig
@@ -539,6 +540,7 @@ class WebService(Service):
         routed = icbm.routed
         await self.call(web, FoodGroup.ICBM, ICBM.CHANNEL_MSG_TO_HOST, body)
         result = {"delivered": icbm.routed > routed}
+        web.ims_sent += 1
         web.remember(client_message_id, result)
         user = self.server.registry.user_of(web.instance) if web.instance else None
         if user is not None:
@@ -580,6 +582,15 @@ class WebService(Service):
             text = parameters["profile"].encode("utf-8")
             body = TlvList.of([Tlv(0x0001, AWAY_MIME), Tlv(0x0002, text)]).pack_list()
             await self.call(web, FoodGroup.LOCATE, 0x0004, body)
+        if "invisible" in parameters:
+            # 01,1E with the status word (TLV 0x0006), its invisible bit set or not.
+            me = web.instance
+            assert me is not None
+            status = me.status & ~STATUS_INVISIBLE
+            if parameters["invisible"]:
+                status |= STATUS_INVISIBLE
+            body = Tlv(0x0006, struct.pack("!I", status)).pack()
+            await self.call(web, FoodGroup.OSERVICE, OService.SET_USER_INFO_FIELDS, body)
         if "idle_seconds" in parameters:
             body = struct.pack("!I", parameters["idle_seconds"])
             await self.call(web, FoodGroup.OSERVICE, OService.IDLE_NOTIFICATION, body)
@@ -611,6 +622,17 @@ class WebService(Service):
             "idle_seconds": 0 if me.idle_since is None else int(now - me.idle_since),
             "warning_level": self.server.presence.warning_level(user) / 10 if user else 0,
             "sessions": len(user.online_instances()) if user else 0,
+        }
+
+    def session_statistics(self, web: WebSession) -> dict[str, Any]:
+        """What this session has done, for the page's diagnostics."""
+        return {
+            "events": web.seq,
+            "unacked": len(web.kept),
+            "resumes": web.resumes,
+            "ims_sent": web.ims_sent,
+            "ims_received": web.ims_received,
+            "seconds": int(self.clock.seconds() - web.created_at),
         }
 
     def client_sessions(self, web: WebSession) -> dict[str, Any]:

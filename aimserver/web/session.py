@@ -81,6 +81,11 @@ class WebSession:
         self.sends: OrderedDict[str, Any] = OrderedDict()
         self._closing = False
         self._expiry: IDelayedCall | None = None
+        #: What get_session_statistics reports.
+        self.created_at = clock.seconds()
+        self.resumes = 0
+        self.ims_sent = 0
+        self.ims_received = 0
         #: The browser that holds it (``web.devices``), if it said.
         self.device_id: str | None = None
         #: The screen name as the account spells it, once signed on.
@@ -115,8 +120,10 @@ class WebSession:
             return
         name, fields = rendered
         self.push(name, fields)
-        if name == "im" and not fields["system"] and self.on_im is not None:
-            self.on_im(self, event, fields)
+        if name == "im":
+            self.ims_received += 1
+            if not fields["system"] and self.on_im is not None:
+                self.on_im(self, event, fields)
 
     def disconnect(self, reason: int | None) -> None:
         """The server ends the session (displaced, kicked, deleted)."""

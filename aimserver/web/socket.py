@@ -172,6 +172,9 @@ class WebSocketChannel(SocketLike):
         if command == "get_session_info":
             service.check_rate(web, FoodGroup.OSERVICE, OService.USER_INFO_QUERY)
             return service.session_info(web), None
+        if command == "get_session_statistics":
+            service.check_rate(web, FoodGroup.OSERVICE, OService.USER_INFO_QUERY)
+            return service.session_statistics(web), None
         if command == "list_client_sessions":
             service.check_rate(web, FoodGroup.OSERVICE, OService.USER_INFO_QUERY)
             return service.client_sessions(web), None
@@ -235,6 +238,7 @@ class WebSocketChannel(SocketLike):
             previous.close(CLOSE_TAKEN_OVER)
         web.attach(self)
         self.web = web
+        web.resumes += 1
         web.ack(parameters["last_seq"])
 
         def replay() -> None:
