@@ -500,3 +500,55 @@ class DeviceTests(WebCase):
             "create_session", screen_name="Bob", password="secret", device_id="short"
         )
         self.assertEqual(bad["error_type"], "ValidationError")
+
+
+class ChatRoomTests(WebCase):
+    @deferred_test
+    async def test_a_browser_session_in_a_room_with_a_classic_client(self) -> None:
+        """join_room places the session in the room as a chat connection
+        would: the classic member sees it join and its lines, and the page
+        gets the roster, the others' lines and its own (in order), and
+        leaves; §17 applies across web and classic sessions of one user."""
+        await self.start(**{"multisession.notify": False})
+        bob_bos = await self.classic("Bob")
+        bob = await bob_bos.join_room("Tea Room")
+        self.addCleanup(bob.close)
+        alice = await self.web()
+        await alice.sign_on("Alice")
+        joined = await alice.ok("join_room", room="tea room")
+        self.assertEqual(joined, {"room": "Tea Room"})  # as its maker spelled it
+        roster = await alice.event("room_joined")
+        self.assertEqual(sorted(roster["names"]), ["Alice", "Bob"])
+        self.assertEqual(await bob.wait_joined(), ["Alice"])
+        await alice.ok("say", room="Tea Room", text="hello, room")
+        sender, text, _ = await bob.hear()
+        self.assertEqual((sender, text), ("Alice", b"hello, room"))
+        own = await alice.event("room_message")
+        self.assertEqual((own["from"], own["text"]), ("Alice", "hello, room"))
+        bob.say(b"hi Alice")
+        line = await alice.event("room_message")
+        self.assertEqual((line["from"], line["text"], line["whisper"]), ("Bob", "hi Alice", False))
+        missing = await alice.request("say", room="Other Room", text="x")
+        self.assertEqual(missing["error_type"], "SessionError")
+        bad = await alice.request("join_room", room="bad%name")
+        self.assertEqual(bad["error_type"], "SessionError")
+        await alice.ok("leave_room", room="Tea Room")
+        self.assertEqual(await bob.wait_left(), ["Alice"])
+        # Back in, then a classic session of Alice takes the place (§17):
+        # the page is told it left, Bob sees nothing.
+        await alice.ok("join_room", room="Tea Room")
+        self.assertEqual(await bob.wait_joined(), ["Alice"])
+        alice_classic = await self.classic("Alice")
+        room = await alice_classic.join_room("Tea Room")
+        self.addCleanup(room.close)
+        left = await alice.event("room_left", lambda m: m["you"])
+        self.assertEqual(left["room"], "Tea Room")
+        # Signing off leaves every room.
+        await alice.ok("join_room", room="Second Room")
+        await alice.ok("close_session")
+        await alice.lost
+        rooms = self.server.server.chat.rooms.rooms
+        await wait_until(
+            lambda: not any(room.name == "Second Room" for room in rooms.values()),
+            "the second room gone with its last member",
+        )

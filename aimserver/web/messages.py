@@ -95,6 +95,12 @@ COMMANDS: Mapping[str, Mapping[str, Param]] = {
     "remove_buddy": {"name": _name()},
     "sign_off_location": {"instance_id": Param(int, minimum=0, maximum=2**53)},
     "ack": {"seq": Param(int, minimum=0)},
+    "join_room": {
+        "room": Param(str, max_length=48),
+        "exchange": Param(int, required=False, minimum=4, maximum=5),
+    },
+    "leave_room": {"room": Param(str, max_length=48)},
+    "say": {"room": Param(str, max_length=48), "text": Param(str, max_length=1024)},
     "get_history": {
         "with": Param(str, required=False, max_length=64),
         "limit": Param(int, required=False, minimum=1, maximum=1000),

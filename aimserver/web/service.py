@@ -37,6 +37,7 @@ from aimserver.web import messages
 from aimserver.web.devices import Devices, check_device_id
 from aimserver.web.messages import WebError
 from aimserver.web.render import TYPING_CODES, encode_text
+from aimserver.web.rooms import Rooms
 from aimserver.web.session import WebSession
 from aimserver.wire.codes import ICBM, Feedbag, FoodGroup, LoginError, LoginTag, OService
 from aimserver.wire.errors import MalformedData
@@ -103,6 +104,8 @@ class WebService(Service):
         self.resume_seconds = config.resume_seconds
         #: Which sessions each browser holds (``GET /web/sessions``).
         self.devices = Devices()
+        #: Chat rooms for browser sessions.
+        self.rooms = Rooms(self)
         self._signups = LoginLimiter(
             config.signups_per_hour / 3600,
             config.signups_per_hour,
@@ -157,6 +160,7 @@ class WebService(Service):
         web = WebSession(os.urandom(16).hex(), self.clock, self.resume_seconds, self._ended)
         web.on_list_changed = self.list_changed
         web.on_im = self._keep_received
+        web.leave_room = self.rooms.leave
         try:
             attached = self.server.sessions.sign_on(result.cookie, self.families, web, peer)
             if isinstance(attached, Deferred):
@@ -306,6 +310,7 @@ class WebService(Service):
     def _ended(self, web: WebSession) -> None:
         self.sessions.pop(web.session_id, None)
         self.devices.remove(web)
+        self.rooms.leave_all(web)
         instance = web.instance
         if instance is not None:
             user = self.server.registry.user_of(instance)

@@ -86,6 +86,10 @@ class WebSession:
         self.resumes = 0
         self.ims_sent = 0
         self.ims_received = 0
+        #: Its places in chat rooms (``web.rooms``), by lower-case room name.
+        self.rooms: dict[str, Any] = {}
+        #: Takes a place out of its room (set by the service).
+        self.leave_room: Callable[[Any], None] | None = None
         #: The browser that holds it (``web.devices``), if it said.
         self.device_id: str | None = None
         #: The screen name as the account spells it, once signed on.

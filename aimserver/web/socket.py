@@ -191,6 +191,12 @@ class WebSocketChannel(SocketLike):
             return await service.update_state(web, parameters), None
         if command == "warn":
             return await service.warn(web, parameters), None
+        if command == "join_room":
+            return await service.rooms.join(web, parameters), None
+        if command == "leave_room":
+            return service.rooms.leave_named(web, parameters), None
+        if command == "say":
+            return await service.rooms.say(web, parameters), None
         if command == "add_buddy":
             return await service.add_buddy(web, parameters), None
         if command == "remove_buddy":
