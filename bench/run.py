@@ -37,6 +37,7 @@ from bench import chat as ch
 from bench import feedbag as fb
 from bench import loadgen as lg
 from bench import scenarios as sc
+from bench import web_load as wl
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
@@ -88,6 +89,8 @@ class Server:
     twistd_log: Path | None = None
     #: the subject's management API (``--api-port``, always a free port of its own)
     api: tuple[str, int] | None = None
+    #: the subject's browser-client listener (``--web-port``, always a free port of its own)
+    web: tuple[str, int] | None = None
 
 
 class Harness:
@@ -151,8 +154,10 @@ class Harness:
         bench.gcprobe, which logs every full GC."""
         auth, bos = ports[:2] if ports else (free_port(), free_port())
         chat = ports[2] if ports and len(ports) > 2 else free_port()
-        # The management API gets a free port too, never the default 8080.
+        # The management API and the web listener get free ports too, never
+        # the defaults 8080 and 8081.
         api = free_port()
+        web = free_port()
         ini = self.ini
         if settings:
             ini = self.workdir / f"bench-{self.started + 1:02d}.ini"
@@ -177,14 +182,17 @@ class Harness:
             str(chat),
             "--api-port",
             str(api),
+            "--web-port",
+            str(web),
             "--config",
             str(ini),
         ]
         if gc_log is not None:
             cmd = [sys.executable, "-m", "bench.gcprobe", str(gc_log), "--", *cmd[1:]]
-        server = await self._launch("subject", "subject", cmd, [auth, bos, chat, api])
+        server = await self._launch("subject", "subject", cmd, [auth, bos, chat, api, web])
         server.ports = (auth, bos, chat)
         server.api = (HOST, api)
+        server.web = (HOST, web)
         server.twistd_log = twistd_log
         return server
 
@@ -388,7 +396,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 # -- main ---------------------------------------------------------------------------------
 
 
-SCENARIOS = ("S1", "S2", "S3", "S4", "S5", "S7", "S8", "S9", "S10", "S11", "S12")
+SCENARIOS = ("S1", "S2", "S3", "S4", "S5", "S7", "S8", "S9", "S10", "S11", "S12", "S13")
 
 
 async def run_suite(
@@ -408,6 +416,7 @@ async def run_suite(
         "S10": lambda: fb.scenario_s10(harness, profile),
         "S11": lambda: ch.scenario_s11(harness, profile),
         "S12": lambda: al.scenario_s12(harness, profile),
+        "S13": lambda: wl.scenario_s13(harness, profile),
     }
     for name in picked:
         started = time.monotonic()
@@ -454,6 +463,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--s12-sessions", type=int, help="S12: sessions online while the API is timed"
     )
+    parser.add_argument(
+        "--s13-sessions", type=int, help="S13: idle browser sessions held for the RSS figure"
+    )
     parser.add_argument("--rounds", type=int, help="baseline/subject alternations per figure")
     parser.add_argument("--window", type=float, help="seconds per measured window")
     parser.add_argument(
@@ -487,6 +499,7 @@ def main(argv: list[str] | None = None) -> int:
         "s8_rate",
         "s11_depth",
         "s12_sessions",
+        "s13_sessions",
     ):
         if getattr(args, name):
             profile = dataclasses.replace(profile, **{name: getattr(args, name)})
@@ -527,10 +540,11 @@ def main(argv: list[str] | None = None) -> int:
             + fb.accounts(profile)
             + ch.accounts(profile)
             + al.accounts(profile)
+            + wl.accounts(profile)
         )
         # One account per name: scenarios share some (S10's load is S5's).
         names = list(dict.fromkeys(names))
-        create_database(db, names, fb.seeds(profile))
+        create_database(db, names, fb.seeds(profile) | wl.seeds(profile))
         ini.write_text(render_ini(db))
         print(
             f"aimserver bench ({profile.name}): {len(names)} accounts in {workdir};"

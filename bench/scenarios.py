@@ -227,6 +227,21 @@ class Profile:
     #: the IM stream (the S3 pairs, open loop, msgs/s) and its window with and without polling
     s12_im_rate: float = 5_000.0
     s12_window: float = 10.0
+    # -- S13, the web client under load (bench/web_load.py) --
+    #: the IM stream (S3's pairs and depth): open loops at these % of each side's own maximum
+    s13_levels: tuple[int, ...] = (50,)
+    #: one account's browser sessions (one sends, the others get im_sent), its IMs/s, window
+    s13_siblings: int = 5
+    s13_sibling_rate: float = 50.0
+    s13_sibling_window: float = 10.0
+    #: the multisession configurations (S5's names), half of each account's devices browsers
+    s13_configs: tuple[str, ...] = ("10x1", "100x10")
+    #: idle browser sessions (20-buddy stored lists), signed on in ``s13_steps`` steps
+    s13_sessions: int = 5_000
+    s13_steps: int = 5
+    #: resume: unacked events replayed, and how many times
+    s13_resume_events: int = 1_000
+    s13_resume_rounds: int = 10
 
 
 FULL = Profile(
@@ -269,6 +284,10 @@ QUICK = Profile(
     s12_sessions=2_000,
     s12_requests=10,
     s12_window=5.0,
+    s13_sibling_window=3.0,
+    s13_sessions=1_000,
+    s13_steps=4,
+    s13_resume_rounds=3,
 )
 
 
