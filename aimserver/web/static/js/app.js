@@ -13,6 +13,7 @@ import { mountBuddyList } from "./ui/buddylist.js";
 import { mountConversation } from "./ui/conversation.js";
 import { byId } from "./ui/dom.js";
 import { mountLocations } from "./ui/locations.js";
+import { mountRooms } from "./ui/rooms.js";
 import { mountSessionView } from "./ui/sessionview.js";
 import { mountSidebar } from "./ui/sidebar.js";
 import { mountSignOn } from "./ui/signon.js";
@@ -31,6 +32,7 @@ mountSessionView(manager, toast);
 mountLocations(manager, toast);
 mountBuddyList(manager, toast);
 mountConversation(manager, toast);
+mountRooms(manager, toast);
 
 // The sign-on buttons were disabled in the markup until the handlers above
 // were on: a submit before that would have been a plain form post.

@@ -10,6 +10,9 @@
 //   "message-updated" (conv, msg)  a sent line got its answer
 //   "history" (conv)          a conversation's earlier lines were loaded
 //   "typing" (conv)           the buddy's typing state
+//   "rooms"                   rooms joined or left, the one in view, tab marks
+//   "room-line" (room, line)  a line (or a come-and-go notice) was added to a room
+//   "room-members" (room)     who is in a room changed
 //   "info"                    away, idle, warning level
 //   "signed-on"               a new instance is up (create_session answered)
 //   "toast" (text, kind)      something the user should hear about
@@ -21,12 +24,13 @@ import { BuddyList } from "./buddies.js";
 import { AUTO, Conversation, ELSEWHERE, IN, OUT, SYSTEM, SYSTEM_SENDER } from "./conversations.js";
 import { htmlToText, textToHtml } from "./html.js";
 import { CONNECTED, CONNECTING, ERROR, RECONNECTING } from "./link.js";
-import { normalize } from "./names.js";
-import { MAX_IM_LENGTH, randomId } from "./protocol.js";
+import { normalize, sameName } from "./names.js";
+import { MAX_IM_LENGTH, MAX_ROOM_TEXT_LENGTH, randomId } from "./protocol.js";
+import { cleanRoomName, NOTICE, Room, roomKey, SAID } from "./rooms.js";
 
 const HISTORY_LIMIT = 200; // lines loaded per conversation from storage
 const SERVER_HISTORY_LIMIT = 100; // lines asked of the server (get_history)
-const MEMORY_LIMIT = 500; // lines kept in memory per conversation
+const MEMORY_LIMIT = 500; // lines kept in memory per conversation (and per room)
 const TYPED_AFTER_MS = 3000; // a pause this long turns "typing" into "typed"
 const PERSIST_DELAY_MS = 1000;
 const MANUAL_IDLE_SECONDS = 60; // "show me as idle" starts the clock here
@@ -37,7 +41,9 @@ export class Session {
   preview = null; // {from, text} of the latest line
   buddies = new BuddyList();
   conversations = new Map(); // normalized buddy -> Conversation, in tab order
-  activeKey = null; // the conversation shown
+  activeKey = null; // the conversation shown (or shown again when the room in view closes)
+  rooms = new Map(); // room key -> Room, in tab order; in memory only (see rooms.js)
+  activeRoomKey = null; // the room shown instead of a conversation, or null
   awayMessage = null;
   idle = false; // idle by hand
   warningLevel = 0;
@@ -53,6 +59,8 @@ export class Session {
   #autoIdleSeconds = 0; // how long the page has been left alone (0: in use)
   #serverIdle = false; // whether the server was last told "idle"
   #disposed = false; // removed from the sidebar: nothing more is saved
+  #joining = new Set(); // keys of rooms asked for with join_room, not answered yet
+  #leaveAfterRestore = []; // rooms the page had joined before a reload
 
   constructor({ key, screenName, link, store, notify, tabId = null, createdAt, lastUsed }) {
     this.key = key;
@@ -64,7 +72,12 @@ export class Session {
     this.createdAt = createdAt ?? Date.now();
     this.lastUsed = lastUsed ?? this.createdAt;
 
-    link.on("change", () => this.#notify("change"));
+    link.on("change", () => {
+      // A stopped link has no instance, and so no rooms: the server took
+      // them with it.
+      if (!this.live && this.rooms.size > 0) this.#dropRooms();
+      this.#notify("change");
+    });
     link.on("signed-up", (name) => this.#toast(`Account ${name} created.`, "info"));
     link.on("signed-on", (result) => this.#signedOn(result));
     link.on("restored", () => this.#restored());
@@ -108,8 +121,14 @@ export class Session {
     return this.link.state === CONNECTED;
   }
 
+  // The conversation in view: none while a room is.
   get activeConversation() {
+    if (this.activeRoomKey !== null) return null;
     return this.conversations.get(this.activeKey) ?? null;
+  }
+
+  get activeRoom() {
+    return this.rooms.get(this.activeRoomKey) ?? null;
   }
 
   // --- signing on and off -------------------------------------------------
@@ -128,6 +147,10 @@ export class Session {
   // then send again whatever was still being sent when the page went.
   async restore(record) {
     if (record.sessionId && record.resumeToken) {
+      // The instance is still in the rooms the page before the reload
+      // joined, but this page cannot show them (rooms.js): once restored,
+      // it leaves them, so the server and the page agree.
+      this.#leaveAfterRestore = record.rooms ?? [];
       this.link.resume({
         sessionId: record.sessionId,
         resumeToken: record.resumeToken,
@@ -180,6 +203,9 @@ export class Session {
       lastUsed: this.lastUsed,
       conversations: [...this.conversations.values()].map((c) => c.name),
       activeBuddy: this.activeKey,
+      // Rooms to leave after a reload (those of the page before it too,
+      // until they are left).
+      rooms: [...this.#leaveAfterRestore, ...[...this.rooms.values()].map((room) => room.name)],
     };
   }
 
@@ -201,10 +227,11 @@ export class Session {
   markSeen() {
     this.lastUsed = Date.now();
     this.unread = 0;
-    const active = this.activeConversation;
+    const active = this.activeConversation ?? this.activeRoom;
     if (active) active.unread = 0;
     this.#notify("change");
     this.#notify("conversations");
+    this.#notify("rooms");
     this.#persistSoon();
   }
 
@@ -325,6 +352,7 @@ export class Session {
   activate(key) {
     if (!this.conversations.has(key)) return;
     this.activeKey = key;
+    this.activeRoomKey = null;
     this.conversations.get(key).unread = 0;
     this.#notify("conversations");
     this.#persistSoon();
@@ -488,7 +516,7 @@ export class Session {
     if (this.activeKey === null) this.activeKey = conversation.key;
     if (incoming) {
       if (!this.visible) this.unread += 1;
-      if (!this.visible || this.activeKey !== conversation.key) conversation.unread += 1;
+      if (!this.visible || this.activeConversation !== conversation) conversation.unread += 1;
     }
     this.#save(message);
     this.#notify("message", conversation, message);
@@ -533,10 +561,184 @@ export class Session {
     this.#saving.set(message, saved);
   }
 
+  // --- chat rooms --------------------------------------------------------------
+
+  // Join (or, when already in it, just show) the room `name`; resolves with
+  // the Room, shown. exchange: 5 for an admin's public room, else the
+  // default (users' rooms). The roster comes as a room_joined event, before
+  // the answer.
+  async joinRoom(name, { exchange } = {}) {
+    const wanted = cleanRoomName(name);
+    const key = roomKey(wanted);
+    if (this.rooms.has(key)) {
+      this.activateRoom(key);
+      return this.rooms.get(key);
+    }
+    const parameters = exchange ? { room: wanted, exchange } : { room: wanted };
+    this.#joining.add(key);
+    let result;
+    try {
+      result = await this.link.request("join_room", parameters);
+    } finally {
+      this.#joining.delete(key);
+    }
+    const spelled = result?.room || wanted;
+    const room = this.rooms.get(roomKey(spelled)) ?? this.#addRoom(spelled);
+    room.name = spelled;
+    this.lastUsed = Date.now();
+    this.activateRoom(room.key);
+    this.persist(); // now: a reload right after must know to leave it
+    return room;
+  }
+
+  activateRoom(key) {
+    const room = this.rooms.get(key);
+    if (!room) return;
+    this.activeRoomKey = key;
+    room.unread = 0;
+    this.#notify("rooms");
+    this.#notify("conversations"); // the IM window gives way
+  }
+
+  // Leave on purpose. A room the server says this session is not in any
+  // more (SessionError) is closed all the same.
+  async leaveRoom(key) {
+    const room = this.rooms.get(key);
+    if (!room) return;
+    try {
+      await this.link.request("leave_room", { room: room.name });
+    } catch (error) {
+      if (error.type !== "SessionError") throw error;
+    }
+    this.#closeRoom(key);
+  }
+
+  // Say `text` (plain text, as typed) in the room. Resolves once the server
+  // took it; the line itself comes back as a room_message, in order with
+  // everyone else's, so nothing is drawn here.
+  async say(key, text) {
+    const room = this.rooms.get(key);
+    if (!room) throw new Error("not in that room");
+    const html = textToHtml(text);
+    if (html.length > MAX_ROOM_TEXT_LENGTH) {
+      throw new Error(`too long (${html.length} of ${MAX_ROOM_TEXT_LENGTH} characters)`);
+    }
+    this.lastUsed = Date.now();
+    await this.link.request("say", { room: room.name, text: html });
+  }
+
+  #addRoom(name) {
+    const room = new Room(name);
+    // Whether or not the roster names this session, it is in the room.
+    room.members.set(normalize(this.screenName), this.screenName);
+    this.rooms.set(room.key, room);
+    this.#notify("rooms");
+    return room;
+  }
+
+  #closeRoom(key) {
+    if (!this.rooms.delete(key)) return;
+    if (this.activeRoomKey === key) this.activeRoomKey = [...this.rooms.keys()].pop() ?? null;
+    this.#notify("rooms");
+    this.#notify("conversations"); // the IM window may be back
+    this.#notify("change"); // the sidebar's unread count may have had lines of it
+    this.persist();
+  }
+
+  // The instance is gone (signed off, ended, lost) or replaced by a new one.
+  #dropRooms() {
+    this.rooms.clear();
+    this.activeRoomKey = null;
+    this.#notify("rooms");
+    this.#notify("conversations");
+    this.#persistSoon();
+  }
+
+  #addRoomLine(room, fields) {
+    const line = { time: Date.now(), ...fields };
+    room.lines.push(line);
+    if (room.lines.length > MEMORY_LIMIT) room.lines.shift();
+    this.#notify("room-line", room, line);
+    return line;
+  }
+
+  // First the whole roster (no notices), then each newcomer.
+  #roomJoined(event) {
+    const key = roomKey(event.room);
+    let room = this.rooms.get(key);
+    if (!room) {
+      // A room left already, or one joined before a reload: not shown.
+      if (!this.#joining.has(key)) return;
+      room = this.#addRoom(event.room);
+    }
+    const time = event.timestamp || Date.now();
+    for (const name of event.names ?? []) {
+      const member = normalize(name);
+      if (room.rosterKnown && !room.members.has(member)) {
+        this.#addRoomLine(room, { kind: NOTICE, from: name, text: `${name} joined the room.`, time });
+      }
+      room.members.set(member, name);
+    }
+    room.rosterKnown = true;
+    this.#notify("room-members", room);
+  }
+
+  #roomLeft(event) {
+    const room = this.rooms.get(roomKey(event.room));
+    if (!room) return;
+    if (event.you) {
+      // Not asked for: most likely another session of this screen name
+      // joined the room (one session of a user per room), or the server
+      // closed it.
+      this.#closeRoom(room.key);
+      this.#toast(
+        `${this.screenName} is no longer in the room ${room.name} ` +
+          "(another session of this screen name may have joined it).",
+        "warning",
+      );
+      return;
+    }
+    const time = event.timestamp || Date.now();
+    for (const name of event.names ?? []) {
+      if (!room.members.delete(normalize(name))) continue;
+      this.#addRoomLine(room, { kind: NOTICE, from: name, text: `${name} left the room.`, time });
+    }
+    this.#notify("room-members", room);
+  }
+
+  // A line counts as unread as an IM does: for the sidebar while the
+  // session is not in view, for its tab while the room is not. This
+  // session's own lines come back too (the server reflects them) and
+  // count for nothing.
+  #roomMessage(event) {
+    const room = this.rooms.get(roomKey(event.room));
+    if (!room) return;
+    const from = event.from || "";
+    const own = sameName(from, this.screenName);
+    const text = event.text ?? "";
+    const line = this.#addRoomLine(room, {
+      kind: SAID,
+      own,
+      from,
+      text,
+      whisper: event.whisper === true,
+      time: event.timestamp || Date.now(),
+    });
+    this.preview = { from: `${from} in ${room.name}`, text: htmlToText(line.text) };
+    if (!own) {
+      if (!this.visible) this.unread += 1;
+      if (!this.visible || this.activeRoomKey !== room.key) room.unread += 1;
+    }
+    this.#notify("rooms");
+    this.#notify("change");
+  }
+
   // --- server events ---------------------------------------------------------
 
   #signedOn(result) {
     this.screenName = result.screen_name || this.screenName;
+    this.#leaveAfterRestore = [];
+    if (this.rooms.size > 0) this.#dropRooms(); // a new instance is in no room
     this.instanceId = result.instance_id;
     this.resumeSeconds = result.resume_seconds;
     this.#setBuddyList(result.buddy_list);
@@ -550,6 +752,9 @@ export class Session {
   }
 
   #restored() {
+    for (const room of this.#leaveAfterRestore.splice(0)) {
+      this.link.request("leave_room", { room }, { quiet: true }).catch(() => {});
+    }
     this.persist(); // the new resume_token
     this.#syncIdle();
     // After a reload the page knows no buddies yet; after a drop, asking
@@ -580,6 +785,15 @@ export class Session {
         break;
       case "typing":
         this.#buddyTyping(event);
+        break;
+      case "room_joined":
+        this.#roomJoined(event);
+        break;
+      case "room_left":
+        this.#roomLeft(event);
+        break;
+      case "room_message":
+        this.#roomMessage(event);
         break;
       case "warned":
         this.warningLevel = event.level;

@@ -27,6 +27,39 @@ function noteFor(message) {
   }
 }
 
+const MORE_INFORMATION = /click here for more information/i;
+
+function locationsButton(...content) {
+  return h(
+    "button",
+    { type: "button", class: "link-button show-locations", title: "Show this screen name's locations" },
+    ...content,
+  );
+}
+
+// The multisession notice ("... is now signed into AOL(R) Instant Messenger
+// (TM) in 2 locations. Click here for more information.") leads to the
+// Locations panel, where the user can see and sign off the others. Its link
+// (an <a> the sanitizer kept, which would open a web page) or else its
+// "Click here for more information" becomes a button that opens the panel.
+// Returns whether there was one to make.
+function linkToLocations(text) {
+  const anchors = [...text.querySelectorAll("a")];
+  for (const anchor of anchors) anchor.replaceWith(locationsButton(...anchor.childNodes));
+  if (anchors.length > 0) return true;
+  text.normalize(); // a dropped <a> (a scheme the sanitizer refused) leaves split text
+  const walker = document.createTreeWalker(text, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const match = MORE_INFORMATION.exec(node.data);
+    if (!match) continue;
+    const phrase = node.splitText(match.index);
+    phrase.splitText(match[0].length);
+    phrase.replaceWith(locationsButton(phrase.data));
+    return true;
+  }
+  return false;
+}
+
 function createLine(message) {
   const classes = `message ${message.kind}${message.earlier ? " earlier" : ""}`;
   const item = h("li", { class: classes, dataset: { from: message.from, kind: message.kind } });
@@ -34,11 +67,8 @@ function createLine(message) {
   const text = h("span", { class: "message-text" }, renderHtml(message.text));
   if (message.kind === SYSTEM) {
     item.append(when, " ", text);
-    // The multisession notice ("signed into ... in N locations") points at
-    // the Locations panel.
-    if (/location/i.test(message.text)) {
-      const show = h("button", { type: "button", class: "link-button show-locations" }, "Show locations");
-      item.append(" ", show);
+    if (/location/i.test(message.text) && !linkToLocations(text)) {
+      item.append(" ", locationsButton("Show locations"));
     }
   } else {
     const from = h("span", { class: "from" }, message.from);
@@ -91,7 +121,7 @@ export function mountConversation(manager, toast) {
           h("span", { class: "tab-unread" }),
         ),
       (button, c) => {
-        const active = c.key === session.activeKey;
+        const active = c === session.activeConversation; // none while a room is in view
         button.classList.toggle("active", active);
         if (active) button.setAttribute("aria-current", "true");
         else button.removeAttribute("aria-current");
@@ -138,7 +168,8 @@ export function mountConversation(manager, toast) {
     const session = manager.current;
     renderTabs(session);
     const conversation = session?.activeConversation ?? null;
-    empty.hidden = conversation !== null;
+    // A room in view (ui/rooms.js) takes the window's place.
+    empty.hidden = conversation !== null || Boolean(session?.activeRoom);
     window_.hidden = conversation === null;
     if (!conversation) {
       shown = null;
@@ -204,10 +235,21 @@ export function mountConversation(manager, toast) {
     if (tab && manager.current) manager.current.activate(tab.dataset.key);
   });
 
+  // Open the Locations panel (ui/locations.js) through its own toggle, or
+  // refresh it when open, and bring it into view.
   log.addEventListener("click", (event) => {
-    if (event.target.closest(".show-locations") && byId("locations-panel").hidden) {
-      byId("locations-toggle").click();
+    if (!event.target.closest(".show-locations")) return;
+    event.preventDefault();
+    const panel = byId("locations-panel");
+    const toggle = byId("locations-toggle");
+    if (!panel.hidden) byId("locations-refresh").click();
+    else if (!toggle.disabled) toggle.click();
+    else {
+      toast("The locations can be listed once this session is signed on again.", "info");
+      return;
     }
+    panel.scrollIntoView({ block: "nearest" });
+    panel.focus({ preventScroll: true });
   });
 
   input.addEventListener("input", () => {
