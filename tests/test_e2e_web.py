@@ -520,7 +520,7 @@ class ChatRoomTests(WebCase):
         roster = await alice.event("room_joined")
         self.assertEqual(sorted(roster["names"]), ["Alice", "Bob"])
         self.assertEqual(await bob.wait_joined(), ["Alice"])
-        await alice.ok("say", room="Tea Room", text="hello, room")
+        await alice.ok("say", room="TEA   room", text="hello, room")  # any case and spacing
         sender, text, _ = await bob.hear()
         self.assertEqual((sender, text), ("Alice", b"hello, room"))
         own = await alice.event("room_message")

@@ -39,7 +39,7 @@ from aimserver.wire.chat import (
 )
 from aimserver.wire.codes import Chat, FoodGroup, OService
 from aimserver.wire.errors import MalformedData
-from aimserver.wire.roomname import room_cookie
+from aimserver.wire.roomname import InvalidRoomName, room_cookie, room_key, room_name
 from aimserver.wire.snac import SnacHeader
 from aimserver.wire.tlv import Tlv, TlvList
 
@@ -104,6 +104,15 @@ def _render(event: Event, room: str) -> tuple[str, dict[str, Any]] | None:
     return None
 
 
+def _key(name: str) -> str:
+    """Names that are one room are one key (any case and spacing), as the
+    chat service matches them; a name no room can have keys as itself."""
+    try:
+        return room_key(room_name(name))
+    except InvalidRoomName:
+        return name.lower()
+
+
 def _chat_text(raw: bytes, charset: bytes) -> str:
     name = charset.decode("ascii", "replace").lower()
     if name.startswith("unicode"):
@@ -129,7 +138,7 @@ class Rooms:
         session = web.instance
         assert session is not None
         name = parameters["room"]
-        key = name.lower()
+        key = _key(name)
         if key in web.rooms:
             return {"room": web.rooms[key].room}
         self.service.check_rate(web, FoodGroup.CHAT_NAV, 0x0008)
@@ -164,7 +173,7 @@ class Rooms:
                 messages.SESSION_ERROR, f"cannot join {name}: full, or too many rooms"
             ) from None
         place.member = member
-        web.rooms[spec.name.lower()] = place
+        web.rooms[_key(spec.name)] = place
         header = SnacHeader(FoodGroup.OSERVICE, OService.CLIENT_READY, 0, 0)
         chat.member_ready(member, header, b"")
         return {"room": spec.name}
@@ -176,8 +185,8 @@ class Rooms:
             return
         place._closing = True
         web = place.web
-        if web.rooms.get(place.room.lower()) is place:
-            del web.rooms[place.room.lower()]
+        if web.rooms.get(_key(place.room)) is place:
+            del web.rooms[_key(place.room)]
         member, place.member = place.member, None
         session = web.instance
         if session is not None:
@@ -186,7 +195,7 @@ class Rooms:
             self.server.chat.member_gone(member)
 
     def leave_named(self, web: WebSession, parameters: dict[str, Any]) -> dict[str, Any]:
-        place = web.rooms.get(parameters["room"].lower())
+        place = web.rooms.get(_key(parameters["room"]))
         if place is None:
             raise WebError(messages.SESSION_ERROR, f"not in {parameters['room']}")
         self.leave(place)
@@ -197,7 +206,7 @@ class Rooms:
             self.leave(place)
 
     async def say(self, web: WebSession, parameters: dict[str, Any]) -> dict[str, Any]:
-        place = web.rooms.get(parameters["room"].lower())
+        place = web.rooms.get(_key(parameters["room"]))
         if place is None or place.member is None:
             raise WebError(messages.SESSION_ERROR, f"not in {parameters['room']}")
         session = web.instance
