@@ -399,6 +399,31 @@ class HistoryTests(WebCase):
         self.assertEqual([m["text"] for m in with_bob], ["hi Alice"])
 
     @deferred_test
+    async def test_history_is_written_in_batches(self) -> None:
+        """Many IMs, few store calls: what a burst says is written together,
+        and nothing of it is lost."""
+        server = await self.start(**{"multisession.notify": False, "ratelimit.enabled": False})
+        calls = []
+        real = server.store.add_history_many
+
+        def counting(entries: Any, limit: int, keep: int) -> Any:
+            calls.append(len(entries))
+            return real(entries, limit, keep)
+
+        server.store.add_history_many = counting  # type: ignore[method-assign]
+        bob = await self.classic("Bob")
+        alice = await self.web()
+        await alice.sign_on("Alice")
+        for n in range(30):
+            alice.send("send_im", to="Bob", text=f"m{n}", client_message_id=str(n))
+        for _ in range(30):
+            await bob.receive_im()
+        await wait_until(lambda: sum(calls) == 30, "30 IMs written")
+        self.assertLessEqual(len(calls), 3)
+        kept = await server.store.recent_history("Alice", None, 100)
+        self.assertEqual([e.text for e in kept], [f"m{n}" for n in range(30)])
+
+    @deferred_test
     async def test_history_can_be_switched_off(self) -> None:
         server = await self.start(**{"multisession.notify": False, "web.history": False})
         await self.classic("Bob")

@@ -424,7 +424,7 @@ INSERT INTO version (version) VALUES (12);
 )
 # Version 13 adds each account's conversation history.
 V13_TABLES = V12_TABLES | {"history"}
-V13_INDEXES = {"history_by_account"}
+V13_INDEXES = {"history_by_account", "history_by_age"}
 #: What every database has once upgraded to SCHEMA_VERSION.
 LATEST_TABLES = V13_TABLES
 
@@ -2422,6 +2422,7 @@ class SchemaTests(SynchronousTestCase):
             columns(path, "history"), ["id", "normalized", "peer", "outgoing", "text", "at"]
         )
         self.assertEqual(indexes(path)["history_by_account"], ("history", ["normalized", "id"]))
+        self.assertEqual(indexes(path)["history_by_age"], ("history", ["normalized", "at"]))
         self.assertEqual(self.successResultOf(store.get_account("alice")).screen_name, "Alice")
         self.assertEqual(self.successResultOf(store.get_motd_seen("alice")), "ab12")
         self.assertEqual(

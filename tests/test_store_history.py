@@ -68,6 +68,33 @@ class HistoryStoreContractMixin(StoreContractMixin):
         """The store provides every IHistoryStore method."""
         self.assertTrue(verifyObject(IHistoryStore, self.store))
 
+    def test_many_at_once_as_if_one_by_one(self) -> None:
+        """add_history_many records each entry as add_history would, in
+        order, prunes each owner once (to its limit and age, the newest
+        kept), and skips entries of no account or out of bounds without
+        losing the others."""
+        self.add("alice")
+        self.add("bob")
+        self.record("alice", "bob", "old", NOW - 1000)
+        batch = [
+            ("alice", "bob", True, "one", NOW),
+            ("nobody", "bob", True, "lost", NOW),
+            ("bob", "alice", False, "one", NOW),
+            ("alice", "bob", True, "x" * 9000, NOW),
+            ("ALICE", "carol", False, "two", NOW + 1),
+            ("alice", "bob", True, "three", NOW + 2),
+        ]
+        self.assertEqual(self.ok(self.store.add_history_many(batch, 2, 500)), 4)
+        self.assertEqual([e.text for e in self.recent("alice")], ["two", "three"])
+        self.assertEqual([e.text for e in self.recent("bob")], ["one"])
+        # The age, from the owner's last entry of the batch: "older" goes.
+        self.record("bob", "alice", "older", NOW - 1000)
+        self.ok(self.store.add_history_many([("bob", "x", True, "new", NOW)], 10, 500))
+        self.assertEqual([e.text for e in self.recent("bob")], ["one", "new"])
+        self.assertEqual(self.ok(self.store.add_history_many([], 10, 0)), 0)
+        self.fails(self.store.add_history_many(batch, 0, 10), StoreError)
+        self.assertEqual(len(self.recent("alice")), 2)
+
     def test_recorded_in_order_oldest_first(self) -> None:
         """Entries come back as recorded, oldest first, under any spelling of
         the owner's name, with the peer as it was given and increasing ids."""

@@ -19,6 +19,7 @@ is as long as the caller's pruning lets it grow.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from typing import Any
 
 from twisted.internet import defer
@@ -30,7 +31,9 @@ from aimserver.store._base import MemoryBase, SQLiteBase, existing_account, fire
 from aimserver.store.interfaces import (
     HistoryEntry,
     IHistoryStore,
+    StoreError,
     check_history_entry,
+    check_history_pruning,
     check_history_query,
 )
 from aimserver.wire.screenname import normalize
@@ -81,6 +84,33 @@ class MemoryHistoryStore(MemoryBase):
 
         return fired(add)
 
+    def add_history_many(
+        self, entries: Sequence[tuple[str, str, bool, str, int]], limit: int, keep_seconds: int
+    ) -> Deferred[int]:
+        def add_many() -> int:
+            check_history_pruning(limit, keep_seconds)
+            last_at: dict[str, int] = {}
+            added = 0
+            for owner, peer, outgoing, text, at in entries:
+                try:
+                    check_history_entry(peer, outgoing, text, at, limit, keep_seconds)
+                    normalized = self._existing(owner)
+                except StoreError:
+                    continue
+                self._last_history_id += 1
+                entry = HistoryEntry(peer, outgoing, text, at, self._last_history_id)
+                self._history.setdefault(normalized, []).append(entry)
+                last_at[normalized] = at
+                added += 1
+            for normalized, at in last_at.items():
+                cutoff = at - keep_seconds
+                kept = self._history[normalized][-limit:]
+                newest = kept[-1]
+                self._history[normalized] = [e for e in kept[:-1] if e.at >= cutoff] + [newest]
+            return added
+
+        return fired(add_many)
+
     def recent_history(
         self, owner: str, peer: str | None, limit: int
     ) -> Deferred[list[HistoryEntry]]:
@@ -121,17 +151,52 @@ def _add_history(
 ) -> None:
     check_history_entry(peer, outgoing, text, at, limit, keep_seconds)
     normalized = existing_account(conn, owner)
-    conn.execute(
+    cursor = conn.execute(
         "INSERT INTO history (normalized, peer, outgoing, text, at) VALUES (?, ?, ?, ?, ?)",
         (normalized, peer, int(outgoing), text, at),
     )
-    # Past the limit: every id up to that of the (limit + 1)-th newest, found
-    # through the index (none if there are fewer: the comparison with NULL
-    # holds for no row). Too old: any row, whatever its place.
+    _prune(conn, normalized, at - keep_seconds, limit, keep=cursor.lastrowid or 0)
+
+
+def _add_history_many(
+    conn: sqlite3.Connection,
+    entries: Sequence[tuple[str, str, bool, str, int]],
+    limit: int,
+    keep_seconds: int,
+) -> int:
+    check_history_pruning(limit, keep_seconds)
+    last: dict[str, tuple[int, int]] = {}
+    added = 0
+    for owner, peer, outgoing, text, at in entries:
+        try:
+            check_history_entry(peer, outgoing, text, at, limit, keep_seconds)
+            normalized = existing_account(conn, owner)
+        except StoreError:
+            continue
+        cursor = conn.execute(
+            "INSERT INTO history (normalized, peer, outgoing, text, at) VALUES (?, ?, ?, ?, ?)",
+            (normalized, peer, int(outgoing), text, at),
+        )
+        last[normalized] = (at, cursor.lastrowid or 0)
+        added += 1
+    for normalized, (at, newest) in last.items():
+        _prune(conn, normalized, at - keep_seconds, limit, keep=newest)
+    return added
+
+
+def _prune(conn: sqlite3.Connection, normalized: str, cutoff: int, limit: int, keep: int) -> None:
+    """Past the limit: every id up to that of the (limit + 1)-th newest (none
+    if there are fewer: the comparison with NULL holds for no row). Too old:
+    any row but ``keep`` (the newest), whatever its place. Two statements,
+    each through its index: one with OR would read every entry of the owner."""
     conn.execute(
-        "DELETE FROM history WHERE normalized = ?1 AND (at < ?2 OR id <= ("
-        "SELECT id FROM history WHERE normalized = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?3))",
-        (normalized, at - keep_seconds, limit),
+        "DELETE FROM history WHERE normalized = ?1 AND id <= ("
+        "SELECT id FROM history WHERE normalized = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+        (normalized, limit),
+    )
+    conn.execute(
+        "DELETE FROM history WHERE normalized = ? AND at < ? AND id <> ?",
+        (normalized, cutoff, keep),
     )
 
 
@@ -176,6 +241,11 @@ class SQLiteHistoryStore(SQLiteBase):
         keep_seconds: int,
     ) -> Deferred[None]:
         return self._call(_add_history, owner, peer, outgoing, text, at, limit, keep_seconds)
+
+    def add_history_many(
+        self, entries: Sequence[tuple[str, str, bool, str, int]], limit: int, keep_seconds: int
+    ) -> Deferred[int]:
+        return self._call(_add_history_many, list(entries), limit, keep_seconds)
 
     def recent_history(
         self, owner: str, peer: str | None, limit: int

@@ -118,6 +118,7 @@ __all__ = [
     "check_email",
     "check_feedbag_item",
     "check_history_entry",
+    "check_history_pruning",
     "check_history_query",
     "check_interest_keywords",
     "check_offline_message",
@@ -1418,6 +1419,12 @@ def check_history_entry(
     if size is None or size > MAX_HISTORY_TEXT_BYTES:
         raise StoreError(f"a history text must be at most {MAX_HISTORY_TEXT_BYTES} UTF-8 bytes")
     _check_timestamp("history entry time", at)
+    check_history_pruning(limit, keep_seconds)
+
+
+def check_history_pruning(limit: int, keep_seconds: int) -> None:
+    """:raises StoreError: ``limit`` is not a positive integer or
+    ``keep_seconds`` not a non-negative one (both fit SQLite's INTEGER)."""
     _check_count("a history length", limit, 1, _TIMESTAMP_MAX)
     _check_count("a history age", keep_seconds, 0, _TIMESTAMP_MAX)
 
@@ -1491,6 +1498,23 @@ class IHistoryStore(Interface):
             (:func:`check_history_entry`: ``text`` longer than
             :data:`MAX_HISTORY_TEXT_BYTES` UTF-8 bytes, for one); nothing
             changes.
+        """
+
+    def add_history_many(
+        entries: Sequence[tuple[str, str, bool, str, int]], limit: int, keep_seconds: int
+    ) -> Deferred[int]:
+        """
+        Record many IMs in one step, each ``(owner, peer, outgoing, text,
+        at)`` as :meth:`add_history` would, in order, except that each
+        owner's history is pruned once, after its last entry here and with
+        that entry's ``at``. An entry out of bounds or of no account is
+        skipped, not the others (a busy server keeps IMs in batches, and one
+        deleted account must not cost the rest).
+
+        :return: fires with how many were recorded.
+        :rtype: Deferred[int]
+        :raises StoreError: ``limit`` or ``keep_seconds`` is out of bounds;
+            nothing changes.
         """
 
     def recent_history(owner: str, peer: str | None, limit: int) -> Deferred[list[HistoryEntry]]:

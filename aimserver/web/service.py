@@ -18,11 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from aimserver.api.userdata import groups_in_display_order
 from aimserver.registry import SessionInstance
 from aimserver.services.base import Reply, SnacError
+from aimserver.services.countedlog import CountedLog
 from aimserver.services.feedbag_order import CLASS_BUDDY, CLASS_GROUP, TAG_ORDER, order_of
 from aimserver.services.loginlimit import LoginLimiter
 from aimserver.services.session import ALLOWED, SignOnRefused
@@ -60,6 +62,10 @@ if TYPE_CHECKING:
     from aimserver.config import WebConfig
     from aimserver.server import AimServer
 
+#: How long IMs wait to be written to the history together, and how many
+#: may wait (past that, with the store not keeping up, the oldest are dropped).
+HISTORY_FLUSH_SECONDS = 0.1
+MAX_PENDING_HISTORY = 10_000
 #: Where add_buddy puts a buddy when no group is named (libpurple's default).
 DEFAULT_GROUP = "Buddies"
 #: What a browser session says it is, in ``list_client_sessions`` and the log.
@@ -102,6 +108,10 @@ class WebService(Service):
         self.clock = server.clock
         self.config = config
         self.resume_seconds = config.resume_seconds
+        #: IMs waiting for the history's next batch write.
+        self._history_pending: list[tuple[str, str, bool, str, int]] = []
+        self._history_flush: IDelayedCall | None = None
+        self._history_dropped = CountedLog(self.log, self.clock, "history writes lost", 60.0)
         #: Which sessions each browser holds (``GET /web/sessions``).
         self.devices = Devices()
         #: Chat rooms for browser sessions.
@@ -191,16 +201,21 @@ class WebService(Service):
             raise WebError(messages.SESSION_NOT_FOUND, "too much was missed: reload")
         return web, missed
 
-    def stopService(self) -> None:
+    def stopService(self) -> Deferred[int] | None:
         super().stopService()
-        self.stop()
+        return self.stop()
 
-    def stop(self) -> None:
+    def stop(self) -> Deferred[int] | None:
         """The server stops: every browser session ends, its page told why
         (``server_stopping``: the page keeps the entry to sign on again),
-        before the registry's clean shutdown closes the classic ones."""
+        before the registry's clean shutdown closes the classic ones; the
+        history still waiting is written (the store stops after this)."""
         for web in list(self.sessions.values()):
             web.end("server_stopping")
+        if self._history_flush is not None and self._history_flush.active():
+            self._history_flush.cancel()
+        self._history_dropped.flush(final=True)
+        return self._flush_history()
 
     def check_rate(self, web: WebSession, family: int, subtype: int) -> None:
         """Count a command the server answers itself as the SNAC an OSCAR
@@ -265,19 +280,40 @@ class WebService(Service):
     # -- history ----------------------------------------------------------------------------
 
     def _keep(self, owner: str, peer: str, outgoing: bool, text: str) -> None:
+        """Queue one IM for the history: written in batches, one store call
+        per ``HISTORY_FLUSH_SECONDS`` (a store call per IM made the database
+        the bottleneck of browser IMs, and at a few thousand a second it
+        refused them)."""
         if not self.config.history:
             return
-        d = self.server.store.add_history(
-            owner,
-            peer,
-            outgoing,
-            text,
-            int(self.clock.seconds()),
-            self.config.history_messages,
-            self.config.history_days * 86400,
+        pending = self._history_pending
+        if len(pending) >= MAX_PENDING_HISTORY:
+            # The store is not keeping up at all: drop the oldest, counted.
+            del pending[0]
+            self._history_dropped.note(
+                "dropped", "history writes dropped: the store is not keeping up"
+            )
+        pending.append((owner, peer, outgoing, text, int(self.clock.seconds())))
+        if self._history_flush is None:
+            self._history_flush = self.clock.callLater(HISTORY_FLUSH_SECONDS, self._flush_history)
+
+    def _flush_history(self) -> Deferred[int] | None:
+        self._history_flush = None
+        batch, self._history_pending = self._history_pending, []
+        if not batch:
+            return None
+        d = self.server.store.add_history_many(
+            batch, self.config.history_messages, self.config.history_days * 86400
         )
-        d.addErrback(
-            lambda f: self.log.failure("keeping an IM of {owner} in its history", f, owner=owner)
+        d.addErrback(self._history_failed, len(batch))
+        return d
+
+    def _history_failed(self, failure: Any, count: int) -> None:
+        self._history_dropped.note(
+            "failed",
+            "history writes failed ({count} IMs): {error}",
+            count=count,
+            error=failure.getErrorMessage(),
         )
 
     def _keep_received(self, web: WebSession, event: object, fields: dict[str, Any]) -> None:
@@ -297,6 +333,13 @@ class WebService(Service):
         user = self.server.registry.user_of(me)
         if user is None or not self.config.history:
             return {"messages": []}
+        if self._history_pending:
+            # Read what was said up to now, the batch not yet written included.
+            if self._history_flush is not None and self._history_flush.active():
+                self._history_flush.cancel()
+            flushed = self._flush_history()
+            if flushed is not None:
+                await flushed
         entries = await self.server.store.recent_history(
             user.screen_name, parameters.get("with"), parameters.get("limit", 100)
         )

@@ -19,3 +19,7 @@ CREATE TABLE history
 
 -- An account's entries in order: the newest few, the pruning, the cascade.
 CREATE INDEX history_by_account ON history (normalized, id);
+
+-- Its entries by age: pruning what is older than [web] history_days finds
+-- them without reading the others (each IM kept prunes).
+CREATE INDEX history_by_age ON history (normalized, at);
