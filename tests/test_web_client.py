@@ -171,3 +171,67 @@ class WebClientTests(BrowserCase):
         await self.in_browser(self.browser.save_screenshot, self.screenshot_path("web-client.png"))
         errors = [e for e in await self.errors_logged() if "/ws" not in e]
         self.assertEqual(errors, [])
+
+
+class StoredConversationTests(BrowserCase):
+    check = "the web client's browser test"
+
+    @deferred_test
+    async def test_a_version_1_store_is_upgraded_in_place(self) -> None:
+        """A browser that last ran the page when its IndexedDB schema was
+        version 1 keeps its conversations: the page upgrades the database
+        to version 2 in place (the sessions store and the index added, the
+        version-1 messages kept)."""
+        server = await LoopbackServer.start(load_config(None, {}), accounts=ACCOUNTS)
+        self.addCleanup(server.stop)
+        await self.open_browser()
+        # A same-origin document that does not run the page: make the old store.
+        await self.in_browser(self.browser.get, server.web_url + "/style.css")
+        made = await self.in_browser(
+            self.browser.execute_async_script,
+            """
+            const done = arguments[arguments.length - 1];
+            const request = indexedDB.open("aimserver-web", 1);
+            request.onupgradeneeded = () => {
+                const messages = request.result.createObjectStore(
+                    "messages", {keyPath: "id", autoIncrement: true});
+                messages.createIndex("conversation", ["sessionKey", "buddy"]);
+                messages.add({sessionKey: "alice:old", buddy: "bob", text: "kept from v1"});
+            };
+            request.onsuccess = () => { request.result.close(); done("made"); };
+            request.onerror = () => done("failed: " + request.error);
+            """,
+        )
+        self.assertEqual(made, "made")
+        await self.in_browser(self.browser.get, server.web_url + "/")
+        await self.find("#signon-form")
+
+        async def upgraded() -> bool:
+            state = await self.in_browser(
+                self.browser.execute_async_script,
+                """
+                const done = arguments[arguments.length - 1];
+                const request = indexedDB.open("aimserver-web");
+                request.onsuccess = () => {
+                    const db = request.result;
+                    const names = [...db.objectStoreNames];
+                    if (db.version < 2) { db.close(); done({version: db.version}); return; }
+                    const tx = db.transaction("messages", "readonly");
+                    const all = tx.objectStore("messages").getAll();
+                    all.onsuccess = () => {
+                        const indexes = [...tx.objectStore("messages").indexNames];
+                        done({version: db.version, names, indexes,
+                              texts: all.result.map((m) => m.text)});
+                        db.close();
+                    };
+                };
+                request.onerror = () => done({error: String(request.error)});
+                """,
+            )
+            self.state = state
+            return state.get("version") == 2
+
+        await self.until(upgraded, "the store at version 2")
+        self.assertEqual(sorted(self.state["names"]), ["messages", "sessions"])
+        self.assertEqual(sorted(self.state["indexes"]), ["conversation", "session"])
+        self.assertIn("kept from v1", self.state["texts"])
