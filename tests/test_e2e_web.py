@@ -553,6 +553,14 @@ class ChatRoomTests(WebCase):
         bob.say(b"hi Alice")
         line = await alice.event("room_message")
         self.assertEqual((line["from"], line["text"], line["whisper"]), ("Bob", "hi Alice", False))
+        # A whisper reaches Bob only, marked as one.
+        await alice.ok("say", room="Tea Room", text="psst", to="Bob")
+        sender, text, _ = await bob.hear()
+        while text == b"hi Alice":  # Bob's own line, reflected to him first
+            sender, text, _ = await bob.hear()
+        self.assertEqual((sender, text), ("Alice", b"psst"))
+        mine = await alice.event("room_message", lambda m: m["text"] == "psst")
+        self.assertTrue(mine["whisper"])
         missing = await alice.request("say", room="Other Room", text="x")
         self.assertEqual(missing["error_type"], "SessionError")
         bad = await alice.request("join_room", room="bad%name")

@@ -100,7 +100,11 @@ COMMANDS: Mapping[str, Mapping[str, Param]] = {
         "exchange": Param(int, required=False, minimum=4, maximum=5),
     },
     "leave_room": {"room": Param(str, max_length=48)},
-    "say": {"room": Param(str, max_length=48), "text": Param(str, max_length=1024)},
+    "say": {
+        "room": Param(str, max_length=48),
+        "text": Param(str, max_length=1024),
+        "to": Param(str, required=False, max_length=64),
+    },
     "get_history": {
         "with": Param(str, required=False, max_length=64),
         "limit": Param(int, required=False, minimum=1, maximum=1000),

@@ -40,6 +40,7 @@ from aimserver.wire.chat import (
 from aimserver.wire.codes import Chat, FoodGroup, OService
 from aimserver.wire.errors import MalformedData
 from aimserver.wire.roomname import InvalidRoomName, room_cookie, room_key, room_name
+from aimserver.wire.screenname import encode_screen_name
 from aimserver.wire.snac import SnacHeader
 from aimserver.wire.tlv import Tlv, TlvList
 
@@ -217,11 +218,12 @@ class Rooms:
             parts = [Tlv(0x0001, text.encode("ascii")), Tlv(0x0002, b"us-ascii")]
         else:
             parts = [Tlv(0x0001, text.encode("utf-16-be")), Tlv(0x0002, b"unicode-2-0")]
+        whisper_to = parameters.get("to")
         body = ChatMessage(
             os.urandom(8),
             CHAT_CHANNEL,
-            to_room=True,
-            whisper_to=None,
+            to_room=whisper_to is None,
+            whisper_to=None if whisper_to is None else encode_screen_name(whisper_to),
             reflect=True,
             auto_response=False,
             message=TlvList.of([*parts, Tlv(0x0003, b"en")]).pack_list(),
