@@ -202,11 +202,13 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
     # the cyclic collector's full passes (PERFORMANCE.md: 150-270 ms stalls).
     reactor.callWhenRunning(gc.freeze)
     log.info(
-        "aimserver: auth on {auth}, BOS on {bos}, chat on {chat}, API on {api}, database {db}",
+        "aimserver: auth on {auth}, BOS on {bos}, chat on {chat}, API and status page on"
+        " {api}, browser client on {web}, database {db}",
         auth=config.endpoint("auth"),
         bos=config.endpoint("bos"),
         chat=config.endpoint("chat"),
         api=config.endpoint("api"),
+        web=config.endpoint("web"),
         db=config.server.db,
     )
     return top
