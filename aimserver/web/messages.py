@@ -10,6 +10,7 @@ typed parameter, a value out of bounds) is a ``WebError`` of type
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,6 +20,15 @@ import orjson
 #: The largest message either way, in bytes of UTF-8 (close code 1009 beyond).
 MAX_MESSAGE_BYTES = 65_536
 MAX_ID_LENGTH = 64
+
+#: Message cookies (ICBM, chat): unique per message, not secret, so not
+#: the kernel's randomness (``os.urandom`` cost 11 us an IM under load).
+_cookies = random.Random()
+
+
+def message_cookie() -> bytes:
+    return _cookies.getrandbits(64).to_bytes(8, "big")
+
 
 VALIDATION = "ValidationError"
 UNAUTHORIZED = "Unauthorized"

@@ -12,7 +12,6 @@ it renders the room's events onto its browser session's event stream
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
@@ -29,7 +28,7 @@ from aimserver.services.events import (
 )
 from aimserver.services.session import SignOnRefused
 from aimserver.web import messages
-from aimserver.web.messages import WebError
+from aimserver.web.messages import WebError, message_cookie
 from aimserver.wire.chat import (
     CHAT_CHANNEL,
     EXCHANGE_PRIVATE,
@@ -220,7 +219,7 @@ class Rooms:
             parts = [Tlv(0x0001, text.encode("utf-16-be")), Tlv(0x0002, b"unicode-2-0")]
         whisper_to = parameters.get("to")
         body = ChatMessage(
-            os.urandom(8),
+            message_cookie(),
             CHAT_CHANNEL,
             to_room=whisper_to is None,
             whisper_to=None if whisper_to is None else encode_screen_name(whisper_to),

@@ -37,7 +37,7 @@ from aimserver.store.interfaces import (
 )
 from aimserver.web import messages
 from aimserver.web.devices import Devices, check_device_id
-from aimserver.web.messages import WebError
+from aimserver.web.messages import WebError, message_cookie
 from aimserver.web.render import TYPING_CODES, encode_text
 from aimserver.web.rooms import Rooms
 from aimserver.web.session import WebSession
@@ -381,6 +381,23 @@ class WebService(Service):
         client_ready: bool = True,
         counted: bool = True,
     ) -> list[Reply]:
+        replies = self.call_now(web, family, subtype, body, client_ready, counted)
+        if isinstance(replies, Deferred):
+            return await replies
+        return replies
+
+    def call_now(
+        self,
+        web: WebSession,
+        family: int,
+        subtype: int,
+        body: bytes,
+        client_ready: bool = True,
+        counted: bool = True,
+    ) -> list[Reply] | Deferred[list[Reply]]:
+        """``call`` without a coroutine: the replies now when the handler
+        answers at once (an IM to someone online), else a Deferred. Raises
+        (or fails with) ``WebError``."""
         session = web.instance
         assert session is not None
         decision = self._rate_check(session, family, subtype, client_ready) if counted else ALLOWED
@@ -393,12 +410,10 @@ class WebService(Service):
         header = SnacHeader(family, subtype, 0, self._request_ids)
         try:
             replies = handler(session, header, body)
-            if isinstance(replies, Deferred):
-                replies = await replies
         except SnacError as e:
-            raise WebError(
-                messages.SESSION_ERROR, SNAC_ERRORS.get(e.code, f"refused ({e.code:#06x})")
-            ) from None
+            raise _refused(e) from None
+        if isinstance(replies, Deferred):
+            return replies.addCallbacks(lambda r: list(r or []), _refused_failure)
         return list(replies or [])
 
     # -- commands --------------------------------------------------------------------------
@@ -571,7 +586,11 @@ class WebService(Service):
         )
         return {"name": name, "online": online}
 
-    async def send_im(self, web: WebSession, parameters: dict[str, Any]) -> dict[str, Any]:
+    def send_im(
+        self, web: WebSession, parameters: dict[str, Any]
+    ) -> dict[str, Any] | Deferred[dict[str, Any]]:
+        """No coroutine on the way: most IMs are routed at once, and a
+        browser IM's cost was half request machinery (bench S13)."""
         client_message_id = parameters["client_message_id"]
         earlier = web.remembered(client_message_id)
         if earlier is not None:
@@ -583,13 +602,19 @@ class WebService(Service):
         ]
         if parameters.get("auto_response"):
             tlvs.append(Tlv.empty(TAG_AUTO_RESPONSE))
-        body = ChannelMessageToHost(os.urandom(8), 1, parameters["to"], TlvList(tuple(tlvs))).pack()
-        icbm = self.server.icbm
-        routed = icbm.routed
-        await self.call(web, FoodGroup.ICBM, ICBM.CHANNEL_MSG_TO_HOST, body)
-        result = {"delivered": icbm.routed > routed}
+        body = ChannelMessageToHost(
+            message_cookie(), 1, parameters["to"], TlvList(tuple(tlvs))
+        ).pack()
+        routed = self.server.icbm.routed
+        replies = self.call_now(web, FoodGroup.ICBM, ICBM.CHANNEL_MSG_TO_HOST, body)
+        if isinstance(replies, Deferred):
+            return replies.addCallback(lambda _: self._sent(web, parameters, routed))
+        return self._sent(web, parameters, routed)
+
+    def _sent(self, web: WebSession, parameters: dict[str, Any], routed: int) -> dict[str, Any]:
+        result = {"delivered": self.server.icbm.routed > routed}
         web.ims_sent += 1
-        web.remember(client_message_id, result)
+        web.remember(parameters["client_message_id"], result)
         user = self.server.registry.user_of(web.instance) if web.instance else None
         if user is not None:
             self._keep(user.screen_name, parameters["to"], True, parameters["text"])
@@ -694,6 +719,17 @@ class WebService(Service):
                 for instance in (user.live_instances() if user else [])
             ]
         }
+
+
+def _refused(error: SnacError) -> WebError:
+    return WebError(
+        messages.SESSION_ERROR, SNAC_ERRORS.get(error.code, f"refused ({error.code:#06x})")
+    )
+
+
+def _refused_failure(failure: Any) -> Any:
+    failure.trap(SnacError)
+    raise _refused(failure.value)
 
 
 def _order(container: FeedbagItem) -> list[int]:

@@ -114,21 +114,55 @@ class WebSocketChannel(SocketLike):
     def _pump(self) -> None:
         while self._queue and not self._busy and not self.closed:
             text = self._queue.popleft()
+            waiting = self._handle_now(text)
+            if waiting is None:
+                continue
             self._busy = True
-            d = Deferred.fromCoroutine(self._handle(text))
-            d.addErrback(lambda f: self.log.failure("web: request from {peer}", f, peer=self.peer))
-            d.addBoth(self._handled)
+            waiting.addErrback(
+                lambda f: self.log.failure("web: request from {peer}", f, peer=self.peer)
+            )
+            waiting.addBoth(self._handled)
+
+    def _handle_now(self, text: str) -> Deferred[None] | None:
+        """A request answered at once (most IMs: no coroutine, no Deferred),
+        or the Deferred of one still being answered."""
+        try:
+            request = parse_request(text)
+        except WebError as e:
+            self._answer_error(getattr(e, "request_id", None), e)
+            return None
+        if request.command != "send_im" or self.web is None:
+            return Deferred.fromCoroutine(self._handle(request))
+        try:
+            result = self.service.send_im(self.web, dict(request.parameters))
+        except WebError as e:
+            self._answer_error(request.id, e)
+            return None
+        except Exception:
+            self.log.failure("web: send_im from {peer} failed", peer=self.peer)
+            self._answer_error(request.id, WebError(messages.SESSION_ERROR, "the server failed"))
+            return None
+        if not isinstance(result, Deferred):
+            self.send_text(messages.success(request.id, result, self._now_ms()))
+            return None
+
+        def answered(value: dict[str, Any]) -> None:
+            self.send_text(messages.success(request.id, value, self._now_ms()))
+
+        def refused(failure: Failure) -> None:
+            if failure.check(WebError):
+                self._answer_error(request.id, failure.value)  # type: ignore[arg-type]
+                return
+            self.log.failure("web: send_im from {peer} failed", failure, peer=self.peer)
+            self._answer_error(request.id, WebError(messages.SESSION_ERROR, "the server failed"))
+
+        return result.addCallbacks(answered, refused)
 
     def _handled(self, _: object) -> None:
         self._busy = False
         self._pump()
 
-    async def _handle(self, text: str) -> None:
-        try:
-            request = parse_request(text)
-        except WebError as e:
-            self._answer_error(getattr(e, "request_id", None), e)
-            return
+    async def _handle(self, request: Request) -> None:
         try:
             result, then = await self._dispatch(request)
         except WebError as e:
@@ -183,8 +217,6 @@ class WebSocketChannel(SocketLike):
             return await service.history(web, parameters), None
         if command == "get_buddy_list":
             return await service.buddy_list(web), None
-        if command == "send_im":
-            return await service.send_im(web, parameters), None
         if command == "typing":
             return await service.typing(web, parameters), None
         if command == "update_session_state":
