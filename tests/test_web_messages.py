@@ -147,3 +147,45 @@ class RenderTests(unittest.SynchronousTestCase):
         self.assertEqual(
             render(Warned(300, UserInfo("Eve").pack()), 0), ("warned", {"level": 30.0, "by": "Eve"})
         )
+
+
+class FastImRenderingTests(unittest.SynchronousTestCase):
+    """The IM renderer reads the sender and the TLVs without the full
+    codecs: it must agree with them, and never raise on garbage."""
+
+    @given(
+        st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789 ", min_size=1, max_size=16),
+        st.integers(0, 1000),
+        st.text(max_size=50),
+        st.booleans(),
+        st.lists(st.tuples(st.integers(5, 40), st.binary(max_size=8)), max_size=3),
+    )
+    def test_agrees_with_the_codecs(
+        self, name: str, warning: int, text: str, auto: bool, others: list[tuple[int, bytes]]
+    ) -> None:
+        text = text.encode("utf-16-be", "surrogatepass").decode("utf-16-be", "replace")
+        sender = UserInfo(name, warning, TlvList.of([Tlv.u16(1, 0x10)])).pack()
+        tlvs = [Tlv(tag, value) for tag, value in others]
+        tlvs.insert(len(tlvs) // 2, Tlv(TAG_IM_DATA, encode_text(text)))
+        if auto:
+            tlvs.append(Tlv.empty(TAG_AUTO_RESPONSE))
+        packed = b"".join(t.pack() for t in tlvs)
+        rendered = render(MessageReceived(b"c" * 8, 1, sender, packed), 0)
+        slow = TlvList.unpack_list(packed)
+        self.assertEqual(
+            rendered,
+            (
+                "im",
+                {
+                    "from": UserInfo.unpack(sender).screen_name,
+                    "text": decode_text(slow.get(TAG_IM_DATA) or b""),
+                    "auto_response": slow.has(TAG_AUTO_RESPONSE),
+                    "system": False,
+                },
+            ),
+        )
+
+    @given(st.binary(max_size=40), st.binary(max_size=60))
+    def test_garbage_renders_as_nothing_or_something(self, sender: bytes, tlvs: bytes) -> None:
+        rendered = render(MessageReceived(b"c" * 8, 1, sender, tlvs), 0)
+        self.assertTrue(rendered is None or rendered[0] == "im")

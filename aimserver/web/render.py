@@ -30,8 +30,7 @@ from aimserver.wire.icbm import (
     pack_im_data,
 )
 from aimserver.wire.reader import Reader
-from aimserver.wire.screenname import SYSTEM_SENDER
-from aimserver.wire.tlv import TlvList
+from aimserver.wire.screenname import SYSTEM_SENDER, decode_screen_name
 from aimserver.wire.userinfo import (
     CLASS_UNAVAILABLE,
     STATUS_AWAY,
@@ -51,6 +50,7 @@ TYPING_STATES = {0x0000: "none", 0x0001: "typed", 0x0002: "typing"}
 TYPING_CODES = {name: code for code, name in TYPING_STATES.items()}
 
 Rendered = tuple[str, dict[str, Any]] | None
+_TLV_HEAD = struct.Struct("!HH")
 
 
 def encode_text(text: str) -> bytes:
@@ -106,22 +106,47 @@ def buddy_fields(info: UserInfo, now: float) -> dict[str, Any]:
 
 
 def _message(event: MessageReceived, now: float) -> Rendered:
+    """Every IM a browser gets comes here: only the sender's name (the
+    user-info block's first field) and two TLVs are read, without building
+    the whole block or a TLV list."""
     if event.channel != 1:
         return None  # rendezvous (file transfer, chat invitations): not in the browser yet
-    sender = UserInfo.unpack(event.sender)
-    tlvs = TlvList.unpack_list(event.tlvs, "04,07 TLVs")
-    data = tlvs.get(TAG_IM_DATA)
+    sender = event.sender
+    if not sender or len(sender) < 1 + sender[0]:
+        raise MalformedData("04,07: the sender's user-info block is cut")
+    name = decode_screen_name(sender[1 : 1 + sender[0]])
+    data, auto_response = _im_tlvs(event.tlvs)
     if data is None:
         return None
     return (
         "im",
         {
-            "from": sender.screen_name,
+            "from": name,
             "text": decode_text(data),
-            "auto_response": tlvs.has(TAG_AUTO_RESPONSE),
-            "system": sender.screen_name == SYSTEM_SENDER,
+            "auto_response": auto_response,
+            "system": name == SYSTEM_SENDER,
         },
     )
+
+
+def _im_tlvs(tlvs: bytes) -> tuple[bytes | None, bool]:
+    """TLV 0x0002's value (the first) and whether TLV 0x0004 is there."""
+    data = None
+    auto_response = False
+    offset, size = 0, len(tlvs)
+    while offset < size:
+        if offset + 4 > size:
+            raise MalformedData("04,07: a TLV header is cut")
+        tag, length = _TLV_HEAD.unpack_from(tlvs, offset)
+        end = offset + 4 + length
+        if end > size:
+            raise MalformedData(f"04,07: TLV 0x{tag:04x} runs past the end")
+        if tag == TAG_IM_DATA and data is None:
+            data = tlvs[offset + 4 : end]
+        elif tag == TAG_AUTO_RESPONSE:
+            auto_response = True
+        offset = end
+    return data, auto_response
 
 
 def _arrived(event: BuddyArrived, now: float) -> Rendered:
