@@ -286,13 +286,7 @@ class ChatTraffic(ImTraffic):
         self.last.received(key, seq, client.label, sent, now, acc.latencies is not None)
         if key == client.label:
             self.own_lines += 1
-        self.delivered += 1
-        sender = self.by_key.get(key)
-        if sender is not None:
-            sender.outstanding -= 1
-            depth = self.depth
-            if depth and sender.outstanding <= (depth - 1) * sender.fanout:
-                self.send(sender)
+        self.count_delivery(key)
 
     def _to_last(self, run: Run) -> Run:
         p50, p99, p999 = lg.percentiles(run.latencies_ns)

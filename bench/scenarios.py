@@ -712,6 +712,11 @@ class ImTraffic:
             return
         key, seq, sent = parsed
         self.acc.received(key, client.label, seq, sent, lg.now_ns())
+        self.count_delivery(key)
+
+    def count_delivery(self, key: tuple[bytes, bytes]) -> None:
+        """One delivery of ``key``'s message: in a closed loop, the sender
+        sends its next once it has fewer than ``depth`` in flight per receiver."""
         self.delivered += 1
         sender = self.by_key.get(key)
         if sender is not None:

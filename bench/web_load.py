@@ -223,13 +223,7 @@ class WebImTraffic(ImTraffic):
         acc.received(key, client.label, seq, sent, now)
         if self.by_event is not None and acc.latencies is not None:
             self.by_event.setdefault(name, []).append(now - sent)
-        self.delivered += 1
-        sender = self.by_key.get(key)
-        if sender is not None:
-            sender.outstanding -= 1
-            depth = self.depth
-            if depth and sender.outstanding <= (depth - 1) * sender.fanout:
-                self.send(sender)
+        self.count_delivery(key)
 
     def send(self, sender: Any) -> None:
         client = sender.client
