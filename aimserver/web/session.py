@@ -43,9 +43,10 @@ END_REASONS = {
 
 
 class SocketLike:
-    """What a session needs of its socket (``web.socket.WebSocketChannel``)."""
+    """What a session needs of its socket (``web.socket.WebSocketConnection``)."""
 
-    def send_text(self, text: str) -> None:
+    def send_message(self, data: bytes) -> None:
+        """One message (UTF-8 JSON) to the browser."""
         raise NotImplementedError
 
     def close(self, code: int = 1000) -> None:
@@ -73,7 +74,7 @@ class WebSession:
         self.resume_token = _new_token()
         self.seq = 0
         #: ``(seq, text)`` of the events the browser has not acked, oldest first.
-        self.kept: deque[tuple[int, str]] = deque()
+        self.kept: deque[tuple[int, bytes]] = deque()
         #: Events up to here were dropped unacked: a resume from before them
         #: cannot be replayed in full.
         self.dropped_through = 0
@@ -139,23 +140,23 @@ class WebSession:
         """An event for the browser: numbered, kept until acked, sent if a
         socket is attached."""
         self.seq += 1
-        text = messages.event(name, self.seq, self.now_ms(), fields)
-        self.kept.append((self.seq, text))
+        data = messages.event(name, self.seq, self.now_ms(), fields)
+        self.kept.append((self.seq, data))
         if len(self.kept) > MAX_KEPT_EVENTS:
             self.dropped_through = self.kept.popleft()[0]
         if self.socket is not None:
-            self.socket.send_text(text)
+            self.socket.send_message(data)
 
     def ack(self, seq: int) -> None:
         while self.kept and self.kept[0][0] <= seq:
             self.kept.popleft()
 
-    def replay_after(self, last_seq: int) -> list[str] | None:
+    def replay_after(self, last_seq: int) -> list[bytes] | None:
         """What the browser missed after ``last_seq``, or None when some of
         it was dropped (the browser must reload)."""
         if last_seq < self.dropped_through or last_seq > self.seq:
             return None
-        return [text for seq, text in self.kept if seq > last_seq]
+        return [data for seq, data in self.kept if seq > last_seq]
 
     # -- sockets --------------------------------------------------------------------------
 

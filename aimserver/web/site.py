@@ -3,9 +3,9 @@
 ``/`` and its WebSocket at ``/ws``.
 
 The page runs only its own modules and talks only to this server (a strict
-Content-Security-Policy). Twisted's WebSocket support reassembles a message
-without a bound, so every connection's input passes ``BoundedInput``: more
-than a message's worth of bytes without a message completing aborts it.
+Content-Security-Policy). Until a connection is upgraded to a WebSocket its
+input passes ``BoundedInput``: more than a message's worth of bytes in one
+HTTP exchange aborts it; after the upgrade the frame reader bounds it.
 """
 
 from __future__ import annotations
@@ -13,17 +13,22 @@ from __future__ import annotations
 import importlib.resources
 from typing import Any
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.web.resource import Resource
-from twisted.web.server import Request, Site
+from twisted.web.server import NOT_DONE_YET, Request, Site
 from twisted.web.static import File
-from twisted.web.websocket import WebSocketResource
+from wsproto import ConnectionType
+from wsproto.events import AcceptConnection
+from wsproto.handshake import H11Handshake
+from wsproto.utilities import RemoteProtocolError
 
+from aimserver.protocols.turnwriter import TurnWriter
 from aimserver.web.devices import DevicesResource
 from aimserver.web.messages import MAX_MESSAGE_BYTES
 from aimserver.web.service import WebService
-from aimserver.web.socket import WebSocketChannel
+from aimserver.web.socket import WebSocketConnection
 
 #: Room for the HTTP upgrade request and the frame headers around a message.
 INPUT_SLACK = 16 * 1024
@@ -59,23 +64,51 @@ class BoundedInput(ProtocolWrapper):
             return
         super().dataReceived(data)
 
-    def message_done(self) -> None:
-        self.pending = 0
+    def upgraded(self) -> None:
+        """A WebSocket now: its frame reader bounds the input, so the bytes
+        go straight through."""
+        self.dataReceived = self.wrappedProtocol.dataReceived  # type: ignore[method-assign]
 
 
-class _Sockets:
-    """Twisted's WebSocketServerFactory: a channel per upgraded request."""
+class WebSocketUpgrade(Resource):
+    """``/ws``: the HTTP upgrade as Twisted's ``WebSocketResource`` does it
+    (wsproto's handshake, then the HTTP channel hands its connection over),
+    to a ``WebSocketConnection``, which frames the data itself: wsproto's
+    frames cost ~7 µs each, three per browser IM (bench S13)."""
 
-    def __init__(self, service: WebService) -> None:
+    isLeaf = True
+    log = Logger()
+
+    def __init__(self, service: WebService, clock: IReactorTime) -> None:
+        super().__init__()
         self.service = service
+        self.writer = TurnWriter(clock)
 
-    def buildProtocol(self, request: Request) -> WebSocketChannel:  # noqa: N802
+    def render_GET(self, request: Request) -> bytes | int:  # noqa: N802
+        handshake = H11Handshake(ConnectionType.SERVER)
+        headers = [
+            (name, value)
+            for name, values in request.requestHeaders.getAllRawHeaders()
+            for value in values
+        ]
         address = request.getClientAddress()
         peer = f"{getattr(address, 'host', '?')}:{getattr(address, 'port', 0)}"
-        guard = request.channel.transport if request.channel is not None else None
-        return WebSocketChannel(
-            self.service, peer, guard if isinstance(guard, BoundedInput) else None
+        try:
+            handshake.initiate_upgrade_connection(headers, request.path)
+        except RemoteProtocolError as e:
+            self.log.info("web: {peer} sent a bad WebSocket upgrade: {error}", peer=peer, error=e)
+            request.setResponseCode(400)
+            request.setHeader(b"content-type", b"text/plain")
+            return b"not a WebSocket upgrade\n"
+        channel = request.channel
+        guard = channel.transport
+        connection = WebSocketConnection(
+            self.service, peer, self.writer, guard if isinstance(guard, BoundedInput) else None
         )
+        accept = handshake.send(AcceptConnection())
+        channel._protocolUpgradeForWebsockets(connection)
+        guard.write(accept)
+        return NOT_DONE_YET
 
 
 class _SecureSite(Site):
@@ -96,7 +129,7 @@ def static_root() -> File:
 def web_factory(service: WebService) -> WrappingFactory:
     """The listener's factory: the site behind the input bound."""
     root = static_root()
-    root.putChild(b"ws", WebSocketResource(_Sockets(service)))
+    root.putChild(b"ws", WebSocketUpgrade(service, service.clock))
     web = Resource()
     web.putChild(b"sessions", DevicesResource(service))
     root.putChild(b"web", web)
