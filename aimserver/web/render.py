@@ -29,7 +29,6 @@ from aimserver.wire.icbm import (
     ClientEvent,
     pack_im_data,
 )
-from aimserver.wire.reader import Reader
 from aimserver.wire.screenname import SYSTEM_SENDER, decode_screen_name
 from aimserver.wire.userinfo import (
     CLASS_UNAVAILABLE,
@@ -63,27 +62,31 @@ def encode_text(text: str) -> bytes:
 
 def decode_text(im_data: bytes) -> str:
     """The text of channel-1 IM data, every text fragment joined. Charset 0
-    is read as UTF-8 when it is (libpurple sends UTF-8 there), else Latin-1."""
-    reader = Reader(im_data, "IM data")
+    is read as UTF-8 when it is (libpurple sends UTF-8 there), else Latin-1.
+    Read by slicing, not a ``Reader``: every IM a browser gets comes here."""
     parts = []
-    while not reader.at_end():
-        ident = reader.u8("fragment id")
-        reader.u8("fragment version")
-        fragment = reader.take(reader.u16("fragment length"), "fragment")
-        if ident != 0x01 or len(fragment) < 4:
-            continue
-        charset = struct.unpack("!H", fragment[:2])[0]
-        raw = fragment[4:]
-        if charset == CHARSET_UCS2:
-            parts.append(raw.decode("utf-16-be", "replace"))
-        elif charset == CHARSET_LATIN1:
-            parts.append(raw.decode("latin-1"))
-        else:
-            try:
-                parts.append(raw.decode("utf-8"))
-            except UnicodeDecodeError:
+    offset, size = 0, len(im_data)
+    while offset < size:
+        if offset + 4 > size:
+            raise MalformedData("IM data: a fragment header is cut")
+        start = offset + 4
+        end = start + ((im_data[offset + 2] << 8) | im_data[offset + 3])
+        if end > size:
+            raise MalformedData("IM data: a fragment runs past the end")
+        if im_data[offset] == 0x01 and end - start >= 4:
+            charset = (im_data[start] << 8) | im_data[start + 1]
+            raw = im_data[start + 4 : end]
+            if charset == CHARSET_UCS2:
+                parts.append(raw.decode("utf-16-be", "replace"))
+            elif charset == CHARSET_LATIN1:
                 parts.append(raw.decode("latin-1"))
-    return "".join(parts)
+            else:
+                try:
+                    parts.append(raw.decode("utf-8"))
+                except UnicodeDecodeError:
+                    parts.append(raw.decode("latin-1"))
+        offset = end
+    return parts[0] if len(parts) == 1 else "".join(parts)
 
 
 def buddy_fields(info: UserInfo, now: float) -> dict[str, Any]:

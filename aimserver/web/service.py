@@ -22,7 +22,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from aimserver.api.userdata import groups_in_display_order
-from aimserver.registry import SessionInstance
+from aimserver.registry import SessionInstance, User
 from aimserver.services.base import Reply, SnacError
 from aimserver.services.countedlog import CountedLog
 from aimserver.services.feedbag_order import CLASS_BUDDY, CLASS_GROUP, TAG_ORDER, order_of
@@ -49,7 +49,6 @@ from aimserver.wire.icbm import (
     TAG_IM_DATA,
     TAG_REQUEST_HOST_ACK,
     TAG_STORE_IF_OFFLINE,
-    ChannelMessageToHost,
     ClientEvent,
 )
 from aimserver.wire.reader import string08
@@ -64,6 +63,9 @@ if TYPE_CHECKING:
 
 #: How long IMs wait to be written to the history together, and how many
 #: may wait (past that, with the store not keeping up, the oldest are dropped).
+_TLV_HEAD = struct.Struct("!HH")
+_ACK_AND_STORE = _TLV_HEAD.pack(TAG_REQUEST_HOST_ACK, 0) + _TLV_HEAD.pack(TAG_STORE_IF_OFFLINE, 0)
+_AUTO_RESPONSE = _TLV_HEAD.pack(TAG_AUTO_RESPONSE, 0)
 HISTORY_FLUSH_SECONDS = 0.1
 MAX_PENDING_HISTORY = 10_000
 #: Where add_buddy puts a buddy when no group is named (libpurple's default).
@@ -595,16 +597,25 @@ class WebService(Service):
         earlier = web.remembered(client_message_id)
         if earlier is not None:
             return earlier
-        tlvs = [
-            Tlv(TAG_IM_DATA, encode_text(parameters["text"])),
-            Tlv.empty(TAG_REQUEST_HOST_ACK),
-            Tlv.empty(TAG_STORE_IF_OFFLINE),
-        ]
-        if parameters.get("auto_response"):
-            tlvs.append(Tlv.empty(TAG_AUTO_RESPONSE))
-        body = ChannelMessageToHost(
-            message_cookie(), 1, parameters["to"], TlvList(tuple(tlvs))
-        ).pack()
+        try:
+            name = encode_screen_name(parameters["to"])
+        except UnicodeEncodeError:
+            raise WebError(messages.VALIDATION, "to must be an ASCII screen name") from None
+        data = encode_text(parameters["text"])
+        # The 04,06 an OSCAR client sends, built in one go: channel 1, the
+        # text, host ack and store-if-offline requested.
+        body = b"".join(
+            (
+                message_cookie(),
+                b"\x00\x01",
+                bytes((len(name),)),
+                name,
+                _TLV_HEAD.pack(TAG_IM_DATA, len(data)),
+                data,
+                _ACK_AND_STORE,
+                _AUTO_RESPONSE if parameters.get("auto_response") else b"",
+            )
+        )
         routed = self.server.icbm.routed
         replies = self.call_now(web, FoodGroup.ICBM, ICBM.CHANNEL_MSG_TO_HOST, body)
         if isinstance(replies, Deferred):
@@ -615,20 +626,18 @@ class WebService(Service):
         result = {"delivered": self.server.icbm.routed > routed}
         web.ims_sent += 1
         web.remember(parameters["client_message_id"], result)
-        user = self.server.registry.user_of(web.instance) if web.instance else None
+        me = web.instance
+        user = self.server.registry.user_of(me) if me is not None else None
         if user is not None:
             self._keep(user.screen_name, parameters["to"], True, parameters["text"])
-        self._echo_to_siblings(web, parameters)
+            if len(user.instances) > 1:
+                self._echo_to_siblings(web, user, parameters)
         return result
 
-    def _echo_to_siblings(self, web: WebSession, parameters: dict[str, Any]) -> None:
+    def _echo_to_siblings(self, web: WebSession, user: User, parameters: dict[str, Any]) -> None:
         """The same conversation on every device: the user's other browser
         sessions see what this one sent (classic clients get nothing new)."""
         me = web.instance
-        assert me is not None
-        user = self.server.registry.user_of(me)
-        if user is None:
-            return
         for sibling in user.online_instances():
             other = sibling.connection
             if sibling is not me and isinstance(other, WebSession):
