@@ -47,7 +47,6 @@ from aimserver.wire.feedbag import pack_item, read_items
 from aimserver.wire.icbm import (
     TAG_AUTO_RESPONSE,
     TAG_IM_DATA,
-    TAG_REQUEST_HOST_ACK,
     TAG_STORE_IF_OFFLINE,
     ClientEvent,
 )
@@ -64,7 +63,9 @@ if TYPE_CHECKING:
 #: How long IMs wait to be written to the history together, and how many
 #: may wait (past that, with the store not keeping up, the oldest are dropped).
 _TLV_HEAD = struct.Struct("!HH")
-_ACK_AND_STORE = _TLV_HEAD.pack(TAG_REQUEST_HOST_ACK, 0) + _TLV_HEAD.pack(TAG_STORE_IF_OFFLINE, 0)
+#: Store if offline. No host ack: whether it was delivered is read off the
+#: ICBM service's count, so the handler builds no reply to throw away.
+_STORE_IF_OFFLINE = _TLV_HEAD.pack(TAG_STORE_IF_OFFLINE, 0)
 _AUTO_RESPONSE = _TLV_HEAD.pack(TAG_AUTO_RESPONSE, 0)
 HISTORY_FLUSH_SECONDS = 0.1
 MAX_PENDING_HISTORY = 10_000
@@ -603,7 +604,7 @@ class WebService(Service):
             raise WebError(messages.VALIDATION, "to must be an ASCII screen name") from None
         data = encode_text(parameters["text"])
         # The 04,06 an OSCAR client sends, built in one go: channel 1, the
-        # text, host ack and store-if-offline requested.
+        # text, store-if-offline requested.
         body = b"".join(
             (
                 message_cookie(),
@@ -612,7 +613,7 @@ class WebService(Service):
                 name,
                 _TLV_HEAD.pack(TAG_IM_DATA, len(data)),
                 data,
-                _ACK_AND_STORE,
+                _STORE_IF_OFFLINE,
                 _AUTO_RESPONSE if parameters.get("auto_response") else b"",
             )
         )
