@@ -280,6 +280,16 @@ class BadInputTests(WebCase):
             )
         # Still usable after all that.
         await client.sign_on("Alice")
+        # Signed on: a recipient that cannot be a screen name, a text too long.
+        for request_id, parameters in (
+            (6, {"to": "Bøb", "text": "hi", "client_message_id": "a"}),
+            (7, {"to": "Bob", "text": "x" * 4001, "client_message_id": "b"}),
+        ):
+            client.send_raw(
+                json.dumps({"id": request_id, "command": "send_im", "parameters": parameters})
+            )
+            answer = await client.wait(lambda m, i=request_id: m.get("id") == i, "the answer")
+            self.assertEqual(answer["error_type"], "ValidationError", parameters)
 
     @deferred_test
     async def test_an_oversize_message_closes_the_socket(self) -> None:

@@ -832,3 +832,56 @@ class InboxCountTests(SynchronousTestCase):
         self.reads.clear()
         self.world.sign_on("Bob")
         self.assertEqual(self.reads, [])
+
+
+class TextImTests(SynchronousTestCase):
+    """``send_text_im``: the browser's IM, routed as a 04,06 with
+    store-if-offline is, without the SNAC."""
+
+    def setUp(self) -> None:
+        self.world = IcbmWorld()
+        self.alice, self.alice_conn = self.world.sign_on("Alice")
+        self.bob, self.bob_conn = self.world.sign_on("Bob")
+
+    def test_same_04_07_as_the_snac_path(self) -> None:
+        """The recipient's 04,07 is byte for byte what the same message sent
+        as a 04,06 (with store-if-offline) gives; the text rides along."""
+        data = pack_im_data(b"hello there")
+        self.world.icbm.send_text_im(self.alice, b"cookie01", "B o b", data, "hello there")
+        self.world.send_im(
+            self.alice,
+            "B o b",
+            b"hello there",
+            cookie=b"cookie01",
+            extra=[Tlv.empty(TAG_STORE_IF_OFFLINE)],
+        )
+        first, second = self.bob_conn.payloads
+        self.assertEqual(first[10:], second[10:])  # past the SNAC header (request ids differ)
+        events = self.bob_conn.events
+        self.assertEqual(events[0].text, "hello there")
+        self.assertIsNone(events[1].text)
+
+    def test_text_not_ascii_is_not_carried(self) -> None:
+        data = pack_im_data("héllo".encode("utf-16-be"), 0x0002)
+        self.world.icbm.send_text_im(self.alice, b"cookie02", "bob", data, "héllo")
+        self.assertIsNone(self.bob_conn.events[-1].text)
+        self.assertEqual(texts(self.bob_conn), ["héllo".encode("utf-16-be")])
+
+    def test_stored_when_offline(self) -> None:
+        self.world.account("Carol")
+        d = self.world.icbm.send_text_im(self.alice, b"cookie03", "Carol", pack_im_data(b"x"), "x")
+        self.assertEqual(self.successResultOf(d), [])
+        [message] = self.successResultOf(self.world.store.get_offline_messages("carol"))
+        self.assertEqual(message.sender, "Alice")
+
+    def test_unknown_recipient_refused(self) -> None:
+        d = self.world.icbm.send_text_im(self.alice, b"cookie04", "Nobody", pack_im_data(b"x"), "x")
+        failure = self.failureResultOf(d, SnacError)
+        self.assertEqual(failure.value.code, 0x0004)
+
+    def test_never_taken_for_a_retransmission(self) -> None:
+        """The browser's own client message ids make its sends idempotent:
+        two equal messages are two messages."""
+        for _ in range(2):
+            self.world.icbm.send_text_im(self.alice, b"samecook", "bob", pack_im_data(b"x"), "x")
+        self.assertEqual(texts(self.bob_conn), [b"x", b"x"])

@@ -55,11 +55,13 @@ class MessageReceived(Event):
     """04,07: a message for the session (an IM, an auto-response, a stored
     message, a rendezvous, a notice from the system), from ``sender``."""
 
-    __slots__ = ("cookie", "channel", "sender", "tlvs")
+    __slots__ = ("cookie", "channel", "sender", "tlvs", "text")
     family = int(FoodGroup.ICBM)
     subtype = int(ICBM.CHANNEL_MSG_TO_CLIENT)
 
-    def __init__(self, cookie: bytes, channel: int, sender: bytes, tlvs: bytes) -> None:
+    def __init__(
+        self, cookie: bytes, channel: int, sender: bytes, tlvs: bytes, text: str | None = None
+    ) -> None:
         self._snac = None
         #: The 8-byte ICBM cookie.
         self.cookie = cookie
@@ -68,6 +70,10 @@ class MessageReceived(Event):
         self.sender = sender
         #: The packed TLVs relayed to the recipient.
         self.tlvs = tlvs
+        #: The IM's text, when its sender gave it as text (a browser) and it
+        #: is ASCII: exactly what the IM data says, so a browser receiving it
+        #: need not decode that. Not on the wire.
+        self.text = text
 
     def _snac_body(self) -> bytes:
         return self.cookie + _U16.pack(self.channel) + self.sender + self.tlvs

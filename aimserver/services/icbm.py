@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 from collections.abc import Sequence
 
 import attrs
@@ -90,6 +91,8 @@ _BIT_AUTO_RESPONSE = 1 << TAG_AUTO_RESPONSE
 _BIT_RENDEZVOUS = 1 << TAG_RENDEZVOUS
 _BIT_STORE = 1 << TAG_STORE_IF_OFFLINE
 _ICBM = int(FoodGroup.ICBM)
+_TLV_HEAD = struct.Struct("!HH")
+_U16 = struct.Struct("!H")
 _TO_CLIENT = int(ICBM.CHANNEL_MSG_TO_CLIENT)
 SUBCODE_OFFLINE_INBOX_FULL = 0x000F
 
@@ -316,6 +319,58 @@ class IcbmService:
                 recipient=recipient_key,
             )
             return ack
+        return self._route(
+            session, sender, cookie, channel, recipient_key, tags, relayed, ack, seen, body
+        )
+
+    def send_text_im(
+        self, session: SessionInstance, cookie: bytes, recipient: str, im_data: bytes, text: str
+    ) -> Replies | defer.Deferred[Replies]:
+        """A channel-1 IM from a client that speaks text, not SNACs (the
+        browser): routed as ``channel_msg_to_host`` routes a 04,06 asking
+        to be stored if the recipient is offline, without building one to
+        split again. ``text`` is what ``im_data`` says: an ASCII one rides
+        on the event, so a browser receiving it need not decode it back.
+
+        :raises SnacError: as ``channel_msg_to_host`` would.
+        """
+        sender = self.registry.user_of(session)
+        if sender is None:
+            raise SnacError(SnacErrorCode.NOT_LOGGED_ON)
+        relayed = _TLV_HEAD.pack(TAG_IM_DATA, len(im_data)) + im_data
+        return self._route(
+            session,
+            sender,
+            cookie,
+            CHANNEL_IM,
+            normalize(recipient),
+            _BIT_STORE,
+            relayed,
+            [],
+            0,
+            None,
+            text if text.isascii() else None,
+        )
+
+    def _route(
+        self,
+        session: SessionInstance,
+        sender: User,
+        cookie: bytes,
+        channel: int,
+        recipient_key: str,
+        tags: int,
+        relayed: bytes,
+        ack: Replies,
+        seen: int,
+        body: bytes | None,
+        text: str | None = None,
+    ) -> Replies | defer.Deferred[Replies]:
+        """Where a message goes, once read: the recipient's sessions, its
+        offline store, or a refusal. ``seen`` is its retransmission hash (0:
+        none to remember); ``body`` the whole 04,06, which a rendezvous
+        needs (None for one that never was a SNAC)."""
+        is_im = channel == CHANNEL_IM
         size = len(relayed)
         recipient = self.registry.by_key(recipient_key)
         if recipient is None:
@@ -352,16 +407,17 @@ class IcbmService:
                 )
             # Not remembered as seen: a retry once the recipient is back is delivered.
             raise SnacError(SnacErrorCode.NOT_LOGGED_ON)
-        if channel == CHANNEL_RENDEZVOUS and tags & _BIT_RENDEZVOUS:
+        if channel == CHANNEL_RENDEZVOUS and tags & _BIT_RENDEZVOUS and body is not None:
             message = ChannelMessageToHost.unpack(body)
             targets, tlvs = self._rendezvous_route(session, sender, recipient, message)
             relayed = b"".join(t.pack() for t in tlvs if t.tag not in _NOT_RELAYED)
         if session.typing_events:
             relayed += _WANT_EVENTS
         info = self.presence.info_block(sender)
-        event = MessageReceived(cookie, channel, info, relayed)
+        event = MessageReceived(cookie, channel, info, relayed, text)
         # Rendered here already: the 04,06 head is the 04,07's, as it came.
-        event._snac = (_ICBM, _TO_CLIENT, body[: COOKIE_SIZE + 2] + info + relayed)
+        head = cookie + _U16.pack(channel) if body is None else body[: COOKIE_SIZE + 2]
+        event._snac = (_ICBM, _TO_CLIENT, head + info + relayed)
         running = self._deliveries.get(recipient.key)
         if running is None:
             if not self.registry.deliver(targets, event):
@@ -374,7 +430,8 @@ class IcbmService:
             # The recipient now knows the sender is online: it may answer.
             self.presence.reveal(sender, recipient.key)
         if is_im:
-            remember(session, seen)
+            if seen:
+                remember(session, seen)
             self.warnings.im_sent(sender.key, recipient.key)
             if all_away:
                 self._auto_respond(session, recipient)
@@ -541,7 +598,8 @@ class IcbmService:
         )
 
         def stored(_: object) -> Replies:
-            remember(session, seen)
+            if seen:
+                remember(session, seen)
             self._count_inbox(recipient_key, 1)
             # The user may be between sessions (one signed off or displaced,
             # the next not ready yet): the next one to come online takes it.

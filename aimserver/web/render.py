@@ -118,6 +118,12 @@ def _message(event: MessageReceived, now: float) -> Rendered:
     if not sender or len(sender) < 1 + sender[0]:
         raise MalformedData("04,07: the sender's user-info block is cut")
     name = decode_screen_name(sender[1 : 1 + sender[0]])
+    if event.text is not None:
+        # From a browser: the text it gave, no auto-response (see icbm.send_text_im).
+        return (
+            "im",
+            {"from": name, "text": event.text, "auto_response": False, "system": False},
+        )
     data, auto_response = _im_tlvs(event.tlvs)
     if data is None:
         return None

@@ -598,27 +598,40 @@ class WebService(Service):
         earlier = web.remembered(client_message_id)
         if earlier is not None:
             return earlier
-        try:
-            name = encode_screen_name(parameters["to"])
-        except UnicodeEncodeError:
-            raise WebError(messages.VALIDATION, "to must be an ASCII screen name") from None
-        data = encode_text(parameters["text"])
-        # The 04,06 an OSCAR client sends, built in one go: channel 1, the
-        # text, store-if-offline requested.
-        body = b"".join(
-            (
-                message_cookie(),
-                b"\x00\x01",
-                bytes((len(name),)),
-                name,
-                _TLV_HEAD.pack(TAG_IM_DATA, len(data)),
-                data,
-                _STORE_IF_OFFLINE,
-                _AUTO_RESPONSE if parameters.get("auto_response") else b"",
-            )
-        )
+        to, text = parameters["to"], parameters["text"]
+        if not to.isascii():
+            raise WebError(messages.VALIDATION, "to must be an ASCII screen name")
         routed = self.server.icbm.routed
-        replies = self.call_now(web, FoodGroup.ICBM, ICBM.CHANNEL_MSG_TO_HOST, body)
+        if parameters.get("auto_response"):
+            # As from an OSCAR client: the server answers for away users
+            # itself, so this one is dropped (the ICBM handler's rule).
+            name = encode_screen_name(to)
+            data = encode_text(text)
+            body = b"".join(
+                (
+                    message_cookie(),
+                    b"\x00\x01",
+                    bytes((len(name),)),
+                    name,
+                    _TLV_HEAD.pack(TAG_IM_DATA, len(data)),
+                    data,
+                    _STORE_IF_OFFLINE,
+                    _AUTO_RESPONSE,
+                )
+            )
+            replies = self.call_now(web, FoodGroup.ICBM, ICBM.CHANNEL_MSG_TO_HOST, body)
+        else:
+            me = web.instance
+            assert me is not None
+            self.check_rate(web, FoodGroup.ICBM, ICBM.CHANNEL_MSG_TO_HOST)
+            try:
+                replies = self.server.icbm.send_text_im(
+                    me, message_cookie(), to, encode_text(text), text
+                )
+            except SnacError as e:
+                raise _refused(e) from None
+            if isinstance(replies, Deferred):
+                replies.addErrback(_refused_failure)
         if isinstance(replies, Deferred):
             return replies.addCallback(lambda _: self._sent(web, parameters, routed))
         return self._sent(web, parameters, routed)
