@@ -160,7 +160,7 @@ class FrameReader:
                     continue
                 op, payload = self._op, b"".join(self._parts)
                 self._op, self._parts, self._size = 0, [], 0
-            if op == OP_TEXT:
+            if op == OP_TEXT and not payload.isascii():
                 try:
                     payload.decode()
                 except UnicodeDecodeError:

@@ -630,10 +630,11 @@ class WebService(Service):
                 )
             except SnacError as e:
                 raise _refused(e) from None
-            if isinstance(replies, Deferred):
-                replies.addErrback(_refused_failure)
-        if isinstance(replies, Deferred):
-            return replies.addCallback(lambda _: self._sent(web, parameters, routed))
+            if type(replies) is not list:
+                replies.addErrback(_refused_failure)  # type: ignore[union-attr]
+        if type(replies) is not list:
+            # Stored for an offline recipient: answered once it is.
+            return replies.addCallback(lambda _: self._sent(web, parameters, routed))  # type: ignore[union-attr]
         return self._sent(web, parameters, routed)
 
     def _sent(self, web: WebSession, parameters: dict[str, Any], routed: int) -> dict[str, Any]:

@@ -155,15 +155,14 @@ class IcbmParameters:
 def pack_im_data(text: bytes, charset: int = 0x0000, subset: int = 0x0000) -> bytes:
     """Channel-1 IM data (TLV 0x02): a features fragment, then one text
     fragment (u16 charset, u16 subset, text)."""
-    features = b"\x01\x01\x01\x02"
-    return (
-        b"\x05\x01"
-        + struct.pack("!H", len(features))
-        + features
-        + b"\x01\x01"
-        + struct.pack("!HHH", len(text) + 4, charset, subset)
-        + text
-    )
+    return b"".join((_IM_DATA_PREFIX, _TEXT_HEAD.pack(len(text) + 4, charset, subset), text))
+
+
+#: Channel-1 IM data up to the text: the features fragment (05 01, length 4,
+#: features 01 01 01 02) and the text fragment's id (01 01); then its length,
+#: charset and subset.
+_IM_DATA_PREFIX = b"\x05\x01\x00\x04\x01\x01\x01\x02\x01\x01"
+_TEXT_HEAD = struct.Struct("!HHH")
 
 
 @attrs.frozen
