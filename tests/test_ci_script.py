@@ -1,7 +1,7 @@
 """``.ci/run`` itself: it installs the programs the tests need beyond
 Python (tshark for the Wireshark conformance check, Debian's chromium and
-chromium-driver for the status page's browser test) and runs exactly the
-README's test command, with ``CI=true``."""
+chromium-driver for the browser tests in Chromium, firefox-esr for the one
+in Firefox) and runs exactly the README's test command, with ``CI=true``."""
 
 from __future__ import annotations
 
@@ -16,14 +16,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: "name|DEBIAN_FRONTEND|CI|arguments".
 RECORD = 'echo "$(basename "$0")|${DEBIAN_FRONTEND:-}|${CI:-}|$*" >> "$LOG"'
 #: What .ci/run looks for on PATH.
-ALL_PROGRAMS = ("tshark", "dumpcap", "chromium", "chromedriver")
+ALL_PROGRAMS = ("tshark", "dumpcap", "chromium", "chromedriver", "firefox-esr")
 
 
 class CiScriptTests(unittest.SynchronousTestCase):
     """``.ci/run``, run against fakes (apt-get, id, python3, the venv's pip
     and python) in a scratch copy: it installs what is missing of tshark,
-    chromium and chromium-driver when root, then runs exactly the README's
-    test command, with CI set."""
+    chromium, chromium-driver and firefox-esr when root, then runs exactly
+    the README's test command, with CI set."""
 
     def readme_command(self) -> str:
         with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
@@ -79,7 +79,12 @@ class CiScriptTests(unittest.SynchronousTestCase):
             calls,
             [
                 ["apt-get", "", "true", "update"],
-                ["apt-get", "noninteractive", "true", "install -y tshark chromium chromium-driver"],
+                [
+                    "apt-get",
+                    "noninteractive",
+                    "true",
+                    "install -y tshark chromium chromium-driver firefox-esr",
+                ],
                 ["python3", "", "true", "-m venv .venv"],
                 ["pip", "", "true", "install -q -e .[test]"],
                 ["python", "", "true", "-m twisted.trial tests"],
@@ -87,10 +92,19 @@ class CiScriptTests(unittest.SynchronousTestCase):
         )
 
     def test_installs_only_what_is_missing(self) -> None:
-        calls, _ = self.run_script(uid=0, have=("tshark", "dumpcap", "chromedriver"))
+        calls, _ = self.run_script(uid=0, have=("tshark", "dumpcap", "chromedriver", "firefox-esr"))
         self.assertEqual(calls[1], ["apt-get", "noninteractive", "true", "install -y chromium"])
-        calls, _ = self.run_script(uid=0, have=("tshark", "chromium", "chromedriver"))
+        calls, _ = self.run_script(
+            uid=0, have=("tshark", "chromium", "chromedriver", "firefox-esr")
+        )
         self.assertEqual(calls[1], ["apt-get", "noninteractive", "true", "install -y tshark"])
+        calls, _ = self.run_script(uid=0, have=("tshark", "dumpcap", "chromium", "chromedriver"))
+        self.assertEqual(calls[1], ["apt-get", "noninteractive", "true", "install -y firefox-esr"])
+
+    def test_a_firefox_named_firefox_will_do(self) -> None:
+        have = ("tshark", "dumpcap", "chromium", "chromedriver", "firefox")
+        calls, _ = self.run_script(uid=0, have=have)
+        self.assertEqual([call[0] for call in calls], ["python3", "pip", "python"])
 
     def test_no_install_when_present(self) -> None:
         calls, _ = self.run_script(uid=0, have=ALL_PROGRAMS)
@@ -99,4 +113,4 @@ class CiScriptTests(unittest.SynchronousTestCase):
     def test_no_install_when_not_root_but_says_so(self) -> None:
         calls, stderr = self.run_script(uid=1000, have=("tshark", "dumpcap"))
         self.assertEqual([call[0] for call in calls], ["python3", "pip", "python"])
-        self.assertIn("chromium chromium-driver missing", stderr)
+        self.assertIn("chromium chromium-driver firefox-esr missing", stderr)
