@@ -551,10 +551,15 @@ class ChatRoomTests(WebCase):
         alice = await self.web()
         await alice.sign_on("Alice")
         joined = await alice.ok("join_room", room="tea room")
-        self.assertEqual(joined, {"room": "Tea Room"})  # as its maker spelled it
+        self.assertEqual(joined["room"], "Tea Room")  # as its maker spelled it
+        self.assertEqual(sorted(joined["members"]), ["Alice", "Bob"])
         roster = await alice.event("room_joined")
         self.assertEqual(sorted(roster["names"]), ["Alice", "Bob"])
         self.assertEqual(await bob.wait_joined(), ["Alice"])
+        # Asked again (a reloaded page taking its rooms back): the same
+        # answer, and nobody sees Alice join twice.
+        again = await alice.ok("join_room", room="TEA ROOM")
+        self.assertEqual((again["room"], sorted(again["members"])), ("Tea Room", ["Alice", "Bob"]))
         await alice.ok("say", room="TEA   room", text="hello, room")  # any case and spacing
         sender, text, _ = await bob.hear()
         self.assertEqual((sender, text), ("Alice", b"hello, room"))

@@ -104,6 +104,14 @@ def _render(event: Event, room: str) -> tuple[str, dict[str, Any]] | None:
     return None
 
 
+def _members(place: RoomMember) -> list[str]:
+    """The screen names in ``place``'s room, as its roster shows them."""
+    member = place.member
+    if member is None:
+        return []
+    return [m.user.screen_name for m in member.room.ready_members()]
+
+
 def _key(name: str) -> str:
     """Names that are one room are one key (any case and spacing), as the
     chat service matches them; a name no room can have keys as itself."""
@@ -140,7 +148,10 @@ class Rooms:
         name = parameters["room"]
         key = _key(name)
         if key in web.rooms:
-            return {"room": web.rooms[key].room}
+            # Already there (a reloaded page taking its rooms back): who is
+            # in it, since the roster event came to the page before.
+            place = web.rooms[key]
+            return {"room": place.room, "members": _members(place)}
         self.service.check_rate(web, FoodGroup.CHAT_NAV, 0x0008)
         chat = self.server.chat
         user = self.server.registry.user_of(session)
@@ -176,7 +187,7 @@ class Rooms:
         web.rooms[_key(spec.name)] = place
         header = SnacHeader(FoodGroup.OSERVICE, OService.CLIENT_READY, 0, 0)
         chat.member_ready(member, header, b"")
-        return {"room": spec.name}
+        return {"room": spec.name, "members": _members(place)}
 
     def leave(self, place: RoomMember) -> None:
         """Out of the room: the others see the user leave (unless another

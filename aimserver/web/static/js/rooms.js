@@ -1,10 +1,11 @@
 // One chat room a session is in: who is there and what was said since this
 // page joined it. No DOM here.
 //
-// Rooms live in memory only, not in storage: the server sends a room's
-// roster once, on joining, so a reloaded page could not say who is there.
-// A reload therefore leaves the rooms (see Session.restore); a dropped
-// socket does not, since the resumed instance is still in them.
+// Rooms live in memory only, not in storage: after a reload the page asks
+// for each room the instance is in again (join_room joins nothing then, and
+// answers who is there; see Session.restore), so its tabs come back with
+// their members but not with what was said before. A dropped socket loses
+// nothing: the resumed instance is still in them and replays their events.
 
 import { normalize } from "./names.js";
 import { MAX_ROOM_NAME_LENGTH } from "./protocol.js";

@@ -60,7 +60,7 @@ export class Session {
   #serverIdle = false; // whether the server was last told "idle"
   #disposed = false; // removed from the sidebar: nothing more is saved
   #joining = new Set(); // keys of rooms asked for with join_room, not answered yet
-  #leaveAfterRestore = []; // rooms the page had joined before a reload
+  #rejoinAfterRestore = []; // rooms the page had joined before a reload
 
   constructor({ key, screenName, link, store, notify, tabId = null, createdAt, lastUsed }) {
     this.key = key;
@@ -148,9 +148,9 @@ export class Session {
   async restore(record) {
     if (record.sessionId && record.resumeToken) {
       // The instance is still in the rooms the page before the reload
-      // joined, but this page cannot show them (rooms.js): once restored,
-      // it leaves them, so the server and the page agree.
-      this.#leaveAfterRestore = record.rooms ?? [];
+      // joined: once restored, it asks for each again, which joins nothing
+      // and answers who is there (rooms.js).
+      this.#rejoinAfterRestore = record.rooms ?? [];
       this.link.resume({
         sessionId: record.sessionId,
         resumeToken: record.resumeToken,
@@ -203,9 +203,9 @@ export class Session {
       lastUsed: this.lastUsed,
       conversations: [...this.conversations.values()].map((c) => c.name),
       activeBuddy: this.activeKey,
-      // Rooms to leave after a reload (those of the page before it too,
-      // until they are left).
-      rooms: [...this.#leaveAfterRestore, ...[...this.rooms.values()].map((room) => room.name)],
+      // Rooms to take back after a reload (those of the page before it too,
+      // until they are back).
+      rooms: [...this.#rejoinAfterRestore, ...[...this.rooms.values()].map((room) => room.name)],
     };
   }
 
@@ -591,6 +591,29 @@ export class Session {
     return room;
   }
 
+  // A room the instance is in from before a reload: its tab comes back,
+  // with who is there now; what was said before the reload is not.
+  async #rejoinRoom(name) {
+    const key = roomKey(name);
+    if (this.rooms.has(key)) return;
+    this.#joining.add(key);
+    let result;
+    try {
+      result = await this.link.request("join_room", { room: name }, { quiet: true });
+    } catch {
+      return; // gone meanwhile (another session took the place, or the room closed)
+    } finally {
+      this.#joining.delete(key);
+    }
+    const spelled = result?.room || name;
+    const room = this.rooms.get(roomKey(spelled)) ?? this.#addRoom(spelled);
+    room.name = spelled;
+    for (const member of result?.members ?? []) room.members.set(normalize(member), member);
+    room.rosterKnown = true;
+    this.#notify("room-members", room);
+    this.persist();
+  }
+
   activateRoom(key) {
     const room = this.rooms.get(key);
     if (!room) return;
@@ -613,10 +636,11 @@ export class Session {
     this.#closeRoom(key);
   }
 
-  // Say `text` (plain text, as typed) in the room. Resolves once the server
+  // Say `text` (plain text, as typed) in the room, to everyone or, with `to`,
+  // to that member alone (a whisper). Resolves once the server
   // took it; the line itself comes back as a room_message, in order with
   // everyone else's, so nothing is drawn here.
-  async say(key, text) {
+  async say(key, text, to) {
     const room = this.rooms.get(key);
     if (!room) throw new Error("not in that room");
     const html = textToHtml(text);
@@ -624,7 +648,7 @@ export class Session {
       throw new Error(`too long (${html.length} of ${MAX_ROOM_TEXT_LENGTH} characters)`);
     }
     this.lastUsed = Date.now();
-    await this.link.request("say", { room: room.name, text: html });
+    await this.link.request("say", to ? { room: room.name, text: html, to } : { room: room.name, text: html });
   }
 
   #addRoom(name) {
@@ -737,7 +761,7 @@ export class Session {
 
   #signedOn(result) {
     this.screenName = result.screen_name || this.screenName;
-    this.#leaveAfterRestore = [];
+    this.#rejoinAfterRestore = [];
     if (this.rooms.size > 0) this.#dropRooms(); // a new instance is in no room
     this.instanceId = result.instance_id;
     this.resumeSeconds = result.resume_seconds;
@@ -752,9 +776,7 @@ export class Session {
   }
 
   #restored() {
-    for (const room of this.#leaveAfterRestore.splice(0)) {
-      this.link.request("leave_room", { room }, { quiet: true }).catch(() => {});
-    }
+    for (const name of this.#rejoinAfterRestore.splice(0)) this.#rejoinRoom(name);
     this.persist(); // the new resume_token
     this.#syncIdle();
     // After a reload the page knows no buddies yet; after a drop, asking

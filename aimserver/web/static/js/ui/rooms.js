@@ -30,7 +30,7 @@ function createLine(line) {
     h("span", { class: "from" }, line.from),
     h("span", { class: "colon" }, ": "),
     h("span", { class: "message-text" }, renderHtml(line.text)),
-    line.whisper ? h("span", { class: "note" }, "whispered to you") : null,
+    line.whisper ? h("span", { class: "note" }, line.own ? "a whisper" : "whispered to you") : null,
   );
 }
 
@@ -55,7 +55,37 @@ export function mountRooms(manager, toast) {
   const input = byId("room-text");
   const send = byId("room-send");
   const leave = byId("room-leave");
+  const to = byId("room-to");
+  const hint = byId("room-hint");
   let shown = null; // {session, room} whose log is on screen
+
+  // Whom the next line goes to: everyone, or one member (a whisper).
+  function renderTo(session, room) {
+    const me = normalize(session.screenName);
+    const others = room.memberNames.filter((name) => normalize(name) !== me);
+    const chosen = to.value;
+    syncChildren(
+      to,
+      ["", ...others],
+      (name) => (name === "" ? "" : normalize(name)),
+      () => h("option"),
+      (option, name) => {
+        option.value = name;
+        setText(option, name === "" ? "everyone" : name);
+      },
+    );
+    // Someone who left can no longer be whispered to: back to everyone.
+    to.value = others.includes(chosen) ? chosen : "";
+    renderHint();
+  }
+
+  function renderHint() {
+    setText(
+      hint,
+      (to.value === "" ? "Everyone in the room sees it." : `Only ${to.value} sees it (a whisper).`) +
+        " Enter sends, Shift+Enter starts a new line.",
+    );
+  }
 
   function renderTabs(session) {
     const rooms = session ? [...session.rooms.values()] : [];
@@ -109,6 +139,7 @@ export function mountRooms(manager, toast) {
         button.setAttribute("aria-label", self ? `${name}, you` : `${name}: send an IM`);
       },
     );
+    renderTo(session, room);
   }
 
   function renderLog(session, room) {
@@ -133,12 +164,16 @@ export function mountRooms(manager, toast) {
     setText(byId("room-name"), room.name);
     const switched = shown?.session !== session || shown?.room !== room;
     if (switched || force) renderLog(session, room);
-    if (switched) input.value = room.draft;
+    if (switched) {
+      input.value = room.draft;
+      to.value = "";
+    }
     renderMembers(session, room);
     // Lines are said only on a connection: there is no queue for them as
     // for IMs. Typing may go on while the socket comes back.
     input.disabled = !session.live;
     send.disabled = !session.live;
+    to.disabled = !session.live;
     leave.disabled = !session.connected;
     input.placeholder = session.live ? `Say something in ${room.name}` : "Sign on again to join rooms";
     setText(byId("room-text-label"), `Say in ${room.name}`);
@@ -228,12 +263,13 @@ export function mountRooms(manager, toast) {
     const session = manager.current;
     const room = session?.activeRoom;
     const text = input.value;
+    const whisperTo = to.value || undefined;
     if (!room || !text.trim()) return;
     input.value = "";
     room.draft = "";
     input.focus();
     try {
-      await session.say(room.key, text);
+      await session.say(room.key, text, whisperTo);
     } catch (error) {
       toast(`Not said in ${room.name}: ${error.message}`, "error");
       // Give the words back rather than lose them, unless new ones came.
@@ -241,6 +277,8 @@ export function mountRooms(manager, toast) {
       if (isShown(session, room) && input.value === "") input.value = text;
     }
   });
+
+  to.addEventListener("change", renderHint);
 
   leave.addEventListener("click", async () => {
     const session = manager.current;
