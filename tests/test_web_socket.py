@@ -39,6 +39,8 @@ class RawSocket(Protocol):
         self.key = base64.b64encode(os.urandom(16))
         self.buffer = b""
         self.upgraded = False
+        #: Plain HTTP: everything received stays in ``buffer``.
+        self.http = False
         self.head = b""
         self.ws = Connection(ConnectionType.CLIENT)
         self.events: list[Any] = []
@@ -46,6 +48,10 @@ class RawSocket(Protocol):
         self._waiting: defer.Deferred[None] | None = None
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        if self.http:
+            self.buffer += data
+            self._wake()
+            return
         if not self.upgraded:
             self.buffer += data
             if b"\r\n\r\n" not in self.buffer:
@@ -94,6 +100,7 @@ class SocketCase(unittest.TestCase):
             self.addCleanup(self.server.stop)
         port = self.server.web_port.getHost().port
         raw = RawSocket()
+        raw.http = request is not None
         await connectProtocol(TCP4ClientEndpoint(reactor, LOOPBACK, port), raw)
         self.addCleanup(raw.transport.abortConnection)
         raw.transport.write(raw.upgrade_request() if request is None else request)
@@ -297,3 +304,29 @@ class SessionSurvivesViolationTests(SocketCase):
 
         await again.until("the resume", restored)
         self.assertEqual(restored()[0]["status"], "success")
+
+
+class HttpInputBoundTests(SocketCase):
+    """Before any upgrade the listener is plain HTTP: the bound is per
+    request, so a connection kept alive for many requests is never cut
+    off, and one request too big to be ours is."""
+
+    @deferred_test
+    async def test_many_requests_on_one_connection_are_all_answered(self) -> None:
+        padding = b"X-Padding: " + b"p" * 4000 + b"\r\n"
+        request = b"GET /index.html HTTP/1.1\r\nHost: localhost\r\n" + padding + b"\r\n"
+        raw = await self.connect(request)
+        for count in range(1, 41):  # 160 KB in all: more than one request may have
+            await raw.until("the answer", lambda n=count: raw.buffer.count(b"HTTP/1.1 200 OK") == n)
+            if count < 40:
+                raw.transport.write(request)
+        self.assertFalse(raw.lost.called)
+
+    @deferred_test
+    async def test_a_request_too_big_is_cut_off(self) -> None:
+        raw = await self.connect(
+            b"POST /web/sessions HTTP/1.1\r\nHost: localhost\r\nContent-Length: 200000\r\n\r\n"
+        )
+        raw.transport.write(b"x" * 100_000)
+        await raw.lost
+        self.assertNotIn(b"HTTP/1.1 200", raw.buffer)

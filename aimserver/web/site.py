@@ -44,7 +44,8 @@ SECURITY_HEADERS = {
 
 
 class BoundedInput(ProtocolWrapper):
-    """Counts the bytes since the last complete WebSocket message."""
+    """Counts the bytes of the HTTP request being read (reset as each one is
+    answered), so that a request too big to be one of ours is cut off."""
 
     log = Logger()
 
@@ -56,7 +57,7 @@ class BoundedInput(ProtocolWrapper):
         self.pending += len(data)
         if self.pending > MAX_MESSAGE_BYTES + INPUT_SLACK:
             self.log.info(
-                "web: {peer} sent over {limit} bytes without a message: aborted",
+                "web: {peer} sent over {limit} bytes in one request: aborted",
                 peer=self.getPeer(),
                 limit=MAX_MESSAGE_BYTES,
             )
@@ -115,6 +116,11 @@ class _SecureSite(Site):
     def getResourceFor(self, request: Request) -> Any:  # noqa: N802
         for name, value in SECURITY_HEADERS.items():
             request.setHeader(name, value)
+        guard = request.channel.transport if request.channel is not None else None
+        if isinstance(guard, BoundedInput):
+            # This request is in: the bound starts again for the next one on
+            # the connection (a page's files come over one or two).
+            guard.pending = 0
         return super().getResourceFor(request)
 
 
