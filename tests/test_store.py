@@ -63,6 +63,7 @@ from aimserver.store.interfaces import (
     Feedbag,
     FeedbagItem,
     FeedbagSummary,
+    HistoryEntry,
     IAccountStore,
     IBartStore,
     IChatRoomStore,
@@ -425,8 +426,31 @@ INSERT INTO version (version) VALUES (12);
 # Version 13 adds each account's conversation history.
 V13_TABLES = V12_TABLES | {"history"}
 V13_INDEXES = {"history_by_account", "history_by_age"}
+
+# Schema version 13 exactly as released (v12 plus the history, a row per
+# entry), frozen for the same reason.
+V13_SCHEMA = (
+    V12_SCHEMA.replace("INSERT INTO version (version) VALUES (12);\n", "")
+    + """
+CREATE TABLE history
+(
+    id         INTEGER PRIMARY KEY,
+    normalized TEXT NOT NULL REFERENCES accounts (normalized) ON DELETE CASCADE,
+    peer       TEXT NOT NULL,
+    outgoing   INTEGER NOT NULL CHECK (outgoing IN (0, 1)),
+    text       TEXT NOT NULL,
+    at         INTEGER NOT NULL
+);
+CREATE INDEX history_by_account ON history (normalized, id);
+CREATE INDEX history_by_age ON history (normalized, at);
+INSERT INTO version (version) VALUES (13);
+"""
+)
+# Version 14 keeps the history in chunks of entries instead.
+V14_TABLES = V12_TABLES | {"history_chunks"}
+V14_INDEXES = {"history_chunks_by_account", "history_chunks_by_last_id"}
 #: What every database has once upgraded to SCHEMA_VERSION.
-LATEST_TABLES = V13_TABLES
+LATEST_TABLES = V14_TABLES
 
 KEY = "1234567890"
 WEAK = bytes.fromhex("862A71EBC6B0913AC23B3ACE99CA9951")
@@ -1849,6 +1873,41 @@ def make_v12(path: str) -> None:
     _make(path, V12_SCHEMA, insert)
 
 
+#: The history in :func:`make_v13`: ``(id, owner, peer, outgoing, text,
+#: at)``, ids as v13 gave them (alice's and bob's interleaved, some gone to
+#: pruning), more of alice's than one chunk holds, texts JSON must escape.
+V13_HISTORY = [
+    *(
+        (n, "alice" if n % 3 else "bob", f"Peer {n % 5}", n % 2, f"m{n}", NOW + n)
+        for n in range(2, 150)
+        if n % 7
+    ),
+    (150, "alice", "Bob", 1, 'nul\x00 "quoted" \\ \u00e9\n\U0001f600', NOW - 5),
+    (152, "bob", "alice", 0, "", NOW + 152),
+]
+
+
+def make_v13(path: str) -> None:
+    """A database as schema version 13 wrote it: what :func:`make_v12`
+    writes, and :data:`V13_HISTORY`."""
+
+    def insert(conn: sqlite3.Connection) -> None:
+        _insert_v6_rows(conn)
+        conn.executemany(
+            "INSERT INTO bart_items VALUES (?, ?, ?, ?)",
+            [(*V7_ICON, NOW, 1), (*V11_ICON, NOW - 9, 1), (*V12_ICON, NOW - 8, 0)],
+        )
+        conn.executemany(
+            "INSERT INTO bart_owners VALUES (?, ?, ?)",
+            [("alice", V7_ICON[0], NOW), ("bob", V11_ICON[0], NOW - 9), ("bob", V12_ICON[0], NOW)],
+        )
+        conn.execute("INSERT INTO chat_rooms VALUES ('chess club', 'Chess Club', ?)", (NOW,))
+        conn.execute("INSERT INTO motd_seen VALUES ('alice', 'ab12')")
+        conn.executemany("INSERT INTO history VALUES (?, ?, ?, ?, ?, ?)", V13_HISTORY)
+
+    _make(path, V13_SCHEMA, insert)
+
+
 def make_v4(path: str) -> None:
     """A database as schema version 4 wrote it: alice (password "secret",
     warned) with one feedbag item and MAX_OFFLINE_MESSAGES_PER_SENDER offline
@@ -2416,13 +2475,9 @@ class SchemaTests(SynchronousTestCase):
     def test_upgrade_v12(self) -> None:
         """A version-12 database is upgraded to the latest keeping everything
         (icons and their types too), with an empty history for everyone that
-        is then kept, through its index; the v12 file is backed up."""
+        is then kept; the v12 file is backed up."""
         path, store = self.upgraded(make_v12)
-        self.assertEqual(
-            columns(path, "history"), ["id", "normalized", "peer", "outgoing", "text", "at"]
-        )
-        self.assertEqual(indexes(path)["history_by_account"], ("history", ["normalized", "id"]))
-        self.assertEqual(indexes(path)["history_by_age"], ("history", ["normalized", "at"]))
+        self.assertLessEqual(V14_INDEXES, set(indexes(path)))
         self.assertEqual(self.successResultOf(store.get_account("alice")).screen_name, "Alice")
         self.assertEqual(self.successResultOf(store.get_motd_seen("alice")), "ab12")
         self.assertEqual(
@@ -2446,6 +2501,80 @@ class SchemaTests(SynchronousTestCase):
         self.assertEqual(tables(backup), V12_TABLES)
         self.assertFalse(V13_INDEXES & set(indexes(backup)))
 
+    def test_upgrade_v13(self) -> None:
+        """A version-13 database is upgraded to the latest keeping everything:
+        each history reads as before, ids, order, peers and texts, now from
+        chunks of at most 64 entries through their indexes; the next entry
+        takes the next id; the v13 file is backed up."""
+        path, store = self.upgraded(make_v13)
+        self.assertEqual(
+            columns(path, "history_chunks"),
+            ["id", "normalized", "count", "oldest_at", "newest_at", "last_id", "entries"],
+        )
+        self.assertEqual(
+            indexes(path)["history_chunks_by_account"],
+            ("history_chunks", ["normalized", "id", "count", "oldest_at", "newest_at"]),
+        )
+        self.assertEqual(
+            indexes(path)["history_chunks_by_last_id"], ("history_chunks", ["last_id"])
+        )
+        self.assertFalse(V13_INDEXES & set(indexes(path)))
+        self.assertEqual(self.successResultOf(store.get_motd_seen("alice")), "ab12")
+        self.assertEqual(self.successResultOf(store.list_bart_items_by_type(0, 10)), [V12_ICON[0]])
+        for owner in ("alice", "bob"):
+            expected = [
+                HistoryEntry(peer, bool(outgoing), text, at, entry_id)
+                for entry_id, name, peer, outgoing, text, at in V13_HISTORY
+                if name == owner
+            ]
+            history = self.successResultOf(store.recent_history(owner, None, 1000))
+            self.assertEqual(history, expected)
+            self.assertEqual(
+                self.successResultOf(store.recent_history(owner, None, 3)), expected[-3:]
+            )
+            by_peer = self.successResultOf(store.recent_history(owner, "PEER 4", 1000))
+            self.assertEqual(by_peer, [e for e in expected if e.peer == "Peer 4"])
+        conn = sqlite3.connect(path)
+        try:
+            chunks = conn.execute(
+                "SELECT normalized, count, json_array_length(entries) FROM history_chunks"
+                " ORDER BY id"
+            ).fetchall()
+        finally:
+            conn.close()
+        self.assertEqual(sum(count for _, count, _ in chunks), len(V13_HISTORY))
+        self.assertTrue(all(0 < count == length <= 64 for _, count, length in chunks))
+        self.assertGreater(len([1 for owner, _, _ in chunks if owner == "alice"]), 1)
+
+        # The history goes on: the next id, pruning across the old chunks.
+        self.successResultOf(store.add_history("alice", "Bob", True, "next", NOW, 10, 3600))
+        history = self.successResultOf(store.recent_history("alice", None, 1000))
+        self.assertEqual(len(history), 10)
+        self.assertEqual(history[-1], HistoryEntry("Bob", True, "next", NOW, 153))
+        self.assertEqual(history[-2].id, 150)
+        self.assertEqual(self.successResultOf(store.clear_history("bob")), 43)
+
+        backup = path + ".v13.bak"
+        self.assertEqual(schema_version(backup), 13)
+        self.assertEqual(tables(backup), V13_TABLES)
+        self.assertFalse(V14_INDEXES & set(indexes(backup)))
+
+    def test_failed_upgrade_leaves_v13(self) -> None:
+        """A v14 upgrade failing after it moved the history into chunks and
+        dropped the old table is rolled back entirely, and the next start
+        upgrades it."""
+        path = self.mktemp()
+        make_v13(path)
+        self.fail_upgrade_to(path, 14)
+        self.assertEqual(tables(path), V13_TABLES)
+        self.assertFalse(V14_INDEXES & set(indexes(path)))
+        store = open_inline(path)
+        self.addCleanup(lambda: self.successResultOf(store.stop()))
+        self.assertEqual(schema_version(path), SCHEMA_VERSION)
+        self.assertEqual(tables(path), LATEST_TABLES)
+        history = self.successResultOf(store.recent_history("alice", None, 1000))
+        self.assertEqual([e.id for e in history], [e[0] for e in V13_HISTORY if e[1] == "alice"])
+
     def test_failed_upgrade_leaves_v12(self) -> None:
         """A v13 upgrade failing after its CREATE TABLE and index is rolled
         back entirely, and the next start upgrades it."""
@@ -2462,18 +2591,23 @@ class SchemaTests(SynchronousTestCase):
         self.assertEqual(len(self.successResultOf(store.recent_history("bob", None, 10))), 1)
 
     def test_history_columns_checked(self) -> None:
-        """The database itself refuses a history entry of an unknown account,
-        or whose direction is not 0 or 1."""
+        """The database itself refuses a history chunk of an unknown account,
+        or of no entries."""
         conn = connect(":memory:")
         self.addCleanup(conn.close)
         transact(conn, accounts_store._create_account, "alice", "secret", NOW)
-        insert = "INSERT INTO history (normalized, peer, outgoing, text, at) VALUES (?, ?, ?, ?, ?)"
+        insert = (
+            "INSERT INTO history_chunks (normalized, count, oldest_at, newest_at, last_id, entries)"
+            " VALUES (?, ?, ?, ?, ?, ?)"
+        )
+        entries = f'[[1,"bob",1,"hi",{NOW}]]'
         self.assertRaises(
-            sqlite3.IntegrityError, conn.execute, insert, ("nobody", "bob", 1, "hi", NOW)
+            sqlite3.IntegrityError, conn.execute, insert, ("nobody", 1, NOW, NOW, 1, entries)
         )
         self.assertRaises(
-            sqlite3.IntegrityError, conn.execute, insert, ("alice", "bob", 2, "hi", NOW)
+            sqlite3.IntegrityError, conn.execute, insert, ("alice", 0, NOW, NOW, 1, "[]")
         )
+        conn.execute(insert, ("alice", 1, NOW, NOW, 1, entries))
 
     def test_bart_type_column_checked(self) -> None:
         """The database itself refuses a BART type that is not a u16."""
@@ -2520,10 +2654,11 @@ class SchemaTests(SynchronousTestCase):
 
     def test_created_equals_upgraded(self) -> None:
         """A database created fresh and ones upgraded from v1, v3, v4, v5, v6,
-        v7, v9, v10, v11 and v12 end with the same schema, indexes included."""
+        v7, v9, v10, v11, v12 and v13 end with the same schema, indexes
+        included."""
         fresh = self.mktemp()
         connect(fresh).close()
-        self.assertLessEqual(V8_INDEXES | V12_INDEXES | V13_INDEXES, set(indexes(fresh)))
+        self.assertLessEqual(V8_INDEXES | V12_INDEXES | V14_INDEXES, set(indexes(fresh)))
         makers = (
             make_v1,
             make_v3,
@@ -2535,6 +2670,7 @@ class SchemaTests(SynchronousTestCase):
             make_v10,
             make_v11,
             make_v12,
+            make_v13,
         )
         for make in makers:
             upgraded = self.mktemp()

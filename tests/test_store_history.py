@@ -2,10 +2,11 @@
 Tests for aimserver.store.history: the IHistoryStore contract (each
 account's conversation history, read newest-last, pruned by count and by age
 as it grows, gone with the account), run against the memory store, the
-SQLite store (file and ``:memory:``) and the account cache in front of one;
-then the memory and SQLite stores side by side on random runs, and what only
-the SQLite file promises (a reopen keeps the history; what is pruned leaves
-the file).
+SQLite store (file and ``:memory:``, with chunks of several sizes) and the
+account cache in front of one; then the memory and SQLite stores side by
+side on random runs and across chunk boundaries, the chunks themselves
+checked; and what only the SQLite file promises (a reopen keeps the history;
+what is pruned leaves the file).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet.defer import Deferred, inlineCallbacks
@@ -20,6 +22,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
+from aimserver.store import history as history_store
 from aimserver.store.cache import CachedUserStore
 from aimserver.store.interfaces import (
     MAX_HISTORY_LIMIT,
@@ -29,6 +32,7 @@ from aimserver.store.interfaces import (
     IHistoryStore,
     NoSuchAccount,
     StoreError,
+    check_history_entry,
 )
 from aimserver.store.memory import MemoryUserStore
 from aimserver.store.sqlite import SQLiteUserStore
@@ -369,15 +373,26 @@ adds = st.tuples(
     st.integers(0, 5),
     st.integers(0, 4),
 )
+#: A batch of entries, of any owner, at times close together.
+batches = st.lists(
+    st.tuples(
+        owners, peers, st.booleans(), history_texts, st.integers(-4, 4).map(lambda n: NOW + n)
+    ),
+    max_size=12,
+)
+adds_many = st.tuples(st.just("add_many"), batches, st.integers(0, 8), st.integers(0, 4))
 #: Each kind of op, adds the most often.
 op_kinds: dict[str, st.SearchStrategy[tuple[Any, ...]]] = {
     "add": adds,
+    "add_many": adds_many,
     "recent": st.tuples(st.just("recent"), owners, st.one_of(st.none(), peers), st.integers(0, 6)),
     "clear": st.tuples(st.just("clear"), owners),
     "recreate": st.tuples(st.just("recreate"), owners),
 }
 history_ops = st.lists(
-    st.sampled_from(["add"] * 6 + ["recent"] * 2 + ["clear", "recreate"]).flatmap(op_kinds.get),
+    st.sampled_from(
+        ["add"] * 4 + ["add_many"] * 3 + ["recent"] * 2 + ["clear", "recreate"]
+    ).flatmap(op_kinds.get),
     min_size=5,
     max_size=40,
 )
@@ -403,6 +418,8 @@ def apply(store: Any, op: tuple[Any, ...]) -> Deferred[Any]:
     """Run one op of :data:`history_ops`; ``recreate`` deletes the account
     and creates it again (an unknown name stays unknown)."""
     kind, owner, *args = op
+    if kind == "add_many":
+        return store.add_history_many(owner, *args)
     if kind == "add":
         return store.add_history(owner, *args)
     if kind == "recent":
@@ -431,6 +448,8 @@ class HistoryModel:
         self.histories: dict[str, list[HistoryEntry]] = {name_key(name): [] for name in ACCOUNTS}
 
     def apply(self, op: tuple[Any, ...]) -> tuple[str, Any]:
+        if op[0] == "add_many":
+            return self.add_many(*op[1:])
         kind, owner, *args = op
         key = name_key(owner)
         history = self.histories.get(key)
@@ -462,6 +481,28 @@ class HistoryModel:
             self.histories[key] = []
         return ("ok", history is not None)
 
+    def add_many(
+        self, batch: list[tuple[str, str, bool, str, int]], limit: int, keep_seconds: int
+    ) -> tuple[str, Any]:
+        """Each entry as one add, skipping those that would fail, but each
+        owner pruned once, at the end, by the time of its last entry."""
+        if limit < 1:
+            return ("error", StoreError)
+        held = [e.id for entries in self.histories.values() for e in entries]
+        next_id = max(held, default=0) + 1
+        last_at: dict[str, int] = {}
+        for owner, peer, outgoing, text, at in batch:
+            key = name_key(owner)
+            if len(text.encode()) > MAX_HISTORY_TEXT_BYTES or key not in self.histories:
+                continue
+            self.histories[key].append(HistoryEntry(peer, outgoing, text, at, next_id))
+            next_id += 1
+            last_at[key] = at
+        for key, at in last_at.items():
+            kept = self.histories[key][-limit:]
+            self.histories[key] = [e for e in kept if e.at >= at - keep_seconds]
+        return ("ok", next_id - 1 - max(held, default=0))
+
 
 class MemoryHistoryStoreTests(HistoryStoreContractMixin, SynchronousTestCase):
     def make_store(self) -> MemoryUserStore:
@@ -478,10 +519,48 @@ class MemoryHistoryStoreTests(HistoryStoreContractMixin, SynchronousTestCase):
         self.assertEqual(self.store._history, {})
 
 
+def chunk_sizes(case: SynchronousTestCase, chunk: int, append: int) -> None:
+    """Make the SQLite store's chunks small for the rest of the test, so that
+    few entries cross their boundaries."""
+    case.patch(history_store, "CHUNK_ENTRIES", chunk)
+    case.patch(history_store, "APPEND_ENTRIES", append)
+
+
+def check_chunks(case: SynchronousTestCase, conn: sqlite3.Connection) -> None:
+    """What the SQLite store's chunks must be: not empty, none bigger than
+    CHUNK_ENTRIES, each column beside the entries true to them, and each
+    owner's entries in increasing id order from chunk to chunk (chunk id
+    order), every id held once, below the next one."""
+    rows = conn.execute(
+        "SELECT normalized, count, oldest_at, newest_at, last_id, entries"
+        " FROM history_chunks ORDER BY normalized, id"
+    ).fetchall()
+    last: dict[str, int] = {}
+    ids: list[int] = []
+    for normalized, count, oldest_at, newest_at, last_id, text in rows:
+        entries = orjson.loads(text)
+        chunk_ids = [entry[0] for entry in entries]
+        case.assertTrue(0 < count == len(entries) <= history_store.CHUNK_ENTRIES, rows)
+        case.assertEqual(oldest_at, min(entry[4] for entry in entries))
+        case.assertEqual(newest_at, max(entry[4] for entry in entries))
+        case.assertEqual(last_id, chunk_ids[-1])
+        case.assertEqual(chunk_ids, sorted(chunk_ids))
+        case.assertLess(last.get(normalized, 0), chunk_ids[0])
+        case.assertTrue(all(entry[2] in (0, 1) for entry in entries))
+        last[normalized] = last_id
+        ids += chunk_ids
+    case.assertEqual(len(ids), len(set(ids)))
+    case.assertEqual(history_store._next_id(conn), max(ids, default=0) + 1)
+
+
 class SQLiteHistoryStoreTests(HistoryStoreContractMixin, SynchronousTestCase):
+    """On a file, with chunks of at most 3 entries, appended to up to 2."""
+
     def make_store(self) -> SQLiteUserStore:
+        chunk_sizes(self, 3, 2)
         store = open_inline(self.mktemp(), self.clock)
         self.addCleanup(lambda: self.successResultOf(store.stop()))
+        self.addCleanup(lambda: check_chunks(self, store._conn))
         return store
 
     def test_writes_through_group_commit(self) -> None:
@@ -512,16 +591,21 @@ class SQLiteHistoryStoreTests(HistoryStoreContractMixin, SynchronousTestCase):
 
 
 class InMemorySQLiteHistoryStoreTests(HistoryStoreContractMixin, SynchronousTestCase):
+    """On ``:memory:``, with chunks of the size the server uses."""
+
     def make_store(self) -> SQLiteUserStore:
         store = open_inline(":memory:", self.clock)
         self.addCleanup(lambda: self.successResultOf(store.stop()))
+        self.addCleanup(lambda: check_chunks(self, store._conn))
         return store
 
 
 class CachedHistoryStoreTests(HistoryStoreContractMixin, SynchronousTestCase):
-    """The account cache forwards the role untouched."""
+    """The account cache forwards the role untouched (to a store whose
+    chunks hold one entry each)."""
 
     def make_store(self) -> CachedUserStore:
+        chunk_sizes(self, 1, 1)
         store = open_inline(":memory:", self.clock)
         self.addCleanup(lambda: self.successResultOf(store.stop()))
         return CachedUserStore(store, self.clock)
@@ -536,30 +620,149 @@ class MemoryMatchesSQLiteTests(SynchronousTestCase):
     """The memory store is the reference: on any run, SQLite answers the same."""
 
     @contract_settings(max_examples=100)
-    @given(history_ops)
-    def test_same_answers(self, ops: list[tuple[Any, ...]]) -> None:
-        """The same run of adds, reads, clears and account deletions on both
-        stores gives the same answers, step by step (ids included), and
-        leaves the same histories, to which the same ids come next."""
+    @given(history_ops, st.integers(1, 4), st.integers(1, 4))
+    def test_same_answers(self, ops: list[tuple[Any, ...]], chunk: int, append: int) -> None:
+        """The same run of adds (one or a batch at a time), reads, clears and
+        account deletions on both stores gives the same answers, step by step
+        (ids included), and leaves the same histories, to which the same ids
+        come next, whatever the size of the chunks (batches and histories
+        are bigger than they); the chunks stay true to their entries."""
         memory = MemoryUserStore()
         sqlite = open_inline(":memory:")
+        sizes = history_store.CHUNK_ENTRIES, history_store.APPEND_ENTRIES
+        history_store.CHUNK_ENTRIES, history_store.APPEND_ENTRIES = chunk, append
         try:
             for store in (memory, sqlite):
                 for name in ACCOUNTS:
                     self.successResultOf(store.create_account(name, "secret"))
             for op in [*ops, *closing_ops]:
                 self.assertEqual(outcome(apply(sqlite, op)), outcome(apply(memory, op)), op)
+                check_chunks(self, sqlite._conn)
         finally:
+            history_store.CHUNK_ENTRIES, history_store.APPEND_ENTRIES = sizes
             self.successResultOf(sqlite.stop())
+
+    @contract_settings(max_examples=300)
+    @given(
+        st.one_of(st.text(max_size=4), st.just("p" * 256), st.none(), st.binary(max_size=2)),
+        st.one_of(st.booleans(), st.integers(0, 1), st.none()),
+        st.one_of(
+            st.text(max_size=8),
+            st.sampled_from(["x" * 8000, "x" * 8001, "\u00e9" * 4000, "\ud800"]),
+            st.none(),
+            st.integers(),
+        ),
+        st.one_of(st.integers(-2, 2**64), st.booleans(), st.floats(), st.none()),
+    )
+    def test_quick_check_never_takes_what_the_full_check_refuses(
+        self, peer: Any, outgoing: Any, text: Any, at: Any
+    ) -> None:
+        """The SQLite store's quick yes for the usual entry of a batch is
+        never given to an entry check_history_entry refuses."""
+        if history_store._plain(peer, outgoing, text, at):
+            check_history_entry(peer, outgoing, text, at, 1, 0)
+
+
+class SQLiteHistoryChunkTests(SynchronousTestCase):
+    """
+    The chunks behind the SQLite store at their boundaries, with the sizes
+    the server uses: batches bigger than a chunk, many small ones, pruning
+    that cuts inside a chunk, by count and by age. The memory store, given
+    the same, must answer the same; the chunks must stay true to their
+    entries and as few as promised.
+    """
+
+    def setUp(self) -> None:
+        self.memory = MemoryUserStore()
+        self.sqlite = open_inline(":memory:")
+        self.addCleanup(lambda: self.successResultOf(self.sqlite.stop()))
+        for store in (self.memory, self.sqlite):
+            for name in ("alice", "bob"):
+                self.successResultOf(store.create_account(name, "secret"))
+
+    def add_many(self, batch: list[tuple[str, str, bool, str, int]], limit: int, keep: int) -> None:
+        """Record ``batch`` in both stores, which must then hold the same."""
+        added = [
+            self.successResultOf(store.add_history_many(batch, limit, keep))
+            for store in (self.memory, self.sqlite)
+        ]
+        self.assertEqual(added[0], added[1])
+        for name in ("alice", "bob"):
+            self.assertEqual(
+                self.successResultOf(self.sqlite.recent_history(name, None, MAX_HISTORY_LIMIT)),
+                self.successResultOf(self.memory.recent_history(name, None, MAX_HISTORY_LIMIT)),
+            )
+        check_chunks(self, self.sqlite._conn)
+
+    def sizes(self, owner: str) -> list[int]:
+        """The number of entries in each of ``owner``'s chunks, oldest first."""
+        rows = self.sqlite._conn.execute(
+            "SELECT count FROM history_chunks WHERE normalized = ? ORDER BY id", (owner,)
+        )
+        return [count for (count,) in rows]
+
+    def test_batch_bigger_than_a_chunk(self) -> None:
+        """A batch brings an owner's entries in chunks of CHUNK_ENTRIES, the
+        last one less, its ids in batch order across owners; the next small
+        batch starts a chunk of its own rather than fill a big one."""
+        batch = [
+            ("alice" if n % 4 else "bob", f"peer{n % 3}", n % 2 == 0, f"m{n}", NOW + n)
+            for n in range(200)
+        ]
+        self.add_many(batch, ALL, FOREVER)
+        self.assertEqual(self.sizes("alice"), [64, 64, 22])
+        self.assertEqual(self.sizes("bob"), [50])
+        alice = self.successResultOf(self.sqlite.recent_history("alice", None, 1000))
+        self.assertEqual([e.id for e in alice], [n + 1 for n in range(200) if n % 4])
+        self.add_many([("alice", "bob", True, "one more", NOW + 200)], ALL, FOREVER)
+        self.assertEqual(self.sizes("alice"), [64, 64, 22, 1])
+
+    def test_many_small_batches(self) -> None:
+        """Entries a few at a time are appended to the owner's newest chunk
+        until it would hold more than APPEND_ENTRIES, then start another."""
+        for n in range(40):
+            batch = [("alice", "bob", True, f"a{n}.{k}", NOW + n) for k in range(n % 3 + 1)]
+            self.add_many([*batch, ("bob", "alice", False, f"b{n}", NOW + n)], ALL, FOREVER)
+        self.assertTrue(all(size <= history_store.APPEND_ENTRIES for size in self.sizes("alice")))
+        self.assertEqual(sum(self.sizes("alice")), 79)
+        self.assertEqual(self.sizes("bob"), [16, 16, 8])
+
+    def test_pruning_cuts_inside_a_chunk(self) -> None:
+        """Past the limit, whole chunks go and the oldest left is cut inside;
+        the chunks stay about limit / chunk size in number."""
+        for n in range(30):
+            batch = [("alice", "bob", True, f"m{n}.{k}", NOW + n) for k in range(37)]
+            self.add_many([*batch, ("bob", "alice", False, f"b{n}", NOW + n)], 100, FOREVER)
+            self.assertEqual(sum(self.sizes("alice")), min(37 * (n + 1), 100))
+        self.assertLessEqual(len(self.sizes("alice")), 4)
+        for n in range(30):
+            self.add_many([("alice", "bob", True, f"s{n}", NOW + 30 + n)], 10, FOREVER)
+        self.assertLessEqual(len(self.sizes("alice")), 3)
+
+    def test_pruning_by_age_inside_chunks(self) -> None:
+        """Entries too old are dropped wherever they are, in the middle of
+        chunks too (a clock that stepped back), the chunks left rewritten."""
+        times = [NOW + (n * 37) % 100 for n in range(150)]
+        self.add_many(
+            [("alice", "bob", True, f"m{n}", at) for n, at in enumerate(times)], ALL, FOREVER
+        )
+        self.add_many([("alice", "bob", True, "now", NOW + 60)], ALL, 30)
+        kept = self.successResultOf(self.sqlite.recent_history("alice", None, 1000))
+        self.assertEqual(len(kept), sum(1 for at in times if at >= NOW + 30) + 1)
+        self.add_many([("alice", "bob", True, "later", NOW + 1000)], ALL, 0)
+        self.assertEqual(self.sizes("alice"), [1])
 
 
 class SQLiteHistoryFileTests(SynchronousTestCase):
     """What only a file-backed store promises."""
 
     def rows(self, path: str) -> int:
+        """How many entries the file holds: in the JSON of its chunks."""
         conn = sqlite3.connect(path)
         try:
-            return conn.execute("SELECT COUNT(*) FROM history").fetchone()[0]
+            return conn.execute(
+                "SELECT coalesce(sum(json_array_length(entries)), 0) FROM history_chunks"
+            ).fetchone()[0]
         finally:
             conn.close()
 
@@ -588,7 +791,7 @@ class SQLiteHistoryFileTests(SynchronousTestCase):
 
     def test_pruned_entries_leave_the_file(self) -> None:
         """Storage stays bounded: however many adds, the file holds at most
-        ``limit`` rows for the owner, and none past the age."""
+        ``limit`` entries for the owner, and none past the age."""
         path = self.mktemp()
         store = self.open(path)
         self.successResultOf(store.create_account("alice", "secret"))
@@ -599,7 +802,7 @@ class SQLiteHistoryFileTests(SynchronousTestCase):
         self.assertEqual(self.rows(path), 1)
 
     def test_deleted_account_rows_leave_the_file(self) -> None:
-        """Deleting an account removes its rows (the cascade); others' stay."""
+        """Deleting an account removes its chunks (the cascade); others' stay."""
         path = self.mktemp()
         store = self.open(path)
         for name in ("alice", "bob"):
