@@ -92,7 +92,6 @@ _BIT_RENDEZVOUS = 1 << TAG_RENDEZVOUS
 _BIT_STORE = 1 << TAG_STORE_IF_OFFLINE
 _ICBM = int(FoodGroup.ICBM)
 _TLV_HEAD = struct.Struct("!HH")
-_U16 = struct.Struct("!H")
 _TO_CLIENT = int(ICBM.CHANNEL_MSG_TO_CLIENT)
 SUBCODE_OFFLINE_INBOX_FULL = 0x000F
 
@@ -415,9 +414,11 @@ class IcbmService:
             relayed += _WANT_EVENTS
         info = self.presence.info_block(sender)
         event = MessageReceived(cookie, channel, info, relayed, text)
-        # Rendered here already: the 04,06 head is the 04,07's, as it came.
-        head = cookie + _U16.pack(channel) if body is None else body[: COOKIE_SIZE + 2]
-        event._snac = (_ICBM, _TO_CLIENT, head + info + relayed)
+        if body is not None:
+            # Rendered here already: the 04,06 head is the 04,07's, as it
+            # came. (A browser's IM is rendered only if a classic session
+            # gets it: a browser reads the event's fields.)
+            event._snac = (_ICBM, _TO_CLIENT, body[: COOKIE_SIZE + 2] + info + relayed)
         running = self._deliveries.get(recipient.key)
         if running is None:
             if not self.registry.deliver(targets, event):
