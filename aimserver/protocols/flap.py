@@ -29,7 +29,7 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from aimserver.protocols.turnwriter import TurnWriter, send_now
+from aimserver.protocols.turnwriter import TurnBatched, TurnWriter, batchable, send_now
 from aimserver.services.base import Replies, SnacError
 from aimserver.wire.codes import SnacErrorCode
 from aimserver.wire.errors import MalformedData
@@ -76,7 +76,7 @@ class ConnectionSettings:
 
 
 @implementer(IPushProducer)
-class FlapConnection(Protocol, TimeoutMixin):
+class FlapConnection(TurnBatched, Protocol, TimeoutMixin):
     """One OSCAR TCP connection. Subclasses implement ``signon_received`` and
     the ``snac_handlers`` table."""
 
@@ -96,10 +96,6 @@ class FlapConnection(Protocol, TimeoutMixin):
         self.clock = clock
         self.sweeper = sweeper
         self.writer = writer
-        #: Bytes written this turn, for ``writer`` to send at its end; None
-        #: when nothing waits (or the transport is not a TCP socket's).
-        self._turn: list[bytes] | None = None
-        self._batched = False
         self._buffer = b""
         self._sequence = random.randint(0, MAX_SEQUENCE)
         self._signed_on = False
@@ -142,13 +138,7 @@ class FlapConnection(Protocol, TimeoutMixin):
         if set_no_delay is not None:
             set_no_delay(True)
         self._limit_kernel_buffer()
-        # Only a plain TCP transport's writes are batched per turn (not TLS,
-        # not the tests' StringTransport, which then see every write at once).
-        self._batched = (
-            self.writer is not None
-            and getattr(self.transport, "socket", None) is not None
-            and hasattr(self.transport, "_tempDataLen")
-        )
+        self._batched = batchable(self.writer, self.transport)
         self.transport.registerProducer(self, True)
         if self.sweeper is not None:
             self.sweeper.connections.add(self)
@@ -489,21 +479,11 @@ class FlapConnection(Protocol, TimeoutMixin):
                 return
         self._send(data)
 
-    def _send(self, data: bytes) -> None:
-        turn = self._turn
-        if turn is not None:
-            turn.append(data)
-        elif self._batched:
-            self._turn = [data]
-            self.writer.waiting(self)  # type: ignore[union-attr]
-        else:
-            self.transport.write(data)
-
     def flush_turn(self) -> None:
         """The turn ends: what this connection wrote during it, in one go."""
-        turn, self._turn = self._turn, None
-        if turn:
-            send_now(self.transport, turn[0] if len(turn) == 1 else b"".join(turn))
+        data = self._take_turn()
+        if data is not None:
+            send_now(self.transport, data)
 
     def send_snac(
         self, family: int, subtype: int, body: bytes = b"", request_id: int = 0, flags: int = 0

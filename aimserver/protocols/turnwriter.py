@@ -50,6 +50,49 @@ class TurnWriter:
             connection.flush_turn()
 
 
+class TurnBatched:
+    """What a connection writes goes through ``_send``: queued for the end
+    of the turn when its transport is a plain TCP socket's (``batchable``),
+    else written at once. The connection's ``flush_turn`` sends
+    ``_take_turn()``. Used by the BOS/auth/chat connections and the
+    browser's WebSocket."""
+
+    writer: TurnWriter | None = None
+    transport: Any = None
+    #: Bytes written this turn, for ``writer`` to send at its end; None when
+    #: nothing waits (or the transport is not a TCP socket's).
+    _turn: list[bytes] | None = None
+    _batched = False
+
+    def _send(self, data: bytes) -> None:
+        turn = self._turn
+        if turn is not None:
+            turn.append(data)
+        elif self._batched:
+            self._turn = [data]
+            self.writer.waiting(self)  # type: ignore[union-attr, arg-type]
+        elif self.transport is not None:
+            self.transport.write(data)
+
+    def _take_turn(self) -> bytes | None:
+        """What waits for the turn's end, as one string, and nothing waits."""
+        turn, self._turn = self._turn, None
+        if not turn:
+            return None
+        return turn[0] if len(turn) == 1 else b"".join(turn)
+
+
+def batchable(writer: TurnWriter | None, transport: Any) -> bool:
+    """Whether writes to ``transport`` can wait for the turn's end: there is
+    a writer, and the transport is a plain TCP socket's (not TLS, not a
+    test's StringTransport, which then see every write at once)."""
+    return (
+        writer is not None
+        and getattr(transport, "socket", None) is not None
+        and hasattr(transport, "_tempDataLen")
+    )
+
+
 def send_now(transport: Any, data: bytes) -> None:
     """``data`` to a TCP transport's socket if nothing is queued there and
     it takes it all; whatever it does not take, to ``transport.write``."""

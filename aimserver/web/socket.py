@@ -28,7 +28,7 @@ from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from aimserver.protocols.turnwriter import TurnWriter, send_now
+from aimserver.protocols.turnwriter import TurnBatched, TurnWriter, batchable, send_now
 from aimserver.web import messages
 from aimserver.web.frames import (
     OP_BINARY,
@@ -58,7 +58,7 @@ MAX_BUFFERED_BYTES = 4 * 1024 * 1024
 
 
 @implementer(IProtocol)
-class WebSocketConnection(SocketLike):
+class WebSocketConnection(TurnBatched, SocketLike):
     log = Logger()
 
     def __init__(
@@ -81,9 +81,6 @@ class WebSocketConnection(SocketLike):
         self._close_sent = False
         #: The TCP transport under the HTTP channel's wrappers.
         self._raw: Any = None
-        self._batched = False
-        #: Frames written this turn, for ``writer`` to send at its end.
-        self._turn: list[bytes] | None = None
 
     # -- IProtocol (bytes, after the upgrade) ---------------------------------------------
 
@@ -96,13 +93,7 @@ class WebSocketConnection(SocketLike):
         while isinstance(raw, ProtocolWrapper):
             raw = raw.transport
         self._raw = raw
-        # Only a plain TCP socket's writes are batched (not TLS, nor a test's
-        # StringTransport), as for BOS connections.
-        self._batched = (
-            self.writer is not None
-            and getattr(raw, "socket", None) is not None
-            and hasattr(raw, "_tempDataLen")
-        )
+        self._batched = batchable(self.writer, raw)
         set_no_delay = getattr(raw, "setTcpNoDelay", None)
         if set_no_delay is not None:
             set_no_delay(True)
@@ -130,7 +121,7 @@ class WebSocketConnection(SocketLike):
             if opcode == OP_TEXT:
                 self._message(payload)
             elif opcode == OP_PING:
-                self._write(frame(OP_PONG, payload))
+                self._send(frame(OP_PONG, payload))
             elif opcode == OP_CLOSE:
                 self._close_received(payload)
             elif opcode == OP_BINARY:
@@ -157,25 +148,13 @@ class WebSocketConnection(SocketLike):
 
     # -- writing --------------------------------------------------------------------------
 
-    def _write(self, data: bytes) -> None:
-        turn = self._turn
-        if turn is not None:
-            turn.append(data)
-        elif self._batched:
-            self._turn = [data]
-            self.writer.waiting(self)  # type: ignore[union-attr]
-        elif self.transport is not None:
-            self.transport.write(data)
-
     def flush_turn(self) -> None:
         """The turn ends: what this socket wrote during it, in one go."""
-        turn, self._turn = self._turn, None
-        if not turn:
-            return
+        data = self._take_turn()
         raw = self._raw
-        if not raw.connected or raw.disconnected:
+        if data is None or not raw.connected or raw.disconnected:
             return
-        send_now(raw, turn[0] if len(turn) == 1 else b"".join(turn))
+        send_now(raw, data)
         if raw._tempDataLen + len(raw.dataBuffer) - raw.offset > MAX_BUFFERED_BYTES:
             self.log.info("web: {peer} does not read: dropping the socket", peer=self.peer)
             self.closed = True
@@ -185,7 +164,7 @@ class WebSocketConnection(SocketLike):
 
     def send_message(self, data: bytes) -> None:
         if not self.closed:
-            self._write(frame(OP_TEXT, data))
+            self._send(frame(OP_TEXT, data))
 
     def close(self, code: int = CLOSE_NORMAL) -> None:
         if self.closed:
@@ -196,7 +175,7 @@ class WebSocketConnection(SocketLike):
             return
         if not self._close_sent:
             self._close_sent = True
-            self._write(frame(OP_CLOSE, close_payload(code)))
+            self._send(frame(OP_CLOSE, close_payload(code)))
         self.flush_turn()
         self.transport.loseConnection()
 
