@@ -60,37 +60,38 @@ def new_browser() -> Any:
     return webdriver.Chrome(options=options, service=service)
 
 
-class BrowserCase(unittest.TestCase):
-    """A test with a headless Chromium (``open_browser``); skipped without
-    one, saying what to install, and failed under CI."""
+#: By.CSS_SELECTOR, the same string in Selenium and in marionette_driver.
+CSS = "css selector"
+
+
+class PageCase(unittest.TestCase):
+    """A test driving a headless browser through ``self.browser`` (Selenium's
+    or Marionette's client, which share what is used here); skipped where the
+    browser is missing, saying what to install (``problem``), and failed under
+    CI."""
 
     timeout = 120
     #: What the skip or failure names.
     check = "a browser test"
+    browser: Any
+
+    def problem(self) -> str | None:
+        """Why this test's browser cannot be driven here, or None."""
+        raise NotImplementedError
 
     def setUp(self) -> None:
-        problem = browser_problem()
+        problem = self.problem()
         if problem is not None:
             raise external.unavailable(self.check, problem)
-
-    async def open_browser(self) -> Any:
-        browser = await deferToThread(new_browser)
-        self.addCleanup(deferToThread, browser.quit)
-        self.browser = browser
-        return browser
 
     async def in_browser(self, call: Callable[..., T], *args: Any) -> T:
         return await deferToThread(call, *args)
 
     async def find(self, selector: str) -> Any:
-        from selenium.webdriver.common.by import By
-
-        return await self.in_browser(self.browser.find_element, By.CSS_SELECTOR, selector)
+        return await self.in_browser(self.browser.find_element, CSS, selector)
 
     async def find_all(self, selector: str) -> list[Any]:
-        from selenium.webdriver.common.by import By
-
-        return await self.in_browser(self.browser.find_elements, By.CSS_SELECTOR, selector)
+        return await self.in_browser(self.browser.find_elements, CSS, selector)
 
     async def text(self, element_id: str) -> str:
         element = await self.find(f"#{element_id}")
@@ -120,10 +121,23 @@ class BrowserCase(unittest.TestCase):
                 self.fail(f"the page never showed {what}")
             await task.deferLater(reactor, 0.2, lambda: None)
 
-    async def errors_logged(self) -> list[str]:
-        entries = await self.in_browser(self.browser.get_log, "browser")
-        return [e["message"] for e in entries if e.get("level") == "SEVERE"]
-
     def screenshot_path(self, name: str) -> str:
         directory = os.environ.get("AIMSERVER_SCREENSHOT_DIR") or os.getcwd()
         return os.path.join(directory, name)
+
+
+class BrowserCase(PageCase):
+    """A test with a headless Chromium (``open_browser``)."""
+
+    def problem(self) -> str | None:
+        return browser_problem()
+
+    async def open_browser(self) -> Any:
+        browser = await deferToThread(new_browser)
+        self.addCleanup(deferToThread, browser.quit)
+        self.browser = browser
+        return browser
+
+    async def errors_logged(self) -> list[str]:
+        entries = await self.in_browser(self.browser.get_log, "browser")
+        return [e["message"] for e in entries if e.get("level") == "SEVERE"]

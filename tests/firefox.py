@@ -5,9 +5,9 @@ Marionette needs none. Each test starts its own Firefox on a fresh profile
 and ends it in cleanup. Marionette calls block: make them in a thread
 (``in_browser``) so the reactor keeps serving the page.
 
-``FirefoxCase`` has the shape of ``tests.browser.BrowserCase`` (``browser``,
-``find``, ``in_browser``, ``until``, ``errors_logged``...), so page helpers
-written for the Chromium tests work on it too."""
+``FirefoxCase`` is a ``tests.browser.PageCase``, as the Chromium tests'
+``BrowserCase`` is (``browser``, ``find``, ``in_browser``, ``until``...), so
+page helpers written for the Chromium tests work on it too."""
 
 from __future__ import annotations
 
@@ -20,14 +20,11 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 from twisted.internet.threads import deferToThread
-from twisted.trial import unittest
 
-from tests import external
-from tests.browser import BrowserCase
+from tests.browser import PageCase
 
 T = TypeVar("T")
 #: How long Firefox may take to start listening for Marionette.
@@ -221,18 +218,13 @@ CONSOLE_ERRORS = """
 """
 
 
-class FirefoxCase(unittest.TestCase):
-    """A test with a headless Firefox (``open_browser``); skipped without
-    one, saying what to install, and failed under CI."""
+class FirefoxCase(PageCase):
+    """A test with a headless Firefox (``open_browser``)."""
 
-    timeout = 120
-    #: What the skip or failure names.
     check = "a Firefox test"
 
-    def setUp(self) -> None:
-        problem = firefox_problem()
-        if problem is not None:
-            raise external.unavailable(self.check, problem)
+    def problem(self) -> str | None:
+        return firefox_problem()
 
     async def open_browser(self) -> Any:
         """The Marionette client of a new Firefox, ended in cleanup."""
@@ -241,19 +233,6 @@ class FirefoxCase(unittest.TestCase):
         self.firefox = firefox
         self.browser = firefox.client
         return self.browser
-
-    async def in_browser(self, call: Callable[..., T], *args: Any) -> T:
-        return await deferToThread(call, *args)
-
-    async def find(self, selector: str) -> Any:
-        from marionette_driver.by import By
-
-        return await self.in_browser(self.browser.find_element, By.CSS_SELECTOR, selector)
-
-    async def find_all(self, selector: str) -> list[Any]:
-        from marionette_driver.by import By
-
-        return await self.in_browser(self.browser.find_elements, By.CSS_SELECTOR, selector)
 
     async def errors_logged(self) -> list[str]:
         """What the page's console shows as errors since it was loaded."""
@@ -268,10 +247,3 @@ class FirefoxCase(unittest.TestCase):
         with open(path, "wb") as f:
             f.write(png)
         return path
-
-    # Driver-independent: they reach Firefox through find and in_browser.
-    text = BrowserCase.text
-    problem_shown = BrowserCase.problem_shown
-    shows = BrowserCase.shows
-    until = BrowserCase.until
-    screenshot_path = BrowserCase.screenshot_path

@@ -1853,24 +1853,25 @@ def make_v11(path: str) -> None:
 V12_ICON = (hashlib.md5(b"GIF89a small bob").digest(), b"GIF89a small bob")
 
 
+def _insert_v12_rows(conn: sqlite3.Connection) -> None:
+    """What a v12 database holds (also the v13 database's, before its history)."""
+    _insert_v6_rows(conn)
+    conn.executemany(
+        "INSERT INTO bart_items VALUES (?, ?, ?, ?)",
+        [(*V7_ICON, NOW, 1), (*V11_ICON, NOW - 9, 1), (*V12_ICON, NOW - 8, 0)],
+    )
+    conn.executemany(
+        "INSERT INTO bart_owners VALUES (?, ?, ?)",
+        [("alice", V7_ICON[0], NOW), ("bob", V11_ICON[0], NOW - 9), ("bob", V12_ICON[0], NOW)],
+    )
+    conn.execute("INSERT INTO chat_rooms VALUES ('chess club', 'Chess Club', ?)", (NOW,))
+    conn.execute("INSERT INTO motd_seen VALUES ('alice', 'ab12')")
+
+
 def make_v12(path: str) -> None:
     """A database as schema version 12 wrote it: what :func:`make_v11`
     writes, and a small icon (type 0) of bob's."""
-
-    def insert(conn: sqlite3.Connection) -> None:
-        _insert_v6_rows(conn)
-        conn.executemany(
-            "INSERT INTO bart_items VALUES (?, ?, ?, ?)",
-            [(*V7_ICON, NOW, 1), (*V11_ICON, NOW - 9, 1), (*V12_ICON, NOW - 8, 0)],
-        )
-        conn.executemany(
-            "INSERT INTO bart_owners VALUES (?, ?, ?)",
-            [("alice", V7_ICON[0], NOW), ("bob", V11_ICON[0], NOW - 9), ("bob", V12_ICON[0], NOW)],
-        )
-        conn.execute("INSERT INTO chat_rooms VALUES ('chess club', 'Chess Club', ?)", (NOW,))
-        conn.execute("INSERT INTO motd_seen VALUES ('alice', 'ab12')")
-
-    _make(path, V12_SCHEMA, insert)
+    _make(path, V12_SCHEMA, _insert_v12_rows)
 
 
 #: The history in :func:`make_v13`: ``(id, owner, peer, outgoing, text,
@@ -1892,17 +1893,7 @@ def make_v13(path: str) -> None:
     writes, and :data:`V13_HISTORY`."""
 
     def insert(conn: sqlite3.Connection) -> None:
-        _insert_v6_rows(conn)
-        conn.executemany(
-            "INSERT INTO bart_items VALUES (?, ?, ?, ?)",
-            [(*V7_ICON, NOW, 1), (*V11_ICON, NOW - 9, 1), (*V12_ICON, NOW - 8, 0)],
-        )
-        conn.executemany(
-            "INSERT INTO bart_owners VALUES (?, ?, ?)",
-            [("alice", V7_ICON[0], NOW), ("bob", V11_ICON[0], NOW - 9), ("bob", V12_ICON[0], NOW)],
-        )
-        conn.execute("INSERT INTO chat_rooms VALUES ('chess club', 'Chess Club', ?)", (NOW,))
-        conn.execute("INSERT INTO motd_seen VALUES ('alice', 'ab12')")
+        _insert_v12_rows(conn)
         conn.executemany("INSERT INTO history VALUES (?, ?, ?, ?, ?, ?)", V13_HISTORY)
 
     _make(path, V13_SCHEMA, insert)

@@ -17,16 +17,35 @@ from tests.harness import LoopbackServer
 ACCOUNTS = {"Alice": "secret", "Bob": "secret", "Carol": "secret"}
 
 
-class WebClientTests(BrowserCase):
-    check = "the web client's browser test"
+async def carol_reads_and_answers(case: Any, bob: Any, answer: str) -> dict[str, Any]:
+    """Carol's session in view: its badge goes, Bob's "psst, Carol" shows,
+    she answers ``answer``, and Bob gets it. Her sidebar entry. (Shared by
+    the Chromium and Firefox tests: ``case`` has WebClientTests' helpers.)"""
+    carol = await case.entry("Carol")
+    await case.select(carol["id"])
 
-    async def start(self) -> LoopbackServer:
-        server = await LoopbackServer.start(load_config(None, {}), accounts=ACCOUNTS)
-        self.addCleanup(server.stop)
-        self.server = server
-        await self.open_browser()
-        await self.in_browser(self.browser.get, server.web_url + "/")
-        return server
+    async def bob_line_shown() -> bool:
+        return any("psst, Carol" in text for _, text in await case.messages())
+
+    await case.until(bob_line_shown, "Bob's line in Carol's conversation")
+    case.assertEqual((await case.entry("Carol"))["unread"].strip(), "")
+    field = await case.find("#im-text")
+    await case.in_browser(field.send_keys, answer)
+    await case.click("#im-send")
+    _, text, _ = await bob.receive_im()
+    case.assertEqual(text, answer.encode())
+    return carol
+
+
+class WebPage:
+    """The page as the tests drive it, in any browser: these use only
+    ``find``, ``in_browser``, ``until`` and ``browser.execute_script(script)``
+    (tests.browser.PageCase), the same in Chromium and Firefox."""
+
+    browser: Any
+    find: Any
+    in_browser: Any
+    until: Any
 
     async def sign_on(self, name: str) -> None:
         """Through the page's own form, as a user would."""
@@ -76,6 +95,18 @@ class WebClientTests(BrowserCase):
         """
         return [tuple(m) for m in await self.in_browser(self.browser.execute_script, script)]
 
+
+class WebClientTests(WebPage, BrowserCase):
+    check = "the web client's browser test"
+
+    async def start(self) -> LoopbackServer:
+        server = await LoopbackServer.start(load_config(None, {}), accounts=ACCOUNTS)
+        self.addCleanup(server.stop)
+        self.server = server
+        await self.open_browser()
+        await self.in_browser(self.browser.get, server.web_url + "/")
+        return server
+
     @deferred_test
     async def test_three_sessions_ims_unread_and_a_resume(self) -> None:
         server = await self.start()
@@ -111,20 +142,7 @@ class WebClientTests(BrowserCase):
             return (await self.entry("Carol"))["unread"].strip() == "1"
 
         await self.until(carol_unread, "an unread badge of 1 on Carol")
-        # Carol's session in view: the badge goes, the line shows, she answers.
-        carol = await self.entry("Carol")
-        await self.select(carol["id"])
-
-        async def bob_line_shown() -> bool:
-            return any("psst, Carol" in text for _, text in await self.messages())
-
-        await self.until(bob_line_shown, "Bob's line in Carol's conversation")
-        self.assertEqual((await self.entry("Carol"))["unread"].strip(), "")
-        field = await self.find("#im-text")
-        await self.in_browser(field.send_keys, "hi Bob, from the browser")
-        await self.click("#im-send")
-        _, text, _ = await bob.receive_im()
-        self.assertEqual(text, b"hi Bob, from the browser")
+        carol = await carol_reads_and_answers(self, bob, "hi Bob, from the browser")
 
         # The server drops Carol's socket: her entry shows reconnecting, then
         # the browser resumes the same session (no new sign-on) and an IM

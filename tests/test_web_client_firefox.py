@@ -40,20 +40,8 @@ STORED = """
 """
 
 
-class FirefoxWebClientTests(FirefoxCase):
+class FirefoxWebClientTests(chromium.WebPage, FirefoxCase):
     check = "the web client's Firefox test"
-
-    # The Chromium test's page helpers: they only use find, click,
-    # in_browser and browser.execute_script(script), which have the same
-    # shape here.
-    click = chromium.WebClientTests.click
-    sign_on = chromium.WebClientTests.sign_on
-    sessions = chromium.WebClientTests.sessions
-    states = chromium.WebClientTests.states
-    wait_states = chromium.WebClientTests.wait_states
-    entry = chromium.WebClientTests.entry
-    select = chromium.WebClientTests.select
-    messages = chromium.WebClientTests.messages
 
     async def load(self, url: str | None = None) -> None:
         """Open ``url`` (or reload the page) and wait until the page has wired itself up."""
@@ -114,20 +102,7 @@ class FirefoxWebClientTests(FirefoxCase):
 
         await self.until(carol_unread, "an unread badge of 1 on Carol")
         self.assertEqual((await self.entry("Alice"))["unread"].strip(), "")
-        # Carol in view: the badge goes, Bob's line shows, she answers.
-        carol = await self.entry("Carol")
-        await self.select(carol["id"])
-
-        async def bob_line_shown() -> bool:
-            return any("psst, Carol" in text for _, text in await self.messages())
-
-        await self.until(bob_line_shown, "Bob's line in Carol's conversation")
-        self.assertEqual((await self.entry("Carol"))["unread"].strip(), "")
-        field = await self.find("#im-text")
-        await self.in_browser(field.send_keys, "hi Bob, from Firefox")
-        await self.click("#im-send")
-        _, text, _ = await bob.receive_im()
-        self.assertEqual(text, b"hi Bob, from Firefox")
+        carol = await chromium.carol_reads_and_answers(self, bob, "hi Bob, from Firefox")
 
         async def own_line_shown() -> bool:
             return any("hi Bob, from Firefox" in text for _, text in await self.messages())

@@ -13,16 +13,10 @@ from tests.browser import BrowserCase
 from tests.client import deferred_test
 
 
-class RoomPageTests(BrowserCase):
+class RoomPageTests(chromium.WebPage, BrowserCase):
     check = "the web client's chat room test"
 
-    # The web client test's page helpers.
     start = chromium.WebClientTests.start
-    sign_on = chromium.WebClientTests.sign_on
-    click = chromium.WebClientTests.click
-    sessions = chromium.WebClientTests.sessions
-    states = chromium.WebClientTests.states
-    wait_states = chromium.WebClientTests.wait_states
 
     async def room_state(self) -> dict[str, Any]:
         script = """
