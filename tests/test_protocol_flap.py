@@ -492,6 +492,35 @@ class SnacDispatchTests(SynchronousTestCase):
         self.assertEqual([f.channel for f in wire.frames()], [Channel.SIGNOFF])
         self.assertTrue(wire.closing)
 
+    def test_held_frames_are_bounded_in_bytes_too(self) -> None:
+        """Fewer frames than the count allows, but big ones: past
+        MAX_QUEUED_BYTES held the connection is closed (256 frames of up to
+        64 KiB would otherwise hold 16 MiB for one client)."""
+        wire = signed_on_toy()
+        wire.factory.pending.append(defer.Deferred())
+        wire.send_snac(0x0A, 0x07, b"", request_id=1)
+        big = frame(Channel.KEEP_ALIVE, b"x" * 60_000)
+        held = flap_module.MAX_QUEUED_BYTES // 60_000
+        self.assertLess(held, flap_module.MAX_QUEUED_FRAMES)
+        wire.feed(big * held)
+        self.assertFalse(wire.closing)
+        wire.feed(big)
+        self.assertEqual([f.channel for f in wire.frames()], [Channel.SIGNOFF])
+        self.assertTrue(wire.closing)
+
+    def test_held_bytes_are_counted_down_as_frames_are_handled(self) -> None:
+        """Once the pending handler answers, the held frames are handled and
+        no longer count: the same amount may be held again."""
+        wire = signed_on_toy()
+        for _ in range(3):
+            pending: defer.Deferred[object] = defer.Deferred()
+            wire.factory.pending.append(pending)
+            wire.send_snac(0x0A, 0x07, b"", request_id=1)
+            big = frame(Channel.KEEP_ALIVE, b"x" * 60_000)
+            wire.feed(big * (flap_module.MAX_QUEUED_BYTES // 60_000))
+            pending.callback(None)
+            self.assertFalse(wire.closing)
+
 
 class LoginTimeoutTests(SynchronousTestCase):
     def test_unauthenticated_connection_times_out(self) -> None:

@@ -48,8 +48,11 @@ from aimserver.wire.tlv import Tlv, TlvList
 
 HELLO = SignonPayload().pack()
 # Frames that arrive while an asynchronous handler (a store lookup) is still
-# running wait here, so that a connection's SNACs are handled in order.
+# running wait here, so that a connection's SNACs are handled in order: at
+# most this many, and this many bytes of them (256 frames of 64 KiB would be
+# 16 MiB held for one connection).
 MAX_QUEUED_FRAMES = 256
+MAX_QUEUED_BYTES = 256 * 1024
 MAX_SEQUENCE = 0x7FFF
 #: Send buffer asked of the kernel per connection (it doubles the figure).
 KERNEL_SEND_BUFFER = 128 * 1024
@@ -107,6 +110,8 @@ class FlapConnection(TurnBatched, Protocol, TimeoutMixin):
         self._unsent_while_paused = 0
         self._busy: defer.Deferred[Any] | None = None
         self._queued: deque[tuple[int, bytes]] = deque()
+        #: Their payloads' bytes.
+        self._queued_bytes = 0
         self.wrote_since_sweep = False
         #: Sweeps (``KeepaliveSweeper``) since the peer last sent anything.
         self.read_since_sweep = False
@@ -175,6 +180,7 @@ class FlapConnection(TurnBatched, Protocol, TimeoutMixin):
             release()
         self._closing = True
         self._queued.clear()
+        self._queued_bytes = 0
         if self.sweeper is not None:
             self.sweeper.connections.discard(self)
 
@@ -240,10 +246,14 @@ class FlapConnection(TurnBatched, Protocol, TimeoutMixin):
             payload = buf[offset + FLAP_HEADER_SIZE : end]
             offset = end
             if self._busy is not None:
-                if len(self._queued) >= MAX_QUEUED_FRAMES:
+                if (
+                    len(self._queued) >= MAX_QUEUED_FRAMES
+                    or self._queued_bytes + length > MAX_QUEUED_BYTES
+                ):
                     self.protocol_error("too many frames queued")
                     return
                 self._queued.append((channel, payload))
+                self._queued_bytes += length
             else:
                 self._frame_received(channel, payload)
             if self._closing:
@@ -362,6 +372,7 @@ class FlapConnection(TurnBatched, Protocol, TimeoutMixin):
         self._busy = None
         while self._queued and self._busy is None and not self._closing:
             channel, payload = self._queued.popleft()
+            self._queued_bytes -= len(payload)
             self._frame_received(channel, payload)
 
     def _handler_failed(self, failure: Failure, request: SnacHeader | None) -> None:
