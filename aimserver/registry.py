@@ -48,6 +48,10 @@ SIGNON_ALLOWANCE = 64
 #: ChatNav later). Clients open one each; a few allow a reconnect that
 #: overlaps the old connection's close.
 MAX_SERVICE_CONNECTIONS = 2
+#: Sessions that may have one user on their buddy lists (advertised in
+#: 03,03 as "max watchers"): past it, a list naming the user does not watch
+#: it, so one popular name cannot make every arrival a fan-out without bound.
+MAX_WATCHERS = 3000
 
 
 class ISessionConnection(Interface):
@@ -369,13 +373,19 @@ class UserRegistry:
     # -- watcher index ------------------------------------------------------------------
 
     def watch(self, instance: SessionInstance, keys: Iterable[str]) -> list[str]:
-        """Add buddies to a session's list; returns the keys that were new."""
+        """Add buddies to a session's list; returns the keys that were new.
+        A user already watched by ``MAX_WATCHERS`` sessions is not added."""
         added = []
         for key in keys:
             if key in instance.buddies:
                 continue
+            watching = self.watchers.get(key)
+            if watching is None:
+                watching = self.watchers[key] = set()
+            elif len(watching) >= MAX_WATCHERS:
+                continue
             instance.buddies.add(key)
-            self.watchers.setdefault(key, set()).add(instance)
+            watching.add(instance)
             added.append(key)
         return added
 

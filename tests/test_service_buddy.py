@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from aimserver import registry as registry_module
 from aimserver.services.base import Reply, SnacError
 from aimserver.services.buddy import MAX_BUDDIES
 from aimserver.wire.codes import Buddy, FoodGroup
@@ -131,6 +132,30 @@ class AddBuddiesTests(SynchronousTestCase):
         self.assertEqual(error.code, 0x0015)
         self.assertNotIn("bob", self.carol.buddies)
         self.assertEqual(self.world.watchers_of("bob"), set())
+
+    def test_names_that_cannot_be_screen_names_are_not_watched(self) -> None:
+        """A string08 holds up to 255 characters: names longer than a screen
+        name, or not shaped like one, are not watched (nobody can sign on
+        with them); the valid ones in the same list are."""
+        body = names("Bob", "x" * 255, "a!b", "Dave", "1") + name08("Q" * 17)
+        self.world.add(self.carol, body)
+        self.assertEqual(self.carol.buddies, {"bob", "dave"})
+        self.assertEqual(set(self.world.registry.watchers), {"bob", "dave"})
+
+    def test_max_watchers_holds(self) -> None:
+        """No more sessions watch one user than 03,03 advertises: past that,
+        a list naming the user does not add it (and the others still are)."""
+        self.patch(registry_module, "MAX_WATCHERS", 3)
+        watchers = [self.world.sign_on(f"Fan{n}")[0] for n in range(4)]
+        for session in watchers:
+            self.world.add(session, names("Bob", f"Other{session.instance_id}"))
+        self.assertEqual(len(self.world.watchers_of("bob")), 3)
+        self.assertNotIn("bob", watchers[3].buddies)
+        self.assertEqual(len(watchers[3].buddies), 1)
+        # One leaves: room for another.
+        self.world.remove(watchers[0], names("Bob"))
+        self.world.add(watchers[3], names("Bob"))
+        self.assertIn("bob", watchers[3].buddies)
 
 
 class RemoveBuddiesTests(SynchronousTestCase):

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import functools
 
-from aimserver.registry import SessionInstance, UserRegistry
+from twisted.logger import Logger
+
+from aimserver.registry import MAX_WATCHERS, SessionInstance, UserRegistry
 from aimserver.services.base import HandlerTable, Replies, Reply, SnacError
 from aimserver.services.presence import Presence
 from aimserver.wire.codes import Buddy, FoodGroup, SnacErrorCode
 from aimserver.wire.reader import Reader
-from aimserver.wire.screenname import decode_screen_name, normalize
+from aimserver.wire.screenname import decode_screen_name, is_valid_screen_name, normalize
 from aimserver.wire.snac import SnacHeader
 from aimserver.wire.tlv import Tlv, TlvList
 
 MAX_BUDDIES = 1000
-MAX_WATCHERS = 3000
 MAX_TEMP_BUDDIES = 160
 
 
@@ -47,6 +48,8 @@ def parse_names(body: bytes, what: str) -> list[str]:
 
 
 class BuddyService:
+    log = Logger()
+
     def __init__(self, registry: UserRegistry, presence: Presence) -> None:
         self.registry = registry
         self.presence = presence
@@ -65,8 +68,19 @@ class BuddyService:
         return [Reply(FoodGroup.BUDDY, Buddy.RIGHTS_REPLY, rights_reply())]
 
     def add_buddies(self, session: SessionInstance, request: SnacHeader, body: bytes) -> None:
-        """Watch these users; arrivals for the online ones if the client is ready."""
-        names = parse_names(body, "add buddies")
+        """Watch these users; arrivals for the online ones if the client is
+        ready. A name that cannot be a screen name (up to 255 characters fit
+        the field) is not watched: nobody can sign on with it."""
+        listed = parse_names(body, "add buddies")
+        names = [name for name in listed if is_valid_screen_name(name)]
+        if len(names) < len(listed):
+            self.log.info(
+                "{user} (instance {instance}) listed {count} names that cannot be"
+                " screen names: not watched",
+                user=session.user_key,
+                instance=session.instance_id,
+                count=len(listed) - len(names),
+            )
         if len(session.buddies) + len(set(names) - session.buddies) > MAX_BUDDIES:
             raise SnacError(SnacErrorCode.LIST_OVERFLOW)
         added = self.registry.watch(session, names)
