@@ -447,7 +447,8 @@ class RateLimitConfig:
 class LoggingConfig:
     """Diagnostics."""
 
-    #: Log every FLAP frame in and out (verbose; for debugging).
+    #: Log every FLAP frame in and out (verbose; for debugging), secrets
+    #: redacted (``wire/redact.py``).
     trace_flap: bool = _setting(False, _BOOLEAN)
 
 

@@ -43,6 +43,7 @@ from aimserver.wire.flap import (
     parse_header,
 )
 from aimserver.wire.reader import u16
+from aimserver.wire.redact import trace_text
 from aimserver.wire.snac import SNAC_HEADER, SNAC_HEADER_SIZE, SnacHeader, pack_snac
 from aimserver.wire.tlv import Tlv, TlvList
 
@@ -267,7 +268,7 @@ class FlapConnection(TurnBatched, Protocol, TimeoutMixin):
                 service=self.service_name,
                 peer=self.peer,
                 channel=channel,
-                payload=payload.hex(),
+                payload=trace_text(channel, payload),
             )
         if channel == Channel.DATA:
             if not self._signed_on:
@@ -473,7 +474,7 @@ class FlapConnection(TurnBatched, Protocol, TimeoutMixin):
                 service=self.service_name,
                 peer=self.peer,
                 channel=channel,
-                payload=data[FLAP_HEADER_SIZE:].hex(),
+                payload=trace_text(channel, data[FLAP_HEADER_SIZE:]),
             )
         self.wrote_since_sweep = True
         if self._paused:
