@@ -287,6 +287,32 @@ class DeleteTests(CLITestCase):
         self.assert_refused(self.user("delete", "bob"), "no such user: bob")
 
 
+class UndecodableArgumentTests(CLITestCase):
+    def test_bytes_that_are_not_utf8_are_a_usage_error(self) -> None:
+        """``aimserver user delete $'\\xff\\xfe'``: the shell hands Python
+        bytes it keeps as surrogates, which no database call could take.
+        Every command says so (status 2) instead of a traceback, and nothing
+        changes."""
+        self.user("add", "alice", "secret")
+        bad = b"\xff\xfe".decode("utf-8", "surrogateescape")
+        for argv in (
+            ("delete", bad),
+            ("suspend", bad),
+            ("unsuspend", bad),
+            ("passwd", bad, "newpass"),
+            ("set", bad, "--bot"),
+            ("add", "bob", bad),
+        ):
+            status, out, err = self.user(*argv)
+            self.assertEqual(status, 2, argv)
+            self.assertIn("not text: it has bytes that are not UTF-8", err, argv)
+        status, out, err = self.run_cli("user", "delete", "alice", "--db", self.db + bad)
+        self.assertEqual(status, 2)
+        self.assertIn("db is not text", err)
+        self.assertIsNotNone(self.account("alice"))
+        self.assertIsNone(self.account("bob"))
+
+
 class SuspendTests(CLITestCase):
     def setUp(self) -> None:
         super().setUp()

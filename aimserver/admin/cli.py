@@ -88,6 +88,14 @@ class _Options(usage.Options):
         raise _Exit(f"aimserver {_version()}")
 
 
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class _LeafOptions(_Options):
     """
     A leaf command: takes its options also after the positional arguments
@@ -98,6 +106,14 @@ class _LeafOptions(_Options):
         if options is not None:
             options = self._options_first(options)
         super().parseOptions(options)
+        for key, value in self.items():
+            if isinstance(value, str) and not _is_text(value):
+                # Bytes the locale could not decode (Python keeps them as
+                # surrogates): no name, password or path is made of them,
+                # and the database could not even be asked about them.
+                raise usage.UsageError(
+                    f"{key} is not text: it has bytes that are not UTF-8 ({value!r})"
+                )
 
     def _options_first(self, argv: list[str]) -> list[str]:
         """Move options ahead of positional arguments; ``--`` still ends options."""
