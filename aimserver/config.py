@@ -146,9 +146,12 @@ def _is_ipv6(host: str) -> bool:
 def _is_host(value: object) -> bool:
     # A colon is only legitimate inside an IPv6 literal; "1.2.3.4:5191" is the
     # usual mistake (the port comes from [ports]).
+    # ASCII only: the host goes in every login reply (TLV 0x05), which is
+    # ASCII; an international name is given in its xn-- form.
     return (
         isinstance(value, str)
         and value != ""
+        and value.isascii()
         and value.strip() == value
         and not any(c.isspace() for c in value)
         and (":" not in value or _is_ipv6(value))
@@ -160,9 +163,13 @@ _BOOLEAN = _Kind(
 )
 _PORT = _integer(0, 0xFFFF, "a port number from 0 to 65535 (0: any free port)")
 _FRAME_SIZE = _integer(16, 0xFFFF)
-_HOST = _Kind("a host name or IP address without port", str.strip, _is_host)
+_HOST = _Kind(
+    "an ASCII host name (xn-- form for an international one) or IP address, without port",
+    str.strip,
+    _is_host,
+)
 _OPTIONAL_HOST = _Kind(
-    "empty, or a host name or IP address without port",
+    "empty, or an ASCII host name (xn-- form for an international one) or IP address, without port",
     str.strip,
     lambda v: v == "" or _is_host(v),
 )

@@ -207,6 +207,9 @@ class BadValueTests(ConfigTestCase):
         ("server", "host", "127.0.0.1:5190"),
         ("server", "host", "my host"),
         ("server", "advertised_host", "aim.example.com:5191"),
+        # Not ASCII: it would go in every login reply's BOS address.
+        ("server", "advertised_host", "aim.exämple.com"),
+        ("server", "host", "hôst"),
         ("server", "db", ""),
         ("ports", "auth", "70000"),
         ("ports", "auth", "-1"),
