@@ -259,6 +259,11 @@ class AuthConfig:
     #: did). Off: it is answered like a wrong password (0x0005), so logins
     #: do not tell which names exist.
     reveal_unknown_names: bool = _setting(False, _BOOLEAN)
+    #: BUCP logins with the account's fixed auth key, either digest form
+    #: accepted (AIM 3.5-4.7 send only the weak one), but a captured login
+    #: replays for ever. Off: a fresh random challenge per 17,06, only the
+    #: strong form (TLV 0x4C) accepted, weak-hash clients refused (0x001B).
+    allow_weak_hash: bool = _setting(True, _BOOLEAN)
     #: Seconds a login cookie stays valid.
     cookie_lifetime: float = _setting(60.0, _seconds(zero_allowed=False))
     #: Seconds a connection may take to authenticate before it is closed.

@@ -148,6 +148,7 @@ class AimServer:
             limiter=login_limiter(config),
             clock=clock,
             reveal_unknown_names=config.auth.reveal_unknown_names,
+            allow_weak_hash=config.auth.allow_weak_hash,
             stand_in_secret=cookie_secret,
             access=self.access,
         )

@@ -68,6 +68,7 @@ class DefaultsTests(ConfigTestCase):
                 "auth": {
                     "auto_register": False,
                     "reveal_unknown_names": False,
+                    "allow_weak_hash": True,
                     "cookie_lifetime": 60.0,
                     "login_timeout": 30.0,
                     "max_logins_per_second": 1000.0,
@@ -158,6 +159,20 @@ class LayeringTests(ConfigTestCase):
         self.assertEqual(config.auth.cookie_lifetime, 5.0)
         self.assertFalse(config.multisession.notify)
 
+    def test_allow_weak_hash(self) -> None:
+        """[auth] allow_weak_hash is on unless the INI or an override turns
+        it off, in any of the boolean spellings."""
+        self.assertTrue(load_config(self.write_ini("[auth]\n"), {}).auth.allow_weak_hash)
+        for text in ("false", "no", "off", "0"):
+            path = self.write_ini(f"[auth]\nallow_weak_hash = {text}\n")
+            self.assertFalse(load_config(path, {}).auth.allow_weak_hash, text)
+        for text in ("true", "yes", "on", "1"):
+            path = self.write_ini(f"[auth]\nallow_weak_hash = {text}\n")
+            self.assertTrue(load_config(path, {}).auth.allow_weak_hash, text)
+        path = self.write_ini("[auth]\nallow_weak_hash = true\n")
+        config = load_config(path, {"auth.allow_weak_hash": "false"})
+        self.assertFalse(config.auth.allow_weak_hash)
+
     def test_overrides_over_ini(self) -> None:
         """Command-line overrides win over the INI, typed or as text."""
         path = self.write_ini("[server]\nhost = 10.0.0.1\ndb = from-ini.sqlite\n[ports]\nbos = 1\n")
@@ -216,6 +231,8 @@ class BadValueTests(ConfigTestCase):
         ("ports", "bos", "5191.5"),
         ("ports", "chat", "chat"),
         ("auth", "auto_register", "maybe"),
+        ("auth", "allow_weak_hash", "sometimes"),
+        ("auth", "allow_weak_hash", ""),
         ("auth", "cookie_lifetime", "0"),
         ("auth", "cookie_lifetime", "-5"),
         ("auth", "login_timeout", "nan"),

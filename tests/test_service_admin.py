@@ -6,6 +6,7 @@ refusal codes of FAMILIES.md §Admin."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from typing import Any
 
 from hypothesis import given, settings
@@ -314,6 +315,7 @@ class PasswordTests(SynchronousTestCase):
         self.assertNotEqual(after.auth_key, before.auth_key)
         self.assertTrue(knows(after, b"n\xe9wpass"))
         self.assertFalse(knows(after, PASSWORD.encode()))
+        self.assertEqual(after.password_md5, hashlib.md5(b"n\xe9wpass").digest())
         self.assertEqual(len(self.world.registry.get("bobsmith").instances), 2)
         self.assertEqual(self.conn1.disconnects + self.conn2.disconnects, [])
 

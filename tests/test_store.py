@@ -449,8 +449,32 @@ INSERT INTO version (version) VALUES (13);
 # Version 14 keeps the history in chunks of entries instead.
 V14_TABLES = V12_TABLES | {"history_chunks"}
 V14_INDEXES = {"history_chunks_by_account", "history_chunks_by_last_id"}
+
+# Schema version 14 exactly as released (v12 plus the history in chunks),
+# frozen for the same reason.
+V14_SCHEMA = (
+    V12_SCHEMA.replace("INSERT INTO version (version) VALUES (12);\n", "")
+    + """
+CREATE TABLE history_chunks
+(
+    id         INTEGER PRIMARY KEY,
+    normalized TEXT NOT NULL REFERENCES accounts (normalized) ON DELETE CASCADE,
+    count      INTEGER NOT NULL CHECK (count > 0),
+    oldest_at  INTEGER NOT NULL,
+    newest_at  INTEGER NOT NULL,
+    last_id    INTEGER NOT NULL,
+    entries    TEXT NOT NULL
+);
+CREATE INDEX history_chunks_by_account
+    ON history_chunks (normalized, id, count, oldest_at, newest_at);
+CREATE INDEX history_chunks_by_last_id ON history_chunks (last_id);
+INSERT INTO version (version) VALUES (14);
+"""
+)
+# Version 15 adds each account's MD5(password) (accounts.password_md5).
+V15_TABLES = V14_TABLES
 #: What every database has once upgraded to SCHEMA_VERSION.
-LATEST_TABLES = V14_TABLES
+LATEST_TABLES = V15_TABLES
 
 KEY = "1234567890"
 WEAK = bytes.fromhex("862A71EBC6B0913AC23B3ACE99CA9951")
@@ -658,6 +682,7 @@ class AccountStoreContractMixin(StoreContractMixin):
             Credentials(auth_key="k" * 256, weak_md5=WEAK, strong_md5=STRONG),
             Credentials(auth_key=KEY, weak_md5=WEAK[:15], strong_md5=STRONG),
             Credentials(auth_key=KEY, weak_md5=WEAK, strong_md5=STRONG + b"x"),
+            Credentials(auth_key=KEY, weak_md5=WEAK, strong_md5=STRONG, password_md5=b"x" * 15),
         ):
             self.fails(create("alice", bad), StoreError)
         self.assertIsNone(self.ok(self.store.get_account("alice")))
@@ -686,6 +711,30 @@ class AccountStoreContractMixin(StoreContractMixin):
         self.assertFalse(check_roasted_password(new, roast(b"secret")))
         self.assertTrue(check_roasted_password(new, roast(b"newpass")))
         self.assertEqual(new.created_at, old.created_at)
+
+    def test_password_md5_kept(self) -> None:
+        """MD5(password) is kept wherever a password is set (creation, a new
+        password), out of ``repr``; credentials without it leave it unknown,
+        and setting credentials with the same key fills it in."""
+        created = self.add("alice", "secret")
+        self.assertEqual(created.password_md5, hashlib.md5(b"secret").digest())
+        self.assertNotIn(hashlib.md5(b"secret").hexdigest(), repr(created))
+        self.assertNotIn("password_md5", repr(created))
+        self.assertTrue(self.ok(self.store.set_password("alice", "newpass")))
+        changed = self.ok(self.store.get_account("alice"))
+        self.assertEqual(changed.password_md5, hashlib.md5(b"newpass").digest())
+
+        bare = Credentials(auth_key=KEY, weak_md5=WEAK, strong_md5=STRONG)
+        bob = self.ok(self.store.create_account_with_credentials("Bob", bare))
+        self.assertIsNone(bob.password_md5)
+        self.assertIsNone(self.ok(self.store.get_account("bob")).password_md5)
+        learnt = attrs.evolve(bare, password_md5=hashlib.md5(b"secret").digest())
+        self.assertFalse(self.ok(self.store.set_credentials("bob", learnt, "another key")))
+        self.assertIsNone(self.ok(self.store.get_account("bob")).password_md5)
+        self.assertTrue(self.ok(self.store.set_credentials("bob", learnt, KEY)))
+        bob = self.ok(self.store.get_account("bob"))
+        self.assertEqual(bob.password_md5, hashlib.md5(b"secret").digest())
+        self.assertEqual((bob.auth_key, bob.weak_md5, bob.strong_md5), (KEY, WEAK, STRONG))
 
     def test_set_password_unknown(self) -> None:
         """Changing the password of a missing account reports False."""
@@ -1899,6 +1948,22 @@ def make_v13(path: str) -> None:
     _make(path, V13_SCHEMA, insert)
 
 
+def make_v14(path: str) -> None:
+    """A database as schema version 14 wrote it: what :func:`make_v12`
+    writes (alice and bob, password "secret" under :data:`KEY`), and one
+    history chunk of alice's."""
+
+    def insert(conn: sqlite3.Connection) -> None:
+        _insert_v12_rows(conn)
+        conn.execute(
+            "INSERT INTO history_chunks (normalized, count, oldest_at, newest_at, last_id, entries)"
+            " VALUES ('alice', 1, ?, ?, 7, ?)",
+            (NOW, NOW, f'[[7,"Bob",1,"hi",{NOW}]]'),
+        )
+
+    _make(path, V14_SCHEMA, insert)
+
+
 def make_v4(path: str) -> None:
     """A database as schema version 4 wrote it: alice (password "secret",
     warned) with one feedbag item and MAX_OFFLINE_MESSAGES_PER_SENDER offline
@@ -2239,7 +2304,7 @@ class SchemaTests(SynchronousTestCase):
         the v6 file is backed up."""
         path, store = self.upgraded(make_v6)
         self.assertEqual(
-            columns(path, "accounts")[-3:], ["email", "registration_status", "confirmed"]
+            columns(path, "accounts")[-4:-1], ["email", "registration_status", "confirmed"]
         )
         self.assertEqual(indexes(path)["accounts_by_email"], ("accounts", ["email"]))
 
@@ -2550,6 +2615,52 @@ class SchemaTests(SynchronousTestCase):
         self.assertEqual(tables(backup), V13_TABLES)
         self.assertFalse(V14_INDEXES & set(indexes(backup)))
 
+    def test_upgrade_v14(self) -> None:
+        """A version-14 database is upgraded to the latest keeping everything;
+        existing accounts have no MD5(password) (their password is not
+        known) and still log in with the weak and strong digests; setting a
+        password stores it; the database refuses one that is not 16 bytes;
+        the v14 file is backed up."""
+        path, store = self.upgraded(make_v14)
+        self.assertEqual(columns(path, "accounts")[-1], "password_md5")
+        alice = self.successResultOf(store.get_account("alice"))
+        self.assertIsNone(alice.password_md5)
+        self.assertEqual((alice.auth_key, alice.weak_md5, alice.strong_md5), (KEY, WEAK, STRONG))
+        self.assertTrue(check_roasted_password(alice, roast(b"secret")))
+        history = self.successResultOf(store.recent_history("alice", None, 10))
+        self.assertEqual([(e.peer, e.text, e.id) for e in history], [("Bob", "hi", 7)])
+
+        self.assertTrue(self.successResultOf(store.set_password("alice", "hunter2")))
+        alice = self.successResultOf(store.get_account("alice"))
+        self.assertEqual(alice.password_md5, hashlib.md5(b"hunter2").digest())
+        self.assertIsNone(self.successResultOf(store.get_account("bob")).password_md5)
+        conn = sqlite3.connect(path)
+        try:
+            self.assertRaises(
+                sqlite3.IntegrityError,
+                conn.execute,
+                "UPDATE accounts SET password_md5 = ? WHERE normalized = 'bob'",
+                (b"short",),
+            )
+        finally:
+            conn.close()
+
+        backup = path + ".v14.bak"
+        self.assertEqual(schema_version(backup), 14)
+        self.assertNotIn("password_md5", columns(backup, "accounts"))
+
+    def test_failed_upgrade_leaves_v14(self) -> None:
+        """A v15 upgrade failing after its ALTER TABLE is rolled back
+        entirely, and the next start upgrades it."""
+        path = self.mktemp()
+        make_v14(path)
+        self.fail_upgrade_to(path, 15)
+        self.assertNotIn("password_md5", columns(path, "accounts"))
+        store = open_inline(path)
+        self.addCleanup(lambda: self.successResultOf(store.stop()))
+        self.assertEqual(schema_version(path), SCHEMA_VERSION)
+        self.assertIsNone(self.successResultOf(store.get_account("alice")).password_md5)
+
     def test_failed_upgrade_leaves_v13(self) -> None:
         """A v14 upgrade failing after it moved the history into chunks and
         dropped the old table is rolled back entirely, and the next start
@@ -2645,7 +2756,7 @@ class SchemaTests(SynchronousTestCase):
 
     def test_created_equals_upgraded(self) -> None:
         """A database created fresh and ones upgraded from v1, v3, v4, v5, v6,
-        v7, v9, v10, v11, v12 and v13 end with the same schema, indexes
+        v7, v9, v10, v11, v12, v13 and v14 end with the same schema, indexes
         included."""
         fresh = self.mktemp()
         connect(fresh).close()
@@ -2662,6 +2773,7 @@ class SchemaTests(SynchronousTestCase):
             make_v11,
             make_v12,
             make_v13,
+            make_v14,
         )
         for make in makers:
             upgraded = self.mktemp()

@@ -37,7 +37,9 @@ from aimserver.store.memory import MemoryUserStore
 from aimserver.store.sqlite import SQLiteUserStore, connect
 from tests.test_store import StoreContractMixin, contract_settings, open_inline
 
-NEW = Credentials(auth_key="fresh-key", weak_md5=b"w" * 16, strong_md5=b"s" * 16)
+NEW = Credentials(
+    auth_key="fresh-key", weak_md5=b"w" * 16, strong_md5=b"s" * 16, password_md5=b"p" * 16
+)
 ALICE_FIELDS = DirectoryFields(
     first_name=b"Alice", last_name=b"Liddell", city=b"Oxford", allow_search=True
 )
@@ -158,12 +160,17 @@ class AccountSettingsContractMixin(StoreContractMixin):
         self.assertTrue(self.ok(self.store.set_credentials("bob smith", NEW, old.auth_key)))
         account = self.account()
         self.assertEqual(
-            (account.auth_key, account.weak_md5, account.strong_md5),
-            (NEW.auth_key, NEW.weak_md5, NEW.strong_md5),
+            (account.auth_key, account.weak_md5, account.strong_md5, account.password_md5),
+            (NEW.auth_key, NEW.weak_md5, NEW.strong_md5, NEW.password_md5),
         )
         self.assertEqual(
             attrs.evolve(account, auth_key=old.auth_key),
-            attrs.evolve(old, weak_md5=NEW.weak_md5, strong_md5=NEW.strong_md5),
+            attrs.evolve(
+                old,
+                weak_md5=NEW.weak_md5,
+                strong_md5=NEW.strong_md5,
+                password_md5=NEW.password_md5,
+            ),
         )
         newer = attrs.evolve(NEW, auth_key="newer")
         self.assertTrue(self.ok(self.store.set_credentials("bob smith", newer)))
@@ -172,6 +179,13 @@ class AccountSettingsContractMixin(StoreContractMixin):
             self.store.set_credentials("bob smith", attrs.evolve(NEW, weak_md5=b"short")),
             StoreError,
         )
+        self.fails(
+            self.store.set_credentials("bob smith", attrs.evolve(NEW, password_md5=b"short")),
+            StoreError,
+        )
+        unknown = attrs.evolve(NEW, auth_key="newest", password_md5=None)
+        self.assertTrue(self.ok(self.store.set_credentials("bob smith", unknown)))
+        self.assertIsNone(self.account().password_md5)
         self.assertFalse(self.ok(self.store.set_credentials("nobody", NEW)))
 
     def test_password_still_checks_after_settings(self) -> None:

@@ -62,7 +62,7 @@ from aimserver.services.presence import Presence
 from aimserver.store.credentials import (
     MAX_PASSWORD_LENGTH,
     MIN_PASSWORD_LENGTH,
-    new_auth_key,
+    credentials_for,
     roast,
     strong_digest,
     weak_digest,
@@ -72,7 +72,6 @@ from aimserver.store.interfaces import (
     REGISTRATION_FULL,
     REGISTRATION_NONE,
     Account,
-    Credentials,
     IAccountStore,
     InvalidEmail,
     StoreError,
@@ -151,16 +150,6 @@ def password_matches(account: Account, given: bytes) -> bool:
         matched |= hmac.compare_digest(weak_digest(key, candidate), account.weak_md5)
         matched |= hmac.compare_digest(strong_digest(key, candidate), account.strong_md5)
     return matched
-
-
-def credentials_for(password: bytes) -> Credentials:
-    """Fresh credentials for a password's bytes as sent (no charset assumed)."""
-    key = new_auth_key()
-    return Credentials(
-        auth_key=key,
-        weak_md5=weak_digest(key.encode("ascii"), password),
-        strong_md5=strong_digest(key.encode("ascii"), password),
-    )
 
 
 def info_reply(subtype: int, *tlvs: Tlv) -> Replies:

@@ -6,6 +6,14 @@ Both methods end in the same TLVs (LOGIN.md §2.3, §3.5): the roasted FLAP
 login carries them in a channel-4 frame, BUCP in a 17,03 SNAC. The cookie
 carries a fresh session instance id and the client's multi-connection flags
 (TLV 0x4A) to the BOS connection, where the multisession decision is made.
+
+BUCP has two digest forms (LOGIN.md §3.4), and the server learns which one a
+client uses only at 17,02. With ``allow_weak_hash`` (``[auth]``, the
+default) 17,07 sends the account's fixed auth key and either form is
+accepted: AIM 3.5-4.7 send only the weak one, but a captured 17,02 replays
+for ever. Without it, every 17,07 sends a fresh random challenge, only the
+strong form (TLV 0x4C) is accepted, checked against MD5(password), and a
+captured login is useless on any other connection.
 """
 
 from __future__ import annotations
@@ -37,11 +45,12 @@ from aimserver.store.credentials import (
     MIN_PASSWORD_LENGTH,
     Credentials,
     check_bucp_digest,
+    check_challenged_digest,
     check_roasted_password,
-    new_auth_key,
+    credentials_for,
+    new_challenge,
+    password_md5,
     roast,
-    strong_digest,
-    weak_digest,
 )
 from aimserver.store.interfaces import Account, IAccountStore, StoreError, account_now
 from aimserver.wire.codes import FoodGroup, LoginError, LoginTag
@@ -59,6 +68,9 @@ DIGEST_SIZE = 16
 SHED_LOG_INTERVAL = 10.0
 #: How much of a refused screen name a log line shows (it is the client's input).
 MAX_LOGGED_NAME = 32
+#: Login error 0x001B, "client too old: upgrade required" (LOGIN.md §4): a
+#: weak-hash 17,02 (no TLV 0x4C) when ``allow_weak_hash`` is off.
+UPGRADE_REQUIRED = 0x001B
 
 
 @attrs.frozen
@@ -147,8 +159,13 @@ class Authorizer:
         reveal_unknown_names: bool = False,
         stand_in_secret: bytes = b"",
         access: Any = None,
+        allow_weak_hash: bool = True,
     ) -> None:
         self.store = store
+        #: BUCP with the fixed per-account key and both digest forms (AIM
+        #: 3.5-4.7 send only the weak one; a captured login replays). Off:
+        #: a random challenge per 17,06 and the strong form only.
+        self.allow_weak_hash = allow_weak_hash
         #: The [access] lists (``services.access``): denied names get 0x0011.
         self.access = access
         #: Refuse an unknown name as such (0x0001), as AOL did; by default
@@ -206,12 +223,19 @@ class Authorizer:
         """17,06: the account's auth key (the MD5 salt), or a refusal. With
         auto-registration an unknown but valid name gets a fresh key, and the
         account is created from the digest at 17,02. Synchronous when the
-        account is cached: no Deferred on the common path."""
+        account is cached: no Deferred on the common path. Without
+        ``allow_weak_hash`` every name, known or not, gets a fresh random
+        challenge (unless unknown names are revealed)."""
         if not is_account_name(screen_name):
             return self.refuse(screen_name, LoginError.INVALID_SCREEN_NAME, "invalid screen name")
+        if not self.allow_weak_hash and not self.reveal_unknown_names:
+            # Nothing about the account goes into the challenge: no lookup.
+            return new_challenge()
         return then(account_now(self.store, screen_name), self._auth_key, screen_name)
 
     def _auth_key(self, account: Account | None, screen_name: str) -> str | LoginResult:
+        if not self.allow_weak_hash and (account is not None or self.auto_register):
+            return new_challenge()
         if account is not None:
             return account.auth_key
         if self.auto_register:
@@ -252,7 +276,9 @@ class Authorizer:
         self, tlvs: TlvList, offered_key: str | None
     ) -> LoginResult | Deferred[LoginResult]:
         """17,02: check the MD5 digest against the stored ones. The protocol
-        has checked that a 17,06 for this name came first (``offered_key``)."""
+        has checked that a 17,06 for this name came first (``offered_key``).
+        Without ``allow_weak_hash`` the digest must be the strong form,
+        answering the random challenge ``offered_key``."""
         screen_name = requested_name(tlvs)
         refusal = self.bad_input(screen_name, tlvs)
         if refusal is not None:
@@ -260,6 +286,28 @@ class Authorizer:
         digest = tlvs.get(LoginTag.PASSWORD_MD5)
         if digest is None or len(digest) != DIGEST_SIZE:
             return self.refuse(screen_name, LoginError.INVALID_SCREEN_NAME, "no digest")
+        if not self.allow_weak_hash:
+            if not tlvs.has(LoginTag.NEW_HASH):
+                # Refused before any lookup: the answer tells nothing of the name.
+                return self.refuse(
+                    screen_name,
+                    UPGRADE_REQUIRED,
+                    "weak-hash login (no TLV 0x4C) while [auth] allow_weak_hash is off",
+                )
+            if offered_key is None:
+                return self.refuse(
+                    screen_name,
+                    LoginError.INTERNAL_CLIENT_ERROR,
+                    "login request without a challenge",
+                )
+            return then(
+                account_now(self.store, screen_name),
+                self._check_challenged,
+                screen_name,
+                tlvs,
+                digest,
+                offered_key,
+            )
         return then(
             account_now(self.store, screen_name),
             self._bucp_account,
@@ -295,6 +343,37 @@ class Authorizer:
             return self.refuse(account.screen_name, LoginError.BAD_PASSWORD, "wrong password")
         return self._grant(account, tlvs)
 
+    def _check_challenged(
+        self,
+        account: Account | None,
+        screen_name: str,
+        tlvs: TlvList,
+        digest: bytes,
+        challenge: str,
+    ) -> LoginResult:
+        """A strong digest answering a random challenge (no weak hashes)."""
+        if account is None:
+            if self.auto_register:
+                # A challenged digest reveals nothing the account could keep.
+                self.log.info(
+                    "auto-registration of {screen_name!r} refused: it needs a roasted login"
+                    " (or [auth] allow_weak_hash) to learn the password",
+                    screen_name=screen_name[:MAX_LOGGED_NAME],
+                )
+            return self._unknown(screen_name)
+        if account.password_md5 is None:
+            # Refused like a wrong password, so that it tells nothing more
+            # than an unknown name does; the log says why.
+            return self.refuse(
+                account.screen_name,
+                LoginError.BAD_PASSWORD,
+                "MD5(password) not known (allow_weak_hash is off): the password must be"
+                " reset, or one roasted login made",
+            )
+        if not check_challenged_digest(account, challenge, digest):
+            return self.refuse(account.screen_name, LoginError.BAD_PASSWORD, "wrong password")
+        return self._grant(account, tlvs)
+
     def login_roasted(self, tlvs: TlvList) -> LoginResult | Deferred[LoginResult]:
         """FLAP channel-1 login: un-roast the password and check the weak digest."""
         screen_name = requested_name(tlvs)
@@ -316,12 +395,44 @@ class Authorizer:
 
     def _check_roasted(
         self, account: Account | None, screen_name: str, tlvs: TlvList, roasted: bytes
-    ) -> LoginResult:
+    ) -> LoginResult | Deferred[LoginResult]:
         if account is None:
             return self._unknown(screen_name)
         if not check_roasted_password(account, roasted):
             return self.refuse(account.screen_name, LoginError.BAD_PASSWORD, "wrong password")
+        if account.password_md5 is None:
+            learnt = Deferred.fromCoroutine(self._learn_password_md5(account, roast(roasted)))
+            return learnt.addCallback(lambda _: self._grant(account, tlvs))
         return self._grant(account, tlvs)
+
+    async def _learn_password_md5(self, account: Account, password: bytes) -> None:
+        """A roasted login proved the password of an account whose
+        MD5(password) is not known (made before it was kept): keep it now,
+        same key and digests, so that its strong-hash BUCP logins work
+        without weak hashes. Only while the key is still the one checked; a
+        store error is logged and the login goes on."""
+        credentials = Credentials(
+            auth_key=account.auth_key,
+            weak_md5=account.weak_md5,
+            strong_md5=account.strong_md5,
+            password_md5=password_md5(password),
+        )
+        try:
+            kept = await self.store.set_credentials(
+                account.screen_name, credentials, account.auth_key
+            )
+        except StoreError as e:
+            self.log.info(
+                "could not keep MD5(password) of {screen_name!r}: {error}",
+                screen_name=account.screen_name,
+                error=str(e),
+            )
+            return
+        if kept:
+            self.log.info(
+                "kept MD5(password) of {screen_name!r} from its roasted login",
+                screen_name=account.screen_name,
+            )
 
     def _grant(self, account: Account, tlvs: TlvList) -> LoginResult:
         if account.suspended:
@@ -379,21 +490,16 @@ class Authorizer:
         bytes as sent (so any charset round-trips)."""
         if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
             return None
-        key = new_auth_key()
-        credentials = Credentials(
-            auth_key=key,
-            weak_md5=weak_digest(key.encode("ascii"), password),
-            strong_md5=strong_digest(key.encode("ascii"), password),
-        )
-        return await self._create(screen_name, credentials)
+        return await self._create(screen_name, credentials_for(password))
 
     async def _register_from_digest(
         self, screen_name: str, key: str, digest: bytes, strong: bool
     ) -> Account | None:
         """BUCP never reveals the password, so the account keeps the digest it
         was first sent: the same password gives the same digest under the same
-        key. The other digest form stays unusable until `aimserver user
-        passwd` sets a real password."""
+        key. The other digest form stays unusable, and MD5(password) unknown,
+        until `aimserver user passwd` sets a real password. (Only with
+        ``allow_weak_hash``: a random challenge's digest is no use later.)"""
         unusable = os.urandom(DIGEST_SIZE)
         credentials = Credentials(
             auth_key=key,

@@ -58,6 +58,7 @@ def _new_account(
         auth_key=credentials.auth_key,
         weak_md5=credentials.weak_md5,
         strong_md5=credentials.strong_md5,
+        password_md5=credentials.password_md5,
         created_at=now,
         bot=bool(bot),
     )
@@ -145,6 +146,7 @@ class MemoryAccountStore(MemoryBase):
             auth_key=credentials.auth_key,
             weak_md5=credentials.weak_md5,
             strong_md5=credentials.strong_md5,
+            password_md5=credentials.password_md5,
         )
 
     def set_screen_name_format(self, screen_name: str, display: str) -> Deferred[bool]:
@@ -185,7 +187,8 @@ class MemoryAccountStore(MemoryBase):
 
 _ACCOUNT_COLUMNS = (
     "screen_name, auth_key, weak_md5, strong_md5, suspended, created_at,"
-    " warning_level, warning_updated_at, bot, email, registration_status, confirmed"
+    " warning_level, warning_updated_at, bot, email, registration_status, confirmed,"
+    " password_md5"
 )
 
 
@@ -203,6 +206,7 @@ def _account(row: tuple[Any, ...]) -> Account:
         email,
         registration_status,
         confirmed,
+        inner,
     ) = row
     return Account(
         screen_name=screen_name,
@@ -217,6 +221,7 @@ def _account(row: tuple[Any, ...]) -> Account:
         email=email,
         registration_status=registration_status,
         confirmed=bool(confirmed),
+        password_md5=None if inner is None else bytes(inner),
     )
 
 
@@ -278,7 +283,7 @@ def _insert_account(
     try:
         conn.execute(
             f"INSERT INTO accounts (normalized, {_ACCOUNT_COLUMNS})"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 account.normalized,
                 account.screen_name,
@@ -293,6 +298,7 @@ def _insert_account(
                 account.email,
                 account.registration_status,
                 int(account.confirmed),
+                account.password_md5,
             ),
         )
     except sqlite3.IntegrityError as e:
@@ -342,12 +348,13 @@ def _set_credentials(
 ) -> bool:
     check_credentials(credentials)
     cursor = conn.execute(
-        "UPDATE accounts SET auth_key = ?, weak_md5 = ?, strong_md5 = ?"
+        "UPDATE accounts SET auth_key = ?, weak_md5 = ?, strong_md5 = ?, password_md5 = ?"
         " WHERE normalized = ? AND (? IS NULL OR auth_key = ?)",
         (
             credentials.auth_key,
             credentials.weak_md5,
             credentials.strong_md5,
+            credentials.password_md5,
             normalize(screen_name),
             replacing,
             replacing,

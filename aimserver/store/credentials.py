@@ -6,6 +6,12 @@ An account keeps a random auth key and two MD5 digests. Those are enough to
 check both login methods: BUCP clients send a digest salted with the key,
 channel-1 clients send the "roasted" (XOR-obfuscated) password. Passwords are
 encoded as UTF-8 bytes. Pure: no Twisted.
+
+It also keeps MD5(password) (``password_md5``), which lets the server check a
+strong-hash BUCP login (TLV 0x4C) against a fresh random challenge instead of
+the fixed key, so that a captured login does not replay
+(``[auth] allow_weak_hash = false``, :func:`check_challenged_digest`). Like
+the digests, it is password-equivalent for BUCP logins.
 """
 
 from __future__ import annotations
@@ -24,9 +30,14 @@ __all__ = [
     "SIGNATURE",
     "Credentials",
     "check_bucp_digest",
+    "check_challenged_digest",
+    "challenged_digest",
     "check_roasted_password",
+    "credentials_for",
     "new_auth_key",
+    "new_challenge",
     "new_credentials",
+    "password_md5",
     "roast",
     "strong_digest",
     "validate_password",
@@ -55,6 +66,9 @@ class _HasCredentials(Protocol):
     @property
     def strong_md5(self) -> bytes: ...
 
+    @property
+    def password_md5(self) -> bytes | None: ...
+
 
 def roast(data: bytes) -> bytes:
     """
@@ -70,6 +84,17 @@ def new_auth_key() -> str:
     return secrets.token_hex(16)
 
 
+def new_challenge() -> str:
+    """A fresh random challenge (32 hex digits) for one 17,07, used in place
+    of the account's fixed key when weak hashes are not allowed."""
+    return secrets.token_hex(16)
+
+
+def password_md5(password: bytes) -> bytes:
+    """MD5(password), the inner hash of the strong digest (16 raw bytes)."""
+    return hashlib.md5(password).digest()
+
+
 def weak_digest(auth_key: bytes, password: bytes) -> bytes:
     """The "old" BUCP digest: MD5(key ‖ password ‖ signature)."""
     return hashlib.md5(auth_key + password + SIGNATURE).digest()
@@ -77,8 +102,13 @@ def weak_digest(auth_key: bytes, password: bytes) -> bytes:
 
 def strong_digest(auth_key: bytes, password: bytes) -> bytes:
     """The "new" BUCP digest (TLV 0x4C): MD5(key ‖ MD5(password) ‖ signature)."""
-    inner = hashlib.md5(password).digest()
-    return hashlib.md5(auth_key + inner + SIGNATURE).digest()
+    return challenged_digest(auth_key, password_md5(password))
+
+
+def challenged_digest(challenge: bytes, inner: bytes) -> bytes:
+    """The strong digest from MD5(password) (``inner``) and a challenge:
+    MD5(challenge ‖ inner ‖ signature)."""
+    return hashlib.md5(challenge + inner + SIGNATURE).digest()
 
 
 def validate_password(password: str) -> None:
@@ -106,12 +136,22 @@ def new_credentials(password: str) -> Credentials:
     :raises InvalidPassword: see :func:`validate_password`.
     """
     validate_password(password)
-    key = new_auth_key()
-    secret = password.encode("utf-8")
+    return credentials_for(password.encode("utf-8"))
+
+
+def credentials_for(password: bytes) -> Credentials:
+    """
+    What the store keeps for a password's bytes as sent (no charset assumed,
+    no length check: callers check what they accept), under a new auth key:
+    the key, both digests and MD5(password). Every place that sets a
+    password goes through here.
+    """
+    key = new_auth_key().encode("ascii")
     return Credentials(
-        auth_key=key,
-        weak_md5=weak_digest(key.encode("ascii"), secret),
-        strong_md5=strong_digest(key.encode("ascii"), secret),
+        auth_key=key.decode("ascii"),
+        weak_md5=weak_digest(key, password),
+        strong_md5=strong_digest(key, password),
+        password_md5=password_md5(password),
     )
 
 
@@ -126,6 +166,21 @@ def check_bucp_digest(account: _HasCredentials, digest: bytes) -> bool:
     weak_ok = hmac.compare_digest(digest, account.weak_md5)
     strong_ok = hmac.compare_digest(digest, account.strong_md5)
     return weak_ok | strong_ok
+
+
+def check_challenged_digest(account: _HasCredentials, challenge: str, digest: bytes) -> bool:
+    """
+    Whether a strong-form 17,02 digest (TLV 0x25) answers ``challenge`` (the
+    random one sent in this connection's 17,07) for the account's password:
+    MD5(challenge ‖ MD5(password) ‖ signature), compared in constant time.
+    False for an account whose MD5(password) is not known (created before
+    it was kept, or registered from a BUCP digest).
+    """
+    inner = account.password_md5
+    if inner is None:
+        return False
+    expected = challenged_digest(challenge.encode("ascii"), inner)
+    return hmac.compare_digest(digest, expected)
 
 
 def check_roasted_password(account: _HasCredentials, roasted: bytes) -> bool:

@@ -290,11 +290,13 @@ class OfflineSenderBytesFull(OfflineInboxFull):  # noqa: N818 (the name is the A
 
 @attrs.frozen
 class Credentials:
-    """A fresh auth key and both digests of one password: what a store keeps."""
+    """A fresh auth key and both digests of one password, and MD5(password)
+    when it is known: what a store keeps."""
 
     auth_key: str = attrs.field(repr=False)
     weak_md5: bytes = attrs.field(repr=False)
     strong_md5: bytes = attrs.field(repr=False)
+    password_md5: bytes | None = attrs.field(default=None, repr=False)
 
 
 @attrs.frozen
@@ -334,6 +336,12 @@ class Account:
     confirmed: bool = False
     """The user confirmed the account (Admin 07,06); setting a different
     e-mail address clears it."""
+    password_md5: bytes | None = attrs.field(default=None, repr=False)
+    """MD5(password), 16 raw bytes: checks a strong-hash BUCP login against
+    a random challenge (``[auth] allow_weak_hash = false``). ``None`` when
+    not known: an account created before it was kept (until its password is
+    set again or it makes one roasted login) or registered from a BUCP
+    digest. Password-equivalent for BUCP logins, so kept out of ``repr``."""
 
     @property
     def normalized(self) -> str:
@@ -739,6 +747,9 @@ def check_credentials(credentials: Credentials) -> None:
         raise StoreError(f"auth key must be 1-{MAX_AUTH_KEY_LENGTH} printable ASCII characters")
     if len(credentials.weak_md5) != DIGEST_SIZE or len(credentials.strong_md5) != DIGEST_SIZE:
         raise StoreError(f"digests must be {DIGEST_SIZE} bytes")
+    inner = credentials.password_md5
+    if inner is not None and len(inner) != DIGEST_SIZE:
+        raise StoreError(f"MD5(password) must be {DIGEST_SIZE} bytes")
 
 
 def _is_int(value: object) -> bool:
@@ -972,8 +983,10 @@ class IAccountStore(Interface):
         screen_name: str, credentials: Credentials, replacing: str | None = None
     ) -> Deferred[bool]:
         """
-        Replace the auth key and digests with ready-made ones (a password
-        change from a client, whose password bytes are hashed as sent).
+        Replace the auth key, digests and MD5(password) with ready-made ones
+        (a password change from a client, whose password bytes are hashed as
+        sent; or the same key and digests with MD5(password) learnt from a
+        roasted login, ``replacing`` the same key).
 
         :param replacing: if given, change them only while the stored auth key
             is still this one: the credentials a caller checked the old
