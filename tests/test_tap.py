@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import stat
+import subprocess
+import sys
 
 from twisted.application.service import IServiceCollection, IServiceMaker
 from twisted.internet.testing import MemoryReactorClock
@@ -14,7 +17,9 @@ from twisted.python.filepath import FilePath
 from twisted.trial import unittest
 
 from aimserver.manhole import hash_password
+from aimserver.store.sqlite import SCHEMA_VERSION
 from aimserver.tap import Options, makeService
+from tests.test_store import make_v1
 
 
 class OptionsTests(unittest.SynchronousTestCase):
@@ -56,7 +61,7 @@ class MakeServiceTests(unittest.SynchronousTestCase):
         interface and ports, and runs the database; a chat room's redirect
         names the chat port."""
         options = Options()
-        db = self.mktemp()
+        db = os.path.abspath(self.mktemp())
         options.parseOptions(
             ["--db", db, "--host", "127.0.0.2", "--bos-port", "6191", "--chat-port", "6192"]
         )
@@ -88,7 +93,7 @@ class MakeServiceTests(unittest.SynchronousTestCase):
                 b"[api]\ntoken = 0123456789abcdef\n"
             )
             options = Options()
-            db = self.mktemp()
+            db = os.path.abspath(self.mktemp())
             options.parseOptions(["--config", ini.path, "--db", db, "--host", host])
             events.clear()
             service = makeService(options, reactor=MemoryReactorClock())
@@ -205,3 +210,74 @@ class ManholeTests(unittest.SynchronousTestCase):
             usage.UsageError, self.options, f"[manhole]\nauthorized_keys = {missing}\n"
         )
         self.assertIn(missing, str(error))
+
+
+class UnusableDatabaseTests(unittest.TestCase):
+    """Issue 19: `twistd aimserver` on a database it cannot use stops with
+    the reason on stderr and status 1, no traceback, and leaves the file as
+    it was."""
+
+    timeout = 60
+
+    def start(self, db: str) -> tuple[int, str]:
+        repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = {**os.environ, "PYTHONPATH": repo + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        ports = [arg for flag in PORT_FLAGS for arg in (flag, "0")]
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from twisted.scripts.twistd import run; run()",
+                "-n",
+                "--pidfile",
+                "",
+                "aimserver",
+                "--db",
+                db,
+                *ports,
+            ],
+            env=env,
+            cwd=repo,
+            capture_output=True,
+            timeout=30,
+        )
+        return done.returncode, done.stderr.decode(errors="replace") + done.stdout.decode(
+            errors="replace"
+        )
+
+    def check_refused(self, db: str, reason: str) -> None:
+        with open(db, "rb") as f:
+            before = f.read()
+        status, output = self.start(db)
+        self.assertEqual(status, 1, output)
+        self.assertIn(reason, output)
+        self.assertNotIn("Traceback", output)
+        with open(db, "rb") as f:
+            self.assertEqual(f.read(), before)
+
+    def test_not_a_database(self) -> None:
+        db = os.path.abspath(self.mktemp())
+        with open(db, "wb") as f:
+            f.write(b"this is not SQLite at all\n" * 100)
+        self.check_refused(db, "file is not a database")
+
+    def test_a_newer_aimservers_database(self) -> None:
+        db = os.path.abspath(self.mktemp())
+        make_v1(db)
+        conn = sqlite3.connect(db)
+        conn.execute("UPDATE version SET version = ?", (SCHEMA_VERSION + 1,))
+        conn.commit()
+        conn.close()
+        self.check_refused(db, f"version {SCHEMA_VERSION + 1}")
+
+    def test_a_corrupt_database(self) -> None:
+        """A real database with its pages overwritten in the middle."""
+        db = os.path.abspath(self.mktemp())
+        make_v1(db)
+        with open(db, "r+b") as f:
+            f.seek(4096)
+            f.write(b"\xde\xad\xbe\xef" * 1024)
+        self.check_refused(db, "malformed")
+
+
+PORT_FLAGS = ("--auth-port", "--bos-port", "--chat-port", "--api-port", "--web-port")
