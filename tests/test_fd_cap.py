@@ -7,11 +7,7 @@ from __future__ import annotations
 
 import os
 import resource
-import signal
 import socket
-import subprocess
-import sys
-import time
 
 from twisted.internet import reactor, task
 from twisted.trial.unittest import TestCase
@@ -19,7 +15,7 @@ from twisted.trial.unittest import TestCase
 from tests.client import BosClient, bucp_login, deferred_test
 from tests.fakes import result_of
 from tests.test_store import open_inline
-from tests.test_store_durability import LINE_TIMEOUT, free_port
+from tests.twistd_process import start_twistd
 
 #: Descriptors the child may have: its listeners, database, log and threads
 #: take some 30; the rest is for connections.
@@ -44,56 +40,20 @@ class FdCapTests(TestCase):
         for name in ("Alice", "Bob"):
             result_of(store.create_account(name, "secret"))
         result_of(store.stop())
-        auth_port, bos_port = free_port(), free_port()
         ini = os.path.abspath(self.mktemp())
         with open(ini, "w") as f:
             f.write(
                 "[connection]\nmax_connections_per_address = 0\n[multisession]\nnotify = false\n"
             )
-        repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env = {**os.environ, "PYTHONPATH": repo + os.pathsep + os.environ.get("PYTHONPATH", "")}
-        log = os.path.abspath(self.mktemp())
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "from twisted.scripts.twistd import run; run()",
-                "-n",
-                "--logfile",
-                log,
-                "--pidfile",
-                "",
-                "aimserver",
-                "--db",
-                path,
-                "--config",
-                ini,
-                "--auth-port",
-                str(auth_port),
-                "--bos-port",
-                str(bos_port),
-                "--chat-port",
-                str(free_port()),
-                "--api-port",
-                str(free_port()),
-                "--web-port",
-                str(free_port()),
-            ],
-            env=env,
-            cwd=repo,
-            preexec_fn=lower_fd_cap,
+        server = await start_twistd(self, path, config=ini, preexec_fn=lower_fd_cap)
+        auth_port, bos_port, process, log = (
+            server.auth_port,
+            server.bos_port,
+            server.process,
+            server.log,
         )
         flood: list[socket.socket] = []
         try:
-            deadline = time.monotonic() + LINE_TIMEOUT
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", bos_port), 0.2).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline or process.poll() is not None:
-                        self.fail(f"the server did not listen; its log: {tail(log)}")
-                    await task.deferLater(reactor, 0.1, lambda: None)
             alice = await BosClient.sign_on(
                 await bucp_login("127.0.0.1", auth_port, "Alice", "secret")
             )
@@ -129,12 +89,7 @@ class FdCapTests(TestCase):
         finally:
             for s in flood:
                 s.close()
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            server.stop()
 
 
 def connection_closed(s: socket.socket) -> bool:
@@ -149,11 +104,3 @@ def connection_closed(s: socket.socket) -> bool:
     finally:
         s.setblocking(True)
     return data == b""
-
-
-def tail(path: str) -> str:
-    try:
-        with open(path, errors="replace") as f:
-            return f.read()[-2000:]
-    except OSError:
-        return "(no log)"

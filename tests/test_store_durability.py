@@ -6,13 +6,11 @@ from __future__ import annotations
 import os
 import select
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
 import time
 
-from twisted.internet import reactor, task
 from twisted.trial.unittest import FailTest, SynchronousTestCase, TestCase
 
 from aimserver.wire.feedbag import WireFeedbagItem
@@ -20,6 +18,7 @@ from aimserver.wire.tlv import Tlv
 from tests.client import BosClient, bucp_login, deferred_test
 from tests.fakes import result_of
 from tests.test_store import open_inline
+from tests.twistd_process import start_twistd
 
 #: How long the child may take to report each step. Starting Python, Twisted
 #: and SQLite takes about a second; a child that says nothing for this long
@@ -182,12 +181,6 @@ class LineReaderTests(SynchronousTestCase):
         self.assertIn("boom", str(caught.exception))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class KilledServerFeedbagTests(TestCase):
     """Issue 15: a feedbag edit acknowledged with 13,0E by the real server
     (twistd, SQLite) is there after the server is killed with SIGKILL."""
@@ -200,50 +193,14 @@ class KilledServerFeedbagTests(TestCase):
         store = open_inline(path)
         result_of(store.create_account("Alice", "secret"))
         result_of(store.stop())
-        auth_port, bos_port = free_port(), free_port()
-        repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env = {**os.environ, "PYTHONPATH": repo + os.pathsep + os.environ.get("PYTHONPATH", "")}
-        log = os.path.abspath(self.mktemp())
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "from twisted.scripts.twistd import run; run()",
-                "-n",
-                "--logfile",
-                log,
-                "--pidfile",
-                "",
-                "aimserver",
-                "--db",
-                path,
-                "--auth-port",
-                str(auth_port),
-                "--bos-port",
-                str(bos_port),
-            ],
-            env=env,
-            cwd=repo,
-        )
+        server = await start_twistd(self, path)
         try:
-            deadline = time.monotonic() + LINE_TIMEOUT
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", bos_port), 0.2).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline or process.poll() is not None:
-                        with open(log, errors="replace") as f:
-                            tail = f.read()[-2000:]
-                        self.fail(f"the server did not listen; its log: {tail}")
-                    await task.deferLater(reactor, 0.1, lambda: None)
-            login = await bucp_login("127.0.0.1", auth_port, "Alice", "secret")
+            login = await bucp_login("127.0.0.1", server.auth_port, "Alice", "secret")
             alice = await BosClient.sign_on(login)
             _, status = await alice.request(0x13, 0x08, ROOT + GROUP + BUDDY, 0x0E)
             self.assertEqual(status, b"\x00\x00" * 3)
         finally:
-            process.send_signal(signal.SIGKILL)
-            process.wait(timeout=10)
+            server.kill()
         store = open_inline(path)
         self.addCleanup(lambda: self.successResultOf(store.stop()))
         items = self.successResultOf(store.get_feedbag("Alice")).items
