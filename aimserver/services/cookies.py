@@ -200,6 +200,8 @@ def _unpack_body(body: bytes) -> CookiePayload:
     offset = _FIXED.size
     strings = []
     for _ in range(_STRING_FIELDS):
+        if offset >= len(body):  # an earlier string ran to the end: no length byte left
+            raise InvalidCookie("malformed")
         length = body[offset]
         offset += 1
         if offset + length > len(body):

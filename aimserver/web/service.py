@@ -163,7 +163,11 @@ class WebService(Service):
                     Tlv(LoginTag.MULTICONN_FLAGS, b"\x01"),
                 ]
             )
-            result = authorizer.login_roasted(tlvs)
+            try:
+                result = authorizer.login_roasted(tlvs)
+            except MalformedData:
+                # A screen name that is not ASCII: no account has one.
+                raise WebError(*LOGIN_ERRORS[LoginError.INVALID_SCREEN_NAME]) from None
             if isinstance(result, Deferred):
                 result = await result
             authorizer.answered(result, ip)
