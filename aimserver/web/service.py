@@ -226,12 +226,14 @@ class WebService(Service):
         self._history_dropped.flush(final=True)
         return self._flush_history()
 
-    def check_rate(self, web: WebSession, family: int, subtype: int) -> None:
+    def check_rate(
+        self, web: WebSession, family: int, subtype: int, client_ready: bool = True
+    ) -> None:
         """Count a command the server answers itself as the SNAC an OSCAR
         client would send for it: a flood of them meets the same limits."""
         session = web.instance
         assert session is not None
-        decision = self._rate_check(session, family, subtype, True)
+        decision = self._rate_check(session, family, subtype, client_ready)
         if decision is not ALLOWED and not decision.allowed:
             if decision.disconnect:
                 self.clock.callLater(0, web.end, "rate_limited")
@@ -411,11 +413,8 @@ class WebService(Service):
         (or fails with) ``WebError``."""
         session = web.instance
         assert session is not None
-        decision = self._rate_check(session, family, subtype, client_ready) if counted else ALLOWED
-        if decision is not ALLOWED and not decision.allowed:
-            if decision.disconnect:
-                self.clock.callLater(0, web.end, "rate_limited")
-            raise WebError(messages.RATE_LIMITED, "slow down: the rate limit was exceeded")
+        if counted:
+            self.check_rate(web, family, subtype, client_ready)
         handler = self.handlers[(family, subtype)]
         self._request_ids = (self._request_ids + 1) & 0x7FFFFFFF
         header = SnacHeader(family, subtype, 0, self._request_ids)
