@@ -12,11 +12,14 @@ import json
 from typing import Any
 
 from twisted.internet import reactor, task
+from twisted.internet.defer import Deferred
+from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 from twisted.web.client import Agent, readBody
 from twisted.web.http_headers import Headers
 
 from aimserver.config import load_config
+from aimserver.web import service as web_service
 from aimserver.wire.userinfo import UserInfo
 from tests.client import deferred_test
 from tests.harness import LoopbackServer, wait_until
@@ -416,9 +419,9 @@ class HistoryTests(WebCase):
         calls = []
         real = server.store.add_history_many
 
-        def counting(entries: Any, limit: int, keep: int) -> Any:
-            calls.append(len(entries))
-            return real(entries, limit, keep)
+        def counting(batch: Any, limit: int, keep: int) -> Any:
+            calls.append(sum(map(len, batch.values())))
+            return real(batch, limit, keep)
 
         server.store.add_history_many = counting  # type: ignore[method-assign]
         bob = await self.classic("Bob")
@@ -432,6 +435,48 @@ class HistoryTests(WebCase):
         self.assertLessEqual(len(calls), 3)
         kept = await server.store.recent_history("Alice", None, 100)
         self.assertEqual([e.text for e in kept], [f"m{n}" for n in range(30)])
+
+    @deferred_test
+    async def test_history_waits_for_a_store_behind_and_drops_past_its_bound(self) -> None:
+        """A store that is behind gets no more than MAX_HISTORY_BATCHES_WRITING
+        batches at once; IMs wait meanwhile, up to MAX_PENDING_HISTORY, past
+        which they are dropped and counted in the log; once the store
+        answers, what waited is written, in order."""
+        self.patch(web_service, "HISTORY_BATCH", 4)
+        self.patch(web_service, "MAX_PENDING_HISTORY", 10)
+        server = await self.start(**{"multisession.notify": False, "ratelimit.enabled": False})
+        held: list[tuple[Deferred[Any], Any, int, int]] = []
+        real = server.store.add_history_many
+
+        def behind(batch: Any, limit: int, keep: int) -> Deferred[Any]:
+            d: Deferred[Any] = Deferred()
+            held.append((d, batch, limit, keep))
+            return d
+
+        server.store.add_history_many = behind  # type: ignore[method-assign]
+        logged: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(logged.append)
+        self.addCleanup(globalLogPublisher.removeObserver, logged.append)
+        bob = await self.classic("Bob")
+        alice = await self.web()
+        await alice.sign_on("Alice")
+        for n in range(30):
+            alice.send("send_im", to="Bob", text=f"m{n}", client_message_id=str(n))
+        for _ in range(30):
+            await bob.receive_im()
+        self.assertEqual([sum(map(len, b.values())) for _, b, _, _ in held], [4, 4])
+        # Two batches writing, 10 waiting, 12 dropped.
+        server.store.add_history_many = real  # type: ignore[method-assign]
+        written = [real(batch, limit, keep) for _, batch, limit, keep in held]
+        for (d, _, _, _), result in zip(held, written, strict=True):
+            result.chainDeferred(d)
+        await wait_until(lambda: not server.server.web._history_writing, "what waited written")
+        kept = await server.store.recent_history("Alice", None, 100)
+        self.assertEqual([e.text for e in kept], [f"m{n}" for n in range(18)])
+        server.server.web._history_dropped.flush(final=True)
+        self.assertTrue(
+            any("history writes dropped" in str(e.get("log_format")) for e in logged), logged
+        )
 
     @deferred_test
     async def test_history_can_be_switched_off(self) -> None:

@@ -9,6 +9,7 @@ durability, its DB thread).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sqlite3
 import stat
@@ -473,8 +474,18 @@ INSERT INTO version (version) VALUES (14);
 )
 # Version 15 adds each account's MD5(password) (accounts.password_md5).
 V15_TABLES = V14_TABLES
+V15_SCHEMA = (
+    V14_SCHEMA.replace("INSERT INTO version (version) VALUES (14);\n", "")
+    + """
+ALTER TABLE accounts ADD COLUMN password_md5 BLOB
+    CHECK (password_md5 IS NULL OR length(password_md5) = 16);
+INSERT INTO version (version) VALUES (15);
+"""
+)
+# Version 16 numbers history entries per account and keeps no id per entry.
+V16_TABLES = V15_TABLES
 #: What every database has once upgraded to SCHEMA_VERSION.
-LATEST_TABLES = V15_TABLES
+LATEST_TABLES = V16_TABLES
 
 KEY = "1234567890"
 WEAK = bytes.fromhex("862A71EBC6B0913AC23B3ACE99CA9951")
@@ -1964,6 +1975,34 @@ def make_v14(path: str) -> None:
     _make(path, V14_SCHEMA, insert)
 
 
+#: History chunks as version 15 (and 14) wrote them, in chunk id order:
+#: ``(owner, last_id, entries)``, each entry ``[id, peer, outgoing, text,
+#: at]``, the ids unique in the store and not contiguous in a chunk.
+V15_CHUNKS = [
+    ("alice", 5, [[3, "Bob", 1, "a", NOW], [5, "Carol", 0, 'b "q" \u00e9', NOW + 1]]),
+    ("bob", 4, [[4, "alice", 0, "x", NOW]]),
+    ("alice", 9, [[7, "Bob", 0, "", NOW - 3], [9, "Bob", 1, "c", NOW + 2]]),
+]
+
+
+def make_v15(path: str) -> None:
+    """A database as schema version 15 wrote it: what :func:`make_v12`
+    writes, and :data:`V15_CHUNKS`."""
+
+    def insert(conn: sqlite3.Connection) -> None:
+        _insert_v12_rows(conn)
+        conn.executemany(
+            "INSERT INTO history_chunks (normalized, count, oldest_at, newest_at, last_id, entries)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (owner, len(e), min(x[4] for x in e), max(x[4] for x in e), last, json.dumps(e))
+                for owner, last, e in V15_CHUNKS
+            ],
+        )
+
+    _make(path, V15_SCHEMA, insert)
+
+
 def make_v4(path: str) -> None:
     """A database as schema version 4 wrote it: alice (password "secret",
     warned) with one feedbag item and MAX_OFFLINE_MESSAGES_PER_SENDER offline
@@ -2533,7 +2572,7 @@ class SchemaTests(SynchronousTestCase):
         (icons and their types too), with an empty history for everyone that
         is then kept; the v12 file is backed up."""
         path, store = self.upgraded(make_v12)
-        self.assertLessEqual(V14_INDEXES, set(indexes(path)))
+        self.assertIn("history_chunks_by_account", indexes(path))
         self.assertEqual(self.successResultOf(store.get_account("alice")).screen_name, "Alice")
         self.assertEqual(self.successResultOf(store.get_motd_seen("alice")), "ab12")
         self.assertEqual(
@@ -2559,9 +2598,10 @@ class SchemaTests(SynchronousTestCase):
 
     def test_upgrade_v13(self) -> None:
         """A version-13 database is upgraded to the latest keeping everything:
-        each history reads as before, ids, order, peers and texts, now from
-        chunks of at most 64 entries through their indexes; the next entry
-        takes the next id; the v13 file is backed up."""
+        each history reads as before, order, peers and texts, now from
+        chunks of at most 64 entries through their indexes, its entries
+        numbered from 1 (v16); the next entry takes the next id; the v13 file
+        is backed up."""
         path, store = self.upgraded(make_v13)
         self.assertEqual(
             columns(path, "history_chunks"),
@@ -2571,17 +2611,16 @@ class SchemaTests(SynchronousTestCase):
             indexes(path)["history_chunks_by_account"],
             ("history_chunks", ["normalized", "id", "count", "oldest_at", "newest_at"]),
         )
-        self.assertEqual(
-            indexes(path)["history_chunks_by_last_id"], ("history_chunks", ["last_id"])
-        )
+        self.assertNotIn("history_chunks_by_last_id", indexes(path))
         self.assertFalse(V13_INDEXES & set(indexes(path)))
         self.assertEqual(self.successResultOf(store.get_motd_seen("alice")), "ab12")
         self.assertEqual(self.successResultOf(store.list_bart_items_by_type(0, 10)), [V12_ICON[0]])
         for owner in ("alice", "bob"):
             expected = [
-                HistoryEntry(peer, bool(outgoing), text, at, entry_id)
-                for entry_id, name, peer, outgoing, text, at in V13_HISTORY
-                if name == owner
+                HistoryEntry(peer, bool(outgoing), text, at, n)
+                for n, (_, _, peer, outgoing, text, at) in enumerate(
+                    [entry for entry in V13_HISTORY if entry[1] == owner], 1
+                )
             ]
             history = self.successResultOf(store.recent_history(owner, None, 1000))
             self.assertEqual(history, expected)
@@ -2606,8 +2645,9 @@ class SchemaTests(SynchronousTestCase):
         self.successResultOf(store.add_history("alice", "Bob", True, "next", NOW, 10, 3600))
         history = self.successResultOf(store.recent_history("alice", None, 1000))
         self.assertEqual(len(history), 10)
-        self.assertEqual(history[-1], HistoryEntry("Bob", True, "next", NOW, 153))
-        self.assertEqual(history[-2].id, 150)
+        held = sum(1 for entry in V13_HISTORY if entry[1] == "alice")
+        self.assertEqual(history[-1], HistoryEntry("Bob", True, "next", NOW, held + 1))
+        self.assertEqual(history[-2].id, held)
         self.assertEqual(self.successResultOf(store.clear_history("bob")), 43)
 
         backup = path + ".v13.bak"
@@ -2628,7 +2668,7 @@ class SchemaTests(SynchronousTestCase):
         self.assertEqual((alice.auth_key, alice.weak_md5, alice.strong_md5), (KEY, WEAK, STRONG))
         self.assertTrue(check_roasted_password(alice, roast(b"secret")))
         history = self.successResultOf(store.recent_history("alice", None, 10))
-        self.assertEqual([(e.peer, e.text, e.id) for e in history], [("Bob", "hi", 7)])
+        self.assertEqual([(e.peer, e.text, e.id) for e in history], [("Bob", "hi", 1)])
 
         self.assertTrue(self.successResultOf(store.set_password("alice", "hunter2")))
         alice = self.successResultOf(store.get_account("alice"))
@@ -2648,6 +2688,62 @@ class SchemaTests(SynchronousTestCase):
         backup = path + ".v14.bak"
         self.assertEqual(schema_version(backup), 14)
         self.assertNotIn("password_md5", columns(backup, "accounts"))
+
+    def test_upgrade_v15(self) -> None:
+        """A version-15 database is upgraded to the latest keeping every
+        history entry, in order, as it was (texts with quotes, escapes and
+        non-ASCII too), now numbered per account from 1 across its chunks,
+        no id kept per entry; reads by peer, the next id and pruning go on
+        from there; the v15 file is backed up."""
+        path, store = self.upgraded(make_v15)
+        self.assertNotIn("history_chunks_by_last_id", indexes(path))
+        for owner in ("alice", "bob"):
+            entries = [e for o, _, chunk in V15_CHUNKS if o == owner for e in chunk]
+            expected = [
+                HistoryEntry(peer, bool(outgoing), text, at, n)
+                for n, (_, peer, outgoing, text, at) in enumerate(entries, 1)
+            ]
+            self.assertEqual(self.successResultOf(store.recent_history(owner, None, 10)), expected)
+        conn = sqlite3.connect(path)
+        try:
+            rows = conn.execute(
+                "SELECT last_id, entries FROM history_chunks ORDER BY id"
+            ).fetchall()
+        finally:
+            conn.close()
+        self.assertEqual([last for last, _ in rows], [2, 1, 4])
+        self.assertEqual(
+            json.loads(rows[0][1]),
+            [["Bob", True, "a", NOW], ["Carol", False, 'b "q" \u00e9', NOW + 1]],
+        )
+        by_peer = self.successResultOf(store.recent_history("alice", "bob", 10))
+        self.assertEqual([(e.text, e.id) for e in by_peer], [("a", 1), ("", 3), ("c", 4)])
+        self.successResultOf(store.add_history("alice", "Bob", True, "next", NOW + 3, 3, 3600))
+        history = self.successResultOf(store.recent_history("alice", None, 10))
+        self.assertEqual([(e.text, e.id) for e in history], [("", 3), ("c", 4), ("next", 5)])
+
+        backup = path + ".v15.bak"
+        self.assertEqual(schema_version(backup), 15)
+        self.assertIn("history_chunks_by_last_id", indexes(backup))
+
+    def test_failed_upgrade_leaves_v15(self) -> None:
+        """A v16 upgrade failing after it rewrote the chunks and dropped the
+        index is rolled back entirely, and the next start upgrades it."""
+        path = self.mktemp()
+        make_v15(path)
+        self.fail_upgrade_to(path, 16)
+        self.assertIn("history_chunks_by_last_id", indexes(path))
+        conn = sqlite3.connect(path)
+        try:
+            first = conn.execute("SELECT entries FROM history_chunks ORDER BY id").fetchone()[0]
+        finally:
+            conn.close()
+        self.assertEqual(json.loads(first), V15_CHUNKS[0][2])
+        store = open_inline(path)
+        self.addCleanup(lambda: self.successResultOf(store.stop()))
+        self.assertEqual(schema_version(path), SCHEMA_VERSION)
+        history = self.successResultOf(store.recent_history("alice", None, 10))
+        self.assertEqual([e.id for e in history], [1, 2, 3, 4])
 
     def test_failed_upgrade_leaves_v14(self) -> None:
         """A v15 upgrade failing after its ALTER TABLE is rolled back
@@ -2675,7 +2771,8 @@ class SchemaTests(SynchronousTestCase):
         self.assertEqual(schema_version(path), SCHEMA_VERSION)
         self.assertEqual(tables(path), LATEST_TABLES)
         history = self.successResultOf(store.recent_history("alice", None, 1000))
-        self.assertEqual([e.id for e in history], [e[0] for e in V13_HISTORY if e[1] == "alice"])
+        alice = [e for e in V13_HISTORY if e[1] == "alice"]
+        self.assertEqual([e.id for e in history], list(range(1, len(alice) + 1)))
 
     def test_failed_upgrade_leaves_v12(self) -> None:
         """A v13 upgrade failing after its CREATE TABLE and index is rolled
@@ -2756,11 +2853,12 @@ class SchemaTests(SynchronousTestCase):
 
     def test_created_equals_upgraded(self) -> None:
         """A database created fresh and ones upgraded from v1, v3, v4, v5, v6,
-        v7, v9, v10, v11, v12, v13 and v14 end with the same schema, indexes
-        included."""
+        v7, v9, v10, v11, v12, v13, v14 and v15 end with the same schema,
+        indexes included."""
         fresh = self.mktemp()
         connect(fresh).close()
-        self.assertLessEqual(V8_INDEXES | V12_INDEXES | V14_INDEXES, set(indexes(fresh)))
+        latest = V8_INDEXES | V12_INDEXES | V14_INDEXES - {"history_chunks_by_last_id"}
+        self.assertLessEqual(latest, set(indexes(fresh)))
         makers = (
             make_v1,
             make_v3,
@@ -2774,6 +2872,7 @@ class SchemaTests(SynchronousTestCase):
             make_v12,
             make_v13,
             make_v14,
+            make_v15,
         )
         for make in makers:
             upgraded = self.mktemp()

@@ -43,6 +43,17 @@ ALL = 10_000
 FOREVER = 10**9
 
 
+def grouped(
+    flat: list[tuple[str, str, bool, str, int]],
+) -> dict[str, list[tuple[str, bool, str, int]]]:
+    """A batch as add_history_many takes it, from ``(owner, peer, outgoing,
+    text, at)`` in order: by owner as spelled, owners in first-seen order."""
+    batch: dict[str, list[tuple[str, bool, str, int]]] = {}
+    for owner, *record in flat:
+        batch.setdefault(owner, []).append(tuple(record))  # type: ignore[arg-type]
+    return batch
+
+
 def summary(entries: list[HistoryEntry]) -> list[tuple[str, bool, str, int]]:
     """What an entry says, without the id the store chose."""
     return [(e.peer, e.outgoing, e.text, e.at) for e in entries]
@@ -73,29 +84,30 @@ class HistoryStoreContractMixin(StoreContractMixin):
         self.assertTrue(verifyObject(IHistoryStore, self.store))
 
     def test_many_at_once_as_if_one_by_one(self) -> None:
-        """add_history_many records each entry as add_history would, in
-        order, prunes each owner once (to its limit and age, the newest
-        kept), and skips entries of no account or out of bounds without
-        losing the others."""
+        """add_history_many records each owner's entries as add_history
+        would, in order (an owner's spellings one after the other), prunes
+        each owner once (to its limit and age, the newest kept), and skips
+        entries of no account or out of bounds, or not entries at all,
+        without losing the others."""
         self.add("alice")
         self.add("bob")
         self.record("alice", "bob", "old", NOW - 1000)
-        batch = [
-            ("alice", "bob", True, "one", NOW),
-            ("nobody", "bob", True, "lost", NOW),
-            ("bob", "alice", False, "one", NOW),
-            ("alice", "bob", True, "x" * 9000, NOW),
-            ("ALICE", "carol", False, "two", NOW + 1),
-            ("alice", "bob", True, "three", NOW + 2),
-        ]
+        batch: dict[Any, Any] = {
+            "alice": [("bob", True, "one", NOW), ("bob", True, "x" * 9000, NOW)],
+            "nobody": [("bob", True, "lost", NOW)],
+            "bob": [("alice", False, "one", NOW), ("alice", False, "short")],
+            "ALICE": [("carol", False, "two", NOW + 1), ("bob", True, "three", NOW + 2)],
+            5: [("bob", True, "no owner", NOW)],
+        }
         self.assertEqual(self.ok(self.store.add_history_many(batch, 2, 500)), 4)
         self.assertEqual([e.text for e in self.recent("alice")], ["two", "three"])
         self.assertEqual([e.text for e in self.recent("bob")], ["one"])
         # The age, from the owner's last entry of the batch: "older" goes.
         self.record("bob", "alice", "older", NOW - 1000)
-        self.ok(self.store.add_history_many([("bob", "x", True, "new", NOW)], 10, 500))
+        self.ok(self.store.add_history_many({"bob": [("x", True, "new", NOW)]}, 10, 500))
         self.assertEqual([e.text for e in self.recent("bob")], ["one", "new"])
-        self.assertEqual(self.ok(self.store.add_history_many([], 10, 0)), 0)
+        self.assertEqual(self.ok(self.store.add_history_many({}, 10, 0)), 0)
+        self.assertEqual(self.ok(self.store.add_history_many({"bob": []}, 10, 0)), 0)
         self.fails(self.store.add_history_many(batch, 0, 10), StoreError)
         self.assertEqual(len(self.recent("alice")), 2)
 
@@ -155,7 +167,7 @@ class HistoryStoreContractMixin(StoreContractMixin):
         )
 
     def test_histories_are_separate(self) -> None:
-        """Each account has its own history; ids are unique across them."""
+        """Each account has its own history, its ids counting its own entries."""
         self.add("alice")
         self.add("bob")
         self.record("alice", "bob", "to bob", outgoing=True)
@@ -166,9 +178,8 @@ class HistoryStoreContractMixin(StoreContractMixin):
         self.assertEqual(
             summary(bob), [("alice", False, "to bob", NOW), ("carol", True, "to carol", NOW)]
         )
-        ids = [e.id for e in alice + bob]
-        self.assertEqual(len(set(ids)), 3)
-        self.assertLess(alice[0].id, bob[0].id)
+        self.assertEqual([e.id for e in alice], [1])
+        self.assertEqual([e.id for e in bob], [1, 2])
 
     def test_text_kept_exactly(self) -> None:
         """Any text comes back as it was: empty, multi-line, NULs, beyond the
@@ -305,8 +316,7 @@ class HistoryStoreContractMixin(StoreContractMixin):
 
     def test_clear_history(self) -> None:
         """Clearing deletes all of the owner's entries and says how many;
-        others' stay; the history then starts again with higher ids than any
-        entry held."""
+        others' stay; the history then starts again, from id 1."""
         self.add("alice")
         self.add("bob")
         for n in range(3):
@@ -316,9 +326,10 @@ class HistoryStoreContractMixin(StoreContractMixin):
         self.assertEqual(self.recent("alice"), [])
         self.assertEqual(self.ok(self.store.clear_history("alice")), 0)
         (kept,) = self.recent("bob")
+        self.assertEqual(kept.id, 1)
         self.record("alice", "bob", "again")
         (again,) = self.recent("alice")
-        self.assertGreater(again.id, kept.id)
+        self.assertEqual(again.id, 1)
 
     def test_bad_read_refused(self) -> None:
         """A read takes a limit from 1 to MAX_HISTORY_LIMIT, and a peer that
@@ -419,7 +430,7 @@ def apply(store: Any, op: tuple[Any, ...]) -> Deferred[Any]:
     and creates it again (an unknown name stays unknown)."""
     kind, owner, *args = op
     if kind == "add_many":
-        return store.add_history_many(owner, *args)
+        return store.add_history_many(grouped(owner), *args)
     if kind == "add":
         return store.add_history(owner, *args)
     if kind == "recent":
@@ -441,11 +452,11 @@ def name_key(name: str) -> str:
 
 
 class HistoryModel:
-    """The contract in a few lines, ids as SQLite gives an INTEGER PRIMARY
-    KEY: one more than the highest held."""
+    """The contract in a few lines."""
 
     def __init__(self) -> None:
         self.histories: dict[str, list[HistoryEntry]] = {name_key(name): [] for name in ACCOUNTS}
+        self.last_ids: dict[str, int] = {}
 
     def apply(self, op: tuple[Any, ...]) -> tuple[str, Any]:
         if op[0] == "add_many":
@@ -459,8 +470,7 @@ class HistoryModel:
                 return ("error", StoreError)
             if history is None:
                 return ("error", NoSuchAccount)
-            held = [e.id for entries in self.histories.values() for e in entries]
-            entry = HistoryEntry(peer, outgoing, text, at, max(held, default=0) + 1)
+            entry = HistoryEntry(peer, outgoing, text, at, self.next_id(key))
             kept = [*history, entry][-limit:]
             self.histories[key] = [e for e in kept if e.at >= at - keep_seconds]
             return ("ok", None)
@@ -476,32 +486,42 @@ class HistoryModel:
             if history is None:
                 return ("ok", 0)
             self.histories[key] = []
+            self.last_ids.pop(key, None)
             return ("ok", len(history))
         if history is not None:
             self.histories[key] = []
+            self.last_ids.pop(key, None)
         return ("ok", history is not None)
+
+    def next_id(self, key: str) -> int:
+        """The id of the owner's next entry: its count of entries recorded
+        since its history was last gone."""
+        self.last_ids[key] = self.last_ids.get(key, 0) + 1
+        return self.last_ids[key]
 
     def add_many(
         self, batch: list[tuple[str, str, bool, str, int]], limit: int, keep_seconds: int
     ) -> tuple[str, Any]:
-        """Each entry as one add, skipping those that would fail, but each
-        owner pruned once, at the end, by the time of its last entry."""
+        """Each entry as one add, skipping those that would fail, an owner's
+        spellings one after the other, but each owner pruned once, at the
+        end, by the time of its last entry."""
         if limit < 1:
             return ("error", StoreError)
-        held = [e.id for entries in self.histories.values() for e in entries]
-        next_id = max(held, default=0) + 1
+        added = 0
         last_at: dict[str, int] = {}
-        for owner, peer, outgoing, text, at in batch:
+        for owner, records in grouped(batch).items():
             key = name_key(owner)
-            if len(text.encode()) > MAX_HISTORY_TEXT_BYTES or key not in self.histories:
-                continue
-            self.histories[key].append(HistoryEntry(peer, outgoing, text, at, next_id))
-            next_id += 1
-            last_at[key] = at
+            for peer, outgoing, text, at in records:
+                if len(text.encode()) > MAX_HISTORY_TEXT_BYTES or key not in self.histories:
+                    continue
+                entry = HistoryEntry(peer, outgoing, text, at, self.next_id(key))
+                self.histories[key].append(entry)
+                last_at[key] = at
+                added += 1
         for key, at in last_at.items():
             kept = self.histories[key][-limit:]
             self.histories[key] = [e for e in kept if e.at >= at - keep_seconds]
-        return ("ok", next_id - 1 - max(held, default=0))
+        return ("ok", added)
 
 
 class MemoryHistoryStoreTests(HistoryStoreContractMixin, SynchronousTestCase):
@@ -528,29 +548,26 @@ def chunk_sizes(case: SynchronousTestCase, chunk: int, append: int) -> None:
 
 def check_chunks(case: SynchronousTestCase, conn: sqlite3.Connection) -> None:
     """What the SQLite store's chunks must be: not empty, none bigger than
-    CHUNK_ENTRIES, each column beside the entries true to them, and each
-    owner's entries in increasing id order from chunk to chunk (chunk id
-    order), every id held once, below the next one."""
+    CHUNK_ENTRIES, no null at either end but the newest entry's chunk's
+    last, each column beside the entries true to them (the nulls not
+    counted), and each owner's chunks in increasing id order (chunk id
+    order), none overlapping."""
     rows = conn.execute(
         "SELECT normalized, count, oldest_at, newest_at, last_id, entries"
         " FROM history_chunks ORDER BY normalized, id"
     ).fetchall()
     last: dict[str, int] = {}
-    ids: list[int] = []
     for normalized, count, oldest_at, newest_at, last_id, text in rows:
         entries = orjson.loads(text)
-        chunk_ids = [entry[0] for entry in entries]
-        case.assertTrue(0 < count == len(entries) <= history_store.CHUNK_ENTRIES, rows)
-        case.assertEqual(oldest_at, min(entry[4] for entry in entries))
-        case.assertEqual(newest_at, max(entry[4] for entry in entries))
-        case.assertEqual(last_id, chunk_ids[-1])
-        case.assertEqual(chunk_ids, sorted(chunk_ids))
-        case.assertLess(last.get(normalized, 0), chunk_ids[0])
-        case.assertTrue(all(entry[2] in (0, 1) for entry in entries))
+        live = [entry for entry in entries if entry is not None]
+        case.assertTrue(0 < count == len(live), rows)
+        case.assertLessEqual(len(entries), history_store.CHUNK_ENTRIES)
+        case.assertIsNotNone(entries[0])
+        case.assertEqual(oldest_at, min(entry[3] for entry in live))
+        case.assertEqual(newest_at, max(entry[3] for entry in live))
+        case.assertTrue(all(len(entry) == 4 and type(entry[1]) is bool for entry in live))
+        case.assertLess(last.get(normalized, 0), last_id - len(entries) + 1)
         last[normalized] = last_id
-        ids += chunk_ids
-    case.assertEqual(len(ids), len(set(ids)))
-    case.assertEqual(history_store._next_id(conn), max(ids, default=0) + 1)
 
 
 class SQLiteHistoryStoreTests(HistoryStoreContractMixin, SynchronousTestCase):
@@ -657,9 +674,10 @@ class MemoryMatchesSQLiteTests(SynchronousTestCase):
     def test_quick_check_never_takes_what_the_full_check_refuses(
         self, peer: Any, outgoing: Any, text: Any, at: Any
     ) -> None:
-        """The SQLite store's quick yes for the usual entry of a batch is
-        never given to an entry check_history_entry refuses."""
-        if history_store._plain(peer, outgoing, text, at):
+        """The SQLite store's quick yes for the usual batch is never given
+        to a batch with an entry check_history_entry refuses."""
+        columns = ["bob", peer], [True, outgoing], ["hi", text], [NOW, at]
+        if history_store._plainly_valid(*columns):
             check_history_entry(peer, outgoing, text, at, 1, 0)
 
 
@@ -683,7 +701,7 @@ class SQLiteHistoryChunkTests(SynchronousTestCase):
     def add_many(self, batch: list[tuple[str, str, bool, str, int]], limit: int, keep: int) -> None:
         """Record ``batch`` in both stores, which must then hold the same."""
         added = [
-            self.successResultOf(store.add_history_many(batch, limit, keep))
+            self.successResultOf(store.add_history_many(grouped(batch), limit, keep))
             for store in (self.memory, self.sqlite)
         ]
         self.assertEqual(added[0], added[1])
@@ -703,8 +721,8 @@ class SQLiteHistoryChunkTests(SynchronousTestCase):
 
     def test_batch_bigger_than_a_chunk(self) -> None:
         """A batch brings an owner's entries in chunks of CHUNK_ENTRIES, the
-        last one less, its ids in batch order across owners; the next small
-        batch starts a chunk of its own rather than fill a big one."""
+        last one less, its ids counting its entries; the next small batch
+        starts a chunk of its own rather than fill a big one."""
         batch = [
             ("alice" if n % 4 else "bob", f"peer{n % 3}", n % 2 == 0, f"m{n}", NOW + n)
             for n in range(200)
@@ -713,7 +731,7 @@ class SQLiteHistoryChunkTests(SynchronousTestCase):
         self.assertEqual(self.sizes("alice"), [64, 64, 22])
         self.assertEqual(self.sizes("bob"), [50])
         alice = self.successResultOf(self.sqlite.recent_history("alice", None, 1000))
-        self.assertEqual([e.id for e in alice], [n + 1 for n in range(200) if n % 4])
+        self.assertEqual([e.id for e in alice], list(range(1, 151)))
         self.add_many([("alice", "bob", True, "one more", NOW + 200)], ALL, FOREVER)
         self.assertEqual(self.sizes("alice"), [64, 64, 22, 1])
 

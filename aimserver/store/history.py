@@ -5,26 +5,26 @@ each account's conversation history (gone with the account), so that every
 device shows the same conversation.
 
 SQLite keeps an account's entries in chunks (``history_chunks``): a row holds
-up to :data:`CHUNK_ENTRIES` entries of one owner as a JSON array of ``[id,
-peer, outgoing, text, at]``, oldest first, and beside it what the pruning
-needs (``count``, ``oldest_at``, ``newest_at``; ``last_id`` for the next
-id), which an index covers. Why: the browser client records two entries per
-IM, in batches, and a row per entry (a b-tree insert, two TEXT-keyed index
-inserts, a foreign key check and pruning deletes for each) cost more CPU
-than the rest of the IM. Now a batch costs a few statements in all, about one
-row write per owner (an INSERT, or an append to its small newest chunk) and,
-once that owner's history is full, the rewrite of the one chunk the pruning
-cuts into and the DELETE of those it passes. The pruning decides from the
-covered columns: the write path decodes no entry but those of a chunk it
-cuts.
+up to :data:`CHUNK_ENTRIES` entries of one owner as a JSON array of ``[peer,
+outgoing, text, at]``, oldest first, and beside it what the pruning needs
+(``count``, ``oldest_at``, ``newest_at``) and ``last_id``, the id of its
+last entry, which an index covers. Why: the browser client records two
+entries per IM, in batches, and a row per entry (a b-tree insert, two
+TEXT-keyed index inserts, a foreign key check and pruning deletes for each)
+cost more CPU than the rest of the IM. Now a batch costs a few statements in
+all, about one row write per owner (an INSERT, or an append to its small
+newest chunk) and, once that owner's history is full, the rewrite of the one
+chunk the pruning cuts into and the DELETE of those it passes. The pruning
+decides from the covered columns: the write path decodes no entry but those
+of a chunk it cuts.
 
-An entry's id is one more than the highest id held, over every account (1
-when there is none), as SQLite gives an ``INTEGER PRIMARY KEY``: the ids of a
-batch follow its order, whoever the owner, so a chunk's ids need not be
-contiguous. Pruning never removes the entry just recorded, so only
-:meth:`clear_history` and a deleted account can remove the highest id, and
-then the next entry may take it again. The memory store hands out ids the
-same way, so that both stores answer alike.
+Ids count an owner's entries, so a chunk keeps none: the entry at position
+``i`` of an array of ``n`` has id ``last_id - (n - 1 - i)``. Pruning keeps
+the positions: it cuts an array's oldest entries off its front, and an entry
+it drops from the middle (too old, after a clock stepped back) becomes
+``null``, which ``count`` does not count. Why no id per entry: building a
+list per entry to hold it cost as much as the rest of a batch's Python (bench
+S13); the records of a batch go into the JSON as the caller made them.
 
 A peer is compared by its normalized name, which the chunks do not keep: a
 read by peer decodes the owner's chunks newest first and stops once it has
@@ -35,7 +35,8 @@ lets it grow.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 import attrs
@@ -50,6 +51,7 @@ from aimserver.store.interfaces import (
     MAX_HISTORY_PEER_BYTES,
     MAX_HISTORY_TEXT_BYTES,
     HistoryEntry,
+    HistoryRecord,
     IHistoryStore,
     StoreError,
     check_history_entry,
@@ -65,22 +67,29 @@ __all__ = ["MemoryHistoryStore", "SQLiteHistoryStore"]
 class MemoryHistoryStore(MemoryBase):
     def __init__(self, clock: IReactorTime | None = None) -> None:
         super().__init__(clock)
-        #: Normalized owner -> its entries, oldest (lowest id) first; never empty.
+        #: Normalized owner -> its entries, oldest (lowest id) first, and the
+        #: id its last recorded entry had; dropped when the history is gone.
         self._history: dict[str, list[HistoryEntry]] = {}
-        #: The highest id any entry has (0 for none): the next one follows it.
-        self._last_history_id = 0
+        self._last_history_id: dict[str, int] = {}
 
     def _drop_user_data(self, normalized: str) -> None:
-        if self._history.pop(normalized, None):
-            self._history_removed()
+        self._history.pop(normalized, None)
+        self._last_history_id.pop(normalized, None)
         super()._drop_user_data(normalized)
 
-    def _history_removed(self) -> None:
-        """Whole histories are gone: the next id follows the highest left, as
-        in SQLite (each list ends with its highest id)."""
-        self._last_history_id = max(
-            (entries[-1].id for entries in self._history.values()), default=0
+    def _append(self, normalized: str, record: HistoryRecord) -> None:
+        peer, outgoing, text, at = record
+        entry_id = self._last_history_id.get(normalized, 0) + 1
+        self._last_history_id[normalized] = entry_id
+        self._history.setdefault(normalized, []).append(
+            HistoryEntry(peer, outgoing, text, at, entry_id)
         )
+
+    def _prune(self, normalized: str, limit: int, cutoff: int) -> None:
+        """Keep the ``limit`` newest, less those before ``cutoff``; the
+        newest always stays (its ``at`` made the cutoff)."""
+        *kept, newest = self._history[normalized][-limit:]
+        self._history[normalized] = [e for e in kept if e.at >= cutoff] + [newest]
 
     def add_history(
         self,
@@ -95,38 +104,29 @@ class MemoryHistoryStore(MemoryBase):
         def add() -> None:
             check_history_entry(peer, outgoing, text, at, limit, keep_seconds)
             normalized = self._existing(owner)
-            self._last_history_id += 1
-            entry = HistoryEntry(peer, outgoing, text, at, self._last_history_id)
-            entries = [*self._history.get(normalized, ()), entry]
-            cutoff = at - keep_seconds
-            # The new entry is the newest and not too old: the list stays non-empty.
-            self._history[normalized] = [e for e in entries[-limit:] if e.at >= cutoff]
+            self._append(normalized, (peer, outgoing, text, at))
+            self._prune(normalized, limit, at - keep_seconds)
 
         return fired(add)
 
     def add_history_many(
-        self, entries: Sequence[tuple[str, str, bool, str, int]], limit: int, keep_seconds: int
+        self, batch: Mapping[str, Sequence[HistoryRecord]], limit: int, keep_seconds: int
     ) -> Deferred[int]:
         def add_many() -> int:
             check_history_pruning(limit, keep_seconds)
             last_at: dict[str, int] = {}
             added = 0
-            for owner, peer, outgoing, text, at in entries:
+            for owner, records in batch.items():
                 try:
-                    check_history_entry(peer, outgoing, text, at, limit, keep_seconds)
                     normalized = self._existing(owner)
-                except StoreError:
+                except (StoreError, TypeError, AttributeError):
                     continue
-                self._last_history_id += 1
-                entry = HistoryEntry(peer, outgoing, text, at, self._last_history_id)
-                self._history.setdefault(normalized, []).append(entry)
-                last_at[normalized] = at
-                added += 1
+                for record in _valid_records(records):
+                    self._append(normalized, record)
+                    last_at[normalized] = record[_AT]
+                    added += 1
             for normalized, at in last_at.items():
-                cutoff = at - keep_seconds
-                kept = self._history[normalized][-limit:]
-                newest = kept[-1]
-                self._history[normalized] = [e for e in kept[:-1] if e.at >= cutoff] + [newest]
+                self._prune(normalized, limit, at - keep_seconds)
             return added
 
         return fired(add_many)
@@ -144,19 +144,101 @@ class MemoryHistoryStore(MemoryBase):
         return fired(recent)
 
     def clear_history(self, owner: str) -> Deferred[int]:
-        entries = self._history.pop(normalize(owner), [])
-        if entries:
-            self._history_removed()
-        return defer.succeed(len(entries))
+        normalized = normalize(owner)
+        self._last_history_id.pop(normalized, None)
+        return defer.succeed(len(self._history.pop(normalized, [])))
+
+
+# --- records, as a batch brings them --------------------------------------------
+
+#: A record's fields, and an entry's in a chunk's JSON array (the same order).
+_PEER, _OUTGOING, _TEXT, _AT = range(4)
+_at = itemgetter(_AT)
+
+#: The latest time :func:`check_history_entry` takes (SQLite's INTEGER).
+_AT_MAX = 2**63 - 1
+
+
+def _valid_records(records: Iterable[Any]) -> list[HistoryRecord]:
+    """
+    The records :func:`check_history_entry` takes, in order. A batch holds
+    thousands, so it is first checked a column at a time with builtins
+    (:func:`_plainly_valid`): the usual batch costs no Python call per record.
+    Only if that says no is each record checked on its own.
+    """
+    records = list(records)
+    try:
+        columns = zip(*records, strict=True)
+        peers, outgoing, texts, ats = columns
+    except (TypeError, ValueError):
+        pass
+    else:
+        if _plainly_valid(peers, outgoing, texts, ats):
+            return records
+    return [tuple(record) for record in records if _valid_record(record)]  # type: ignore[misc]
+
+
+def _valid_record(record: object) -> bool:
+    if type(record) not in (tuple, list) or len(record) != 4:  # type: ignore[arg-type]
+        return False
+    try:
+        check_history_entry(*record, 1, 0)  # type: ignore[misc]
+    except StoreError:
+        return False
+    return True
+
+
+_STR = {str}
+_BOOL = {bool}
+_INT = {int}
+
+
+def _plainly_valid(
+    peers: Sequence[object],
+    outgoing: Sequence[object],
+    texts: Sequence[object],
+    ats: Sequence[object],
+) -> bool:
+    """
+    Whether :func:`check_history_entry` surely takes every record whose
+    fields these columns hold (not empty): ASCII peers within their size,
+    texts within theirs (a text of at most a quarter of the bytes in
+    characters fits whatever they are, if it encodes at all), bool
+    directions, times of type int within bounds. ``False`` says nothing:
+    the records then get the full check.
+    """
+    if not (
+        set(map(type, peers)) == _STR
+        and set(map(type, texts)) == _STR
+        and set(map(type, outgoing)) == _BOOL
+        and set(map(type, ats)) == _INT
+        and all(map(str.isascii, peers))  # type: ignore[arg-type]
+        and 0 < min(map(len, peers)) <= max(map(len, peers)) <= MAX_HISTORY_PEER_BYTES  # type: ignore[arg-type]
+        and 0 <= min(ats) <= max(ats) <= _AT_MAX  # type: ignore[type-var]
+    ):
+        return False
+    if all(map(str.isascii, texts)):  # type: ignore[arg-type]
+        return max(map(len, texts)) <= MAX_HISTORY_TEXT_BYTES  # type: ignore[arg-type]
+    return all(map(_text_fits, texts))
+
+
+def _text_fits(text: str) -> bool:
+    if text.isascii():
+        return len(text) <= MAX_HISTORY_TEXT_BYTES
+    try:
+        return len(text.encode()) <= MAX_HISTORY_TEXT_BYTES
+    except UnicodeEncodeError:
+        return False
 
 
 # --- SQLite operations --------------------------------------------------------
 
 CHUNK_ENTRIES = 64
-"""The most entries a chunk holds: a batch brings an owner's new entries in
-chunks of at most this many (and the v14 migration cut the v13 entries into
-chunks of 64). A chunk the pruning cuts into costs a rewrite of up to this
-many entries, spread over the entries that made it."""
+"""The most entries (positions, ``null`` included) a chunk holds: a batch
+brings an owner's new entries in chunks of at most this many (and the v14
+migration cut the v13 entries into chunks of 64). A chunk the pruning cuts
+into costs a rewrite of up to this many entries, spread over the entries that
+made it."""
 
 APPEND_ENTRIES = 16
 """New entries are appended to the owner's newest chunk only if it then
@@ -165,17 +247,13 @@ start chunks of their own. An append rewrites the chunk, so an owner who gets
 an entry or two per batch keeps small chunks (one IM must not rewrite
 kilobytes), while a busy owner's batch is one INSERT."""
 
-#: An entry as a chunk keeps it, in its JSON array: ``[id, peer, outgoing
-#: (0 or 1), text, at]``.
-_Entry = list[Any]
-_ID, _PEER, _OUTGOING, _TEXT, _AT = range(5)
+#: An entry as a chunk's JSON array holds it (a record, or ``None`` where the
+#: pruning took one from the middle).
+_Entry = Sequence[Any] | None
 
 #: What the pruning knows of a chunk without reading its entries:
 #: ``(id, count, oldest_at, newest_at)``.
 _Chunk = tuple[int, int, int, int]
-
-#: The latest time :func:`check_history_entry` takes (SQLite's INTEGER).
-_AT_MAX = 2**63 - 1
 
 
 class _Summary(NamedTuple):
@@ -187,8 +265,10 @@ class _Summary(NamedTuple):
     """The oldest ``at`` among them."""
     newest_id: int
     """Its newest chunk..."""
-    newest_count: int
-    """... and how many entries that holds."""
+    newest_size: int
+    """... how many positions that holds..."""
+    last_id: int
+    """... and the id of its last entry, the owner's last recorded."""
 
 
 @attrs.define
@@ -196,8 +276,10 @@ class _Plan:
     """What recording an owner's new entries does to its chunks."""
 
     new: list[_Entry]
-    """The new entries that stay (the pruning may take some at once), oldest
-    first."""
+    """The new entries, oldest first, less those the pruning takes at once
+    (off the front, or ``None`` in their place)."""
+    last_id: int
+    """The id of the last of them."""
     drop: list[int] = attrs.Factory(list)
     """Chunks to delete: wholly past the limit, or wholly too old."""
     cut: list[tuple[int, int, int]] = attrs.Factory(list)
@@ -207,13 +289,18 @@ class _Plan:
     """The newest chunk, if :attr:`new` is to be appended to it."""
 
 
-def _history_entry(entry: _Entry) -> HistoryEntry:
-    entry_id, peer, outgoing, text, at = entry
-    return HistoryEntry(peer, bool(outgoing), text, at, entry_id)
-
-
 def _dumps(value: object) -> str:
     return orjson.dumps(value).decode()
+
+
+def _stats(entries: Sequence[_Entry]) -> tuple[int, int, int]:
+    """``count, oldest_at, newest_at`` of a chunk's entries (one at least
+    not ``None``): by builtins alone, unless some are ``None``."""
+    try:
+        ats = list(map(_at, entries))  # type: ignore[arg-type]
+    except TypeError:
+        ats = [entry[_AT] for entry in entries if entry is not None]
+    return len(ats), min(ats), max(ats)
 
 
 def _add_history(
@@ -228,96 +315,34 @@ def _add_history(
 ) -> None:
     check_history_entry(peer, outgoing, text, at, limit, keep_seconds)
     normalized = existing_account(conn, owner)
-    entry = [_next_id(conn), peer, int(outgoing), text, at]
-    _record(conn, {normalized: [entry]}, limit, keep_seconds)
+    _record(conn, {normalized: [(peer, outgoing, text, at)]}, limit, keep_seconds)
 
 
 def _add_history_many(
     conn: sqlite3.Connection,
-    entries: Sequence[tuple[str, str, bool, str, int]],
+    batch: Mapping[str, Sequence[HistoryRecord]],
     limit: int,
     keep_seconds: int,
 ) -> int:
     check_history_pruning(limit, keep_seconds)
-    by_owner = _new_entries(conn, entries, limit, keep_seconds)
+    by_owner: dict[str, list[HistoryRecord]] = {}
+    for owner, records in batch.items():
+        try:
+            normalized = existing_account(conn, owner)
+        except (StoreError, TypeError, AttributeError):
+            continue
+        valid = _valid_records(records)
+        if valid:
+            by_owner[normalized] = by_owner.get(normalized, []) + valid
     _record(conn, by_owner, limit, keep_seconds)
-    return sum(len(new) for new in by_owner.values())
-
-
-def _next_id(conn: sqlite3.Connection) -> int:
-    """One more than the highest entry id held (1 for none), through the
-    index on ``last_id``."""
-    (highest,) = conn.execute("SELECT max(last_id) FROM history_chunks").fetchone()
-    return (highest or 0) + 1
-
-
-def _new_entries(
-    conn: sqlite3.Connection,
-    entries: Sequence[tuple[str, str, bool, str, int]],
-    limit: int,
-    keep_seconds: int,
-) -> dict[str, list[_Entry]]:
-    """
-    The batch's entries that can be recorded, by normalized owner, each with
-    its id: the ids follow the highest held, in batch order (whoever the
-    owner). An entry out of bounds or of no account is skipped; whether an
-    owner exists is asked once per spelling.
-    """
-    next_id = _next_id(conn)
-    by_owner: dict[str, list[_Entry]] = {}
-    #: Owner as given -> its list in ``by_owner``, or None if no such account.
-    lists: dict[str, list[_Entry] | None] = {}
-    for owner, peer, outgoing, text, at in entries:
-        if not _plain(peer, outgoing, text, at):
-            try:
-                check_history_entry(peer, outgoing, text, at, limit, keep_seconds)
-            except StoreError:
-                continue
-        if owner in lists:
-            found = lists[owner]
-        else:
-            found = lists[owner] = _owner_list(conn, owner, by_owner)
-        if found is not None:
-            found.append([next_id, peer, 1 if outgoing else 0, text, at])
-            next_id += 1
-    return by_owner
-
-
-def _plain(peer: object, outgoing: object, text: object, at: object) -> bool:
-    """
-    Whether :func:`check_history_entry` surely takes this entry, found
-    without calling it (a batch checks thousands): a peer and text of type
-    str in ASCII (their UTF-8 sizes are their lengths) within the sizes, a
-    bool direction, a time of type int within bounds. ``False`` says nothing:
-    the entry then gets the full check.
-    """
-    return (
-        type(peer) is str
-        and type(text) is str
-        and type(outgoing) is bool
-        and type(at) is int
-        and peer.isascii()
-        and text.isascii()
-        and 0 < len(peer) <= MAX_HISTORY_PEER_BYTES
-        and len(text) <= MAX_HISTORY_TEXT_BYTES
-        and 0 <= at <= _AT_MAX
-    )
-
-
-def _owner_list(
-    conn: sqlite3.Connection, owner: str, by_owner: dict[str, list[_Entry]]
-) -> list[_Entry] | None:
-    """The list in ``by_owner`` of account ``owner`` (a new one if it has
-    none yet), or ``None`` if there is no such account."""
-    try:
-        normalized = existing_account(conn, owner)
-    except StoreError:
-        return None
-    return by_owner.setdefault(normalized, [])
+    return sum(map(len, by_owner.values()))
 
 
 def _record(
-    conn: sqlite3.Connection, by_owner: dict[str, list[_Entry]], limit: int, keep_seconds: int
+    conn: sqlite3.Connection,
+    by_owner: dict[str, list[HistoryRecord]],
+    limit: int,
+    keep_seconds: int,
 ) -> None:
     """
     Add each owner's new entries (oldest first, not empty), then prune its
@@ -340,15 +365,17 @@ def _record(
     )
     _append_to_chunks(conn, [plan for _, plan in plans if plan.append_to is not None])
     _insert_chunks(
-        conn, [(normalized, plan.new) for normalized, plan in plans if plan.append_to is None]
+        conn, [(normalized, plan) for normalized, plan in plans if plan.append_to is None]
     )
 
 
 def _summaries(conn: sqlite3.Connection, owners: list[str]) -> dict[str, _Summary]:
     """The summary of each owner's history (none if it is empty), summed by
-    SQLite over the index, which covers the columns: no entry is read."""
+    SQLite over the index, which covers the columns but the newest chunk's
+    size (one JSON length per owner)."""
     rows = conn.execute(
-        "SELECT g.normalized, g.total, g.oldest_at, c.id, c.count FROM ("
+        "SELECT g.normalized, g.total, g.oldest_at, c.id, json_array_length(c.entries),"
+        " c.last_id FROM ("
         "SELECT normalized, sum(count) AS total, min(oldest_at) AS oldest_at, max(id) AS newest"
         " FROM history_chunks WHERE normalized IN (SELECT value FROM json_each(?))"
         " GROUP BY normalized) AS g JOIN history_chunks AS c ON c.id = g.newest",
@@ -360,7 +387,7 @@ def _summaries(conn: sqlite3.Connection, owners: list[str]) -> dict[str, _Summar
 def _plan(
     conn: sqlite3.Connection,
     normalized: str,
-    new: list[_Entry],
+    records: list[HistoryRecord],
     summary: _Summary | None,
     limit: int,
     keep_seconds: int,
@@ -372,11 +399,17 @@ def _plan(
     as needed. The new entries are appended to the newest chunk if it stays
     whole and stays small (:data:`APPEND_ENTRIES`).
     """
-    cutoff = new[-1][_AT] - keep_seconds
-    plan = _Plan(new=[entry for entry in new[-limit:] if entry[_AT] >= cutoff])
+    cutoff = records[-1][_AT] - keep_seconds
+    last_id = (summary.last_id if summary is not None else 0) + len(records)
+    new: list[_Entry] = records[-limit:]  # type: ignore[assignment]
+    if min(map(_at, new)) < cutoff:
+        new = _without_old(new, cutoff)
+    plan = _Plan(new=new, last_id=last_id)
     if summary is None:
         return plan
-    excess = len(new) + summary.total - limit  # how many of the oldest are past the limit
+    # How many of the oldest are past the limit: every new entry counts, the
+    # ones too old to stay too (the age is applied after the limit).
+    excess = len(records) + summary.total - limit
     aged = summary.oldest_at < cutoff
     if excess > 0 or aged:
         cursor = conn.execute(
@@ -391,10 +424,21 @@ def _plan(
     touched = summary.newest_id in plan.drop or any(
         chunk_id == summary.newest_id for chunk_id, _, _ in plan.cut
     )
-    room = min(APPEND_ENTRIES, CHUNK_ENTRIES) - summary.newest_count
-    if not touched and len(plan.new) <= room:
+    room = min(APPEND_ENTRIES, CHUNK_ENTRIES) - summary.newest_size
+    # Appended, the new entries must follow the chunk's last position for
+    # position: not if the pruning cut some off their front.
+    if not touched and len(plan.new) == len(records) and len(plan.new) <= room:
         plan.append_to = summary.newest_id
     return plan
+
+
+def _without_old(entries: Sequence[_Entry], cutoff: int) -> list[_Entry]:
+    """``entries`` (oldest first, the last not before ``cutoff``) less those
+    before ``cutoff``: cut off the front, ``None`` in their place after it,
+    so that the rest keep their positions (their ids)."""
+    kept = [entry if entry is not None and entry[_AT] >= cutoff else None for entry in entries]
+    first = next(i for i, entry in enumerate(kept) if entry is not None)
+    return kept[first:]
 
 
 def _plan_pruning(
@@ -418,16 +462,25 @@ def _plan_pruning(
             plan.cut.append((chunk_id, within, cutoff))
 
 
-def _stats(entries: list[_Entry]) -> tuple[int, int, int, int]:
-    """What a chunk of ``entries`` (not empty, oldest first) keeps beside
-    them: ``count, oldest_at, newest_at, last_id``."""
-    ats = [entry[_AT] for entry in entries]
-    return len(entries), min(ats), max(ats), entries[-1][_ID]
+def _cut(entries: list[_Entry], within: int, cutoff: int) -> list[_Entry]:
+    """A chunk's ``entries`` less all but the ``within`` newest that are
+    there (not ``None``) and less those before ``cutoff``, positions kept
+    (empty if none is left)."""
+    start = len(entries)
+    while within and start:
+        start -= 1
+        within -= entries[start] is not None
+    kept = entries[start:]
+    if any(entry is not None and entry[_AT] < cutoff for entry in kept):
+        kept = [entry if entry is not None and entry[_AT] >= cutoff else None for entry in kept]
+    first = next((i for i, entry in enumerate(kept) if entry is not None), len(kept))
+    return kept[first:]
 
 
 def _cut_chunks(conn: sqlite3.Connection, cuts: list[tuple[int, int, int]]) -> None:
-    """Rewrite each chunk keeping its ``within`` newest entries that are not
-    before ``cutoff``, or delete it if none is left: one read for all."""
+    """Rewrite each chunk as :func:`_cut` says, or delete it if none of its
+    entries is left: one read for all. ``last_id`` stays: the entries left
+    keep their positions from the end."""
     if not cuts:
         return
     how = {chunk_id: (within, cutoff) for chunk_id, within, cutoff in cuts}
@@ -438,15 +491,14 @@ def _cut_chunks(conn: sqlite3.Connection, cuts: list[tuple[int, int, int]]) -> N
     rewritten: list[tuple[Any, ...]] = []
     emptied: list[tuple[int]] = []
     for chunk_id, text in rows:
-        within, cutoff = how[chunk_id]
-        entries = [entry for entry in orjson.loads(text)[-within:] if entry[_AT] >= cutoff]
+        entries = _cut(orjson.loads(text), *how[chunk_id])
         if entries:
             rewritten.append((*_stats(entries), _dumps(entries), chunk_id))
         else:
             emptied.append((chunk_id,))
     conn.executemany(
-        "UPDATE history_chunks SET count = ?, oldest_at = ?, newest_at = ?, last_id = ?,"
-        " entries = ? WHERE id = ?",
+        "UPDATE history_chunks SET count = ?, oldest_at = ?, newest_at = ?, entries = ?"
+        " WHERE id = ?",
         rewritten,
     )
     conn.executemany("DELETE FROM history_chunks WHERE id = ?", emptied)
@@ -456,29 +508,37 @@ def _append_to_chunks(conn: sqlite3.Connection, plans: list[_Plan]) -> None:
     """Append new entries to chunks' JSON arrays inside SQLite, without
     decoding them: the closing bracket becomes a comma, then comes the new
     array without its opening bracket (the JSON has no raw NUL, before which
-    ``length`` would stop)."""
+    ``length`` would stop). The new entries follow the chunk's last in id,
+    as the chunk is the owner's newest."""
     conn.executemany(
         "UPDATE history_chunks SET count = count + ?, oldest_at = min(oldest_at, ?),"
         " newest_at = max(newest_at, ?), last_id = ?,"
         " entries = substr(entries, 1, length(entries) - 1) || ',' || ?"
         " WHERE id = ?",
-        [(*_stats(plan.new), _dumps(plan.new)[1:], plan.append_to) for plan in plans],
+        [(*_stats(plan.new), plan.last_id, _dumps(plan.new)[1:], plan.append_to) for plan in plans],
     )
 
 
-def _insert_chunks(conn: sqlite3.Connection, new: list[tuple[str, list[_Entry]]]) -> None:
+def _insert_chunks(conn: sqlite3.Connection, new: list[tuple[str, _Plan]]) -> None:
     """New chunks for each owner's new entries, at most :data:`CHUNK_ENTRIES`
-    to a chunk, in order (so that the chunk ids follow the entry ids)."""
+    to a chunk, in order (so that the chunk ids follow the entry ids). A
+    chunk whose entries the pruning took all of is not written."""
     size = CHUNK_ENTRIES
+    rows: list[tuple[Any, ...]] = []
+    for normalized, plan in new:
+        entries, last = plan.new, len(plan.new)
+        for first in range(0, last, size):
+            part = entries[first : first + size]
+            end = plan.last_id - (last - first - len(part))
+            if part[0] is None:  # a chunk starts with an entry: cut the front
+                part = part[next((i for i, e in enumerate(part) if e is not None), len(part)) :]
+            if part:
+                rows.append((normalized, *_stats(part), end, _dumps(part)))
     conn.executemany(
         "INSERT INTO history_chunks"
         " (normalized, count, oldest_at, newest_at, last_id, entries)"
         " VALUES (?, ?, ?, ?, ?, ?)",
-        [
-            (normalized, *_stats(part), _dumps(part))
-            for normalized, entries in new
-            for part in (entries[first : first + size] for first in range(0, len(entries), size))
-        ],
+        rows,
     )
 
 
@@ -488,22 +548,26 @@ def _recent_history(
     """Decode the owner's chunks newest first, only until ``limit`` entries
     (with that peer, if one is given) are found."""
     key = check_history_query(peer, limit)
-    found: list[_Entry] = []  # newest first
+    found: list[HistoryEntry] = []  # newest first
     cursor = conn.execute(
-        "SELECT entries FROM history_chunks WHERE normalized = ? ORDER BY id DESC",
+        "SELECT last_id, entries FROM history_chunks WHERE normalized = ? ORDER BY id DESC",
         (normalize(owner),),
     )
     try:
-        for (text,) in cursor:
+        for last_id, text in cursor:
             entries = orjson.loads(text)
-            if key is not None:
-                entries = [entry for entry in entries if normalize(entry[_PEER]) == key]
-            found.extend(reversed(entries))
-            if len(found) >= limit:
-                break
+            first_id = last_id - len(entries) + 1
+            for i in range(len(entries) - 1, -1, -1):
+                entry = entries[i]
+                if entry is None or (key is not None and normalize(entry[_PEER]) != key):
+                    continue
+                peer_name, outgoing, entry_text, at = entry
+                found.append(HistoryEntry(peer_name, bool(outgoing), entry_text, at, first_id + i))
+                if len(found) == limit:
+                    return found[::-1]
     finally:
         cursor.close()
-    return [_history_entry(entry) for entry in reversed(found[:limit])]
+    return found[::-1]
 
 
 def _clear_history(conn: sqlite3.Connection, owner: str) -> int:
@@ -532,9 +596,11 @@ class SQLiteHistoryStore(SQLiteBase):
         return self._call(_add_history, owner, peer, outgoing, text, at, limit, keep_seconds)
 
     def add_history_many(
-        self, entries: Sequence[tuple[str, str, bool, str, int]], limit: int, keep_seconds: int
+        self, batch: Mapping[str, Sequence[HistoryRecord]], limit: int, keep_seconds: int
     ) -> Deferred[int]:
-        return self._call(_add_history_many, list(entries), limit, keep_seconds)
+        # A copy of the mapping: the caller may add to it once this returns.
+        # The records are validated and copied on the DB thread.
+        return self._call(_add_history_many, dict(batch), limit, keep_seconds)
 
     def recent_history(
         self, owner: str, peer: str | None, limit: int

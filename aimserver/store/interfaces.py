@@ -22,7 +22,7 @@ mixin per role; a role's two mixins live together in its own module
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import attrs
@@ -81,6 +81,7 @@ __all__ = [
     "FeedbagSummary",
     "FeedbagItem",
     "HistoryEntry",
+    "HistoryRecord",
     "IAccountStore",
     "IBartStore",
     "IChatRoomStore",
@@ -447,6 +448,11 @@ class OfflineMessage:
     """Unix seconds."""
 
 
+#: One IM as :meth:`IHistoryStore.add_history_many` takes it: ``(peer,
+#: outgoing, text, at)``, as :meth:`IHistoryStore.add_history` takes them.
+HistoryRecord = tuple[str, bool, str, int]
+
+
 @attrs.frozen
 class HistoryEntry:
     """
@@ -462,8 +468,8 @@ class HistoryEntry:
     at: int
     """Unix seconds."""
     id: int
-    """Assigned by the store: higher than that of every entry it holds,
-    across every account, when the entry is recorded."""
+    """Assigned by the store: the account's count of entries recorded, this
+    one included (see :class:`IHistoryStore`)."""
 
 
 @attrs.frozen
@@ -1489,10 +1495,13 @@ class IHistoryStore(Interface):
     as the peer belong to the other accounts and stay).
 
     Entries are ordered by ``id``: the order they were recorded in, whatever
-    their ``at`` says (a clock stepping back does not reorder them). The
-    entry recorded last has the highest id in the store; an id is never
-    held by two entries, though once the store's highest entries are gone
-    (:meth:`clear_history`, a deleted account) their ids may be given again.
+    their ``at`` says (a clock stepping back does not reorder them). Ids
+    count each account's entries, 1 for its first: an entry's id is one more
+    than that of the entry the account recorded before it, pruned or not, so
+    an account's ids are never held twice; once its history is gone
+    (:meth:`clear_history`, a deleted account) they start again from 1. Why
+    per account: the SQLite store then keeps no id per entry (a chunk's ids
+    follow from its last), which the browser client's IM rate needs.
     """
 
     def add_history(
@@ -1514,15 +1523,19 @@ class IHistoryStore(Interface):
         """
 
     def add_history_many(
-        entries: Sequence[tuple[str, str, bool, str, int]], limit: int, keep_seconds: int
+        batch: Mapping[str, Sequence[HistoryRecord]], limit: int, keep_seconds: int
     ) -> Deferred[int]:
         """
-        Record many IMs in one step, each ``(owner, peer, outgoing, text,
-        at)`` as :meth:`add_history` would, in order, except that each
-        owner's history is pruned once, after its last entry here and with
-        that entry's ``at``. An entry out of bounds or of no account is
-        skipped, not the others (a busy server keeps IMs in batches, and one
-        deleted account must not cost the rest).
+        Record many IMs in one step: ``batch`` maps an owner to its records
+        ``(peer, outgoing, text, at)``, oldest first, each recorded as
+        :meth:`add_history` would, except that each owner's history is
+        pruned once, after its last record here and with that record's
+        ``at``. Owners that are spellings of one account are recorded one
+        after the other, in the mapping's order. A record out of bounds, or
+        the records of no account, are skipped, not the others (a busy
+        server keeps IMs in batches, and one deleted account must not cost
+        the rest). Grouped by owner because the caller, which sees each IM
+        as it happens, groups for less than the store would.
 
         :return: fires with how many were recorded.
         :rtype: Deferred[int]

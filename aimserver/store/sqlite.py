@@ -62,7 +62,7 @@ __all__ = [
     "transact",
 ]
 
-SCHEMA_VERSION = 15
+SCHEMA_VERSION = 16
 """The schema version this code reads and writes."""
 
 BUSY_TIMEOUT = 5.0

@@ -32,6 +32,7 @@ from aimserver.store.credentials import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 from aimserver.store.interfaces import (
     AccountExists,
     FeedbagItem,
+    HistoryRecord,
     InvalidPassword,
     InvalidScreenName,
 )
@@ -71,7 +72,10 @@ _AUTO_RESPONSE = _TLV_HEAD.pack(TAG_AUTO_RESPONSE, 0)
 #: of the history writes what waits first, so nothing is missing from it.
 HISTORY_BATCH = 16_384
 HISTORY_FLUSH_SECONDS = 1.0
-#: Past this many waiting (the store not keeping up), the oldest are dropped.
+#: Batches handed to the store and not yet written: past this many, IMs wait
+#: here (the store is behind)...
+MAX_HISTORY_BATCHES_WRITING = 2
+#: ... and past this many waiting, new ones are dropped, counted in the log.
 MAX_PENDING_HISTORY = 65_536
 #: Where add_buddy puts a buddy when no group is named (libpurple's default).
 DEFAULT_GROUP = "Buddies"
@@ -115,8 +119,11 @@ class WebService(Service):
         self.clock = server.clock
         self.config = config
         self.resume_seconds = config.resume_seconds
-        #: IMs waiting for the history's next batch write.
-        self._history_pending: list[tuple[str, str, bool, str, int]] = []
+        #: IMs waiting for the history's next batch write, by owner (user
+        #: key), and how many in all.
+        self._history_pending: dict[str, list[HistoryRecord]] = {}
+        self._history_waiting = 0
+        self._history_writing = 0
         self._history_flush: IDelayedCall | None = None
         self._history_dropped = CountedLog(self.log, self.clock, "history writes lost", 60.0)
         #: Which sessions each browser holds (``GET /web/sessions``).
@@ -224,7 +231,7 @@ class WebService(Service):
         for web in list(self.sessions.values()):
             web.end("server_stopping")
         self._history_dropped.flush(final=True)
-        return self._flush_history()
+        return self._flush_history(waiting=True)
 
     def check_rate(
         self, web: WebSession, family: int, subtype: int, client_ready: bool = True
@@ -291,37 +298,58 @@ class WebService(Service):
     # -- history ----------------------------------------------------------------------------
 
     def _keep(self, owner: str, peer: str, outgoing: bool, text: str) -> None:
-        """Queue one IM for the history: written in batches, one store call
-        per ``HISTORY_BATCH`` IMs or ``HISTORY_FLUSH_SECONDS`` (a store call
-        per IM made the database the bottleneck of browser IMs, and at a few
-        thousand a second it refused them)."""
+        """Queue one IM for ``owner``'s (a user key) history: written in
+        batches, one store call per ``HISTORY_BATCH`` IMs or
+        ``HISTORY_FLUSH_SECONDS`` (a store call per IM made the database the
+        bottleneck of browser IMs, and at a few thousand a second it refused
+        them). Grouped by owner here, as the store wants them: a dict lookup
+        per IM on the way costs less than the store's grouping afterwards."""
         if not self.config.history:
             return
-        pending = self._history_pending
-        if len(pending) >= MAX_PENDING_HISTORY:
-            # The store is not keeping up at all: drop the oldest, counted.
-            del pending[0]
+        if self._history_waiting >= MAX_PENDING_HISTORY:
+            # The store is not keeping up at all: this one is dropped, counted.
             self._history_dropped.note(
                 "dropped", "history writes dropped: the store is not keeping up"
             )
-        pending.append((owner, peer, outgoing, text, int(self.clock.seconds())))
-        if len(pending) >= HISTORY_BATCH:
+            return
+        records = self._history_pending.get(owner)
+        if records is None:
+            records = self._history_pending[owner] = []
+        records.append((peer, outgoing, text, int(self.clock.seconds())))
+        self._history_waiting += 1
+        if self._history_waiting >= HISTORY_BATCH:
             self._flush_history()
         elif self._history_flush is None:
             self._history_flush = self.clock.callLater(HISTORY_FLUSH_SECONDS, self._flush_history)
 
-    def _flush_history(self) -> Deferred[int] | None:
+    def _flush_history(self, *, waiting: bool = False) -> Deferred[int] | None:
+        """Hand what waits to the store, unless it is behind (then the batch
+        that is written first flushes it). ``waiting`` for a read of the
+        history, which must see everything: then it goes at once."""
         if self._history_flush is not None and self._history_flush.active():
             self._history_flush.cancel()
         self._history_flush = None
-        batch, self._history_pending = self._history_pending, []
-        if not batch:
+        if not self._history_pending:
             return None
+        if self._history_writing >= MAX_HISTORY_BATCHES_WRITING and not waiting:
+            return None
+        batch, self._history_pending = self._history_pending, {}
+        count, self._history_waiting = self._history_waiting, 0
+        self._history_writing += 1
         d = self.server.store.add_history_many(
             batch, self.config.history_messages, self.config.history_days * 86400
         )
-        d.addErrback(self._history_failed, len(batch))
+        d.addErrback(self._history_failed, count)
+        d.addBoth(self._history_written)
         return d
+
+    def _history_written(self, result: object) -> object:
+        self._history_writing -= 1
+        if self._history_pending and (
+            self._history_waiting >= HISTORY_BATCH or self._history_flush is None
+        ):
+            self._flush_history()
+        return result
 
     def _history_failed(self, failure: Any, count: int) -> None:
         self._history_dropped.note(
@@ -338,9 +366,7 @@ class WebService(Service):
         if self._last_kept.get(instance.user_key) is event:
             return
         self._last_kept[instance.user_key] = event
-        user = self.server.registry.user_of(instance)
-        if user is not None:
-            self._keep(user.screen_name, fields["from"], False, fields["text"])
+        self._keep(instance.user_key, fields["from"], False, fields["text"])
 
     async def history(self, web: WebSession, parameters: dict[str, Any]) -> dict[str, Any]:
         me = web.instance
@@ -350,7 +376,7 @@ class WebService(Service):
             return {"messages": []}
         if self._history_pending:
             # Read what was said up to now, the batch not yet written included.
-            flushed = self._flush_history()
+            flushed = self._flush_history(waiting=True)
             if flushed is not None:
                 await flushed
         entries = await self.server.store.recent_history(
@@ -651,7 +677,7 @@ class WebService(Service):
         me = web.instance
         user = self.server.registry.user_of(me) if me is not None else None
         if user is not None:
-            self._keep(user.screen_name, parameters["to"], True, parameters["text"])
+            self._keep(user.key, parameters["to"], True, parameters["text"])
             if len(user.instances) > 1:
                 self._echo_to_siblings(web, user, parameters)
         return result
