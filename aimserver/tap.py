@@ -23,7 +23,8 @@ from aimserver.config import Config, ConfigError, load_config
 from aimserver.server import COOKIE_SECRET_NAME, COOKIE_SECRET_SIZE, AimServer
 from aimserver.shutdown import CloseSessionsOnStop
 from aimserver.store.cache import CachedUserStore
-from aimserver.store.sqlite import SchemaError, SQLiteUserStore, StoreService
+from aimserver.store.interfaces import StoreError
+from aimserver.store.sqlite import SQLiteUserStore, StoreService, check_writable
 
 log = Logger()
 
@@ -137,13 +138,15 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
         reactor = global_reactor
     config: Config = options.config if isinstance(options, Options) else options["config"]
     try:
+        check_writable(config.server.db)
         store = SQLiteUserStore.open(config.server.db, reactor)
-    except SchemaError as e:
+        secret = store.startup_secret(COOKIE_SECRET_NAME, COOKIE_SECRET_SIZE)
+    except StoreError as e:
         # Not a database, a newer aimserver's, a failed upgrade (left as it
-        # was), a disk that cannot take the backup: the reason, not a
-        # traceback, and no server.
+        # was), a file it may not write, a disk without room (a full one, or
+        # one that cannot take the backup): the reason, not a traceback, and
+        # no server.
         raise SystemExit(f"aimserver: {e}") from None
-    secret = store.startup_secret(COOKIE_SECRET_NAME, COOKIE_SECRET_SIZE)
     server = AimServer(config, CachedUserStore(store, reactor), secret, reactor)
     if config.auth.auto_register:
         loopback = _loopback(config)

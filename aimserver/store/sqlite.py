@@ -58,6 +58,7 @@ __all__ = [
     "SQLiteUserStore",
     "SchemaError",
     "StoreService",
+    "check_writable",
     "connect",
     "transact",
 ]
@@ -67,6 +68,11 @@ SCHEMA_VERSION = 16
 
 BUSY_TIMEOUT = 5.0
 """Seconds a connection waits for another process's write lock."""
+
+START_ROOM = 4 * 1024 * 1024
+"""Bytes the server must be able to write next to its database to start: a
+write-ahead log as long as it grows before SQLite checkpoints it (1,000
+pages of 4 KiB)."""
 
 _log = Logger()
 _T = TypeVar("_T")
@@ -255,6 +261,69 @@ def _open(path: str) -> sqlite3.Connection:
     return conn
 
 
+def check_writable(path: str, room: int = START_ROOM) -> None:
+    """
+    Refuse, before SQLite opens it, a database the server could read but not
+    write. SQLite would open it, and then fail each write as it comes, long
+    after start-up (a failed open also leaves -wal and -shm files behind).
+    Leaves nothing: the file is opened for writing and closed, and the room
+    is tried with a scratch file beside it, removed at once.
+
+    :raises SchemaError: the file may not be written (its mode, a read-only
+        mount), its directory may not be written (SQLite keeps its log
+        there), or ``room`` bytes do not fit beside it (a full disk, a
+        file-size limit).
+    """
+    if path == ":memory:":
+        return
+    if os.path.exists(path):
+        try:
+            os.close(os.open(path, os.O_RDWR))
+        except OSError as e:
+            raise SchemaError(f"cannot write to database {path}: {e.strerror}") from e
+    directory = os.path.dirname(path) or "."
+    try:
+        fd, scratch = tempfile.mkstemp(
+            prefix=os.path.basename(path) + ".", suffix=".room", dir=directory
+        )
+    except OSError as e:
+        raise SchemaError(f"cannot write to database {path}: {directory}: {e.strerror}") from e
+    try:
+        chunk = bytes(64 * 1024)
+        written = 0
+        while written < room:
+            # A short write is followed by one that fails (ENOSPC, EFBIG).
+            written += os.write(fd, chunk[: room - written])
+        os.fsync(fd)
+    except OSError as e:
+        raise SchemaError(
+            f"no room to write database {path}: {e.strerror} (the disk is full,"
+            " or a file-size limit applies)"
+        ) from e
+    finally:
+        os.close(fd)
+        os.unlink(scratch)
+
+
+def _check_intact(conn: sqlite3.Connection, path: str) -> None:
+    """
+    Read every page once (``PRAGMA quick_check``, about 2 ms a megabyte), so
+    that a database damaged where opening it does not look is refused now,
+    not when a sign-on or an IM reads that page hours later.
+
+    :raises SchemaError: the file is not a database, or is damaged.
+    """
+    try:
+        rows = conn.execute("PRAGMA quick_check(1)").fetchall()
+    except sqlite3.DatabaseError as e:
+        raise SchemaError(f"not an aimserver database ({e})") from e
+    if rows != [("ok",)]:
+        found = " ".join(str(rows[0][0]).split())
+        raise SchemaError(
+            f"{path} is corrupt (database disk image is malformed: {found}): restore a backup"
+        )
+
+
 def _enable_wal(conn: sqlite3.Connection, path: str) -> None:
     """Write-ahead logging: readers never block the writer, so the CLI and server coexist."""
     try:
@@ -317,6 +386,7 @@ def connect(path: str, *, create: bool = True) -> sqlite3.Connection:
     # mode rewrites the header of a file we may be about to refuse.
     conn = _open(path)
     try:
+        _check_intact(conn, path)
         _upgrade(conn, path)
         _enable_wal(conn, path)
     except BaseException:
