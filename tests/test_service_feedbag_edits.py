@@ -15,6 +15,7 @@ from aimserver.services.feedbag import (
     CLASS_LIMIT,
     INVALID,
     MAX_ITEMS_PER_CLASS,
+    MAX_LIST_BYTES,
     NOT_FOUND,
     OK,
     FeedbagService,
@@ -87,6 +88,24 @@ class PlanEditTests(SynchronousTestCase):
         self.assertEqual(MAX_ITEMS_PER_CLASS[4], 1)
         base = stored(ROOT, wire("", 0, 0x10, 4))
         self.assertEqual(self.plan(base, INSERT, wire("", 0, 0x11, 4)), [CLASS_LIMIT])
+
+    def test_list_bytes_are_capped(self) -> None:
+        """A list holds at most MAX_LIST_BYTES of names and attributes: an
+        insert or a growing update past it is refused with the limit
+        (0x000C), one that shrinks or a delete is not, and what a delete
+        frees is room again."""
+        note = Tlv(0x013C, b"n" * 4000).pack()  # a buddy comment
+        full = MAX_LIST_BYTES // (4000 + 8 + 4)
+        buddies = [wire(f"Bud{n}", 0x0A1E, n + 1, 0, note) for n in range(full)]
+        base = stored(ROOT, BUDDIES, *buddies)
+        big = wire("Carol", 0x0A1E, 0x7000, 0, note)
+        self.assertEqual(self.plan(base, INSERT, big), [CLASS_LIMIT])
+        self.assertEqual(self.plan(base, INSERT, wire("Carol", 0x0A1E, 0x7000, 0)), [OK])
+        grown = wire("Bud0", 0x0A1E, 1, 0, note + Tlv(0x0131, b"x" * 4000).pack())
+        self.assertEqual(self.plan(base, UPDATE, grown), [CLASS_LIMIT])
+        self.assertEqual(self.plan(base, UPDATE, wire("Bud0", 0x0A1E, 1, 0)), [OK])
+        self.assertEqual(self.plan(base, DELETE, buddies[0]), [OK])
+        self.assertEqual(self.plan(stored(ROOT, BUDDIES, *buddies[1:]), INSERT, big), [OK])
 
     def test_updates_and_deletes_need_the_item(self) -> None:
         base = stored(ROOT, BUDDIES, BOB)

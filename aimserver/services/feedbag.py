@@ -42,13 +42,13 @@ from aimserver.services.feedbag_order import consistent_orders
 from aimserver.services.presence import Presence
 from aimserver.services.privacy import (
     ALLOW_PERMITTED,
-    BLOCK_ALL,
     BLOCK_DENIED,
     CLASS_BUDDY,
     CLASS_DENY,
     CLASS_PD_INFO,
     CLASS_PERMIT,
     TAG_PD_MODE,
+    UNREAD,
     Privacy,
     pd_mode,
     privacy_of,
@@ -76,8 +76,6 @@ from aimserver.wire.screenname import is_valid_screen_name, normalize
 from aimserver.wire.snac import FLAG_MORE_REPLIES, SnacHeader
 from aimserver.wire.tlv import Tlv, TlvList
 
-#: A user's settings while they are being read: nobody but itself sees it.
-UNREAD = Privacy(BLOCK_ALL)
 CLASS_GROUP = 0x0001
 #: Classes whose item name is a screen name.
 _NAMED_CLASSES = frozenset({CLASS_BUDDY, CLASS_PERMIT, CLASS_DENY})
@@ -90,6 +88,12 @@ CLASS_LIMIT = 0x000C
 #: What 13,03 advertises (TLVs 0x0003 and 0x0006), enforced on every edit.
 MAX_ITEM_ATTRIBUTES = 200
 MAX_ITEM_NAME_LENGTH = 200
+#: Bytes of names and attributes one list may hold in all. The class limits
+#: bound the items (2,460), not their size, and a signed-on user's list is
+#: kept about three times over (the 13,06 summary, the non-buddy items, every
+#: item after an edit): at the store's 8 KiB an item that was ~50 MB a user
+#: (bench/chaos/limits.py, "worst list"). Real lists hold ~100 B an item.
+MAX_LIST_BYTES = 512 * 1024
 #: Max items per class ID, indexed by class (13,03 TLV 0x0004): buddies,
 #: groups, permits, denies, PD info, buddy prefs, non-buddies, client prefs,
 #: ... generous where clients keep many, 1 where only one makes sense.
@@ -178,6 +182,7 @@ def plan_edit(
     per_class: dict[int, int] = {}
     for existing in current.values():
         per_class[existing.class_id] = per_class.get(existing.class_id, 0) + 1
+    size = sum(map(_size, current.values()))
     results: list[int] = []
     accepted: list[FeedbagItem] = []
     for wire in items:
@@ -202,18 +207,29 @@ def plan_edit(
                 and per_class.get(item.class_id, 0) >= MAX_ITEMS_PER_CLASS[item.class_id]
             ):
                 status = CLASS_LIMIT
+            grows = _size(item) - (_size(before) if before is not None else 0)
+            if status == OK and grows > 0 and size + grows > MAX_LIST_BYTES:
+                status = CLASS_LIMIT
         results.append(status)
         if status != OK:
             continue
         accepted.append(item)
         if subtype == Feedbag.DELETE_ITEM:
+            assert before is not None
+            size -= _size(before)
             del current[item.key]
             per_class[item.class_id] -= 1
         else:
             if before is None:
                 per_class[item.class_id] = per_class.get(item.class_id, 0) + 1
+            size += _size(item) - (_size(before) if before is not None else 0)
             current[item.key] = item
     return results, accepted
+
+
+def _size(item: FeedbagItem) -> int:
+    """What an item counts against :data:`MAX_LIST_BYTES`."""
+    return len(item.name.encode("utf-8")) + len(item.attributes)
 
 
 def _placement_error(current: dict[tuple[int, int], FeedbagItem], item: FeedbagItem) -> int:
