@@ -33,6 +33,10 @@ from aimserver.wire.codes import DisconnectReason
 #: Events kept for a resume, per session: past this many unacked, the
 #: oldest are dropped and a resume from before them is told to reload.
 MAX_KEPT_EVENTS = 1000
+#: ... and past this many bytes of them: an IM event can be ~48 KB (control
+#: characters escaped to six bytes), so 1,000 could pin ~48 MB per browser
+#: that stops acking.
+MAX_KEPT_BYTES = 1024 * 1024
 #: Client message ids remembered per session (idempotent sends).
 MAX_REMEMBERED_SENDS = 256
 #: Why a session ended, as ``session_ended`` says it.
@@ -75,6 +79,7 @@ class WebSession:
         self.seq = 0
         #: ``(seq, text)`` of the events the browser has not acked, oldest first.
         self.kept: deque[tuple[int, bytes]] = deque()
+        self.kept_bytes = 0
         #: Events up to here were dropped unacked: a resume from before them
         #: cannot be replayed in full.
         self.dropped_through = 0
@@ -142,14 +147,23 @@ class WebSession:
         self.seq += 1
         data = messages.event(name, self.seq, self.now_ms(), fields)
         self.kept.append((self.seq, data))
-        if len(self.kept) > MAX_KEPT_EVENTS:
-            self.dropped_through = self.kept.popleft()[0]
+        self.kept_bytes += len(data)
+        if len(self.kept) > MAX_KEPT_EVENTS or self.kept_bytes > MAX_KEPT_BYTES:
+            self._drop_oldest()
         if self.socket is not None:
             self.socket.send_message(data)
 
+    def _drop_oldest(self) -> None:
+        """Past a bound, the oldest unacked go (the newest always stays)."""
+        kept = self.kept
+        while len(kept) > 1 and (len(kept) > MAX_KEPT_EVENTS or self.kept_bytes > MAX_KEPT_BYTES):
+            self.dropped_through, dropped = kept.popleft()
+            self.kept_bytes -= len(dropped)
+
     def ack(self, seq: int) -> None:
-        while self.kept and self.kept[0][0] <= seq:
-            self.kept.popleft()
+        kept = self.kept
+        while kept and kept[0][0] <= seq:
+            self.kept_bytes -= len(kept.popleft()[1])
 
     def replay_after(self, last_seq: int) -> list[bytes] | None:
         """What the browser missed after ``last_seq``, or None when some of
