@@ -11,10 +11,12 @@ import struct
 from typing import Any
 
 from twisted.internet import defer
+from twisted.logger import globalLogPublisher
 from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
 
 from aimserver.config import load_config
+from aimserver.protocols.flap import MAX_UNKNOWN_LOGGED
 from aimserver.registry import SIGNON_ALLOWANCE
 from aimserver.services import ratelimit
 from aimserver.wire import ratelimit as rate_wire
@@ -532,6 +534,22 @@ class RateLimitTests(BosTestCase):
         self.assertLess(len(errors), 300)
         self.assertEqual(frames[-1].channel, Channel.SIGNOFF)
         self.assertTrue(wire.closing)
+
+    def test_unknown_snacs_logged_once_per_kind_and_bounded(self) -> None:
+        """Every unknown SNAC is answered, but each kind is logged once per
+        connection, and at most MAX_UNKNOWN_LOGGED kinds: a flood of them
+        does not become a flood of log lines."""
+        logged: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(logged.append)
+        self.addCleanup(globalLogPublisher.removeObserver, logged.append)
+        wire = signed_on_bos(self.server, "Alice")
+        kinds = [(0x01, 0x7E), (0x01, 0x7E), *((0x01, 0x60 + n) for n in range(20))]
+        wire.feed(b"".join(snac_frame(f, t, request_id=i) for i, (f, t) in enumerate(kinds)))
+        errors = [h for h, _ in wire.snacs() if h.subtype == 0x0001]
+        self.assertEqual(len(errors), len(kinds))
+        lines = [e for e in logged if "unknown SNAC" in str(e.get("log_format"))]
+        self.assertEqual(len(lines), MAX_UNKNOWN_LOGGED)
+        self.assertEqual(lines[0]["subtype"], 0x7E)
 
     def test_busted_prefix_snacs_are_rate_limited(self) -> None:
         """SNACs with flag 0x8000 and a broken prefix count against the rate

@@ -64,6 +64,10 @@ _DATA = int(Channel.DATA)
 #: limits: family 0 is in no rate class's list, so the default class.
 SHORT_SNAC = SnacHeader(0, 0, 0, 0)
 
+#: Kinds of unknown SNAC logged per connection (bench/chaos/hostile.py's
+#: flood wrote a line for each of ~100 before the rate limit cut in).
+MAX_UNKNOWN_LOGGED = 8
+
 
 @attrs.frozen
 class ConnectionSettings:
@@ -106,6 +110,9 @@ class FlapConnection(TurnBatched, Protocol, TimeoutMixin):
         self._authenticated = False
         self._closing = False
         self._short_snac_logged = False
+        #: Unknown SNACs logged on this connection: each kind once, at most
+        #: MAX_UNKNOWN_LOGGED kinds (a flood is answered, not logged).
+        self._unknown_logged: set[tuple[int, int]] = set()
         self._push_id = 0
         self._paused = False
         self._unsent_while_paused = 0
@@ -330,13 +337,18 @@ class FlapConnection(TurnBatched, Protocol, TimeoutMixin):
             return
         handler = self.snac_handlers.get((header.family, header.subtype))
         if handler is None:
-            self.log.info(
-                "{service}: {peer} sent unknown SNAC {family:#06x},{subtype:#06x}",
-                service=self.service_name,
-                peer=self.peer,
-                family=header.family,
-                subtype=header.subtype,
-            )
+            kind = (header.family, header.subtype)
+            logged = self._unknown_logged
+            if kind not in logged and len(logged) < MAX_UNKNOWN_LOGGED:
+                logged.add(kind)
+                self.log.info(
+                    "{service}: {peer} sent unknown SNAC {family:#06x},{subtype:#06x}"
+                    " (answered; logged once per connection)",
+                    service=self.service_name,
+                    peer=self.peer,
+                    family=header.family,
+                    subtype=header.subtype,
+                )
             self.send_snac_error(header, SnacErrorCode.INVALID_SNAC)
             return
         self._run(handler, header, body, request=header)
