@@ -233,6 +233,15 @@ class SettingsReadTests(SynchronousTestCase):
         self.assertEqual(self.bob_conn.arrivals(), [])
         self.assertEqual([a.screen_name for a in self.carol_conn.arrivals()], ["Alice"])
 
+    def test_sending_before_the_settings_are_read_is_not_refused_as_blocked(self) -> None:
+        """An IM sent right after client-ready, before the settings are read,
+        is delivered: whom the sender blocks is not known yet, and 0x0010
+        ("you block them") would be wrong (bench/chaos/hostile.py saw it)."""
+        alice, _ = self.world.sign_on("Alice")
+        self.carol_conn.clear()
+        self.world.send_im(alice, "Carol", b"hi")
+        self.assertEqual([m.text for m in self.carol_conn.messages()], [b"hi"])
+
     def test_a_failed_read_stays_closed_and_is_tried_again(self) -> None:
         self.world.sign_on("Alice")
         [d] = self.held

@@ -41,6 +41,7 @@ from aimserver.services.base import HandlerTable, Replies, Reply, SnacError, act
 from aimserver.services.countedlog import CountedLog
 from aimserver.services.events import ClientErrorRelayed, MessageReceived, TypingRelayed
 from aimserver.services.presence import Presence, message_targets
+from aimserver.services.privacy import UNREAD
 from aimserver.services.warnings import WarningService
 from aimserver.store.interfaces import (
     IOfflineMessageStore,
@@ -384,6 +385,7 @@ class IcbmService:
                 targets = []
             elif (
                 sender.privacy is not None
+                and sender.privacy is not UNREAD
                 and recipient is not sender
                 and not sender.privacy.allows(recipient.key)
             ):
