@@ -56,11 +56,11 @@ class Privacy:
         return True
 
 
-
 #: A user's settings while they are being read: nobody but itself sees it.
 #: Its own sends are not refused meanwhile (whom it blocks is not known yet:
 #: a send right after client-ready must not read as "you block them").
 UNREAD = Privacy(BLOCK_ALL)
+
 
 def pd_mode(item: FeedbagItem) -> int | None:
     """The mode a PD-info item's TLV 0x00CA says, if it says one."""
