@@ -1,7 +1,9 @@
 """The fuzz harness (bench/fuzz, issue 19): every target runs its seeds and
 its committed corpus without a crash, the seeds are in the committed corpus,
-and ``python -m bench.fuzz --list`` works. No atheris needed: the targets are
-plain functions the driver hands to atheris."""
+the stream targets notice a bug that the server only logs, crashes are told
+apart, ``bench.chaos.fuzz`` makes its rows, and ``python -m bench.fuzz
+--list`` works. No atheris needed: the targets are plain functions the driver
+hands to atheris."""
 
 from __future__ import annotations
 
@@ -55,6 +57,78 @@ class TargetTests(SynchronousTestCase):
             table["bos_stream"].run(table["bos_stream"].seeds()[0])
         self.assertIn("planted", str(raised.exception))
         self.assertEqual(len(self.flushLoggedErrors(IndexError)), 1)
+
+    def test_the_http_targets_notice_a_500(self) -> None:
+        """A resource's unexpected exception (twisted.web logs it and
+        answers 500) fails the HTTP stream targets, as a crash."""
+        from aimserver.api import management
+        from aimserver.web import devices
+
+        def broken(*args: object) -> object:
+            raise IndexError("planted")
+
+        table = fuzz.load_targets()
+        self.patch(devices.DevicesResource, "_answer", broken)
+        with self.assertRaises(AssertionError) as raised:
+            table["web_http"].run(table["web_http"].seeds()[0])
+        self.assertIn("planted", str(raised.exception))
+        self.patch(management, "_user_json", broken)
+        with self.assertRaises(AssertionError) as raised:
+            table["api_http"].run(table["api_http"].seeds()[0])
+        self.assertIn("planted", str(raised.exception))
+        self.flushLoggedErrors(IndexError)
+
+    def test_a_logged_failure_is_signed_by_where_it_was_raised(self) -> None:
+        """Two different bugs that a stream target reports the same way (a
+        logged failure) are two crashes: the signature names the logged
+        exception's type and line, not the target's assertion."""
+        from bench.fuzz.runner import signature
+
+        logged = (
+            "logged failure or error:\nTraceback (most recent call last):\n"
+            '  File "/x/site-packages/h11/_events.py", line 117, in __init__\n'
+            "h11._util.LocalProtocolError: Missing mandatory Host: header\n"
+        )
+        try:
+            raise AssertionError(logged)
+        except AssertionError as e:
+            self.assertEqual(
+                signature(e), "logged h11._util.LocalProtocolError at h11/_events.py:117"
+            )
+        try:
+            raise ValueError("plain")
+        except ValueError as e:
+            self.assertEqual(signature(e).split(" at ")[0], "ValueError")
+
+    def test_chaos_rows(self) -> None:
+        """``bench.chaos.fuzz`` counts a bystander closed as a session wrongly
+        dropped, anything else as a crash, a worker that did not end well as
+        a failure."""
+        from bench.chaos.fuzz import row
+        from bench.fuzz.runner import Crash, TargetRun
+
+        result = TargetRun(
+            "web_http",
+            1000,
+            10.0,
+            "killed (wall-clock limit)",
+            (
+                Crash("AssertionError at a:1", "/c/1", "AssertionError: x went unanswered"),
+                Crash(
+                    "AssertionError at a:2",
+                    "/c/2",
+                    "AssertionError: the well-behaved HTTP connection was closed",
+                ),
+            ),
+        )
+        chaos = row(result)
+        self.assertEqual(
+            (chaos.part, chaos.target, chaos.inputs, chaos.crashes, chaos.wrongly_dropped),
+            ("fuzz", "web_http", 1000, 1, 1),
+        )
+        self.assertEqual(chaos.failures, 1)
+        self.assertIn("100 inputs/s", chaos.note)
+        self.assertTrue(row(TargetRun("tlv", 5, 1.0, "ok")).ok)
 
     def test_list(self) -> None:
         result = subprocess.run(

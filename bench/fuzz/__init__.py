@@ -37,11 +37,14 @@ NAMES = (
     "auth_stream",
     "chat_stream",
     "ws_stream",
+    "service_stream",
+    "web_http",
+    "api_http",
 )
 
 
 def load_targets() -> dict[str, Target]:
-    from bench.fuzz import streams
+    from bench.fuzz import http_streams, streams
     from bench.fuzz import targets as t
 
     table = [
@@ -88,6 +91,27 @@ def load_targets() -> dict[str, Target]:
             streams.ws_stream_seeds,
             4096,
             "hostile browser WebSocket (after the upgrade)",
+        ),
+        t.Target(
+            "service_stream",
+            streams.service_stream,
+            streams.service_stream_seeds,
+            4096,
+            "hostile 01,04 service connection (alert, admin, ODir, BART, ChatNav)",
+        ),
+        t.Target(
+            "web_http",
+            http_streams.web_http,
+            http_streams.web_http_seeds,
+            4096,
+            "hostile HTTP on the web listener (files, /web/sessions, /ws), 1-4 connections",
+        ),
+        t.Target(
+            "api_http",
+            http_streams.api_http,
+            http_streams.api_http_seeds,
+            4096,
+            "hostile HTTP on the management API, 1-4 connections, store checked",
         ),
     ]
     assert tuple(target.name for target in table) == NAMES

@@ -12,24 +12,30 @@ from the client as "service unavailable": for the fuzzer it is a crash).
 
 Carol also has a chat connection in a private room (``chat_stream``'s
 hostile connections are Alice's, in the same room), and Dave is signed on
-from a browser (he must still answer a ping).
+from a browser (he must still answer a ping). Once ``service_stream`` runs,
+Carol also holds one connection of each service reached by 01,04 on the BOS
+listener (``SERVICES``), and each must still answer a 01,06.
 
 The mode byte: bits 0-3 pick the chunking (``_chunks``); for ``bos_stream``
 bit 4 says whether the hostile connection first signs on as Alice with a
-valid cookie (so its frames reach the handlers) or starts raw.
+valid cookie (so its frames reach the handlers) or starts raw; for
+``service_stream`` bits 4-6 pick the service (``SERVICES``, modulo its
+length) whose connection Alice opens.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import struct
+from collections.abc import Iterator
 from typing import Any
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.logger import LogLevel, globalLogPublisher
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 
 from aimserver.config import AuthConfig, Config, MultisessionConfig, RateLimitConfig
@@ -38,6 +44,7 @@ from aimserver.store.credentials import strong_digest
 from aimserver.store.memory import MemoryUserStore
 from aimserver.web.frames import frame as ws_frame
 from aimserver.web.socket import WebSocketConnection
+from aimserver.wire.codes import FoodGroup
 from aimserver.wire.flap import FLAP_HEADER_SIZE, Channel, FlapFrame, SignonPayload, parse_header
 from aimserver.wire.snac import SnacHeader, pack_snac
 from aimserver.wire.tlv import Tlv, TlvList
@@ -47,6 +54,30 @@ PROBE_REQUEST_ID = 0x7777
 #: Alice is the hostile one, Bob and Carol the BOS bystanders, Dave the browser.
 CHAT_ROOM = b"4-0-Fuzz"
 ACCOUNTS = (("Alice", "secret1"), ("Bob", "hunter22"), ("Carol", "carol11"), ("Dave", "dave111"))
+#: The services a session opens a connection to with 01,04 on the BOS
+#: listener (``AimServer.service_handlers``), as ``service_stream`` picks them.
+SERVICES = (FoodGroup.ALERT, FoodGroup.ADMIN, FoodGroup.ODIR, FoodGroup.BART, FoodGroup.CHAT_NAV)
+
+
+@contextlib.contextmanager
+def logged_problems() -> Iterator[list[str]]:
+    """A list that gathers, while the block runs, what is logged as a
+    failure (its traceback) or an error (its format): for a target, a crash."""
+    problems: list[str] = []
+
+    def observe(event: dict[str, Any]) -> None:
+        level = event.get("log_level")
+        if "log_failure" in event or level in (LogLevel.error, LogLevel.critical):
+            failure = event.get("log_failure")
+            # A legacy log.err (twisted.web's) carries its traceback in the text.
+            what = failure.getTraceback() if failure is not None else formatEvent(event)
+            problems.append(what)
+
+    globalLogPublisher.addObserver(observe)
+    try:
+        yield problems
+    finally:
+        globalLogPublisher.removeObserver(observe)
 
 
 def _chunks(data: bytes, mode: int) -> list[bytes]:
@@ -105,6 +136,23 @@ def _snac(family: int, subtype: int, body: bytes = b"", request_id: int = 1) -> 
     return _frame(Channel.DATA, pack_snac(family, subtype, body, request_id))
 
 
+def signed_on(server: AimServer, name: str) -> _Wire:
+    """A BOS connection of ``server`` signed on as ``name`` with a cookie made
+    for it (the login is ``auth_stream``'s business)."""
+    cookie = server.cookies.issue(
+        screen_name=name,
+        instance_id=server.registry.new_instance_id(),
+        multiconn_flags=0x01,
+        service=1,
+        client_id="fuzz",
+    )
+    wire = _Wire(server.bos_factory)
+    wire.feed(_frame(Channel.SIGNON, SignonPayload(1, TlvList([Tlv(0x06, cookie)])).pack()))
+    frames = _frames(wire.take())
+    assert frames and frames[-1].channel == Channel.DATA, frames
+    return wire
+
+
 class World:
     """The server and its well-behaved connections, built once per process."""
 
@@ -123,7 +171,8 @@ class World:
             multisession=MultisessionConfig(max_sessions=1000),
         )
         self.server = AimServer(config, store, b"f" * 32, self.clock)
-        self.problems: list[str] = []
+        #: Carol's service connections, by family (``open_service_bystanders``).
+        self.service_bystanders: dict[int, _Wire] = {}
         self.bystanders = [self.signed_on("Bob"), self.signed_on("Carol")]
         for wire in self.bystanders:
             wire.feed(_snac(0x01, 0x02, b""))  # client ready
@@ -139,61 +188,67 @@ class World:
         self.clock.advance(0)
         assert b'"success"' in self.browser.take(), "the browser bystander did not sign on"
 
-    def _observe(self, event: dict[str, Any]) -> None:
-        level = event.get("log_level")
-        if "log_failure" in event or level in (LogLevel.error, LogLevel.critical):
-            failure = event.get("log_failure")
-            what = failure.getTraceback() if failure is not None else str(event.get("log_format"))
-            self.problems.append(what)
-
     def signed_on(self, name: str) -> _Wire:
-        cookie = self.server.cookies.issue(
-            screen_name=name,
-            instance_id=self.server.registry.new_instance_id(),
-            multiconn_flags=0x01,
-            service=1,
-            client_id="fuzz",
-        )
-        wire = _Wire(self.server.bos_factory)
-        wire.feed(_frame(Channel.SIGNON, SignonPayload(1, TlvList([Tlv(0x06, cookie)])).pack()))
-        frames = _frames(wire.take())
-        assert frames and frames[-1].channel == Channel.DATA, frames
-        return wire
+        return signed_on(self.server, name)
 
     def chat_connection(self, bos: _Wire) -> _Wire:
         """A chat connection of ``bos``'s session to ``CHAT_ROOM``, opened as a
         client does (01,04 for 0x000E, the 01,05's cookie at the chat listener)."""
-        bos.take()
         ref = struct.pack("!H", 4) + bytes([len(CHAT_ROOM)]) + CHAT_ROOM + b"\x00\x00"
-        bos.feed(_snac(0x01, 0x04, struct.pack("!H", 0x0E) + Tlv(0x01, ref).pack(), 0x0104))
+        return self.service_connection(
+            bos, FoodGroup.CHAT, self.server.chat_factory, Tlv(0x01, ref).pack()
+        )
+
+    def service_connection(
+        self, bos: _Wire, family: int, factory: Any = None, request: bytes = b""
+    ) -> _Wire:
+        """A connection of ``bos``'s session to the service ``family``, opened
+        as a client does: 01,04 for it (``request`` after the family), then
+        the 01,05's cookie signed on at ``factory`` (the BOS listener unless
+        given), and its client-ready."""
+        bos.take()
+        bos.feed(_snac(0x01, 0x04, struct.pack("!H", family) + request, 0x0104))
         self.clock.advance(0)
         (redirect,) = [f for f in _frames(bos.take()) if f.channel == Channel.DATA]
         header, body = SnacHeader.unpack(redirect.payload)
         assert (header.family, header.subtype) == (0x01, 0x05), header
         cookie = TlvList.unpack_list(body).get(0x06) or b""
-        wire = _Wire(self.server.chat_factory)
+        wire = _Wire(factory or self.server.bos_factory)
         wire.feed(_frame(Channel.SIGNON, SignonPayload(1, TlvList([Tlv(0x06, cookie)])).pack()))
         wire.feed(_snac(0x01, 0x02))
         self.clock.advance(0)
-        assert not wire.transport.disconnecting, "the chat connection was refused"
+        assert not wire.transport.disconnecting, f"the {family:#x} connection was refused"
         wire.take()
         return wire
+
+    def open_service_bystanders(self) -> None:
+        """Carol's connection to each of ``SERVICES`` (once per process)."""
+        if not self.service_bystanders:
+            for family in SERVICES:
+                self.service_bystanders[family] = self.service_connection(
+                    self.bystanders[1], family
+                )
 
     def web_socket(self) -> _Socket:
         return _Socket(WebSocketConnection(self.server.web, "192.0.2.10:42000", None))
 
-    def check_bystanders(self) -> None:
-        chat = self.chat_bystander
-        if chat.transport.disconnecting or chat.lost:
-            raise AssertionError("the well-behaved chat connection was closed")
-        chat.take()
-        chat.feed(_snac(0x01, 0x06, b"", PROBE_REQUEST_ID))
+    def _check_rate_query(self, wire: _Wire, what: str) -> None:
+        """``wire`` (a chat or service connection) is open and answers 01,06."""
+        if wire.transport.disconnecting or wire.lost:
+            raise AssertionError(f"the well-behaved {what} connection was closed")
+        wire.take()
+        wire.feed(_snac(0x01, 0x06, b"", PROBE_REQUEST_ID))
         self.clock.advance(0)
         if not any(
             f.channel == Channel.DATA and f.payload[:4] == b"\x00\x01\x00\x07"
-            for f in _frames(chat.take())
+            for f in _frames(wire.take())
         ):
-            raise AssertionError("the well-behaved chat connection did not answer 01,06")
+            raise AssertionError(f"the well-behaved {what} connection did not answer 01,06")
+
+    def check_bystanders(self) -> None:
+        self._check_rate_query(self.chat_bystander, "chat")
+        for family, wire in self.service_bystanders.items():
+            self._check_rate_query(wire, f"{family:#06x} service")
         browser = self.browser
         if browser.proto.closed or browser.transport.disconnecting:
             raise AssertionError("the well-behaved browser was closed")
@@ -220,15 +275,16 @@ class World:
                 raise AssertionError(f"well-behaved connection {i} did not answer 01,0E")
 
     def run_hostile(self, factory: Any, data: bytes, mode: int, sign_on_as: str | None) -> None:
-        del self.problems[:]
-        globalLogPublisher.addObserver(self._observe)
-        try:
+        with logged_problems() as problems:
             owner = None
             if factory == "web":
                 hostile: Any = self.web_socket()
             elif factory == "chat":
                 owner = self.signed_on("Alice")
                 hostile = self.chat_connection(owner)
+            elif isinstance(factory, tuple):  # ("service", family)
+                owner = self.signed_on("Alice")
+                hostile = self.service_connection(owner, factory[1])
             else:
                 hostile = self.signed_on(sign_on_as) if sign_on_as else _Wire(factory)
             try:
@@ -245,10 +301,8 @@ class World:
                 # (a browser session waiting for its resume, a login key)
                 # expires in a few hundred inputs, and timers run.
                 self.clock.advance(1)
-        finally:
-            globalLogPublisher.removeObserver(self._observe)
-        if self.problems:
-            raise AssertionError("logged failure or error:\n" + self.problems[0])
+        if problems:
+            raise AssertionError("logged failure or error:\n" + problems[0])
         self.check_bystanders()
 
 
@@ -421,3 +475,63 @@ def auth_stream_seeds() -> list[bytes]:
         bytes([9]) + roasted,
         bytes([0]) + _HELLO + _snac(0x17, 0x04, Tlv(0x01, b"Dave").pack()),
     ]
+
+
+def service_stream(data: bytes) -> None:
+    """Alice's connection to one of ``SERVICES`` (mode bits 4-6 pick it),
+    opened through her BOS 01,04 and signed on, fed arbitrary frames."""
+    if not data:
+        return
+    w = world()
+    w.open_service_bystanders()
+    family = SERVICES[(data[0] >> 4 & 0x07) % len(SERVICES)]
+    w.run_hostile(("service", family), data[1:], data[0], None)
+
+
+def service_stream_seeds() -> list[bytes]:
+    from aimserver.wire import bart
+    from aimserver.wire.chat import TAG_ROOM_NAME, RoomInfo, RoomRef
+
+    icon = b"GIF89a" + bytes(32)
+    icon_id = bart.BartId(1, 1, bytes(16))
+    room = RoomRef(4, b"create", 0xFFFF)
+    sessions = {
+        FoodGroup.ALERT: [
+            _snac(0x18, 0x06, Tlv.u32(0x01, 1).pack()),
+            _snac(0x18, 0x16, b""),
+        ],
+        FoodGroup.ADMIN: [
+            _snac(0x07, 0x02, TlvList([Tlv.empty(0x01), Tlv.empty(0x11)]).pack_list()),
+            _snac(0x07, 0x02, Tlv.empty(0x13).pack()),
+            _snac(0x07, 0x04, Tlv(0x11, b"alice@example.com").pack()),
+            _snac(0x07, 0x04, Tlv(0x01, b"A lice").pack()),
+            _snac(0x07, 0x04, Tlv.u16(0x13, 2).pack()),
+            # The same password again: nothing another target relies on changes.
+            _snac(0x07, 0x04, TlvList([Tlv(0x02, b"secret1"), Tlv(0x12, b"secret1")]).pack_list()),
+            _snac(0x07, 0x06, b""),
+        ],
+        FoodGroup.ODIR: [
+            _snac(0x0F, 0x02, Tlv(0x05, b"alice@example.com").pack()),
+            _snac(0x0F, 0x02, Tlv(0x0B, b"chess").pack()),
+            _snac(0x0F, 0x02, TlvList([Tlv(0x01, b"Alice"), Tlv(0x02, b"Liddell")]).pack_list()),
+            _snac(0x0F, 0x04, b""),
+        ],
+        FoodGroup.BART: [
+            _snac(0x10, 0x02, bart.Upload(1, icon).pack()),
+            _snac(0x10, 0x04, bart.Download(b"Carol", icon_id).pack()),
+            _snac(0x10, 0x06, bart.Download2(b"Alice", (icon_id, bart.BartId(0, 0, b""))).pack()),
+        ],
+        FoodGroup.CHAT_NAV: [
+            _snac(0x0D, 0x02, b""),
+            _snac(0x0D, 0x03, struct.pack("!H", 4)),
+            _snac(0x0D, 0x08, RoomInfo(room, 1, TlvList([Tlv(TAG_ROOM_NAME, b"Fuzz")])).pack()),
+            _snac(0x0D, 0x04, RoomRef(4, CHAT_ROOM, 0).pack() + b"\x02"),
+        ],
+    }
+    common = [_snac(0x01, 0x06), _snac(0x01, 0x08, struct.pack("!HHHHH", 1, 2, 3, 4, 5))]
+    seeds = []
+    for index, family in enumerate(SERVICES):
+        session = b"".join(sessions[family] + common)
+        seeds.append(bytes([index << 4]) + session)
+        seeds.append(bytes([index << 4 | 9]) + session + _frame(Channel.SIGNOFF, b""))
+    return seeds
