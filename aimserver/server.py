@@ -193,7 +193,10 @@ class AimServer:
             *UserDataApi(store).routes(),
         ]
         #: The management API's HTTP site (``--api-port``).
-        self.api_site = Site(ApiResource(routes, config.api.token))
+        # The API reads JSON bodies, never form posts: parsing one (twisted.web's
+        # default) raises out of the HTTP channel for a Content-Type that
+        # Python splits as lines (\x0b, \x1c-\x1e, \x85).
+        self.api_site = Site(ApiResource(routes, config.api.token), parsePOSTFormSubmission=False)
         self.api_site.displayTracebacks = False
         #: One count of open connections per client address, for every port.
         self.addresses = AddressLimit(config.connection.max_connections_per_address)

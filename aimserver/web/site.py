@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.resources
 from typing import Any
 
+from h11 import ProtocolError as HttpProtocolError
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
@@ -96,7 +97,10 @@ class WebSocketUpgrade(Resource):
         peer = f"{getattr(address, 'host', '?')}:{getattr(address, 'port', 0)}"
         try:
             handshake.initiate_upgrade_connection(headers, request.path)
-        except RemoteProtocolError as e:
+        except (RemoteProtocolError, HttpProtocolError, ValueError) as e:
+            # wsproto checks the request by building an h11 one from it (h11
+            # refuses a missing or second Host, a path twisted.web lets
+            # through) and decodes headers as ASCII (UnicodeDecodeError).
             self.log.info("web: {peer} sent a bad WebSocket upgrade: {error}", peer=peer, error=e)
             request.setResponseCode(400)
             request.setHeader(b"content-type", b"text/plain")
@@ -124,9 +128,30 @@ class _SecureSite(Site):
         return super().getResourceFor(request)
 
 
+class _StaticFiles(File):
+    """The client's files, without twisted.web's two tracebacks for bad
+    input: a path segment that is not UTF-8 (logged as an error, then 404)
+    and a Range header that is malformed and not UTF-8 (500)."""
+
+    def getChild(self, path: bytes, request: Request) -> Any:  # noqa: N802
+        try:
+            path.decode("utf-8")
+        except UnicodeDecodeError:
+            return self.childNotFound
+        return super().getChild(path, request)
+
+    def makeProducer(self, request: Request, opened: Any) -> Any:  # noqa: N802
+        byte_range = request.getHeader(b"range")
+        if byte_range is not None and not byte_range.isascii():
+            # Asks for no range we could serve: the whole file, as for any
+            # malformed Range.
+            request.requestHeaders.removeHeader(b"range")
+        return super().makeProducer(request, opened)
+
+
 def static_root() -> File:
     directory = importlib.resources.files("aimserver.web").joinpath("static")
-    root = File(str(directory))
+    root = _StaticFiles(str(directory))
     root.indexNames = ["index.html"]
     root.contentTypes = {**root.contentTypes, ".js": "text/javascript", ".css": "text/css"}
     return root
@@ -139,7 +164,10 @@ def web_factory(service: WebService) -> WrappingFactory:
     web = Resource()
     web.putChild(b"sessions", DevicesResource(service))
     root.putChild(b"web", web)
-    site = _SecureSite(root)
+    # Neither the page nor /web/sessions reads a form post; parsing one
+    # (twisted.web's default) raises out of the HTTP channel for a
+    # Content-Type that Python splits as lines (\x0b, \x1c-\x1e, \x85).
+    site = _SecureSite(root, parsePOSTFormSubmission=False)
     site.displayTracebacks = False
     factory = WrappingFactory(site)
     factory.protocol = BoundedInput
