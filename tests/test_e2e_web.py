@@ -385,6 +385,17 @@ class BuddyListTests(WebCase):
 
 
 class HistoryTests(WebCase):
+    async def burst_of_ims(self, count: int) -> None:
+        """Alice, in a browser, sends Bob (classic) ``count`` IMs at once,
+        ``m0``, ``m1``, ...; Bob gets them all."""
+        bob = await self.classic("Bob")
+        alice = await self.web()
+        await alice.sign_on("Alice")
+        for n in range(count):
+            alice.send("send_im", to="Bob", text=f"m{n}", client_message_id=str(n))
+        for _ in range(count):
+            await bob.receive_im()
+
     @deferred_test
     async def test_a_new_browser_session_shows_the_recent_conversation(self) -> None:
         """What Alice's browser sessions sent and received is kept once,
@@ -424,13 +435,7 @@ class HistoryTests(WebCase):
             return real(batch, limit, keep)
 
         server.store.add_history_many = counting  # type: ignore[method-assign]
-        bob = await self.classic("Bob")
-        alice = await self.web()
-        await alice.sign_on("Alice")
-        for n in range(30):
-            alice.send("send_im", to="Bob", text=f"m{n}", client_message_id=str(n))
-        for _ in range(30):
-            await bob.receive_im()
+        await self.burst_of_ims(30)
         await wait_until(lambda: sum(calls) == 30, "30 IMs written")
         self.assertLessEqual(len(calls), 3)
         kept = await server.store.recent_history("Alice", None, 100)
@@ -457,13 +462,7 @@ class HistoryTests(WebCase):
         logged: list[dict[str, Any]] = []
         globalLogPublisher.addObserver(logged.append)
         self.addCleanup(globalLogPublisher.removeObserver, logged.append)
-        bob = await self.classic("Bob")
-        alice = await self.web()
-        await alice.sign_on("Alice")
-        for n in range(30):
-            alice.send("send_im", to="Bob", text=f"m{n}", client_message_id=str(n))
-        for _ in range(30):
-            await bob.receive_im()
+        await self.burst_of_ims(30)
         self.assertEqual([sum(map(len, b.values())) for _, b, _, _ in held], [4, 4])
         # Two batches writing, 10 waiting, 12 dropped.
         server.store.add_history_many = real  # type: ignore[method-assign]
