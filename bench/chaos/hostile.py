@@ -587,6 +587,17 @@ class Context:
         return self.bystanders.by_user[self.bystanders.names[5]][0]
 
 
+async def greeted_probe(ctx: Context, out: Outcome, port: int, n: int, what: str) -> Probe | None:
+    """A connection to ``port`` from source ``n`` that got the server's hello;
+    None, with the expectation failed, if it did not."""
+    probe = await open_probe(port, ctx.source(n))
+    if probe is None or not await probe.hello():
+        out.expect(False, f"{what}: no hello")
+        close_all([probe])
+        return None
+    return probe
+
+
 async def refused_with_signoff(
     out: Outcome, probe: Probe | None, what: str, timeout: float
 ) -> bool:
@@ -609,11 +620,9 @@ async def case_framing(ctx: Context) -> Outcome:
     bad = (b"GET / HTTP/1.0\r\n\r\n", b"\x2b\x01\x00\x01\x00\x04\x00\x00\x00\x01")
     for port_name, port in (("auth", ctx.auth), ("bos", ctx.bos), ("chat", ctx.chat)):
         for n, data in enumerate(bad):
-            probe = await open_probe(port, ctx.source(n))
+            probe = await greeted_probe(ctx, out, port, n, port_name)
             out.inputs += 1
-            if probe is None or not await probe.hello():
-                out.expect(False, f"{port_name}: no hello")
-                close_all([probe])
+            if probe is None:
                 continue
             probe.write(data)
             await refused_with_signoff(out, probe, f"{port_name} {data[:8]!r}", ctx.quick)
@@ -624,11 +633,9 @@ async def case_oversize(ctx: Context) -> Outcome:
     out = Outcome()
     limit = ctx.limits.unauthenticated_frame
     for port_name, port in (("auth", ctx.auth), ("bos", ctx.bos), ("chat", ctx.chat)):
-        probe = await open_probe(port, ctx.source(1))
+        probe = await greeted_probe(ctx, out, port, 1, port_name)
         out.inputs += 1
-        if probe is None or not await probe.hello():
-            out.expect(False, f"{port_name}: no hello")
-            close_all([probe])
+        if probe is None:
             continue
         # Only the header: the server must not wait for the payload.
         probe.write(lg.FLAP.pack(lg.FLAP_START, 1, 1, limit + 1))
@@ -655,11 +662,9 @@ async def case_oversize(ctx: Context) -> Outcome:
     login = await lg.bucp_login(*ctx.auth_address, name, PASSWORD, source=ctx.source(3))
     if not out.expect(login.error is None, f"login of {name} refused: {login.error}"):
         return out
-    probe = await open_probe(ctx.bos, ctx.source(3))
+    probe = await greeted_probe(ctx, out, ctx.bos, 3, "bos")
     out.inputs += 1
-    if probe is None or not await probe.hello():
-        out.expect(False, "bos: no hello")
-        close_all([probe])
+    if probe is None:
         return out
     head = lg.HELLO + lg.tlv(0x06, login.cookie)
     probe.write(flap(1, head + lg.tlv(0x7777, b"\0" * (limit - len(head) - 4))))
@@ -827,10 +832,8 @@ async def case_slow_signon(ctx: Context) -> Outcome:
     sign_on = flap(1, lg.HELLO + lg.tlv(0x06, os.urandom(256)))
 
     async def at_timeout(port: int, n: int, what: str, send: bytes = b"") -> None:
-        probe = await open_probe(port, ctx.source(n))
-        if probe is None or not await probe.hello():
-            out.expect(False, f"{what}: no hello")
-            close_all([probe])
+        probe = await greeted_probe(ctx, out, port, n, what)
+        if probe is None:
             return
         if send:
             probe.write(send)
@@ -848,10 +851,8 @@ async def case_slow_signon(ctx: Context) -> Outcome:
         probe.close()
 
     async def trickle(port: int, n: int, what: str, data: bytes) -> None:
-        probe = await open_probe(port, ctx.source(n))
-        if probe is None or not await probe.hello():
-            out.expect(False, f"{what}: no hello")
-            close_all([probe])
+        probe = await greeted_probe(ctx, out, port, n, what)
+        if probe is None:
             return
         step = timeout / 20
 
@@ -867,10 +868,8 @@ async def case_slow_signon(ctx: Context) -> Outcome:
         dripping.cancel()
 
     async def keepalives(n: int) -> None:
-        probe = await open_probe(ctx.auth, ctx.source(n))
-        if probe is None or not await probe.hello():
-            out.expect(False, "keepalives: no hello")
-            close_all([probe])
+        probe = await greeted_probe(ctx, out, ctx.auth, n, "keepalives")
+        if probe is None:
             return
         probe.write(hello)
         sent = 1
@@ -1050,11 +1049,9 @@ async def case_out_of_order(ctx: Context) -> Outcome:
         (ctx.auth, hello + hello, "a second sign-on frame (auth)"),
     ]
     for n, (port, data, what) in enumerate(probes):
-        probe = await open_probe(port, ctx.source(n))
+        probe = await greeted_probe(ctx, out, port, n, what)
         out.inputs += 1
-        if probe is None or not await probe.hello():
-            out.expect(False, f"{what}: no hello")
-            close_all([probe])
+        if probe is None:
             continue
         probe.write(data)
         await refused_with_signoff(out, probe, what, ctx.quick)
@@ -1172,10 +1169,8 @@ async def case_cookies(ctx: Context) -> Outcome:
         nonlocal n
         n += 1
         out.inputs += 1
-        probe = await open_probe(port, ctx.source(n))
-        if probe is None or not await probe.hello():
-            out.expect(False, f"{what}: no hello")
-            close_all([probe])
+        probe = await greeted_probe(ctx, out, port, n, what)
+        if probe is None:
             return
         probe.write(flap(1, lg.HELLO + lg.tlv(0x06, cookie)))
         await refused_with_signoff(out, probe, what, ctx.quick)
