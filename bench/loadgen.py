@@ -214,7 +214,10 @@ class FlapClient(asyncio.Protocol):
 
     def send(self, channel: int, payload: bytes) -> None:
         sequence = self.sequence = (self.sequence + 1) & 0x7FFF
-        if self.transport is not None:
+        # Not to a closed connection: uvloop raises there (S5's senders hit
+        # it when the server closed a connection between two of their IMs);
+        # what is not sent is counted lost by whoever waits for it.
+        if self.transport is not None and not self.transport.is_closing():
             self.transport.write(FLAP.pack(FLAP_START, channel, sequence, len(payload)) + payload)
 
     def send_snac(self, family: int, subtype: int, body: bytes = b"", request_id: int = 0) -> None:
