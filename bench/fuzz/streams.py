@@ -42,12 +42,12 @@ from aimserver.config import AuthConfig, Config, MultisessionConfig, RateLimitCo
 from aimserver.server import AimServer
 from aimserver.store.credentials import strong_digest
 from aimserver.store.memory import MemoryUserStore
-from aimserver.web.frames import frame as ws_frame
 from aimserver.web.socket import WebSocketConnection
 from aimserver.wire.codes import FoodGroup
 from aimserver.wire.flap import FLAP_HEADER_SIZE, Channel, FlapFrame, SignonPayload, parse_header
 from aimserver.wire.snac import SnacHeader, pack_snac
 from aimserver.wire.tlv import Tlv, TlvList
+from bench.fuzz import targets
 
 PEER = IPv4Address("TCP", "192.0.2.9", 41000)
 PROBE_REQUEST_ID = 0x7777
@@ -317,13 +317,8 @@ class _Socket(_Wire):
 
 
 def masked(opcode: int, payload: bytes, fin: bool = True) -> bytes:
-    """A client frame (masked, as RFC 6455 wants them)."""
-    unmasked = ws_frame(opcode, payload)
-    header = len(unmasked) - len(payload)
-    first = unmasked[0] if fin else unmasked[0] & 0x7F
-    key = b"\x11\x22\x33\x44"
-    body = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-    return bytes([first, unmasked[1] | 0x80]) + unmasked[2:header] + key + body
+    """A client frame of a stream target's browser (its own mask key)."""
+    return targets.masked(opcode, payload, fin, key=b"\x11\x22\x33\x44")
 
 
 def web_command(command: str, request_id: int = 1, **parameters: object) -> bytes:

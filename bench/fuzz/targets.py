@@ -254,13 +254,15 @@ def cookie_seeds() -> list[bytes]:
 # -- the browser's WebSocket frames and JSON messages ------------------------------------
 
 
-def _masked(opcode: int, payload: bytes, fin: bool = True) -> bytes:
+def masked(
+    opcode: int, payload: bytes, fin: bool = True, key: bytes = b"\x01\x02\x03\x04"
+) -> bytes:
+    """A client frame (masked with ``key``, as RFC 6455 wants them)."""
     unmasked = ws_frame(opcode, payload)
     header_length = len(unmasked) - len(payload)
     first = unmasked[0] if fin else unmasked[0] & 0x7F
-    key = b"\x01\x02\x03\x04"
-    masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-    return bytes([first, unmasked[1] | 0x80]) + unmasked[2:header_length] + key + masked
+    body = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    return bytes([first, unmasked[1] | 0x80]) + unmasked[2:header_length] + key + body
 
 
 def ws_frames(data: bytes) -> None:
@@ -280,10 +282,10 @@ def ws_frames(data: bytes) -> None:
 
 def ws_frames_seeds() -> list[bytes]:
     return [
-        b"\x00" + _masked(0x1, b'{"id":1,"command":"ping"}'),
-        b"\x03" + _masked(0x1, b"ab", fin=False) + _masked(0x0, b"cd") + _masked(0x9, b"p"),
-        b"\x01" + _masked(0x8, struct.pack("!H", 1000) + b"bye"),
-        b"\x05" + _masked(0x2, b"x" * 300),
+        b"\x00" + masked(0x1, b'{"id":1,"command":"ping"}'),
+        b"\x03" + masked(0x1, b"ab", fin=False) + masked(0x0, b"cd") + masked(0x9, b"p"),
+        b"\x01" + masked(0x8, struct.pack("!H", 1000) + b"bye"),
+        b"\x05" + masked(0x2, b"x" * 300),
     ]
 
 
