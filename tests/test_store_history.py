@@ -550,8 +550,9 @@ def check_chunks(case: SynchronousTestCase, conn: sqlite3.Connection) -> None:
     """What the SQLite store's chunks must be: not empty, none bigger than
     CHUNK_ENTRIES, no null at either end but the newest entry's chunk's
     last, each column beside the entries true to them (the nulls not
-    counted), and each owner's chunks in increasing id order (chunk id
-    order), none overlapping."""
+    counted; a trimmed chunk's entries are its ``count`` newest, and its
+    times those of all it holds), and each owner's chunks
+    in increasing id order (chunk id order), none overlapping."""
     rows = conn.execute(
         "SELECT normalized, count, oldest_at, newest_at, last_id, entries"
         " FROM history_chunks ORDER BY normalized, id"
@@ -559,12 +560,14 @@ def check_chunks(case: SynchronousTestCase, conn: sqlite3.Connection) -> None:
     last: dict[str, int] = {}
     for normalized, count, oldest_at, newest_at, last_id, text in rows:
         entries = orjson.loads(text)
-        live = [entry for entry in entries if entry is not None]
-        case.assertTrue(0 < count == len(live), rows)
+        there = [entry for entry in entries if entry is not None]
+        case.assertTrue(0 < count <= len(there), rows)
+        live = there[-count:]
         case.assertLessEqual(len(entries), history_store.CHUNK_ENTRIES)
         case.assertIsNotNone(entries[0])
-        case.assertEqual(oldest_at, min(entry[3] for entry in live))
-        case.assertEqual(newest_at, max(entry[3] for entry in live))
+        # Bounds of the live entries' times: exact for the entries there.
+        case.assertEqual(oldest_at, min(entry[3] for entry in there))
+        case.assertEqual(newest_at, max(entry[3] for entry in there))
         case.assertTrue(all(len(entry) == 4 and type(entry[1]) is bool for entry in live))
         case.assertLess(last.get(normalized, 0), last_id - len(entries) + 1)
         last[normalized] = last_id
@@ -757,6 +760,29 @@ class SQLiteHistoryChunkTests(SynchronousTestCase):
             self.add_many([("alice", "bob", True, f"s{n}", NOW + 30 + n)], 10, FOREVER)
         self.assertLessEqual(len(self.sizes("alice")), 3)
 
+    def test_trimmed_chunk_is_only_its_newest(self) -> None:
+        """Past the limit, the chunk it cuts into is trimmed, not rewritten:
+        its older entries stay in its JSON but are never read again (by
+        any peer), and new ones appended to it count on from there."""
+        self.add_many(
+            [("alice", f"peer{n % 2}", True, f"m{n}", NOW + n) for n in range(10)], ALL, FOREVER
+        )
+        self.add_many([("alice", "peer0", False, "new", NOW + 10)], 8, FOREVER)
+        (positions, count) = self.sqlite._conn.execute(
+            "SELECT json_array_length(entries), count FROM history_chunks WHERE normalized = ?",
+            ("alice",),
+        ).fetchone()
+        self.assertEqual((positions, count), (11, 8))
+        for peer in ("peer0", "peer1"):
+            self.assertEqual(
+                self.successResultOf(self.sqlite.recent_history("alice", peer, 100)),
+                self.successResultOf(self.memory.recent_history("alice", peer, 100)),
+            )
+        texts = [
+            e.text for e in self.successResultOf(self.sqlite.recent_history("alice", None, 100))
+        ]
+        self.assertEqual(texts, [f"m{n}" for n in range(3, 10)] + ["new"])
+
     def test_pruning_by_age_inside_chunks(self) -> None:
         """Entries too old are dropped wherever they are, in the middle of
         chunks too (a clock that stepped back), the chunks left rewritten."""
@@ -808,14 +834,21 @@ class SQLiteHistoryFileTests(SynchronousTestCase):
         self.assertGreater(after[2].id, before[1].id)
 
     def test_pruned_entries_leave_the_file(self) -> None:
-        """Storage stays bounded: however many adds, the file holds at most
-        ``limit`` entries for the owner, and none past the age."""
+        """Storage stays bounded: however many adds, the file holds the
+        owner's ``limit`` entries and, in the chunk the limit cuts into,
+        fewer than a chunk's more (trimmed: never read again, gone with the
+        chunk), and none past the age."""
         path = self.mktemp()
         store = self.open(path)
         self.successResultOf(store.create_account("alice", "secret"))
-        for n in range(30):
+        for n in range(300):
             self.successResultOf(store.add_history("alice", "bob", True, "x", NOW + n, 7, 3600))
-        self.assertEqual(self.rows(path), 7)
+            self.assertLess(self.rows(path), 7 + history_store.CHUNK_ENTRIES)
+        self.assertEqual(len(self.successResultOf(store.recent_history("alice", None, 100))), 7)
+        for n in range(3):
+            batch = {"alice": [("bob", True, f"{n}.{k}", NOW + 300 + n) for k in range(100)]}
+            self.successResultOf(store.add_history_many(batch, 150, 3600))
+            self.assertLess(self.rows(path), 150 + history_store.CHUNK_ENTRIES)
         self.successResultOf(store.add_history("alice", "bob", True, "x", NOW + 10_000, 7, 3600))
         self.assertEqual(self.rows(path), 1)
 

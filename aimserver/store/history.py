@@ -13,18 +13,29 @@ entries per IM, in batches, and a row per entry (a b-tree insert, two
 TEXT-keyed index inserts, a foreign key check and pruning deletes for each)
 cost more CPU than the rest of the IM. Now a batch costs a few statements in
 all, about one row write per owner (an INSERT, or an append to its small
-newest chunk) and, once that owner's history is full, the rewrite of the one
-chunk the pruning cuts into and the DELETE of those it passes. The pruning
-decides from the covered columns: the write path decodes no entry but those
-of a chunk it cuts.
+newest chunk) and, once that owner's history is full, a smaller ``count``
+for the one chunk the limit cuts into (it is *trimmed*) and the DELETE of
+those it passes. The pruning decides from the covered columns: the write
+path decodes no entry but those of a chunk with some too old (rare), which
+it rewrites.
+
+A chunk's entries are the last ``count`` of those in its array that are not
+``null``: a trimmed chunk still holds the ones before, never read, until it
+goes or is rewritten, so an owner's history takes less than a chunk more
+than its limit (schema v17). Why not rewrite it: decoding and encoding
+kilobytes per owner and batch was a seventh of the history's cost (bench
+S13). ``oldest_at`` and ``newest_at`` are those of every entry the array
+holds, so they bound the live ones: a bound that is off only sends the
+chunk the slower way (a rewrite), which makes them exact again.
 
 Ids count an owner's entries, so a chunk keeps none: the entry at position
 ``i`` of an array of ``n`` has id ``last_id - (n - 1 - i)``. Pruning keeps
-the positions: it cuts an array's oldest entries off its front, and an entry
-it drops from the middle (too old, after a clock stepped back) becomes
-``null``, which ``count`` does not count. Why no id per entry: building a
-list per entry to hold it cost as much as the rest of a batch's Python (bench
-S13); the records of a batch go into the JSON as the caller made them.
+the positions: a rewrite cuts an array's oldest entries off its front, and
+an entry it drops from the middle (too old, after a clock stepped back)
+becomes ``null``, which ``count`` does not count. Why no id per entry:
+building a list per entry to hold it cost as much as the rest of a batch's
+Python (bench S13); the records of a batch go into the JSON as the caller
+made them.
 
 A peer is compared by its normalized name, which the chunks do not keep: a
 read by peer decodes the owner's chunks newest first and stops once it has
@@ -121,7 +132,7 @@ class MemoryHistoryStore(MemoryBase):
                     normalized = self._existing(owner)
                 except (StoreError, TypeError, AttributeError):
                     continue
-                for record in _valid_records(records):
+                for record in _valid_records(records)[0]:
                     self._append(normalized, record)
                     last_at[normalized] = record[_AT]
                     added += 1
@@ -159,12 +170,14 @@ _at = itemgetter(_AT)
 _AT_MAX = 2**63 - 1
 
 
-def _valid_records(records: Iterable[Any]) -> list[HistoryRecord]:
+def _valid_records(records: Iterable[Any]) -> tuple[list[HistoryRecord], bool]:
     """
-    The records :func:`check_history_entry` takes, in order. A batch holds
-    thousands, so it is first checked a column at a time with builtins
-    (:func:`_plainly_valid`): the usual batch costs no Python call per record.
-    Only if that says no is each record checked on its own.
+    The records :func:`check_history_entry` takes, in order, and whether
+    their times never go back (then a chunk's oldest and newest are its
+    first and last: no pass over it). A batch holds thousands, so it is
+    first checked a column at a time with builtins (:func:`_plainly_valid`):
+    the usual batch costs no Python call per record. Only if that says no
+    is each record checked on its own.
     """
     records = list(records)
     try:
@@ -174,8 +187,10 @@ def _valid_records(records: Iterable[Any]) -> list[HistoryRecord]:
         pass
     else:
         if _plainly_valid(peers, outgoing, texts, ats):
-            return records
-    return [tuple(record) for record in records if _valid_record(record)]  # type: ignore[misc]
+            return records, list(ats) == sorted(ats)  # type: ignore[type-var]
+    valid = [tuple(record) for record in records if _valid_record(record)]
+    ats = [record[_AT] for record in valid]
+    return valid, ats == sorted(ats)  # type: ignore[return-value]
 
 
 def _valid_record(record: object) -> bool:
@@ -205,19 +220,23 @@ def _plainly_valid(
     texts within theirs (a text of at most a quarter of the bytes in
     characters fits whatever they are, if it encodes at all), bool
     directions, times of type int within bounds. ``False`` says nothing:
-    the records then get the full check.
+    the records then get the full check. As few passes as may be: a batch
+    names few peers, so each is looked at once; the texts are joined, so
+    that one call says whether all are ASCII.
     """
     if not (
         set(map(type, peers)) == _STR
         and set(map(type, texts)) == _STR
         and set(map(type, outgoing)) == _BOOL
         and set(map(type, ats)) == _INT
-        and all(map(str.isascii, peers))  # type: ignore[arg-type]
-        and 0 < min(map(len, peers)) <= max(map(len, peers)) <= MAX_HISTORY_PEER_BYTES  # type: ignore[arg-type]
         and 0 <= min(ats) <= max(ats) <= _AT_MAX  # type: ignore[type-var]
+        and all(
+            peer.isascii() and 0 < len(peer) <= MAX_HISTORY_PEER_BYTES
+            for peer in set(peers)  # type: ignore[attr-defined, arg-type]
+        )
     ):
         return False
-    if all(map(str.isascii, texts)):  # type: ignore[arg-type]
+    if "".join(texts).isascii():  # type: ignore[arg-type]
         return max(map(len, texts)) <= MAX_HISTORY_TEXT_BYTES  # type: ignore[arg-type]
     return all(map(_text_fits, texts))
 
@@ -285,6 +304,19 @@ class _Plan:
     cut: list[tuple[int, int, int]] = attrs.Factory(list)
     """Chunks to rewrite, as ``(id, within, cutoff)``: keeping the ``within``
     newest of their entries, less those whose ``at`` is before ``cutoff``."""
+    trim: list[tuple[int, int]] = attrs.Factory(list)
+    """Chunks to keep fewer of, as ``(count, id)``: only their ``count``
+    newest entries are theirs from now on (no rewrite)."""
+    ordered: bool = False
+    """Whether :attr:`new` holds no ``None`` and no time in it goes back."""
+    cutoff: int = 0
+    """Entries before this time go."""
+    whole: bool = True
+    """Whether :attr:`new` is every new entry (none cut off its front)."""
+    excess: int = 0
+    """How many of the oldest entries are past the limit."""
+    aged: bool = False
+    """Whether some stored entry is before :attr:`cutoff`."""
     append_to: int | None = None
     """The newest chunk, if :attr:`new` is to be appended to it."""
 
@@ -293,9 +325,13 @@ def _dumps(value: object) -> str:
     return orjson.dumps(value).decode()
 
 
-def _stats(entries: Sequence[_Entry]) -> tuple[int, int, int]:
+def _stats(entries: Sequence[_Entry], ordered: bool = False) -> tuple[int, int, int]:
     """``count, oldest_at, newest_at`` of a chunk's entries (one at least
-    not ``None``): by builtins alone, unless some are ``None``."""
+    not ``None``): from the first and last if they are ``ordered`` (none is
+    ``None``, no time goes back), else by builtins alone, unless some are
+    ``None``."""
+    if ordered:
+        return len(entries), entries[0][_AT], entries[-1][_AT]  # type: ignore[index]
     try:
         ats = list(map(_at, entries))  # type: ignore[arg-type]
     except TypeError:
@@ -315,7 +351,7 @@ def _add_history(
 ) -> None:
     check_history_entry(peer, outgoing, text, at, limit, keep_seconds)
     normalized = existing_account(conn, owner)
-    _record(conn, {normalized: [(peer, outgoing, text, at)]}, limit, keep_seconds)
+    _record(conn, {normalized: ([(peer, outgoing, text, at)], True)}, limit, keep_seconds)
 
 
 def _add_history_many(
@@ -325,22 +361,46 @@ def _add_history_many(
     keep_seconds: int,
 ) -> int:
     check_history_pruning(limit, keep_seconds)
-    by_owner: dict[str, list[HistoryRecord]] = {}
+    by_owner: dict[str, tuple[list[HistoryRecord], bool]] = {}
+    keys = _account_keys(conn, batch)
     for owner, records in batch.items():
-        try:
-            normalized = existing_account(conn, owner)
-        except (StoreError, TypeError, AttributeError):
+        normalized = keys.get(owner)
+        if normalized is None:
             continue
-        valid = _valid_records(records)
-        if valid:
-            by_owner[normalized] = by_owner.get(normalized, []) + valid
+        valid, ordered = _valid_records(records)
+        if not valid:
+            continue
+        earlier = by_owner.get(normalized)
+        if earlier is not None:  # two spellings of one owner
+            before, was_ordered = earlier
+            ordered = ordered and was_ordered and before[-1][_AT] <= valid[0][_AT]
+            valid = before + valid
+        by_owner[normalized] = valid, ordered
     _record(conn, by_owner, limit, keep_seconds)
-    return sum(map(len, by_owner.values()))
+    return sum(len(records) for records, _ in by_owner.values())
+
+
+def _account_keys(conn: sqlite3.Connection, owners: Iterable[object]) -> dict[str, str]:
+    """Each owner (a screen name) whose account exists -> its normalized
+    name: one query for a batch's hundred owners, not one each. A screen
+    name is ASCII: any other owner has no account."""
+    keys: dict[str, str] = {}
+    for owner in owners:
+        if type(owner) is str and owner.isascii():
+            keys[owner] = normalize(owner)
+    existing = {
+        normalized
+        for (normalized,) in conn.execute(
+            "SELECT normalized FROM accounts WHERE normalized IN (SELECT value FROM json_each(?))",
+            (_dumps(list(set(keys.values()))),),
+        )
+    }
+    return {owner: key for owner, key in keys.items() if key in existing}
 
 
 def _record(
     conn: sqlite3.Connection,
-    by_owner: dict[str, list[HistoryRecord]],
+    by_owner: dict[str, tuple[list[HistoryRecord], bool]],
     limit: int,
     keep_seconds: int,
 ) -> None:
@@ -348,24 +408,30 @@ def _record(
     Add each owner's new entries (oldest first, not empty), then prune its
     history once, by the age of the last of them (which always stays). A
     few statements for the whole batch, each carrying every owner's rows,
-    and one per owner whose history is to be pruned (which reads the few
-    chunks that are).
+    and one per owner whose history holds entries too old (rare).
     """
     if not by_owner:
         return
     summaries = _summaries(conn, list(by_owner))
-    plans = [
-        (normalized, _plan(conn, normalized, new, summaries.get(normalized), limit, keep_seconds))
-        for normalized, new in by_owner.items()
-    ]
-    _cut_chunks(conn, [cut for _, plan in plans for cut in plan.cut])
+    plans = {
+        normalized: _plan(new, ordered, summaries.get(normalized), limit, keep_seconds)
+        for normalized, (new, ordered) in by_owner.items()
+    }
+    _plan_pruning_all(conn, plans)
+    for normalized, plan in plans.items():
+        _choose_append(plan, summaries.get(normalized))
+    _cut_chunks(conn, [cut for plan in plans.values() for cut in plan.cut])
     conn.executemany(
         "DELETE FROM history_chunks WHERE id = ?",
-        [(chunk_id,) for _, plan in plans for chunk_id in plan.drop],
+        [(chunk_id,) for plan in plans.values() for chunk_id in plan.drop],
     )
-    _append_to_chunks(conn, [plan for _, plan in plans if plan.append_to is not None])
+    conn.executemany(
+        "UPDATE history_chunks SET count = ? WHERE id = ?",
+        [trim for plan in plans.values() for trim in plan.trim],
+    )
+    _append_to_chunks(conn, [plan for plan in plans.values() if plan.append_to is not None])
     _insert_chunks(
-        conn, [(normalized, plan) for normalized, plan in plans if plan.append_to is None]
+        conn, [(normalized, plan) for normalized, plan in plans.items() if plan.append_to is None]
     )
 
 
@@ -385,51 +451,68 @@ def _summaries(conn: sqlite3.Connection, owners: list[str]) -> dict[str, _Summar
 
 
 def _plan(
-    conn: sqlite3.Connection,
-    normalized: str,
     records: list[HistoryRecord],
+    ordered: bool,
     summary: _Summary | None,
     limit: int,
     keep_seconds: int,
 ) -> _Plan:
     """
     How to add an owner's new entries, then keep its ``limit`` newest
-    entries (the new ones being the newest) less those before the cutoff.
-    Only if some must go are its chunks read, oldest first, and only as far
-    as needed. The new entries are appended to the newest chunk if it stays
-    whole and stays small (:data:`APPEND_ENTRIES`).
+    entries (the new ones being the newest) less those before the cutoff:
+    what the pruning has to take (:func:`_plan_pruning_all` finds where).
     """
     cutoff = records[-1][_AT] - keep_seconds
     last_id = (summary.last_id if summary is not None else 0) + len(records)
     new: list[_Entry] = records[-limit:]  # type: ignore[assignment]
-    if min(map(_at, new)) < cutoff:
+    if (new[0][_AT] if ordered else min(map(_at, new))) < cutoff:  # type: ignore[index]
         new = _without_old(new, cutoff)
-    plan = _Plan(new=new, last_id=last_id)
-    if summary is None:
-        return plan
-    # How many of the oldest are past the limit: every new entry counts, the
-    # ones too old to stay too (the age is applied after the limit).
-    excess = len(records) + summary.total - limit
-    aged = summary.oldest_at < cutoff
-    if excess > 0 or aged:
+        ordered = False  # some are None
+    plan = _Plan(
+        new=new, last_id=last_id, ordered=ordered, cutoff=cutoff, whole=len(new) == len(records)
+    )
+    if summary is not None:
+        # How many of the oldest are past the limit: every new entry counts,
+        # the ones too old to stay too (the age is applied after the limit).
+        plan.excess = len(records) + summary.total - limit
+        plan.aged = summary.oldest_at < cutoff
+    return plan
+
+
+def _plan_pruning_all(conn: sqlite3.Connection, plans: dict[str, _Plan]) -> None:
+    """
+    Find the chunks each owner's pruning drops or cuts, from the columns the
+    index covers, oldest first, reading only as far as needed. One query an
+    owner: one for all of them, with a window function to sum the counts,
+    took SQLite longer (temporary b-trees to sort) than a hundred of these.
+    """
+    for normalized, plan in plans.items():
+        if plan.excess <= 0 and not plan.aged:
+            continue
         cursor = conn.execute(
             "SELECT id, count, oldest_at, newest_at FROM history_chunks"
             " WHERE normalized = ? ORDER BY id",
             (normalized,),
         )
         try:
-            _plan_pruning(plan, cursor, excess, cutoff, aged)
+            _plan_pruning(plan, cursor, plan.excess, plan.cutoff, plan.aged)
         finally:
             cursor.close()
+
+
+def _choose_append(plan: _Plan, summary: _Summary | None) -> None:
+    """Append the new entries to the owner's newest chunk if the pruning
+    leaves it whole and it stays small (:data:`APPEND_ENTRIES`)."""
+    if summary is None:
+        return
     touched = summary.newest_id in plan.drop or any(
         chunk_id == summary.newest_id for chunk_id, _, _ in plan.cut
     )
     room = min(APPEND_ENTRIES, CHUNK_ENTRIES) - summary.newest_size
     # Appended, the new entries must follow the chunk's last position for
     # position: not if the pruning cut some off their front.
-    if not touched and len(plan.new) == len(records) and len(plan.new) <= room:
+    if not touched and plan.whole and len(plan.new) <= room:
         plan.append_to = summary.newest_id
-    return plan
 
 
 def _without_old(entries: Sequence[_Entry], cutoff: int) -> list[_Entry]:
@@ -448,8 +531,9 @@ def _plan_pruning(
     Plan the pruning of an owner's chunks, given oldest first: ``excess`` of
     its oldest entries are past the limit, and if it is ``aged`` some are
     before ``cutoff``. A chunk wholly past the limit or wholly too old is
-    dropped, one partly so is cut; once past the limit, and unless some
-    entry is too old, the rest are not read.
+    dropped, one partly too old is cut, one only partly past the limit is
+    trimmed; once past the limit, and unless some entry is too old, the
+    rest are not read.
     """
     for chunk_id, count, oldest_at, newest_at in chunks:
         if excess <= 0 and not aged:
@@ -458,8 +542,10 @@ def _plan_pruning(
         excess -= count
         if within <= 0 or newest_at < cutoff:
             plan.drop.append(chunk_id)
-        elif within < count or oldest_at < cutoff:
+        elif oldest_at < cutoff:
             plan.cut.append((chunk_id, within, cutoff))
+        elif within < count:
+            plan.trim.append((within, chunk_id))
 
 
 def _cut(entries: list[_Entry], within: int, cutoff: int) -> list[_Entry]:
@@ -515,7 +601,10 @@ def _append_to_chunks(conn: sqlite3.Connection, plans: list[_Plan]) -> None:
         " newest_at = max(newest_at, ?), last_id = ?,"
         " entries = substr(entries, 1, length(entries) - 1) || ',' || ?"
         " WHERE id = ?",
-        [(*_stats(plan.new), plan.last_id, _dumps(plan.new)[1:], plan.append_to) for plan in plans],
+        [
+            (*_stats(plan.new, plan.ordered), plan.last_id, _dumps(plan.new)[1:], plan.append_to)
+            for plan in plans
+        ],
     )
 
 
@@ -533,7 +622,7 @@ def _insert_chunks(conn: sqlite3.Connection, new: list[tuple[str, _Plan]]) -> No
             if part[0] is None:  # a chunk starts with an entry: cut the front
                 part = part[next((i for i, e in enumerate(part) if e is not None), len(part)) :]
             if part:
-                rows.append((normalized, *_stats(part), end, _dumps(part)))
+                rows.append((normalized, *_stats(part, plan.ordered), end, _dumps(part)))
     conn.executemany(
         "INSERT INTO history_chunks"
         " (normalized, count, oldest_at, newest_at, last_id, entries)"
@@ -546,20 +635,26 @@ def _recent_history(
     conn: sqlite3.Connection, owner: str, peer: str | None, limit: int
 ) -> list[HistoryEntry]:
     """Decode the owner's chunks newest first, only until ``limit`` entries
-    (with that peer, if one is given) are found."""
+    (with that peer, if one is given) are found; of each, its ``count``
+    newest (a trimmed chunk holds older ones that are no longer there)."""
     key = check_history_query(peer, limit)
     found: list[HistoryEntry] = []  # newest first
     cursor = conn.execute(
-        "SELECT last_id, entries FROM history_chunks WHERE normalized = ? ORDER BY id DESC",
+        "SELECT last_id, count, entries FROM history_chunks WHERE normalized = ? ORDER BY id DESC",
         (normalize(owner),),
     )
     try:
-        for last_id, text in cursor:
+        for last_id, count, text in cursor:
             entries = orjson.loads(text)
             first_id = last_id - len(entries) + 1
             for i in range(len(entries) - 1, -1, -1):
+                if not count:
+                    break
                 entry = entries[i]
-                if entry is None or (key is not None and normalize(entry[_PEER]) != key):
+                if entry is None:
+                    continue
+                count -= 1
+                if key is not None and normalize(entry[_PEER]) != key:
                     continue
                 peer_name, outgoing, entry_text, at = entry
                 found.append(HistoryEntry(peer_name, bool(outgoing), entry_text, at, first_id + i))

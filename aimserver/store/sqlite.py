@@ -63,7 +63,7 @@ __all__ = [
     "transact",
 ]
 
-SCHEMA_VERSION = 16
+SCHEMA_VERSION = 17
 """The schema version this code reads and writes."""
 
 BUSY_TIMEOUT = 5.0

@@ -1,0 +1,16 @@
+-- aimserver database, upgrade from schema version 16 to 17: a history
+-- chunk's count may be fewer than the entries its JSON holds. Nothing to
+-- rewrite: the code that applies it bumps the version row, and that is all.
+--
+-- Why: when the limit cut into an account's oldest chunk, the store decoded
+-- it, dropped the entries past the limit and wrote the rest back, a few KB
+-- per account and batch: about a seventh of a browser IM's history cost
+-- (bench S13). Now it lowers the chunk's count instead. A chunk's entries
+-- are the last count of those in its array that are not null; the others
+-- stay in the JSON, never read, until the chunk goes (the limit passes all
+-- of it) or is rewritten (some entry is too old). oldest_at and newest_at
+-- still describe every entry the array holds, so they bound the live ones.
+--
+-- Every v16 chunk already means this (its count is all it holds). The bump
+-- is for an older aimserver, which would read a trimmed chunk whole: it
+-- refuses a database of a newer version.
