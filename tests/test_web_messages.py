@@ -79,6 +79,46 @@ class ParseTests(unittest.SynchronousTestCase):
         except WebError as e:
             self.assertEqual(e.error_type, messages.VALIDATION)
 
+    @given(
+        st.one_of(st.integers(-(2**54), 2**54), st.text(max_size=70), st.booleans(), st.none()),
+        st.sampled_from(["send_im", "ack", "typing", "nope", 1]),
+        st.dictionaries(
+            st.sampled_from(["to", "text", "client_message_id", "auto_response", "seq", "x"]),
+            st.one_of(
+                st.text(max_size=70),
+                st.sampled_from(["t" * 4000, "t" * 4001, "c" * 64, "c" * 65]),
+                st.integers(-2, 2),
+                st.booleans(),
+                st.none(),
+            ),
+        ),
+        st.booleans(),
+    )
+    def test_quick_path_takes_only_what_the_checks_take(
+        self, request_id: object, command: object, parameters: dict[str, object], extra: bool
+    ) -> None:
+        """The quick path for send_im and ack gives the general checks'
+        answer whenever it answers at all, and answers the usual IM."""
+        data = {"id": request_id, "command": command, "parameters": parameters}
+        if extra:
+            data["more"] = 1
+        quick = messages._plain_request(data)
+        if quick is None:
+            return
+        self.assertIs(type(quick), messages.Request)
+        self.assertEqual(quick, messages._checked_request(dict(data)))
+
+    def test_quick_path_takes_the_usual_im_and_ack(self) -> None:
+        for data in (
+            {
+                "id": 7,
+                "command": "send_im",
+                "parameters": {"to": "Bob", "text": "hi", "client_message_id": "c1"},
+            },
+            {"id": "a", "command": "ack", "parameters": {"seq": 12}},
+        ):
+            self.assertEqual(messages._plain_request(data), messages._checked_request(data))
+
     def test_envelopes(self) -> None:
         self.assertEqual(
             json.loads(messages.success(1, {"a": 1}, 5)),

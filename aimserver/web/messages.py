@@ -22,6 +22,8 @@ import orjson
 #: The largest message either way, in bytes of UTF-8 (close code 1009 beyond).
 MAX_MESSAGE_BYTES = 65_536
 MAX_ID_LENGTH = 64
+#: An integer id is one JavaScript holds exactly.
+_ID_MIN, _ID_MAX = -(2**53), 2**53
 
 #: Message cookies (ICBM, chat): unique per message, not secret, so neither
 #: the kernel's randomness (``os.urandom`` cost 11 us an IM under load) nor
@@ -134,6 +136,9 @@ class Request(NamedTuple):
     parameters: Mapping[str, Any]
 
 
+#: ``Request(...)`` goes through the keywords-and-defaults ``__new__`` a
+#: NamedTuple has: 400 ns a message, against 150 for this.
+_new_request = tuple.__new__
 _ENVELOPE = frozenset({"id", "command", "parameters"})
 _KIND_NAMES = {str: "a string", int: "an integer", bool: "a boolean"}
 
@@ -185,6 +190,14 @@ def parse_request(text: str | bytes) -> Request:
         raise WebError(VALIDATION, "the message is not JSON") from None
     if type(data) is not dict:
         raise WebError(VALIDATION, "the message must be a JSON object")
+    plain = _plain_request(data)
+    if plain is not None:
+        return plain
+    return _checked_request(data)
+
+
+def _checked_request(data: dict[str, Any]) -> Request:
+    """A request object checked field by field against ``COMMANDS``."""
     request_id = data.get("id")
     kind = type(request_id)
     if not (
@@ -207,6 +220,54 @@ def parse_request(text: str | bytes) -> Request:
     except WebError as e:
         e.request_id = request_id  # type: ignore[attr-defined]
         raise
+
+
+_SEND_IM = COMMANDS["send_im"]
+_TO_MAX = _SEND_IM["to"].max_length
+_TEXT_MAX = _SEND_IM["text"].max_length
+_CLIENT_ID_MAX = _SEND_IM["client_message_id"].max_length
+
+
+def _plain_request(data: dict[str, Any]) -> Request | None:
+    """
+    Nearly every message is a ``send_im`` or an ``ack`` that the checks
+    take: this takes those, in one expression each, as :func:`_checked`
+    would (the general loop over the parameters cost ~1.2 us of a browser
+    IM's ~20, bench S13). None for anything else, which the general checks
+    then take or refuse, naming the problem.
+    """
+    request_id = data.get("id")
+    parameters = data.get("parameters")
+    if not (
+        len(data) == 3
+        and type(parameters) is dict
+        and (
+            (type(request_id) is int and _ID_MIN < request_id < _ID_MAX)
+            or (type(request_id) is str and len(request_id) <= MAX_ID_LENGTH)
+        )
+    ):
+        return None
+    command = data.get("command")
+    if command == "send_im":
+        to = parameters.get("to")
+        text = parameters.get("text")
+        client_id = parameters.get("client_message_id")
+        count = len(parameters)
+        if (
+            type(to) is str
+            and type(text) is str
+            and type(client_id) is str
+            and len(to) <= _TO_MAX  # type: ignore[operator]
+            and len(text) <= _TEXT_MAX  # type: ignore[operator]
+            and len(client_id) <= _CLIENT_ID_MAX  # type: ignore[operator]
+            and (count == 3 or (count == 4 and type(parameters.get("auto_response")) is bool))
+        ):
+            return _new_request(Request, (request_id, command, parameters))
+    elif command == "ack":
+        seq = parameters.get("seq")
+        if len(parameters) == 1 and type(seq) is int and seq >= 0:
+            return _new_request(Request, (request_id, command, parameters))
+    return None
 
 
 def _checked(
