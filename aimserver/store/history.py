@@ -186,8 +186,12 @@ def _valid_records(records: Iterable[Any]) -> tuple[list[HistoryRecord], bool]:
     except (TypeError, ValueError):
         pass
     else:
-        if _plainly_valid(peers, outgoing, texts, ats):
-            return records, list(ats) == sorted(ats)  # type: ignore[type-var]
+        try:
+            ordered = list(ats) == sorted(ats)  # type: ignore[type-var]
+        except TypeError:
+            ordered = False
+        if _plainly_valid(peers, outgoing, texts, ats, ordered):
+            return records, ordered
     valid = [tuple(record) for record in records if _valid_record(record)]
     ats = [record[_AT] for record in valid]
     return valid, ats == sorted(ats)  # type: ignore[return-value]
@@ -203,7 +207,6 @@ def _valid_record(record: object) -> bool:
     return True
 
 
-_STR = {str}
 _BOOL = {bool}
 _INT = {int}
 
@@ -213,6 +216,7 @@ def _plainly_valid(
     outgoing: Sequence[object],
     texts: Sequence[object],
     ats: Sequence[object],
+    ordered: bool = False,
 ) -> bool:
     """
     Whether :func:`check_history_entry` surely takes every record whose
@@ -220,32 +224,45 @@ def _plainly_valid(
     texts within theirs (a text of at most a quarter of the bytes in
     characters fits whatever they are, if it encodes at all), bool
     directions, times of type int within bounds. ``False`` says nothing:
-    the records then get the full check. As few passes as may be: a batch
-    names few peers, so each is looked at once; the texts are joined, so
-    that one call says whether all are ASCII.
+    the records then get the full check.
+
+    As few passes as may be, each a builtin's: joining a column is one
+    that fails on anything but str, and the joined text answers for all
+    (ASCII, and if all of it fits, each does); a batch names few peers, so
+    each is looked at once. Lengths are taken with ``str.__len__``. If the
+    times are ``ordered`` (in order: never going back), the first and last
+    are the bounds.
     """
+    try:
+        names = "".join(peers)  # type: ignore[arg-type]
+        joined = "".join(texts)  # type: ignore[arg-type]
+    except TypeError:
+        return False
     if not (
-        set(map(type, peers)) == _STR
-        and set(map(type, texts)) == _STR
+        names.isascii()
         and set(map(type, outgoing)) == _BOOL
         and set(map(type, ats)) == _INT
-        and 0 <= min(ats) <= max(ats) <= _AT_MAX  # type: ignore[type-var]
+        and (ats[0] if ordered else min(ats)) >= 0  # type: ignore[operator, type-var]
+        and (ats[-1] if ordered else max(ats)) <= _AT_MAX  # type: ignore[operator, type-var]
         and all(
-            peer.isascii() and 0 < len(peer) <= MAX_HISTORY_PEER_BYTES
-            for peer in set(peers)  # type: ignore[attr-defined, arg-type]
+            type(peer) is str and 0 < str.__len__(peer) <= MAX_HISTORY_PEER_BYTES
+            for peer in set(peers)
         )
     ):
         return False
-    if "".join(texts).isascii():  # type: ignore[arg-type]
-        return max(map(len, texts)) <= MAX_HISTORY_TEXT_BYTES  # type: ignore[arg-type]
+    if joined.isascii():
+        return (
+            len(joined) <= MAX_HISTORY_TEXT_BYTES
+            or max(map(str.__len__, texts)) <= MAX_HISTORY_TEXT_BYTES  # type: ignore[arg-type]
+        )
     return all(map(_text_fits, texts))
 
 
 def _text_fits(text: str) -> bool:
-    if text.isascii():
-        return len(text) <= MAX_HISTORY_TEXT_BYTES
+    if str.isascii(text):
+        return str.__len__(text) <= MAX_HISTORY_TEXT_BYTES
     try:
-        return len(text.encode()) <= MAX_HISTORY_TEXT_BYTES
+        return len(str.encode(text)) <= MAX_HISTORY_TEXT_BYTES
     except UnicodeEncodeError:
         return False
 
