@@ -125,6 +125,8 @@ class WebService(Service):
         self._history_waiting = 0
         self._history_writing = 0
         self._history_flush: IDelayedCall | None = None
+        self._history_on = config.history
+        self._seconds = self.clock.seconds
         self._history_dropped = CountedLog(self.log, self.clock, "history writes lost", 60.0)
         #: Which sessions each browser holds (``GET /web/sessions``).
         self.devices = Devices()
@@ -187,7 +189,8 @@ class WebService(Service):
             raise WebError(error_type, message)
         web = WebSession(os.urandom(16).hex(), self.clock, self.resume_seconds, self._ended)
         web.on_list_changed = self.list_changed
-        web.on_im = self._keep_received
+        if self.config.history:
+            web.on_im = self._keep_received
         web.leave_room = self.rooms.leave
         try:
             attached = self.server.sessions.sign_on(result.cookie, self.families, web, peer)
@@ -297,16 +300,17 @@ class WebService(Service):
 
     # -- history ----------------------------------------------------------------------------
 
-    def _keep(self, owner: str, peer: str, outgoing: bool, text: str) -> None:
+    def _keep(self, owner: str, peer: str, outgoing: bool, text: str, at: int) -> None:
         """Queue one IM for ``owner``'s (a user key) history: written in
         batches, one store call per ``HISTORY_BATCH`` IMs or
         ``HISTORY_FLUSH_SECONDS`` (a store call per IM made the database the
         bottleneck of browser IMs, and at a few thousand a second it refused
         them). Grouped by owner here, as the store wants them: a dict lookup
-        per IM on the way costs less than the store's grouping afterwards."""
-        if not self.config.history:
-            return
-        if self._history_waiting >= MAX_PENDING_HISTORY:
+        per IM on the way costs less than the store's grouping afterwards.
+        Called twice for most browser IMs, so as few lookups as may be: the
+        callers check that the history is on."""
+        waiting = self._history_waiting
+        if waiting >= MAX_PENDING_HISTORY:
             # The store is not keeping up at all: this one is dropped, counted.
             self._history_dropped.note(
                 "dropped", "history writes dropped: the store is not keeping up"
@@ -315,9 +319,9 @@ class WebService(Service):
         records = self._history_pending.get(owner)
         if records is None:
             records = self._history_pending[owner] = []
-        records.append((peer, outgoing, text, int(self.clock.seconds())))
-        self._history_waiting += 1
-        if self._history_waiting >= HISTORY_BATCH:
+        records.append((peer, outgoing, text, at))
+        self._history_waiting = waiting = waiting + 1
+        if waiting >= HISTORY_BATCH:
             self._flush_history()
         elif self._history_flush is None:
             self._history_flush = self.clock.callLater(HISTORY_FLUSH_SECONDS, self._flush_history)
@@ -359,14 +363,18 @@ class WebService(Service):
             error=failure.getErrorMessage(),
         )
 
-    def _keep_received(self, web: WebSession, event: object, fields: dict[str, Any]) -> None:
+    def _keep_received(
+        self, web: WebSession, event: object, fields: dict[str, Any], now: float
+    ) -> None:
         instance = web.instance
         if instance is None:
             return
-        if self._last_kept.get(instance.user_key) is event:
+        key = instance.user_key
+        last_kept = self._last_kept
+        if last_kept.get(key) is event:
             return
-        self._last_kept[instance.user_key] = event
-        self._keep(instance.user_key, fields["from"], False, fields["text"])
+        last_kept[key] = event
+        self._keep(key, fields["from"], False, fields["text"], int(now))
 
     async def history(self, web: WebSession, parameters: dict[str, Any]) -> dict[str, Any]:
         me = web.instance
@@ -677,7 +685,10 @@ class WebService(Service):
         me = web.instance
         user = self.server.registry.user_of(me) if me is not None else None
         if user is not None:
-            self._keep(user.key, parameters["to"], True, parameters["text"])
+            if self._history_on:
+                self._keep(
+                    user.key, parameters["to"], True, parameters["text"], int(self._seconds())
+                )
             if len(user.instances) > 1:
                 self._echo_to_siblings(web, user, parameters)
         return result

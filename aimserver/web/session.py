@@ -83,8 +83,10 @@ class WebSession:
         #: Events up to here were dropped unacked: a resume from before them
         #: cannot be replayed in full.
         self.dropped_through = 0
-        #: client_message_id -> the answer's result (idempotent sends).
+        #: client_message_id -> the answer's result (idempotent sends), and
+        #: the ids in the order remembered (made at the first send).
         self.sends: dict[str, Any] = {}
+        self._send_order: deque[str] | None = None
         self._closing = False
         self._expiry: IDelayedCall | None = None
         #: What get_session_statistics reports.
@@ -108,7 +110,7 @@ class WebSession:
         self.list_refresh_pending = False
         #: Called with each IM this session is handed (the service keeps it
         #: in the user's history, once however many sessions get it).
-        self.on_im: Callable[[WebSession, Event, dict[str, Any]], None] | None = None
+        self.on_im: Callable[[WebSession, Event, dict[str, Any], float], None] | None = None
 
     # -- ISessionConnection --------------------------------------------------------------
 
@@ -125,15 +127,16 @@ class WebSession:
             if self.on_list_changed is not None:
                 self.on_list_changed(self)
             return
-        rendered = render(event, self.clock.seconds())
+        now = self.clock.seconds()
+        rendered = render(event, now)
         if rendered is None:
             return
         name, fields = rendered
-        self.push(name, fields)
+        self.push(name, fields, now)
         if name == "im":
             self.ims_received += 1
             if not fields["system"] and self.on_im is not None:
-                self.on_im(self, event, fields)
+                self.on_im(self, event, fields, now)
 
     def disconnect(self, reason: int | None) -> None:
         """The server ends the session (displaced, kicked, deleted)."""
@@ -141,11 +144,12 @@ class WebSession:
 
     # -- events ---------------------------------------------------------------------------
 
-    def push(self, name: str, fields: dict[str, Any]) -> None:
+    def push(self, name: str, fields: dict[str, Any], now: float | None = None) -> None:
         """An event for the browser: numbered, kept until acked, sent if a
-        socket is attached."""
+        socket is attached. ``now``, if the caller has read the clock."""
         self.seq += 1
-        data = messages.event(name, self.seq, self.now_ms(), fields)
+        now_ms = self.now_ms() if now is None else int(now * 1000)
+        data = messages.event(name, self.seq, now_ms, fields)
         self.kept.append((self.seq, data))
         self.kept_bytes += len(data)
         if len(self.kept) > MAX_KEPT_EVENTS or self.kept_bytes > MAX_KEPT_BYTES:
@@ -162,8 +166,19 @@ class WebSession:
 
     def ack(self, seq: int) -> None:
         kept = self.kept
-        while kept and kept[0][0] <= seq:
-            self.kept_bytes -= len(kept.popleft()[1])
+        if not kept or kept[0][0] > seq:
+            return
+        # The kept seqs follow one another: this many go.
+        count = seq - kept[0][0] + 1
+        if count >= len(kept):
+            kept.clear()
+            self.kept_bytes = 0
+            return
+        popleft = kept.popleft
+        dropped = 0
+        for _ in range(count):
+            dropped += len(popleft()[1])
+        self.kept_bytes -= dropped
 
     def replay_after(self, last_seq: int) -> list[bytes] | None:
         """What the browser missed after ``last_seq``, or None when some of
@@ -228,12 +243,16 @@ class WebSession:
         return self.sends.get(client_message_id)
 
     def remember(self, client_message_id: str, result: Any) -> None:
-        sends = self.sends
-        sends[client_message_id] = result
-        if len(sends) > MAX_REMEMBERED_SENDS:
-            # The oldest (a dict keeps insertion order, and is quicker than
-            # an OrderedDict on this every-IM path).
-            del sends[next(iter(sends))]
+        self.sends[client_message_id] = result
+        order = self._send_order
+        if order is None:
+            order = self._send_order = deque()
+        order.append(client_message_id)
+        if len(order) > MAX_REMEMBERED_SENDS:
+            # The oldest goes. Not the dict's first key: a dict whose oldest
+            # keys are deleted finds its first by passing every deleted slot
+            # (400 ns an IM at 256, against 200 for this).
+            self.sends.pop(order.popleft(), None)
 
     def now_ms(self) -> int:
         return int(self.clock.seconds() * 1000)
