@@ -77,6 +77,11 @@ HISTORY_FLUSH_SECONDS = 1.0
 MAX_HISTORY_BATCHES_WRITING = 2
 #: ... and past this many waiting, new ones are dropped, counted in the log.
 MAX_PENDING_HISTORY = 65_536
+#: send_im's two answers, one object each (never changed once made): a dict
+#: per IM, remembered for idempotent resends, is one more object the garbage
+#: collector looks at, and a browser IM made several (bench S13).
+_DELIVERED: dict[str, Any] = {"delivered": True}
+_NOT_DELIVERED: dict[str, Any] = {"delivered": False}
 #: Where add_buddy puts a buddy when no group is named (libpurple's default).
 DEFAULT_GROUP = "Buddies"
 #: What a browser session says it is, in ``list_client_sessions`` and the log.
@@ -679,7 +684,7 @@ class WebService(Service):
         return self._sent(web, parameters, routed)
 
     def _sent(self, web: WebSession, parameters: dict[str, Any], routed: int) -> dict[str, Any]:
-        result = {"delivered": self.server.icbm.routed > routed}
+        result = _DELIVERED if self.server.icbm.routed > routed else _NOT_DELIVERED
         web.ims_sent += 1
         web.remember(parameters["client_message_id"], result)
         me = web.instance

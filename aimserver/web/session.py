@@ -18,6 +18,7 @@ import hmac
 import os
 from collections import deque
 from collections.abc import Callable
+from itertools import islice
 from typing import Any
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -77,8 +78,11 @@ class WebSession:
         self.socket: SocketLike | None = None
         self.resume_token = _new_token()
         self.seq = 0
-        #: ``(seq, text)`` of the events the browser has not acked, oldest first.
-        self.kept: deque[tuple[int, bytes]] = deque()
+        #: The events the browser has not acked, oldest first: the last is
+        #: number ``seq``, and the ones before it count down from there (no
+        #: tuple per event: bytes alone are nothing the garbage collector
+        #: has to look at, bench S13).
+        self.kept: deque[bytes] = deque()
         self.kept_bytes = 0
         #: Events up to here were dropped unacked: a resume from before them
         #: cannot be replayed in full.
@@ -150,7 +154,7 @@ class WebSession:
         self.seq += 1
         now_ms = self.now_ms() if now is None else int(now * 1000)
         data = messages.event(name, self.seq, now_ms, fields)
-        self.kept.append((self.seq, data))
+        self.kept.append(data)
         self.kept_bytes += len(data)
         if len(self.kept) > MAX_KEPT_EVENTS or self.kept_bytes > MAX_KEPT_BYTES:
             self._drop_oldest()
@@ -161,15 +165,14 @@ class WebSession:
         """Past a bound, the oldest unacked go (the newest always stays)."""
         kept = self.kept
         while len(kept) > 1 and (len(kept) > MAX_KEPT_EVENTS or self.kept_bytes > MAX_KEPT_BYTES):
-            self.dropped_through, dropped = kept.popleft()
-            self.kept_bytes -= len(dropped)
+            self.dropped_through = self.seq - len(kept) + 1
+            self.kept_bytes -= len(kept.popleft())
 
     def ack(self, seq: int) -> None:
         kept = self.kept
-        if not kept or kept[0][0] > seq:
+        count = seq - (self.seq - len(kept))  # how many of the kept it covers
+        if count <= 0:
             return
-        # The kept seqs follow one another: this many go.
-        count = seq - kept[0][0] + 1
         if count >= len(kept):
             kept.clear()
             self.kept_bytes = 0
@@ -177,15 +180,22 @@ class WebSession:
         popleft = kept.popleft
         dropped = 0
         for _ in range(count):
-            dropped += len(popleft()[1])
+            dropped += len(popleft())
         self.kept_bytes -= dropped
+
+    def kept_events(self) -> list[tuple[int, bytes]]:
+        """``(seq, event)`` of each event kept, oldest first."""
+        first = self.seq - len(self.kept) + 1
+        return list(enumerate(self.kept, first))
 
     def replay_after(self, last_seq: int) -> list[bytes] | None:
         """What the browser missed after ``last_seq``, or None when some of
         it was dropped (the browser must reload)."""
         if last_seq < self.dropped_through or last_seq > self.seq:
             return None
-        return [data for seq, data in self.kept if seq > last_seq]
+        kept = self.kept
+        missed = self.seq - last_seq  # the newest this many
+        return list(kept) if missed >= len(kept) else list(islice(kept, len(kept) - missed, None))
 
     # -- sockets --------------------------------------------------------------------------
 
