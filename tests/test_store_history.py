@@ -43,14 +43,13 @@ ALL = 10_000
 FOREVER = 10**9
 
 
-def grouped(
-    flat: list[tuple[str, str, bool, str, int]],
-) -> dict[str, list[tuple[str, bool, str, int]]]:
+def grouped(flat: list[tuple[str, str, bool, str, int]]) -> dict[str, list[object]]:
     """A batch as add_history_many takes it, from ``(owner, peer, outgoing,
-    text, at)`` in order: by owner as spelled, owners in first-seen order."""
-    batch: dict[str, list[tuple[str, bool, str, int]]] = {}
+    text, at)`` in order: by owner as spelled, owners in first-seen order,
+    each owner's records as their fields one after another."""
+    batch: dict[str, list[object]] = {}
     for owner, *record in flat:
-        batch.setdefault(owner, []).append(tuple(record))  # type: ignore[arg-type]
+        batch.setdefault(owner, []).extend(record)
     return batch
 
 
@@ -93,18 +92,25 @@ class HistoryStoreContractMixin(StoreContractMixin):
         self.add("bob")
         self.record("alice", "bob", "old", NOW - 1000)
         batch: dict[Any, Any] = {
-            "alice": [("bob", True, "one", NOW), ("bob", True, "x" * 9000, NOW)],
-            "nobody": [("bob", True, "lost", NOW)],
-            "bob": [("alice", False, "one", NOW), ("alice", False, "short")],
-            "ALICE": [("carol", False, "two", NOW + 1), ("bob", True, "three", NOW + 2)],
-            5: [("bob", True, "no owner", NOW)],
+            "alice": ["bob", True, "one", NOW, "bob", True, "x" * 9000, NOW],
+            "nobody": ["bob", True, "lost", NOW],
+            "bob": ["alice", False, "one", NOW, "alice", 1, "not a bool", NOW],
+            "ALICE": ["carol", False, "two", NOW + 1, "bob", True, "three", NOW + 2],
+            "carol": ["alice", False, "no time", NOW, "alice", False],
+            "dave": 5,
+            5: ["bob", True, "no owner", NOW],
         }
+        for name in ("carol", "dave"):
+            self.add(name)
         self.assertEqual(self.ok(self.store.add_history_many(batch, 2, 500)), 4)
         self.assertEqual([e.text for e in self.recent("alice")], ["two", "three"])
         self.assertEqual([e.text for e in self.recent("bob")], ["one"])
+        # Not whole records, not a sequence: nothing of them.
+        self.assertEqual(self.recent("carol"), [])
+        self.assertEqual(self.recent("dave"), [])
         # The age, from the owner's last entry of the batch: "older" goes.
         self.record("bob", "alice", "older", NOW - 1000)
-        self.ok(self.store.add_history_many({"bob": [("x", True, "new", NOW)]}, 10, 500))
+        self.ok(self.store.add_history_many({"bob": ["x", True, "new", NOW]}, 10, 500))
         self.assertEqual([e.text for e in self.recent("bob")], ["one", "new"])
         self.assertEqual(self.ok(self.store.add_history_many({}, 10, 0)), 0)
         self.assertEqual(self.ok(self.store.add_history_many({"bob": []}, 10, 0)), 0)
@@ -509,14 +515,15 @@ class HistoryModel:
             return ("error", StoreError)
         added = 0
         last_at: dict[str, int] = {}
-        for owner, records in grouped(batch).items():
+        for owner, fields in grouped(batch).items():
             key = name_key(owner)
-            for peer, outgoing, text, at in records:
-                if len(text.encode()) > MAX_HISTORY_TEXT_BYTES or key not in self.histories:
+            for first in range(0, len(fields), 4):
+                peer, outgoing, text, at = fields[first : first + 4]
+                if len(text.encode()) > MAX_HISTORY_TEXT_BYTES or key not in self.histories:  # type: ignore[attr-defined]
                     continue
-                entry = HistoryEntry(peer, outgoing, text, at, self.next_id(key))
+                entry = HistoryEntry(peer, outgoing, text, at, self.next_id(key))  # type: ignore[arg-type]
                 self.histories[key].append(entry)
-                last_at[key] = at
+                last_at[key] = at  # type: ignore[assignment]
                 added += 1
         for key, at in last_at.items():
             kept = self.histories[key][-limit:]
@@ -687,10 +694,8 @@ class MemoryMatchesSQLiteTests(SynchronousTestCase):
         for told in {False, ordered}:
             if history_store._plainly_valid(*columns, told):
                 check_history_entry(peer, outgoing, text, at, 1, 0)
-        valid, _ = history_store._valid_records(
-            [("bob", True, "hi", NOW), (peer, outgoing, text, at)]
-        )
-        if len(valid) == 2:
+        valid, _ = history_store._valid_records(["bob", True, "hi", NOW, peer, outgoing, text, at])
+        if len(valid) == 8:
             check_history_entry(peer, outgoing, text, at, 1, 0)
 
 
@@ -856,7 +861,7 @@ class SQLiteHistoryFileTests(SynchronousTestCase):
             self.assertLess(self.rows(path), 7 + history_store.CHUNK_ENTRIES)
         self.assertEqual(len(self.successResultOf(store.recent_history("alice", None, 100))), 7)
         for n in range(3):
-            batch = {"alice": [("bob", True, f"{n}.{k}", NOW + 300 + n) for k in range(100)]}
+            batch = grouped([("alice", "bob", True, f"{n}.{k}", NOW + 300 + n) for k in range(100)])
             self.successResultOf(store.add_history_many(batch, 150, 3600))
             self.assertLess(self.rows(path), 150 + history_store.CHUNK_ENTRIES)
         self.successResultOf(store.add_history("alice", "bob", True, "x", NOW + 10_000, 7, 3600))

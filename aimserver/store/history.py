@@ -121,7 +121,7 @@ class MemoryHistoryStore(MemoryBase):
         return fired(add)
 
     def add_history_many(
-        self, batch: Mapping[str, Sequence[HistoryRecord]], limit: int, keep_seconds: int
+        self, batch: Mapping[str, Sequence[object]], limit: int, keep_seconds: int
     ) -> Deferred[int]:
         def add_many() -> int:
             check_history_pruning(limit, keep_seconds)
@@ -132,9 +132,10 @@ class MemoryHistoryStore(MemoryBase):
                     normalized = self._existing(owner)
                 except (StoreError, TypeError, AttributeError):
                     continue
-                for record in _valid_records(records)[0]:
-                    self._append(normalized, record)
-                    last_at[normalized] = record[_AT]
+                fields, _ = _valid_records(records)
+                for record in _entries_of(fields):
+                    self._append(normalized, record)  # type: ignore[arg-type]
+                    last_at[normalized] = record[_AT]  # type: ignore[index]
                     added += 1
             for normalized, at in last_at.items():
                 self._prune(normalized, limit, at - keep_seconds)
@@ -170,31 +171,37 @@ _at = itemgetter(_AT)
 _AT_MAX = 2**63 - 1
 
 
-def _valid_records(records: Iterable[Any]) -> tuple[list[HistoryRecord], bool]:
+def _valid_records(fields: object) -> tuple[list[Any], bool]:
     """
-    The records :func:`check_history_entry` takes, in order, and whether
-    their times never go back (then a chunk's oldest and newest are its
-    first and last: no pass over it). A batch holds thousands, so it is
-    first checked a column at a time with builtins (:func:`_plainly_valid`):
-    the usual batch costs no Python call per record. Only if that says no
-    is each record checked on its own.
+    Of records given as their fields one after another (``peer, outgoing,
+    text, at, peer, ...``), the fields of those :func:`check_history_entry`
+    takes, in order, and whether their times never go back (then a chunk's
+    oldest and newest are its first and last: no pass over it). Nothing if
+    they are not a sequence of whole records. A batch holds thousands, so
+    it is first checked a column (a slice) at a time with builtins
+    (:func:`_plainly_valid`): the usual batch costs no Python call per
+    record. Only if that says no is each record checked on its own.
     """
-    records = list(records)
     try:
-        columns = zip(*records, strict=True)
-        peers, outgoing, texts, ats = columns
-    except (TypeError, ValueError):
-        pass
-    else:
-        try:
-            ordered = list(ats) == sorted(ats)  # type: ignore[type-var]
-        except TypeError:
-            ordered = False
-        if _plainly_valid(peers, outgoing, texts, ats, ordered):
-            return records, ordered
-    valid = [tuple(record) for record in records if _valid_record(record)]
-    ats = [record[_AT] for record in valid]
-    return valid, ats == sorted(ats)  # type: ignore[return-value]
+        fields = list(fields)  # type: ignore[call-overload]
+    except TypeError:
+        return [], True
+    if len(fields) % 4:
+        return [], True
+    peers, outgoing, texts, ats = fields[0::4], fields[1::4], fields[2::4], fields[3::4]
+    try:
+        ordered = ats == sorted(ats)
+    except TypeError:
+        ordered = False
+    if fields and _plainly_valid(peers, outgoing, texts, ats, ordered):
+        return fields, ordered
+    valid: list[Any] = []
+    for first in range(0, len(fields), 4):
+        record = fields[first : first + 4]
+        if _valid_record(record):
+            valid += record
+    ats = valid[3::4]
+    return valid, ats == sorted(ats)
 
 
 def _valid_record(record: object) -> bool:
@@ -311,9 +318,13 @@ class _Summary(NamedTuple):
 class _Plan:
     """What recording an owner's new entries does to its chunks."""
 
-    new: list[_Entry]
+    new: Sequence[Any]
     """The new entries, oldest first, less those the pruning takes at once
-    (off the front, or ``None`` in their place)."""
+    (off the front, or ``None`` in their place): their fields one after
+    another (``peer, outgoing, text, at, peer, ...``) if :attr:`flat`,
+    else a list of entries (after an age cut, rare)."""
+    count: int
+    """How many positions :attr:`new` holds."""
     last_id: int
     """The id of the last of them."""
     drop: list[int] = attrs.Factory(list)
@@ -336,6 +347,21 @@ class _Plan:
     """Whether some stored entry is before :attr:`cutoff`."""
     append_to: int | None = None
     """The newest chunk, if :attr:`new` is to be appended to it."""
+    flat: bool = True
+
+    def entries(self, first: int, stop: int) -> list[_Entry]:
+        """The new entries at positions ``first`` to ``stop``, as a chunk's
+        JSON holds them. Made a chunk at a time: a batch's thousands of
+        entries never exist as objects all at once (the garbage collector
+        would look at each, bench S13)."""
+        if not self.flat:
+            return self.new[first:stop]  # type: ignore[return-value]
+        return _entries_of(self.new[4 * first : 4 * stop])
+
+
+def _entries_of(fields: Sequence[Any]) -> list[_Entry]:
+    """Entries from their fields one after another."""
+    return list(zip(fields[0::4], fields[1::4], fields[2::4], fields[3::4], strict=True))
 
 
 def _dumps(value: object) -> str:
@@ -368,17 +394,17 @@ def _add_history(
 ) -> None:
     check_history_entry(peer, outgoing, text, at, limit, keep_seconds)
     normalized = existing_account(conn, owner)
-    _record(conn, {normalized: ([(peer, outgoing, text, at)], True)}, limit, keep_seconds)
+    _record(conn, {normalized: ([peer, outgoing, text, at], True)}, limit, keep_seconds)
 
 
 def _add_history_many(
     conn: sqlite3.Connection,
-    batch: Mapping[str, Sequence[HistoryRecord]],
+    batch: Mapping[str, Sequence[object]],
     limit: int,
     keep_seconds: int,
 ) -> int:
     check_history_pruning(limit, keep_seconds)
-    by_owner: dict[str, tuple[list[HistoryRecord], bool]] = {}
+    by_owner: dict[str, tuple[list[Any], bool]] = {}
     keys = _account_keys(conn, batch)
     for owner, records in batch.items():
         normalized = keys.get(owner)
@@ -390,11 +416,11 @@ def _add_history_many(
         earlier = by_owner.get(normalized)
         if earlier is not None:  # two spellings of one owner
             before, was_ordered = earlier
-            ordered = ordered and was_ordered and before[-1][_AT] <= valid[0][_AT]
+            ordered = ordered and was_ordered and before[-1] <= valid[_AT]
             valid = before + valid
         by_owner[normalized] = valid, ordered
     _record(conn, by_owner, limit, keep_seconds)
-    return sum(len(records) for records, _ in by_owner.values())
+    return sum(len(fields) for fields, _ in by_owner.values()) // 4
 
 
 def _account_keys(conn: sqlite3.Connection, owners: Iterable[object]) -> dict[str, str]:
@@ -417,12 +443,13 @@ def _account_keys(conn: sqlite3.Connection, owners: Iterable[object]) -> dict[st
 
 def _record(
     conn: sqlite3.Connection,
-    by_owner: dict[str, tuple[list[HistoryRecord], bool]],
+    by_owner: dict[str, tuple[list[Any], bool]],
     limit: int,
     keep_seconds: int,
 ) -> None:
     """
-    Add each owner's new entries (oldest first, not empty), then prune its
+    Add each owner's new entries (their fields one after another, oldest
+    first, not empty), then prune its
     history once, by the age of the last of them (which always stays). A
     few statements for the whole batch, each carrying every owner's rows,
     and one per owner whose history holds entries too old (rare).
@@ -468,30 +495,35 @@ def _summaries(conn: sqlite3.Connection, owners: list[str]) -> dict[str, _Summar
 
 
 def _plan(
-    records: list[HistoryRecord],
+    fields: list[Any],
     ordered: bool,
     summary: _Summary | None,
     limit: int,
     keep_seconds: int,
 ) -> _Plan:
     """
-    How to add an owner's new entries, then keep its ``limit`` newest
-    entries (the new ones being the newest) less those before the cutoff:
-    what the pruning has to take (:func:`_plan_pruning_all` finds where).
+    How to add an owner's new entries (their fields one after another),
+    then keep its ``limit`` newest entries (the new ones being the newest)
+    less those before the cutoff: what the pruning has to take
+    (:func:`_plan_pruning_all` finds where).
     """
-    cutoff = records[-1][_AT] - keep_seconds
-    last_id = (summary.last_id if summary is not None else 0) + len(records)
-    new: list[_Entry] = records[-limit:]  # type: ignore[assignment]
-    if (new[0][_AT] if ordered else min(map(_at, new))) < cutoff:  # type: ignore[index]
-        new = _without_old(new, cutoff)
-        ordered = False  # some are None
+    added = len(fields) // 4
+    cutoff = fields[-1] - keep_seconds
+    last_id = (summary.last_id if summary is not None else 0) + added
+    if added > limit:
+        fields = fields[-4 * limit :]
     plan = _Plan(
-        new=new, last_id=last_id, ordered=ordered, cutoff=cutoff, whole=len(new) == len(records)
+        new=fields, count=len(fields) // 4, last_id=last_id, ordered=ordered, cutoff=cutoff
     )
+    if (fields[_AT] if ordered else min(fields[_AT::4])) < cutoff:
+        plan.new = _without_old(_entries_of(fields), cutoff)
+        plan.count = len(plan.new)
+        plan.flat = plan.ordered = False  # some are None
+    plan.whole = plan.count == added
     if summary is not None:
         # How many of the oldest are past the limit: every new entry counts,
         # the ones too old to stay too (the age is applied after the limit).
-        plan.excess = len(records) + summary.total - limit
+        plan.excess = added + summary.total - limit
         plan.aged = summary.oldest_at < cutoff
     return plan
 
@@ -528,7 +560,7 @@ def _choose_append(plan: _Plan, summary: _Summary | None) -> None:
     room = min(APPEND_ENTRIES, CHUNK_ENTRIES) - summary.newest_size
     # Appended, the new entries must follow the chunk's last position for
     # position: not if the pruning cut some off their front.
-    if not touched and plan.whole and len(plan.new) <= room:
+    if not touched and plan.whole and plan.count <= room:
         plan.append_to = summary.newest_id
 
 
@@ -618,11 +650,12 @@ def _append_to_chunks(conn: sqlite3.Connection, plans: list[_Plan]) -> None:
         " newest_at = max(newest_at, ?), last_id = ?,"
         " entries = substr(entries, 1, length(entries) - 1) || ',' || ?"
         " WHERE id = ?",
-        [
-            (*_stats(plan.new, plan.ordered), plan.last_id, _dumps(plan.new)[1:], plan.append_to)
-            for plan in plans
-        ],
+        [_appended(plan, plan.entries(0, plan.count)) for plan in plans],
     )
+
+
+def _appended(plan: _Plan, entries: list[_Entry]) -> tuple[Any, ...]:
+    return (*_stats(entries, plan.ordered), plan.last_id, _dumps(entries)[1:], plan.append_to)
 
 
 def _insert_chunks(conn: sqlite3.Connection, new: list[tuple[str, _Plan]]) -> None:
@@ -632,9 +665,9 @@ def _insert_chunks(conn: sqlite3.Connection, new: list[tuple[str, _Plan]]) -> No
     size = CHUNK_ENTRIES
     rows: list[tuple[Any, ...]] = []
     for normalized, plan in new:
-        entries, last = plan.new, len(plan.new)
+        last = plan.count
         for first in range(0, last, size):
-            part = entries[first : first + size]
+            part = plan.entries(first, first + size)
             end = plan.last_id - (last - first - len(part))
             if part[0] is None:  # a chunk starts with an entry: cut the front
                 part = part[next((i for i, e in enumerate(part) if e is not None), len(part)) :]
@@ -708,7 +741,7 @@ class SQLiteHistoryStore(SQLiteBase):
         return self._call(_add_history, owner, peer, outgoing, text, at, limit, keep_seconds)
 
     def add_history_many(
-        self, batch: Mapping[str, Sequence[HistoryRecord]], limit: int, keep_seconds: int
+        self, batch: Mapping[str, Sequence[object]], limit: int, keep_seconds: int
     ) -> Deferred[int]:
         # A copy of the mapping: the caller may add to it once this returns.
         # The records are validated and copied on the DB thread.

@@ -32,7 +32,6 @@ from aimserver.store.credentials import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 from aimserver.store.interfaces import (
     AccountExists,
     FeedbagItem,
-    HistoryRecord,
     InvalidPassword,
     InvalidScreenName,
 )
@@ -126,7 +125,7 @@ class WebService(Service):
         self.resume_seconds = config.resume_seconds
         #: IMs waiting for the history's next batch write, by owner (user
         #: key), and how many in all.
-        self._history_pending: dict[str, list[HistoryRecord]] = {}
+        self._history_pending: dict[str, list[object]] = {}
         self._history_waiting = 0
         self._history_writing = 0
         self._history_flush: IDelayedCall | None = None
@@ -324,7 +323,7 @@ class WebService(Service):
         records = self._history_pending.get(owner)
         if records is None:
             records = self._history_pending[owner] = []
-        records.append((peer, outgoing, text, at))
+        records += (peer, outgoing, text, at)  # flat: see IHistoryStore.add_history_many
         self._history_waiting = waiting = waiting + 1
         if waiting >= HISTORY_BATCH:
             self._flush_history()
