@@ -16,6 +16,7 @@ from twisted.trial import unittest
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 
+from aimserver.web import frames
 from aimserver.web.frames import (
     OP_BINARY,
     OP_CLOSE,
@@ -387,3 +388,26 @@ class CloseTests(unittest.SynchronousTestCase):
         with self.assertRaises(FrameError) as caught:
             parse_close(b"\x03\xe8\xff")
         self.assertEqual(caught.exception.code, 1007)
+
+
+class MaskTests(unittest.SynchronousTestCase):
+    """Unmasking: the compiled one (``websockets``), when there is one, and
+    the pure one it falls back to give RFC 6455 §5.3's XOR byte for byte."""
+
+    @given(st.binary(max_size=300), st.binary(min_size=4, max_size=4))
+    def test_both_ways_are_the_xor(self, payload: bytes, key: bytes) -> None:
+        expected = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+        self.assertEqual(frames.xor_mask(payload, key), expected)
+        self.assertEqual(frames.apply_mask(payload, key), expected)
+
+    def test_compiled_one_is_used(self) -> None:
+        """``websockets`` is a dependency: its compiled masking is there."""
+        self.assertIsNot(frames.apply_mask, frames.xor_mask)
+
+    def test_reader_without_the_compiled_one(self) -> None:
+        self.patch(frames, "apply_mask", frames.xor_mask)
+        reader = FrameReader(LIMIT)
+        self.assertEqual(
+            reader.feed(client_frame(OP_TEXT, b"hello there") + client_frame(OP_TEXT, b"")),
+            [(OP_TEXT, b"hello there"), (OP_TEXT, b"")],
+        )

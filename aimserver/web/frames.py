@@ -15,6 +15,14 @@ from __future__ import annotations
 
 import struct
 
+try:
+    # The ``websockets`` project's C masking: 95 ns for a browser IM's frame
+    # against 550 for the big-int XOR below, a few per cent of a browser
+    # IM's server CPU (bench S13).
+    from websockets.speedups import apply_mask as _c_apply_mask
+except ImportError:  # no compiled extension for this platform
+    _c_apply_mask = None
+
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
 _U16 = struct.Struct("!H")
@@ -139,12 +147,7 @@ class FrameReader:
             if stop > end:
                 need = stop - pos
                 break
-            if n:
-                # XOR with the key repeated over the payload, as one big-int operation.
-                mask = (data[head - 4 : head] * ((n + 3) >> 2))[:n]
-                payload = (int.from_bytes(data[head:stop]) ^ int.from_bytes(mask)).to_bytes(n)
-            else:
-                payload = b""
+            payload = apply_mask(data[head:stop], data[head - 4 : head])
             pos = stop
             if op & 8:
                 out.append((op, payload))
@@ -174,6 +177,17 @@ class FrameReader:
         elif self._pending:
             self._pending = []
         return out
+
+
+def xor_mask(payload: bytes, key: bytes) -> bytes:
+    """``payload`` XORed with the 4-byte ``key`` repeated over it (RFC 6455
+    §5.3), as one big-int operation: what :func:`apply_mask` is without
+    the compiled one."""
+    n = len(payload)
+    return (int.from_bytes(payload) ^ int.from_bytes((key * ((n + 3) >> 2))[:n])).to_bytes(n)
+
+
+apply_mask = _c_apply_mask or xor_mask
 
 
 def frame(opcode: int, payload: bytes) -> bytes:
