@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
@@ -80,6 +80,8 @@ MAX_PENDING_HISTORY = 65_536
 #: per IM, remembered for idempotent resends, is one more object the garbage
 #: collector looks at, and a browser IM made several (bench S13).
 _DELIVERED: dict[str, Any] = {"delivered": True}
+#: send_im's SNAC, as counted against the rate limits, as plain ints.
+_ICBM, _MSG_TO_HOST = int(FoodGroup.ICBM), int(ICBM.CHANNEL_MSG_TO_HOST)
 _NOT_DELIVERED: dict[str, Any] = {"delivered": False}
 #: Where add_buddy puts a buddy when no group is named (libpurple's default).
 DEFAULT_GROUP = "Buddies"
@@ -249,9 +251,12 @@ class WebService(Service):
         assert session is not None
         decision = self._rate_check(session, family, subtype, client_ready)
         if decision is not ALLOWED and not decision.allowed:
-            if decision.disconnect:
-                self.clock.callLater(0, web.end, "rate_limited")
-            raise WebError(messages.RATE_LIMITED, "slow down: the rate limit was exceeded")
+            self._rate_refused(web, decision)
+
+    def _rate_refused(self, web: WebSession, decision: Any) -> NoReturn:
+        if decision.disconnect:
+            self.clock.callLater(0, web.end, "rate_limited")
+        raise WebError(messages.RATE_LIMITED, "slow down: the rate limit was exceeded")
 
     # -- sign-up ----------------------------------------------------------------------------
 
@@ -639,14 +644,14 @@ class WebService(Service):
     ) -> dict[str, Any] | Deferred[dict[str, Any]]:
         """No coroutine on the way: most IMs are routed at once, and a
         browser IM's cost was half request machinery (bench S13)."""
-        client_message_id = parameters["client_message_id"]
-        earlier = web.remembered(client_message_id)
+        earlier = web.sends.get(parameters["client_message_id"])
         if earlier is not None:
             return earlier
         to, text = parameters["to"], parameters["text"]
         if not to.isascii():
             raise WebError(messages.VALIDATION, "to must be an ASCII screen name")
-        routed = self.server.icbm.routed
+        icbm = self.server.icbm
+        routed = icbm.routed
         if parameters.get("auto_response"):
             # As from an OSCAR client: the server answers for away users
             # itself, so this one is dropped (the ICBM handler's rule).
@@ -668,11 +673,11 @@ class WebService(Service):
         else:
             me = web.instance
             assert me is not None
-            self.check_rate(web, FoodGroup.ICBM, ICBM.CHANNEL_MSG_TO_HOST)
+            decision = self._rate_check(me, _ICBM, _MSG_TO_HOST, True)
+            if decision is not ALLOWED and not decision.allowed:
+                self._rate_refused(web, decision)
             try:
-                replies = self.server.icbm.send_text_im(
-                    me, message_cookie(), to, encode_text(text), text
-                )
+                replies = icbm.send_text_im(me, message_cookie(), to, encode_text(text), text)
             except SnacError as e:
                 raise _refused(e) from None
             if type(replies) is not list:
