@@ -236,8 +236,12 @@ def _plain_request(data: dict[str, Any]) -> Request | None:
     IM's ~20, bench S13). None for anything else, which the general checks
     then take or refuse, naming the problem.
     """
-    request_id = data.get("id")
-    parameters = data.get("parameters")
+    try:
+        request_id = data["id"]
+        parameters = data["parameters"]
+        command = data["command"]
+    except KeyError:
+        return None
     if not (
         len(data) == 3
         and type(parameters) is dict
@@ -247,26 +251,28 @@ def _plain_request(data: dict[str, Any]) -> Request | None:
         )
     ):
         return None
-    command = data.get("command")
-    if command == "send_im":
-        to = parameters.get("to")
-        text = parameters.get("text")
-        client_id = parameters.get("client_message_id")
-        count = len(parameters)
-        if (
-            type(to) is str
-            and type(text) is str
-            and type(client_id) is str
-            and len(to) <= _TO_MAX  # type: ignore[operator]
-            and len(text) <= _TEXT_MAX  # type: ignore[operator]
-            and len(client_id) <= _CLIENT_ID_MAX  # type: ignore[operator]
-            and (count == 3 or (count == 4 and type(parameters.get("auto_response")) is bool))
-        ):
-            return _new_request(Request, (request_id, command, parameters))
-    elif command == "ack":
-        seq = parameters.get("seq")
-        if len(parameters) == 1 and type(seq) is int and seq >= 0:
-            return _new_request(Request, (request_id, command, parameters))
+    try:
+        if command == "send_im":
+            to = parameters["to"]
+            text = parameters["text"]
+            client_id = parameters["client_message_id"]
+            count = len(parameters)
+            if (
+                type(to) is str
+                and type(text) is str
+                and type(client_id) is str
+                and len(to) <= _TO_MAX  # type: ignore[operator]
+                and len(text) <= _TEXT_MAX  # type: ignore[operator]
+                and len(client_id) <= _CLIENT_ID_MAX  # type: ignore[operator]
+                and (count == 3 or (count == 4 and type(parameters["auto_response"]) is bool))
+            ):
+                return _new_request(Request, (request_id, command, parameters))
+        elif command == "ack":
+            seq = parameters["seq"]
+            if len(parameters) == 1 and type(seq) is int and seq >= 0:
+                return _new_request(Request, (request_id, command, parameters))
+    except KeyError:
+        pass
     return None
 
 

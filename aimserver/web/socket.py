@@ -119,7 +119,13 @@ class WebSocketConnection(TurnBatched, SocketLike):
             if self.closed:
                 return
             if opcode == OP_TEXT:
-                self._message(payload)
+                if self._busy or self._queue:
+                    self._enqueue(payload)
+                else:
+                    # Answered now (inline: every browser IM comes here).
+                    waiting = self._handle_now(payload)
+                    if waiting is not None:
+                        self._wait(waiting)
             elif opcode == OP_PING:
                 self._send(frame(OP_PONG, payload))
             elif opcode == OP_CLOSE:
@@ -181,18 +187,13 @@ class WebSocketConnection(TurnBatched, SocketLike):
 
     # -- requests -----------------------------------------------------------------------
 
-    def _message(self, payload: bytes) -> None:
-        """A request: answered now unless an earlier one is still waiting."""
-        if self._busy or self._queue:
-            if len(self._queue) >= MAX_QUEUED:
-                self.log.info("web: {peer} floods requests: closing", peer=self.peer)
-                self.close(CLOSE_POLICY)
-                return
-            self._queue.append(payload)
+    def _enqueue(self, payload: bytes) -> None:
+        """A request while an earlier one is still waiting: answered after it."""
+        if len(self._queue) >= MAX_QUEUED:
+            self.log.info("web: {peer} floods requests: closing", peer=self.peer)
+            self.close(CLOSE_POLICY)
             return
-        waiting = self._handle_now(payload)
-        if waiting is not None:
-            self._wait(waiting)
+        self._queue.append(payload)
 
     def _wait(self, waiting: Deferred[None]) -> None:
         self._busy = True
@@ -216,37 +217,38 @@ class WebSocketConnection(TurnBatched, SocketLike):
         except WebError as e:
             self._answer_error(getattr(e, "request_id", None), e)
             return None
-        command, web = request.command, self.web
+        request_id, command, parameters = request
+        web = self.web
         if web is None or (command != "send_im" and command != "ack"):
             return Deferred.fromCoroutine(self._handle(request))
         if command == "ack":
             # Every few events from every browser: no coroutine either.
-            web.ack(request.parameters["seq"])
-            self.send_message(messages.success(request.id, {}, self._now_ms()))
+            web.ack(parameters["seq"])
+            self.send_message(messages.success(request_id, {}, self._now_ms()))
             return None
         try:
-            result = self.service.send_im(web, request.parameters)  # type: ignore[arg-type]
+            result = self.service.send_im(web, parameters)  # type: ignore[arg-type]
         except WebError as e:
-            self._answer_error(request.id, e)
+            self._answer_error(request_id, e)
             return None
         except Exception:
             self.log.failure("web: send_im from {peer} failed", peer=self.peer)
-            self._answer_error(request.id, WebError(messages.SESSION_ERROR, "the server failed"))
+            self._answer_error(request_id, WebError(messages.SESSION_ERROR, "the server failed"))
             return None
         if type(result) is dict:
-            self.send_message(messages.success(request.id, result, self._now_ms()))
+            self.send_message(messages.success(request_id, result, self._now_ms()))
             return None
         assert isinstance(result, Deferred)
 
         def answered(value: dict[str, Any]) -> None:
-            self.send_message(messages.success(request.id, value, self._now_ms()))
+            self.send_message(messages.success(request_id, value, self._now_ms()))
 
         def refused(failure: Failure) -> None:
             if failure.check(WebError):
-                self._answer_error(request.id, failure.value)  # type: ignore[arg-type]
+                self._answer_error(request_id, failure.value)  # type: ignore[arg-type]
                 return
             self.log.failure("web: send_im from {peer} failed", failure, peer=self.peer)
-            self._answer_error(request.id, WebError(messages.SESSION_ERROR, "the server failed"))
+            self._answer_error(request_id, WebError(messages.SESSION_ERROR, "the server failed"))
 
         return result.addCallbacks(answered, refused)
 
