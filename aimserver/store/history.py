@@ -34,8 +34,10 @@ the positions: a rewrite cuts an array's oldest entries off its front, and
 an entry it drops from the middle (too old, after a clock stepped back)
 becomes ``null``, which ``count`` does not count. Why no id per entry:
 building a list per entry to hold it cost as much as the rest of a batch's
-Python (bench S13); the records of a batch go into the JSON as the caller
-made them.
+Python (bench S13). A batch brings each owner's records as their fields one
+after another; they become the tuples a chunk's JSON is made from only when
+that chunk is written, 64 at a time (a tuple per IM waiting for its batch
+kept the garbage collector busy).
 
 A peer is compared by its normalized name, which the chunks do not keep: a
 read by peer decodes the owner's chunks newest first and stops once it has

@@ -80,9 +80,9 @@ MAX_PENDING_HISTORY = 65_536
 #: per IM, remembered for idempotent resends, is one more object the garbage
 #: collector looks at, and a browser IM made several (bench S13).
 _DELIVERED: dict[str, Any] = {"delivered": True}
+_NOT_DELIVERED: dict[str, Any] = {"delivered": False}
 #: send_im's SNAC, as counted against the rate limits, as plain ints.
 _ICBM, _MSG_TO_HOST = int(FoodGroup.ICBM), int(ICBM.CHANNEL_MSG_TO_HOST)
-_NOT_DELIVERED: dict[str, Any] = {"delivered": False}
 #: Where add_buddy puts a buddy when no group is named (libpurple's default).
 DEFAULT_GROUP = "Buddies"
 #: What a browser session says it is, in ``list_client_sessions`` and the log.
@@ -195,7 +195,7 @@ class WebService(Service):
             raise WebError(error_type, message)
         web = WebSession(os.urandom(16).hex(), self.clock, self.resume_seconds, self._ended)
         web.on_list_changed = self.list_changed
-        if self.config.history:
+        if self._history_on:
             web.on_im = self._keep_received
         web.leave_room = self.rooms.leave
         try:

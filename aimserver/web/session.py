@@ -195,7 +195,7 @@ class WebSession:
             return None
         kept = self.kept
         missed = self.seq - last_seq  # the newest this many
-        return list(kept) if missed >= len(kept) else list(islice(kept, len(kept) - missed, None))
+        return list(islice(kept, max(0, len(kept) - missed), None))
 
     # -- sockets --------------------------------------------------------------------------
 
@@ -248,9 +248,6 @@ class WebSession:
         self.on_end(self)
 
     # -- idempotent sends -----------------------------------------------------------------
-
-    def remembered(self, client_message_id: str) -> Any:
-        return self.sends.get(client_message_id)
 
     def remember(self, client_message_id: str, result: Any) -> None:
         self.sends[client_message_id] = result
