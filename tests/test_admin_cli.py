@@ -16,6 +16,7 @@ from aimserver.config import load_config
 from aimserver.store import accounts as accounts_store
 from aimserver.store import chat_rooms as chat_rooms_store
 from aimserver.store import interfaces
+from aimserver.store import sqlite as sqlite_store
 from aimserver.store.credentials import check_roasted_password, roast
 from aimserver.store.interfaces import Account, PublicRoom
 from aimserver.store.sqlite import SCHEMA_VERSION, connect, transact
@@ -227,6 +228,23 @@ class ListTests(CLITestCase):
         self.user("set", "zed", "--bot")
         self.user("suspend", "zed")
         self.assertEqual(self.user("list"), (0, "alice\nHelp Bot bot\nzed bot suspended\n", ""))
+
+    def test_no_page_by_page_check(self) -> None:
+        """The CLI does not read the whole file first (PRAGMA quick_check,
+        2 ms a MB): the server's start-up does, and still refuses damage."""
+        self.user("add", "alice", "secret")
+        read: list[str] = []
+
+        def check(conn: sqlite3.Connection, path: str) -> None:
+            read.append(path)
+            raise sqlite_store.SchemaError(f"{path} is corrupt")
+
+        self.patch(sqlite_store, "_check_intact", check)
+        self.assertEqual(self.user("list"), (0, "alice\n", ""))
+        self.assertEqual(self.user("add", "bob", "secret")[0], 0)
+        self.assertEqual(read, [])
+        self.assertRaises(sqlite_store.SchemaError, sqlite_store.SQLiteUserStore.open, self.db)
+        self.assertEqual(read, [self.db])
 
     def test_list_empty(self) -> None:
         """An empty database lists nothing."""

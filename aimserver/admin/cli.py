@@ -340,7 +340,8 @@ def _read_password(stdin: IO[str], getpass: _GetPass) -> str:
 
 
 def _open(options: usage.Options, create: bool = False) -> sqlite3.Connection:
-    return db.connect(options["db"], create=create)
+    # No page-by-page check: the server's start-up makes it (db.connect).
+    return db.connect(options["db"], create=create, check_intact=False)
 
 
 def _in_db(options: usage.Options, op: Callable[..., Any], *args: Any, create: bool = False) -> Any:
