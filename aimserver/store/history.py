@@ -451,10 +451,10 @@ def _record(
 ) -> None:
     """
     Add each owner's new entries (their fields one after another, oldest
-    first, not empty), then prune its
-    history once, by the age of the last of them (which always stays). A
-    few statements for the whole batch, each carrying every owner's rows,
-    and one per owner whose history holds entries too old (rare).
+    first, not empty), then prune its history once, by the age of the last
+    of them (which always stays). A few statements for the whole batch,
+    each carrying every owner's rows, and one read per owner whose history
+    is to be pruned.
     """
     if not by_owner:
         return
