@@ -325,8 +325,6 @@ class _Plan:
     (off the front, or ``None`` in their place): their fields one after
     another (``peer, outgoing, text, at, peer, ...``) if :attr:`flat`,
     else a list of entries (after an age cut, rare)."""
-    count: int
-    """How many positions :attr:`new` holds."""
     last_id: int
     """The id of the last of them."""
     drop: list[int] = attrs.Factory(list)
@@ -350,6 +348,11 @@ class _Plan:
     append_to: int | None = None
     """The newest chunk, if :attr:`new` is to be appended to it."""
     flat: bool = True
+
+    @property
+    def count(self) -> int:
+        """How many positions :attr:`new` holds."""
+        return len(self.new) // 4 if self.flat else len(self.new)
 
     def entries(self, first: int, stop: int) -> list[_Entry]:
         """The new entries at positions ``first`` to ``stop``, as a chunk's
@@ -514,12 +517,9 @@ def _plan(
     last_id = (summary.last_id if summary is not None else 0) + added
     if added > limit:
         fields = fields[-4 * limit :]
-    plan = _Plan(
-        new=fields, count=len(fields) // 4, last_id=last_id, ordered=ordered, cutoff=cutoff
-    )
+    plan = _Plan(new=fields, last_id=last_id, ordered=ordered, cutoff=cutoff)
     if (fields[_AT] if ordered else min(fields[_AT::4])) < cutoff:
         plan.new = _without_old(_entries_of(fields), cutoff)
-        plan.count = len(plan.new)
         plan.flat = plan.ordered = False  # some are None
     plan.whole = plan.count == added
     if summary is not None:
